@@ -1,0 +1,193 @@
+package runtime
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/gojinn/gojinn/sdk/go/protocol"
+)
+
+// Engine compiles and runs functions. It is safe for concurrent use.
+//
+// Goroutines: the engine owns one janitor goroutine (stopped by Close); each
+// invocation runs on its caller's goroutine, plus the short-lived watcher
+// wazero starts per call to enforce the deadline. Lock order: Engine.mu,
+// then Function.mu; module.mu is never held with either.
+type Engine struct {
+	cfg    Config
+	log    *slog.Logger
+	rt     wazero.Runtime
+	cache  wazero.CompilationCache
+	mods   *moduleCache
+	closed chan struct{} // closed by Close to stop the janitor
+	done   chan struct{} // closed by the janitor when it has returned
+
+	mu   sync.RWMutex
+	fns  map[string]*Function
+	shut bool
+}
+
+// NewEngine returns an engine with its wazero runtime and WASI host module
+// ready. Close releases it.
+func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	var cache wazero.CompilationCache
+	if cfg.CacheDir != "" {
+		c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("runtime: compilation cache in %s: %w", cfg.CacheDir, err)
+		}
+		cache = c
+	} else {
+		cache = wazero.NewCompilationCache()
+	}
+	rc := wazero.NewRuntimeConfigCompiler().
+		WithCompilationCache(cache).
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(65536)
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		_ = rt.Close(ctx)
+		_ = cache.Close(ctx)
+		return nil, fmt.Errorf("runtime: instantiate WASI: %w", err)
+	}
+	e := &Engine{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		rt:     rt,
+		cache:  cache,
+		closed: make(chan struct{}),
+		done:   make(chan struct{}),
+		fns:    map[string]*Function{},
+	}
+	e.mods = newModuleCache(rt)
+	go e.janitor()
+	return e, nil
+}
+
+// Load compiles spec's module (or reuses the compiled code of an identical
+// module), checks that it can run in spec's mode, and makes it the
+// function's current version. A function already loaded under that name is
+// replaced; its in-flight invocations finish on the old version. A module
+// that fails to compile is rejected and the old version keeps serving.
+func (e *Engine) Load(ctx context.Context, spec FunctionSpec) (*Function, error) {
+	if err := spec.normalize(); err != nil {
+		return nil, err
+	}
+	spec.Module = append([]byte(nil), spec.Module...)
+	f := newFunction(e, spec, sha256.Sum256(spec.Module))
+	if _, _, err := f.ensureCompiled(ctx); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	if e.shut {
+		e.mu.Unlock()
+		f.close(ctx)
+		return nil, ErrEngineClosed
+	}
+	old := e.fns[spec.Name]
+	e.fns[spec.Name] = f
+	e.mu.Unlock()
+	if old != nil {
+		old.close(ctx)
+	}
+	e.log.Info("function loaded", "function", spec.Name, "version", spec.Version, "mode", spec.Mode, "reset", spec.Reset, "sha256", fmt.Sprintf("%x", f.hash))
+	return f, nil
+}
+
+// Unload removes a function. In-flight invocations finish; its instances
+// and, when no other function shares it, its compiled code are released.
+func (e *Engine) Unload(ctx context.Context, name string) error {
+	e.mu.Lock()
+	f := e.fns[name]
+	delete(e.fns, name)
+	e.mu.Unlock()
+	if f == nil {
+		return fmt.Errorf("%w: %q", ErrUnknownFunction, name)
+	}
+	f.close(ctx)
+	return nil
+}
+
+// Function returns the loaded function called name.
+func (e *Engine) Function(name string) (*Function, bool) {
+	e.mu.RLock()
+	f, ok := e.fns[name]
+	e.mu.RUnlock()
+	return f, ok
+}
+
+// Invoke runs the named function for req.
+func (e *Engine) Invoke(ctx context.Context, name string, req *protocol.Request) (*Result, error) {
+	f, ok := e.Function(name)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q is not deployed on this node", ErrUnknownFunction, name)
+	}
+	return f.Invoke(ctx, req)
+}
+
+// Close unloads every function and releases the wazero runtime. Close
+// does not wait for in-flight invocations; they end with ErrEngineClosed or
+// a trap.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	if e.shut {
+		e.mu.Unlock()
+		return nil
+	}
+	e.shut = true
+	fns := e.fns
+	e.fns = map[string]*Function{}
+	e.mu.Unlock()
+
+	// Stop the janitor first so it does not race the teardown below.
+	close(e.closed)
+	<-e.done
+	// Release pools and compiled code, then the runtime, then the cache.
+	for _, f := range fns {
+		f.close(ctx)
+	}
+	err := e.rt.Close(ctx)
+	return errors.Join(err, e.cache.Close(ctx))
+}
+
+// janitor closes idle pools and evicts idle compiled code until Close.
+func (e *Engine) janitor() {
+	defer close(e.done)
+	t := time.NewTicker(e.cfg.JanitorInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.closed:
+			return
+		case now := <-t.C:
+			e.sweep(now)
+		}
+	}
+}
+
+// sweep runs one janitor pass.
+func (e *Engine) sweep(now time.Time) {
+	e.mu.RLock()
+	fns := make([]*Function, 0, len(e.fns))
+	for _, f := range e.fns {
+		fns = append(fns, f)
+	}
+	e.mu.RUnlock()
+	for _, f := range fns {
+		f.sweep(now, e.cfg.PoolIdleTimeout, e.cfg.CompiledIdleTimeout)
+	}
+}

@@ -1,0 +1,187 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/gojinn/gojinn/sdk/go/protocol"
+)
+
+// Function is one loaded version of a function.
+type Function struct {
+	engine *Engine
+	spec   FunctionSpec
+	hash   [32]byte
+	reset  Reset // resolved: never ResetAuto
+	base   wazero.ModuleConfig
+
+	lastUsed atomic.Int64 // unix nanos of the last invocation start
+	inflight atomic.Int64
+
+	mu     sync.Mutex
+	mod    *module // nil while evicted
+	pool   *pool   // nil unless ModePooled and compiled
+	closed bool
+}
+
+// Result is a successful invocation.
+type Result struct {
+	// Response is the guest's answer.
+	Response *protocol.Response
+	// Duration is the wall-clock time of the invocation, queueing included.
+	Duration time.Duration
+	// CPUTime is the CPU time the guest's thread used.
+	CPUTime time.Duration
+	// Stdout and Stderr are what the guest wrote (capped; pooled mode only
+	// for Stdout). They are nil when the guest wrote nothing.
+	Stdout, Stderr []byte
+}
+
+func newFunction(e *Engine, spec FunctionSpec, hash [32]byte) *Function {
+	f := &Function{engine: e, spec: spec, hash: hash, reset: resolveReset(spec.Reset)}
+	cfg := wazero.NewModuleConfig().
+		WithName("").
+		WithRandSource(rand.Reader).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithSysNanosleep().
+		WithStartFunctions() // started explicitly, see instantiate
+	for _, k := range sortedEnv(spec.Env) {
+		cfg = cfg.WithEnv(k, spec.Env[k])
+	}
+	f.base = cfg
+	f.lastUsed.Store(time.Now().UnixNano())
+	return f
+}
+
+// Name returns the function's name.
+func (f *Function) Name() string { return f.spec.Name }
+
+// Version returns the function's version.
+func (f *Function) Version() string { return f.spec.Version }
+
+// Mode returns the function's execution mode.
+func (f *Function) Mode() Mode { return f.spec.Mode }
+
+// SHA256 returns the hash of the module as uploaded.
+func (f *Function) SHA256() [32]byte { return f.hash }
+
+// ensureCompiled loads the compiled module if it was evicted (or never
+// compiled) and, for pooled functions, creates the pool.
+func (f *Function) ensureCompiled(ctx context.Context) (*module, *pool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, nil, fmt.Errorf("%w: function %s was unloaded or replaced", ErrEngineClosed, f.spec.Name)
+	}
+	if f.mod != nil {
+		return f.mod, f.pool, nil
+	}
+	m, err := f.engine.mods.acquire(ctx, f.hash, f.spec.Module)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := f.checkModule(m); err != nil {
+		f.engine.mods.release(ctx, m)
+		return nil, nil, err
+	}
+	f.mod = m
+	if f.spec.Mode == ModePooled {
+		f.pool = newPool(f, m, f.spec.Limits.MaxInstances)
+	}
+	return f.mod, f.pool, nil
+}
+
+func (f *Function) checkModule(m *module) error {
+	if f.spec.Mode == ModePooled && m.abi != abiReactorV1 {
+		return fmt.Errorf("%w: mode %q needs a reactor exporting %s and %s; this module is a WASI command: deploy it with mode %q, or build Go guests with -buildmode=c-shared",
+			ErrInvalidModule, ModePooled, exportReserve, exportHandle, ModeIsolated)
+	}
+	if m.minMem > f.spec.Limits.MemoryBytes {
+		return fmt.Errorf("%w: module needs %d bytes of initial memory, more than the function's memory limit of %d bytes; raise the limit",
+			ErrInvalidSpec, m.minMem, f.spec.Limits.MemoryBytes)
+	}
+	return nil
+}
+
+// Invoke runs the function for req.
+func (f *Function) Invoke(ctx context.Context, req *protocol.Request) (res *Result, err error) {
+	start := time.Now()
+	f.lastUsed.Store(start.UnixNano())
+	f.inflight.Add(1)
+	defer f.inflight.Add(-1)
+	if int64(len(req.Body)) > f.spec.Limits.MaxRequestBody {
+		return nil, f.errorf(ErrRequestTooLarge, nil, "body is %d bytes, the limit is %d", len(req.Body), f.spec.Limits.MaxRequestBody)
+	}
+	if req.Function == "" {
+		req.Function, req.FunctionVersion = f.spec.Name, f.spec.Version
+	}
+	defer func() {
+		if v := recover(); v != nil { // a host bug must not take the node down
+			res, err = nil, f.errorf(ErrInternal, nil, "panic: %v", v)
+		}
+	}()
+	m, p, err := f.ensureCompiled(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if p != nil {
+		res, err = f.invokePooled(ctx, p, req)
+	} else {
+		res, err = f.invokeIsolated(ctx, m, req)
+	}
+	if res != nil {
+		res.Duration = time.Since(start)
+	}
+	return res, err
+}
+
+// sweep closes the pool's idle instances and evicts the compiled code once
+// both have been idle long enough.
+func (f *Function) sweep(now time.Time, poolIdle, compiledIdle time.Duration) {
+	idle := now.Sub(time.Unix(0, f.lastUsed.Load()))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.pool != nil && idle >= poolIdle {
+		f.pool.shrink()
+	}
+	if f.mod == nil || idle < compiledIdle || f.inflight.Load() > 0 || (f.pool != nil && f.pool.live() > 0) {
+		return
+	}
+	if f.pool != nil {
+		f.pool.close()
+		f.pool = nil
+	}
+	f.engine.mods.release(context.Background(), f.mod)
+	f.mod = nil
+	f.engine.log.Debug("compiled code evicted", "function", f.spec.Name, "idle", idle)
+}
+
+// close releases the pool and the compiled code. Invocations already
+// holding an instance finish; the instance is then discarded.
+func (f *Function) close(ctx context.Context) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return
+	}
+	f.closed = true
+	if f.pool != nil {
+		f.pool.close()
+		f.pool = nil
+	}
+	if f.mod != nil {
+		f.engine.mods.release(ctx, f.mod)
+		f.mod = nil
+	}
+}
+
+func (f *Function) errorf(kind error, cause error, format string, args ...any) *InvokeError {
+	return &InvokeError{Function: f.spec.Name, Version: f.spec.Version, Kind: kind, Cause: cause, Msg: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,227 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/gojinn/gojinn/sdk/go/protocol"
+)
+
+// primeReserve is the request buffer a pooled instance asks for before its
+// snapshot is taken, so most requests need no reserve call.
+const primeReserve = 64 << 10
+
+// instance is one instantiated reactor module speaking the pooled ABI. It
+// serves one request at a time.
+type instance struct {
+	fn      *Function
+	mod     api.Module
+	mem     *memory // linear memory with limit and, when resetting, snapshot
+	reserve api.Function
+	handle  api.Function
+	reset   bool
+
+	globals    []api.MutableGlobal
+	globalSnap []uint64
+	buf, bufN  uint32 // request buffer in guest memory and its size
+	snapBuf    uint32 // buf and bufN as of the snapshot
+	snapBufN   uint32
+
+	stdout, stderr *capWriter
+	wire           []byte
+	stack          []uint64
+}
+
+// newInstance instantiates a reactor module. pooled instances with a reset
+// strategy are primed and snapshotted.
+func (f *Function) newInstance(ctx context.Context, m *module, pooled bool) (*instance, error) {
+	reset := pooled && f.reset != ResetNone
+	kind := memPlain
+	if reset {
+		kind = memKindFor(f.reset)
+	}
+	alloc := newMemAllocator(kind, f.spec.Limits.MemoryBytes)
+	in := &instance{
+		fn:     f,
+		reset:  reset,
+		stdout: newCapWriter(f.spec.Limits.MaxStdout),
+		stderr: newCapWriter(f.spec.Limits.MaxStderr),
+		stack:  make([]uint64, 1),
+	}
+	cfg := f.base.WithStdout(in.stdout).WithStderr(in.stderr)
+	if m.init {
+		cfg = cfg.WithStartFunctions(exportInitialize)
+	}
+	g := startGuard(ctx, f.spec.Limits.Timeout, f.spec.Limits.CPUTime)
+	mod, err := alloc.instantiate(g.ctx, f.engine.rt, m, cfg)
+	_, stopped := g.stop()
+	if err != nil {
+		return nil, f.failure("initialising the module", err, stopped, alloc.mem, in.stderr)
+	}
+	if mod.IsClosed() {
+		return nil, f.errorf(ErrExit, nil, "the module exited during initialisation instead of returning (is it a WASI command built without -buildmode=c-shared?)")
+	}
+	in.mod, in.mem = mod, alloc.mem
+	in.reserve = mod.ExportedFunction(exportReserve)
+	in.handle = mod.ExportedFunction(exportHandle)
+	if reset {
+		if err := in.prime(ctx, m); err != nil {
+			in.close()
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+// prime reserves the request buffer and records the state every request
+// starts from: linear memory and the values of all mutable globals.
+func (in *instance) prime(ctx context.Context, m *module) error {
+	g := startGuard(ctx, in.fn.spec.Limits.Timeout, in.fn.spec.Limits.CPUTime)
+	err := in.ensureBuffer(g.ctx, primeReserve)
+	_, stopped := g.stop()
+	if err != nil {
+		return in.fn.failure("reserving the request buffer", err, stopped, in.mem, in.stderr)
+	}
+	for _, ge := range m.globals {
+		mg, ok := in.mod.ExportedGlobal(ge.Name).(api.MutableGlobal)
+		if !ok {
+			return in.fn.errorf(ErrInternal, nil, "global %s is not exported as mutable after the rewrite", ge.Name)
+		}
+		in.globals = append(in.globals, mg)
+		in.globalSnap = append(in.globalSnap, mg.Get())
+	}
+	in.snapBuf, in.snapBufN = in.buf, in.bufN
+	if err := in.mem.snapshot(); err != nil {
+		return in.fn.errorf(ErrInternal, err, "memory snapshot")
+	}
+	return nil
+}
+
+// ensureBuffer makes the guest's request buffer hold at least n bytes.
+func (in *instance) ensureBuffer(ctx context.Context, n uint32) error {
+	if n <= in.bufN && in.bufN > 0 {
+		return nil
+	}
+	in.stack[0] = uint64(n)
+	if err := in.reserve.CallWithStack(ctx, in.stack); err != nil {
+		return err
+	}
+	in.buf, in.bufN = uint32(in.stack[0]), n
+	return nil
+}
+
+// serve runs one request. broken reports that the instance must not be
+// reused.
+func (in *instance) serve(ctx context.Context, req *protocol.Request) (res *Result, broken bool, err error) {
+	f := in.fn
+	in.wire = protocol.AppendRequestWire(in.wire[:0], req)
+	if len(in.wire) > math.MaxUint32/2 {
+		return nil, false, f.errorf(ErrRequestTooLarge, nil, "encoded request is %d bytes", len(in.wire))
+	}
+	g := startGuard(ctx, f.spec.Limits.Timeout, f.spec.Limits.CPUTime)
+	packed, err := in.call(g.ctx)
+	cpu, stopped := g.stop()
+	if err != nil {
+		return nil, true, f.failure("handling the request", err, stopped, in.mem, in.stderr)
+	}
+	resp, rerr := in.readResponse(packed)
+	res = &Result{Response: resp, CPUTime: cpu, Stdout: in.stdout.take(), Stderr: in.stderr.take()}
+	if rerr != nil {
+		rerr.Stderr = res.Stderr
+		return nil, false, rerr
+	}
+	return res, false, nil
+}
+
+func (in *instance) call(ctx context.Context) (uint64, error) {
+	n := uint32(len(in.wire))
+	if err := in.ensureBuffer(ctx, n); err != nil {
+		return 0, err
+	}
+	if !in.mod.Memory().Write(in.buf, in.wire) {
+		return 0, fmt.Errorf("%s returned %#x, which with %d bytes falls outside linear memory", exportReserve, in.buf, n)
+	}
+	in.stack[0] = uint64(n)
+	if err := in.handle.CallWithStack(ctx, in.stack); err != nil {
+		return 0, err
+	}
+	return in.stack[0], nil
+}
+
+// readResponse copies the response out of guest memory and decodes it.
+func (in *instance) readResponse(packed uint64) (*protocol.Response, *InvokeError) {
+	f := in.fn
+	ptr, n := uint32(packed>>32), uint32(packed)
+	if limit := f.spec.Limits.MaxResponseBody + 1<<20; int64(n) > limit { // 1 MiB for status and headers
+		return nil, f.errorf(ErrBadResponse, nil, "response is %d bytes, the limit is %d", n, limit)
+	}
+	data, ok := in.mod.Memory().Read(ptr, n)
+	if !ok {
+		return nil, f.errorf(ErrBadResponse, nil, "%s returned %d bytes at %#x, outside linear memory", exportHandle, n, ptr)
+	}
+	resp, err := protocol.DecodeResponseWire(data)
+	if err != nil {
+		return nil, f.errorf(ErrBadResponse, err, "%v", err)
+	}
+	if int64(len(resp.Body)) > f.spec.Limits.MaxResponseBody {
+		return nil, f.errorf(ErrBadResponse, nil, "response body is %d bytes, the limit is %d", len(resp.Body), f.spec.Limits.MaxResponseBody)
+	}
+	return resp, nil
+}
+
+// restore returns the instance to its snapshot.
+func (in *instance) restore() error {
+	if err := in.mem.reset(); err != nil {
+		return err
+	}
+	for i, g := range in.globals {
+		g.Set(in.globalSnap[i])
+	}
+	in.buf, in.bufN = in.snapBuf, in.snapBufN
+	return nil
+}
+
+func (in *instance) close() {
+	if in.mod != nil {
+		_ = in.mod.Close(context.Background())
+	}
+}
+
+// failure turns the error of a guest call into an InvokeError. stopped is
+// the guard's verdict; mem tells whether the guest hit its memory limit.
+func (f *Function) failure(during string, err, stopped error, mem *memory, stderr *capWriter) *InvokeError {
+	l := f.spec.Limits
+	var e *InvokeError
+	var exit *sys.ExitError
+	switch {
+	case stopped == ErrTimeout:
+		e = f.errorf(ErrTimeout, err, "still running after %v while %s; make it faster or raise the timeout", l.Timeout, during)
+	case stopped == ErrCPUBudget:
+		e = f.errorf(ErrCPUBudget, err, "used more than %v of CPU time while %s", l.CPUTime, during)
+	case stopped != nil:
+		e = f.errorf(stopped, err, "the caller went away while %s", during)
+	case mem != nil && mem.refused.Load():
+		e = f.errorf(ErrMemoryLimit, err, "asked for more than %d bytes of linear memory while %s", l.MemoryBytes, during)
+	case errors.As(err, &exit):
+		e = f.errorf(ErrExit, err, "exited with code %d while %s", exit.ExitCode(), during)
+	default:
+		e = f.errorf(ErrTrap, err, "%s while %s", firstLine(err.Error()), during)
+	}
+	if stderr != nil {
+		e.Stderr = stderr.take()
+	}
+	return e
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

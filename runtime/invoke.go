@@ -1,0 +1,77 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+
+	"github.com/gojinn/gojinn/sdk/go/protocol"
+)
+
+// invokePooled serves req with a warm instance from the function's pool.
+func (f *Function) invokePooled(ctx context.Context, p *pool, req *protocol.Request) (*Result, error) {
+	in, err := p.acquire(ctx, f.spec.Limits.QueueTimeout)
+	if err != nil {
+		return nil, err
+	}
+	res, broken, err := in.serve(ctx, req)
+	if !broken && in.reset {
+		if rerr := in.restore(); rerr != nil {
+			f.engine.log.Error("instance reset failed; discarding it", "function", f.spec.Name, "err", rerr)
+			broken = true
+		}
+	}
+	p.release(in, broken)
+	return res, err
+}
+
+// invokeIsolated serves req in a fresh sandbox that is closed afterwards.
+func (f *Function) invokeIsolated(ctx context.Context, m *module, req *protocol.Request) (*Result, error) {
+	if m.abi == abiReactorV1 {
+		in, err := f.newInstance(ctx, m, false)
+		if err != nil {
+			return nil, err
+		}
+		defer in.close()
+		res, _, err := in.serve(ctx, req)
+		return res, err
+	}
+	return f.runCommand(ctx, m, req)
+}
+
+// runCommand runs a WASI command module: request JSON on stdin, response
+// JSON on stdout.
+func (f *Function) runCommand(ctx context.Context, m *module, req *protocol.Request) (*Result, error) {
+	l := f.spec.Limits
+	in, err := protocol.MarshalRequestJSON(req)
+	if err != nil {
+		return nil, f.errorf(ErrInternal, err, "encode request")
+	}
+	// Room for a base64 body plus status and headers.
+	stdout := newCapWriter(l.MaxResponseBody/3*4 + 1<<20)
+	stderr := newCapWriter(l.MaxStderr)
+	cfg := f.base.WithStdin(bytes.NewReader(in)).WithStdout(stdout).WithStderr(stderr).WithStartFunctions(exportStart)
+	alloc := newMemAllocator(memPlain, l.MemoryBytes)
+
+	g := startGuard(ctx, l.Timeout, l.CPUTime)
+	mod, err := alloc.instantiate(g.ctx, f.engine.rt, m, cfg)
+	cpu, stopped := g.stop()
+	if mod != nil {
+		_ = mod.Close(context.Background())
+	}
+	if err != nil {
+		return nil, f.failure("running the command", err, stopped, alloc.mem, stderr)
+	}
+	if stdout.truncated {
+		return nil, f.errorf(ErrBadResponse, nil, "response on stdout exceeds %d bytes", stdout.limit)
+	}
+	resp, derr := protocol.UnmarshalResponseJSON(stdout.buf)
+	if derr != nil {
+		e := f.errorf(ErrBadResponse, derr, "%v", derr)
+		e.Stderr = stderr.take()
+		return nil, e
+	}
+	if int64(len(resp.Body)) > l.MaxResponseBody {
+		return nil, f.errorf(ErrBadResponse, nil, "response body is %d bytes, the limit is %d", len(resp.Body), l.MaxResponseBody)
+	}
+	return &Result{Response: resp, CPUTime: cpu, Stderr: stderr.take()}, nil
+}

@@ -1,0 +1,98 @@
+package runtime
+
+import (
+	"context"
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+
+	"github.com/gojinn/gojinn/runtime/internal/linmem"
+)
+
+// memKind selects the linear-memory implementation of an instance.
+type memKind int
+
+const (
+	memPlain memKind = iota // limit only
+	memCopy                 // snapshot and reset by copying
+	memCoW                  // snapshot in a memfd, reset with madvise
+)
+
+func resolveReset(r Reset) Reset {
+	if r == ResetAuto {
+		if linmem.CoWSupported() {
+			return ResetCoW
+		}
+		return ResetCopy
+	}
+	return r
+}
+
+func memKindFor(r Reset) memKind {
+	switch resolveReset(r) {
+	case ResetCoW:
+		return memCoW
+	case ResetCopy:
+		return memCopy
+	}
+	return memPlain
+}
+
+// memory is an instance's linear memory, as seen by the engine.
+type memory struct {
+	lm      linmem.Memory
+	refused atomic.Bool // a grow was refused because of the limit
+}
+
+func (m *memory) snapshot() error { return m.lm.Snapshot() }
+func (m *memory) reset() error    { return m.lm.Reset() }
+
+// memAllocator is a single-use wazero MemoryAllocator: it creates the
+// memory of one instantiation and keeps a handle on it.
+type memAllocator struct {
+	kind  memKind
+	limit uint64
+	mem   *memory
+}
+
+func newMemAllocator(kind memKind, limit uint64) *memAllocator {
+	return &memAllocator{kind: kind, limit: limit}
+}
+
+// Allocate implements experimental.MemoryAllocator.
+func (a *memAllocator) Allocate(capacity, maximum uint64) experimental.LinearMemory {
+	la, err := linmem.NewAllocator(linmemKinds[a.kind], a.limit)
+	if err != nil { // only for CoW where unsupported; resolveReset avoids it
+		la, _ = linmem.NewAllocator(linmem.KindCopy, a.limit)
+	}
+	lm, err := la.NewMemory(capacity, maximum)
+	if err != nil {
+		return la.Allocate(capacity, maximum) // fails instantiation with err
+	}
+	a.mem = &memory{lm: lm}
+	return &trackedLinearMemory{m: a.mem}
+}
+
+// instantiate instantiates m's compiled code with memory from a. See
+// linmem.Instantiate for why it is not rt.InstantiateModule directly.
+func (a *memAllocator) instantiate(ctx context.Context, rt wazero.Runtime, m *module, cfg wazero.ModuleConfig) (api.Module, error) {
+	return linmem.Instantiate(ctx, rt, m.compiled, cfg, a)
+}
+
+var linmemKinds = [...]linmem.Kind{memPlain: linmem.KindPlain, memCopy: linmem.KindCopy, memCoW: linmem.KindCoW}
+
+// trackedLinearMemory records refused grows so a failure can be reported
+// as ErrMemoryLimit rather than a generic trap.
+type trackedLinearMemory struct{ m *memory }
+
+func (t *trackedLinearMemory) Reallocate(size uint64) []byte {
+	b := t.m.lm.Reallocate(size)
+	if b == nil {
+		t.m.refused.Store(true)
+	}
+	return b
+}
+
+func (t *trackedLinearMemory) Free() { t.m.lm.Free() }

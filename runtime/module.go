@@ -1,0 +1,163 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/gojinn/gojinn/runtime/internal/wasmbin"
+)
+
+// Names of the exports that make up the guest ABI (docs/guest-protocol.md).
+const (
+	exportStart      = "_start"
+	exportInitialize = "_initialize"
+	exportReserve    = "gojinn_v1_reserve"
+	exportHandle     = "gojinn_v1_handle"
+	exportMemory     = "memory"
+)
+
+// abi is how the host talks to a module.
+type abi int
+
+const (
+	// abiCommand: a WASI command; request JSON on stdin, response on stdout.
+	abiCommand abi = iota + 1
+	// abiReactorV1: exports gojinn_v1_reserve and gojinn_v1_handle.
+	abiReactorV1
+)
+
+// module is compiled code shared by every function whose module bytes hash
+// the same. It is reference counted; the last release closes it.
+type module struct {
+	hash     [32]byte
+	compiled wazero.CompiledModule
+	abi      abi
+	init     bool                   // exports _initialize
+	globals  []wasmbin.GlobalExport // mutable globals, exported by the rewrite
+	minMem   uint64                 // initial memory size in bytes
+	refs     int                    // guarded by moduleCache.mu
+}
+
+// moduleCache dedupes compilation by module hash.
+type moduleCache struct {
+	rt wazero.Runtime
+
+	mu   sync.Mutex
+	mods map[[32]byte]*module
+}
+
+func newModuleCache(rt wazero.Runtime) *moduleCache {
+	return &moduleCache{rt: rt, mods: map[[32]byte]*module{}}
+}
+
+// acquire returns the compiled module for bin (whose sha256 is hash),
+// compiling it when no function holds it. Compilation of the same module
+// by concurrent callers is not deduplicated; wazero's cache makes the
+// second one cheap.
+func (c *moduleCache) acquire(ctx context.Context, hash [32]byte, bin []byte) (*module, error) {
+	c.mu.Lock()
+	if m := c.mods[hash]; m != nil {
+		m.refs++
+		c.mu.Unlock()
+		return m, nil
+	}
+	c.mu.Unlock()
+
+	m, err := c.compile(ctx, hash, bin)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev := c.mods[hash]; prev != nil { // lost a race: use the winner's
+		prev.refs++
+		_ = m.compiled.Close(ctx)
+		return prev, nil
+	}
+	m.refs = 1
+	c.mods[hash] = m
+	return m, nil
+}
+
+// release drops one reference, closing the compiled code with the last.
+func (c *moduleCache) release(ctx context.Context, m *module) {
+	c.mu.Lock()
+	m.refs--
+	last := m.refs == 0
+	if last {
+		delete(c.mods, m.hash)
+	}
+	c.mu.Unlock()
+	if last {
+		_ = m.compiled.Close(ctx)
+	}
+}
+
+func (c *moduleCache) compile(ctx context.Context, hash [32]byte, bin []byte) (*module, error) {
+	rewritten, globals, err := wasmbin.ExportMutableGlobals(bin)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+	}
+	cm, err := c.rt.CompileModule(ctx, rewritten)
+	if err != nil {
+		return nil, fmt.Errorf("%w: wazero cannot compile it: %v", ErrInvalidModule, err)
+	}
+	m := &module{hash: hash, compiled: cm, globals: globals}
+	if err := m.inspect(); err != nil {
+		_ = cm.Close(ctx)
+		return nil, err
+	}
+	return m, nil
+}
+
+// inspect works out the module's ABI from its exports and imports.
+func (m *module) inspect() error {
+	fns := m.compiled.ExportedFunctions()
+	_, hasStart := fns[exportStart]
+	_, m.init = fns[exportInitialize]
+	reserve, hasReserve := fns[exportReserve]
+	handle, hasHandle := fns[exportHandle]
+	switch {
+	case hasStart:
+		// A Go command built with the SDK exports the pooled ABI too, but
+		// it is usable only after _start, which exits: run it as a command.
+		m.abi = abiCommand
+	case hasReserve && hasHandle:
+		if !sig(reserve, []api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}) ||
+			!sig(handle, []api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI64}) {
+			return fmt.Errorf("%w: %s must be (i32) -> i32 and %s must be (i32) -> i64", ErrInvalidModule, exportReserve, exportHandle)
+		}
+		m.abi = abiReactorV1
+	case hasReserve || hasHandle:
+		return fmt.Errorf("%w: the pooled ABI needs both %s and %s exported", ErrInvalidModule, exportReserve, exportHandle)
+	default:
+		return fmt.Errorf("%w: module exports neither _start (a WASI command) nor %s (the pooled ABI); build Go guests with the Gojinn SDK", ErrInvalidModule, exportHandle)
+	}
+	mem, ok := m.compiled.ExportedMemories()[exportMemory]
+	if !ok {
+		if m.abi == abiReactorV1 {
+			return fmt.Errorf("%w: the pooled ABI needs the linear memory exported as %q", ErrInvalidModule, exportMemory)
+		}
+	} else {
+		m.minMem = uint64(mem.Min()) * 65536
+	}
+	for _, im := range m.compiled.ImportedMemories() {
+		mod, name, _ := im.Import()
+		return fmt.Errorf("%w: module imports memory %s.%s; Gojinn guests must define their own", ErrInvalidModule, mod, name)
+	}
+	for _, f := range m.compiled.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		if mod != "wasi_snapshot_preview1" {
+			return fmt.Errorf("%w: module imports %s.%s, which this node does not provide", ErrInvalidModule, mod, name)
+		}
+	}
+	return nil
+}
+
+func sig(f api.FunctionDefinition, params, results []api.ValueType) bool {
+	return string(f.ParamTypes()) == string(params) && string(f.ResultTypes()) == string(results)
+}

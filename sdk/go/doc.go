@@ -1,0 +1,14 @@
+// Package gojinn is the Go guest SDK: it runs a normal net/http handler as a
+// Gojinn function, built with GOOS=wasip1 GOARCH=wasm.
+//
+// Register the handler in init and call Run from main:
+//
+//	func init() { gojinn.HandleFunc(hello) }
+//	func main() { gojinn.Run() }
+//
+// Built normally the module is a WASI command (isolated mode: one request
+// on stdin, one response on stdout). Built with -buildmode=c-shared it is a
+// reactor that exports the pooled ABI (gojinn_v1_reserve, gojinn_v1_handle),
+// so the same source serves both execution modes. See
+// docs/guest-protocol.md.
+package gojinn

@@ -1,0 +1,332 @@
+package protocol
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// The wire form is what the host and a pooled (reactor) guest exchange
+// through linear memory. A message is a 4-byte magic, whose last byte is the
+// protocol version, followed by fields. A field is a one-byte tag, a uvarint
+// length and that many bytes. Decoders skip tags they do not know, so fields
+// can be added without a new version; a change that breaks old readers gets
+// a new version byte (and new ABI export names).
+var (
+	requestMagic  = [4]byte{'G', 'J', 'Q', Version}
+	responseMagic = [4]byte{'G', 'J', 'S', Version}
+)
+
+// Request field tags.
+const (
+	tagMethod          = 1
+	tagURI             = 2
+	tagPath            = 3
+	tagRawQuery        = 4
+	tagHeader          = 5 // uvarint name length, name, value
+	tagBody            = 6
+	tagHost            = 7
+	tagScheme          = 8
+	tagProto           = 9
+	tagRemoteAddr      = 10
+	tagRequestID       = 11
+	tagTraceParent     = 12
+	tagFunction        = 13
+	tagFunctionVersion = 14
+)
+
+// Response field tags.
+const (
+	tagStatus     = 1 // value is a uvarint
+	tagRespHeader = 2 // uvarint name length, name, value
+	tagRespBody   = 3
+)
+
+// AppendRequestWire appends the wire form of r to dst and returns the
+// extended slice. Headers are written in ascending order of name, so the
+// output is deterministic. It allocates only when dst must grow (or, to sort
+// them, when r has more than 32 header names).
+func AppendRequestWire(dst []byte, r *Request) []byte {
+	dst = append(dst, requestMagic[:]...)
+	dst = appendField(dst, tagMethod, r.Method)
+	dst = appendField(dst, tagURI, r.URI)
+	dst = appendField(dst, tagPath, r.Path)
+	dst = appendField(dst, tagRawQuery, r.RawQuery)
+	var scratch [32]string
+	for _, name := range sortedNames(scratch[:0], r.Headers) {
+		for _, v := range r.Headers[name] {
+			dst = appendHeaderField(dst, tagHeader, name, v)
+		}
+	}
+	dst = appendField(dst, tagBody, r.Body)
+	dst = appendField(dst, tagHost, r.Host)
+	dst = appendField(dst, tagScheme, r.Scheme)
+	dst = appendField(dst, tagProto, r.Proto)
+	dst = appendField(dst, tagRemoteAddr, r.RemoteAddr)
+	dst = appendField(dst, tagRequestID, r.RequestID)
+	dst = appendField(dst, tagTraceParent, r.TraceParent)
+	dst = appendField(dst, tagFunction, r.Function)
+	dst = appendField(dst, tagFunctionVersion, r.FunctionVersion)
+	return dst
+}
+
+// DecodeRequestWire decodes the wire form of a request. Header names are
+// canonicalised (http.CanonicalHeaderKey); values of names that differ only
+// in case are merged in message order. When a field occurs more than once,
+// the last one wins. The result does not alias data.
+func DecodeRequestWire(data []byte) (*Request, error) {
+	// The first pass validates the message and sizes its strings, so that
+	// the second can give all of them one backing allocation.
+	var size, nhdr int
+	err := walkFields(data, requestMagic, func(tag byte, v []byte) error {
+		switch tag {
+		case tagHeader:
+			if _, _, err := splitHeader(v); err != nil {
+				return err
+			}
+			nhdr++
+			size += len(v)
+		case tagMethod, tagURI, tagPath, tagRawQuery, tagHost, tagScheme, tagProto,
+			tagRemoteAddr, tagRequestID, tagTraceParent, tagFunction, tagFunctionVersion:
+			size += len(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var a arena
+	a.Grow(size)
+	r := &Request{Headers: make(http.Header, nhdr)}
+	hv := newHeaderBuilder(r.Headers, nhdr)
+	_ = walkFields(data, requestMagic, func(tag byte, v []byte) error {
+		switch tag {
+		case tagMethod:
+			r.Method = a.str(v)
+		case tagURI:
+			r.URI = a.str(v)
+		case tagPath:
+			r.Path = a.str(v)
+		case tagRawQuery:
+			r.RawQuery = a.str(v)
+		case tagHeader:
+			name, val, _ := splitHeader(v)
+			hv.add(http.CanonicalHeaderKey(a.str(name)), a.str(val))
+		case tagBody:
+			r.Body = copyBytes(v)
+		case tagHost:
+			r.Host = a.str(v)
+		case tagScheme:
+			r.Scheme = a.str(v)
+		case tagProto:
+			r.Proto = a.str(v)
+		case tagRemoteAddr:
+			r.RemoteAddr = a.str(v)
+		case tagRequestID:
+			r.RequestID = a.str(v)
+		case tagTraceParent:
+			r.TraceParent = a.str(v)
+		case tagFunction:
+			r.Function = a.str(v)
+		case tagFunctionVersion:
+			r.FunctionVersion = a.str(v)
+		}
+		return nil
+	})
+	return r, nil
+}
+
+// AppendResponseWire appends the wire form of r to dst. Headers are written
+// in ascending order of name, so the output is deterministic.
+func AppendResponseWire(dst []byte, r *Response) ([]byte, error) {
+	if !validStatus(r.Status) {
+		return dst, fmt.Errorf("%w: %d", ErrInvalidStatus, r.Status)
+	}
+	dst = append(dst, responseMagic[:]...)
+	var st [binary.MaxVarintLen64]byte
+	n := binary.PutUvarint(st[:], uint64(r.StatusOrDefault()))
+	dst = appendField(dst, tagStatus, st[:n])
+	var scratch [32]string
+	for _, name := range sortedNames(scratch[:0], r.Headers) {
+		for _, v := range r.Headers[name] {
+			dst = appendHeaderField(dst, tagRespHeader, name, v)
+		}
+	}
+	dst = appendField(dst, tagRespBody, r.Body)
+	return dst, nil
+}
+
+// DecodeResponseWire decodes the wire form of a response written by a
+// guest, validating status and headers. Header names are canonicalised and
+// values of names that differ only in case are merged in message order. When
+// the status or body occurs more than once, the last one wins. The result
+// does not alias data.
+func DecodeResponseWire(data []byte) (*Response, error) {
+	// The first pass validates the message and sizes its strings, so that
+	// the second can give all of them one backing allocation.
+	var size, nhdr int
+	err := walkFields(data, responseMagic, func(tag byte, v []byte) error {
+		switch tag {
+		case tagStatus:
+			s, n := binary.Uvarint(v)
+			if n <= 0 || n != len(v) {
+				return fmt.Errorf("%w: status field is not a single uvarint", ErrMalformed)
+			}
+			if s > 599 || !validStatus(int(s)) {
+				return fmt.Errorf("%w: %d", ErrInvalidStatus, s)
+			}
+		case tagRespHeader:
+			name, val, err := splitHeader(v)
+			if err != nil {
+				return err
+			}
+			if err := checkHeader(name, val); err != nil {
+				return err
+			}
+			nhdr++
+			size += len(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var a arena
+	a.Grow(size)
+	resp := &Response{Headers: make(http.Header, nhdr)}
+	hv := newHeaderBuilder(resp.Headers, nhdr)
+	_ = walkFields(data, responseMagic, func(tag byte, v []byte) error {
+		switch tag {
+		case tagStatus:
+			s, _ := binary.Uvarint(v)
+			resp.Status = int(s)
+		case tagRespHeader:
+			name, val, _ := splitHeader(v)
+			hv.add(http.CanonicalHeaderKey(a.str(name)), a.str(val))
+		case tagRespBody:
+			resp.Body = copyBytes(v)
+		}
+		return nil
+	})
+	return resp, nil
+}
+
+// arena hands out strings copied from byte slices, all sharing the
+// allocation made by Grow.
+type arena struct{ strings.Builder }
+
+func (a *arena) str(v []byte) string {
+	if len(v) == 0 {
+		return ""
+	}
+	start := a.Len()
+	a.Write(v)
+	// The Builder only ever appends, so this string's bytes never change.
+	return a.String()[start:]
+}
+
+// headerBuilder adds values to a header, giving the value slices of the
+// first n names one shared backing array.
+type headerBuilder struct {
+	h    http.Header
+	free []string
+}
+
+func newHeaderBuilder(h http.Header, n int) headerBuilder {
+	return headerBuilder{h: h, free: make([]string, n)}
+}
+
+func (b *headerBuilder) add(name, value string) {
+	if vals, ok := b.h[name]; ok || len(b.free) == 0 {
+		b.h[name] = append(vals, value)
+		return
+	}
+	b.free[0] = value
+	b.h[name] = b.free[:1:1]
+	b.free = b.free[1:]
+}
+
+func copyBytes(v []byte) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return append([]byte(nil), v...)
+}
+
+// sortedNames returns the names in h in ascending order, using buf's
+// storage when it is large enough.
+func sortedNames(buf []string, h http.Header) []string {
+	names := buf[:0]
+	for name := range h {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func appendField[T string | []byte](dst []byte, tag byte, v T) []byte {
+	if len(v) == 0 {
+		return dst
+	}
+	dst = append(dst, tag)
+	dst = binary.AppendUvarint(dst, uint64(len(v)))
+	return append(dst, v...)
+}
+
+func appendHeaderField(dst []byte, tag byte, name, value string) []byte {
+	dst = append(dst, tag)
+	dst = binary.AppendUvarint(dst, uint64(uvarintLen(uint64(len(name)))+len(name)+len(value)))
+	dst = binary.AppendUvarint(dst, uint64(len(name)))
+	dst = append(dst, name...)
+	return append(dst, value...)
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+// splitHeader splits a header field into name and value. They alias v.
+func splitHeader(v []byte) (name, value []byte, err error) {
+	n, k := binary.Uvarint(v)
+	if k <= 0 || n > uint64(len(v)-k) {
+		return nil, nil, fmt.Errorf("%w: header field has a bad name length", ErrMalformed)
+	}
+	return v[k : k+int(n)], v[k+int(n):], nil
+}
+
+// walkFields checks the magic, then calls fn for every field in order.
+func walkFields(data []byte, magic [4]byte, fn func(tag byte, v []byte) error) error {
+	if len(data) < len(magic) {
+		return fmt.Errorf("%w: %d bytes is shorter than the 4-byte header", ErrMalformed, len(data))
+	}
+	if data[0] != magic[0] || data[1] != magic[1] || data[2] != magic[2] {
+		return fmt.Errorf("%w: bad magic %q, want %q", ErrMalformed, data[:3], string(magic[:3]))
+	}
+	if data[3] != magic[3] {
+		return fmt.Errorf("%w: wire version %d, this decoder speaks %d", ErrUnsupportedVersion, data[3], magic[3])
+	}
+	for off := len(magic); off < len(data); {
+		tag := data[off]
+		n, k := binary.Uvarint(data[off+1:])
+		if k <= 0 {
+			return fmt.Errorf("%w: bad field length at offset %d", ErrMalformed, off+1)
+		}
+		start := off + 1 + k
+		if n > uint64(len(data)-start) {
+			return fmt.Errorf("%w: field at offset %d claims %d bytes, %d remain", ErrMalformed, off, n, len(data)-start)
+		}
+		end := start + int(n)
+		if err := fn(tag, data[start:end]); err != nil {
+			return err
+		}
+		off = end
+	}
+	return nil
+}
