@@ -50,7 +50,6 @@ func newFunction(e *Engine, spec FunctionSpec, hash [32]byte) *Function {
 		WithRandSource(rand.Reader).
 		WithSysWalltime().
 		WithSysNanotime().
-		WithSysNanosleep().
 		WithStartFunctions() // started explicitly, see instantiate
 	for _, k := range sortedEnv(spec.Env) {
 		cfg = cfg.WithEnv(k, spec.Env[k])
@@ -184,4 +183,27 @@ func (f *Function) close(ctx context.Context) {
 
 func (f *Function) errorf(kind error, cause error, format string, args ...any) *InvokeError {
 	return &InvokeError{Function: f.spec.Name, Version: f.spec.Version, Kind: kind, Cause: cause, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Stats is a point-in-time view of a function, for metrics and tests.
+type Stats struct {
+	// Compiled reports whether the compiled code is in memory.
+	Compiled bool
+	// Instances is the number of live pooled instances, busy or idle.
+	Instances int
+	// Idle is the number of pooled instances waiting for a request.
+	Idle int
+	// InFlight is the number of invocations running now.
+	InFlight int64
+}
+
+// Stats returns the function's current state.
+func (f *Function) Stats() Stats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := Stats{Compiled: f.mod != nil, InFlight: f.inflight.Load()}
+	if f.pool != nil {
+		s.Instances, s.Idle = f.pool.live(), len(f.pool.idle)
+	}
+	return s
 }

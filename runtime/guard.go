@@ -37,10 +37,11 @@ type guard struct {
 
 // startGuard locks the calling goroutine to its thread and arms the limits.
 // The caller must call stop on the same goroutine.
-func startGuard(parent context.Context, timeout, budget time.Duration) *guard {
+func startGuard(parent context.Context, timeout, budget time.Duration, sl *sleeper) *guard {
 	goruntime.LockOSThread()
 	g := &guard{parent: parent, start: time.Now()}
 	g.ctx, g.cancel = context.WithCancelCause(parent)
+	sl.arm(g.ctx)
 	g.deadline = g.start.Add(timeout)
 	if budget > 0 && budget < timeout {
 		g.budget = budget

@@ -34,6 +34,7 @@ type instance struct {
 	snapBufN   uint32
 
 	stdout, stderr *capWriter
+	sleep          sleeper
 	wire           []byte
 	stack          []uint64
 }
@@ -54,11 +55,11 @@ func (f *Function) newInstance(ctx context.Context, m *module, pooled bool) (*in
 		stderr: newCapWriter(f.spec.Limits.MaxStderr),
 		stack:  make([]uint64, 1),
 	}
-	cfg := f.base.WithStdout(in.stdout).WithStderr(in.stderr)
+	cfg := f.base.WithStdout(in.stdout).WithStderr(in.stderr).WithNanosleep(in.sleep.sleep)
 	if m.init {
 		cfg = cfg.WithStartFunctions(exportInitialize)
 	}
-	g := startGuard(ctx, f.spec.Limits.Timeout, f.spec.Limits.CPUTime)
+	g := startGuard(ctx, f.spec.Limits.Timeout, f.spec.Limits.CPUTime, &in.sleep)
 	mod, err := alloc.instantiate(g.ctx, f.engine.rt, m, cfg)
 	_, stopped := g.stop()
 	if err != nil {
@@ -82,7 +83,7 @@ func (f *Function) newInstance(ctx context.Context, m *module, pooled bool) (*in
 // prime reserves the request buffer and records the state every request
 // starts from: linear memory and the values of all mutable globals.
 func (in *instance) prime(ctx context.Context, m *module) error {
-	g := startGuard(ctx, in.fn.spec.Limits.Timeout, in.fn.spec.Limits.CPUTime)
+	g := startGuard(ctx, in.fn.spec.Limits.Timeout, in.fn.spec.Limits.CPUTime, &in.sleep)
 	err := in.ensureBuffer(g.ctx, primeReserve)
 	_, stopped := g.stop()
 	if err != nil {
@@ -124,7 +125,7 @@ func (in *instance) serve(ctx context.Context, req *protocol.Request) (res *Resu
 	if len(in.wire) > math.MaxUint32/2 {
 		return nil, false, f.errorf(ErrRequestTooLarge, nil, "encoded request is %d bytes", len(in.wire))
 	}
-	g := startGuard(ctx, f.spec.Limits.Timeout, f.spec.Limits.CPUTime)
+	g := startGuard(ctx, f.spec.Limits.Timeout, f.spec.Limits.CPUTime, &in.sleep)
 	packed, err := in.call(g.ctx)
 	cpu, stopped := g.stop()
 	if err != nil {

@@ -49,10 +49,12 @@ func (f *Function) runCommand(ctx context.Context, m *module, req *protocol.Requ
 	// Room for a base64 body plus status and headers.
 	stdout := newCapWriter(l.MaxResponseBody/3*4 + 1<<20)
 	stderr := newCapWriter(l.MaxStderr)
-	cfg := f.base.WithStdin(bytes.NewReader(in)).WithStdout(stdout).WithStderr(stderr).WithStartFunctions(exportStart)
+	var sl sleeper
+	cfg := f.base.WithStdin(bytes.NewReader(in)).WithStdout(stdout).WithStderr(stderr).
+		WithNanosleep(sl.sleep).WithStartFunctions(exportStart)
 	alloc := newMemAllocator(memPlain, l.MemoryBytes)
 
-	g := startGuard(ctx, l.Timeout, l.CPUTime)
+	g := startGuard(ctx, l.Timeout, l.CPUTime, &sl)
 	mod, err := alloc.instantiate(g.ctx, f.engine.rt, m, cfg)
 	cpu, stopped := g.stop()
 	if mod != nil {

@@ -206,7 +206,7 @@ func (m *cowMemory) Reset() error {
 		return fmt.Errorf("linmem: reset: %w", ErrNoSnapshot)
 	}
 	if n := roundUp(m.length); n > 0 {
-		if err := unix.Madvise(m.bytes(n), unix.MADV_NORMAL); err != nil {
+		if err := unix.Madvise(m.bytes(n), unix.MADV_DONTNEED); err != nil {
 			return fmt.Errorf("linmem: reset: madvise: %w", err)
 		}
 	}

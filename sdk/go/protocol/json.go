@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"unicode/utf8"
 )
 
@@ -224,12 +223,7 @@ func UnmarshalResponseJSON(data []byte) (*Response, error) {
 	}
 	resp := &Response{Status: j.Status, Body: body, Headers: make(http.Header, len(j.Headers))}
 	// Sorted, so that names differing only in case merge in a fixed order.
-	names := make([]string, 0, len(j.Headers))
-	for name := range j.Headers {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range sortedNames(nil, j.Headers) {
 		vals, err := headerValues(j.Headers[name])
 		if err != nil {
 			return nil, fmt.Errorf("%w: response header %q: %v", ErrMalformed, name, err)

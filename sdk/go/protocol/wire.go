@@ -255,9 +255,9 @@ func copyBytes(v []byte) []byte {
 	return append([]byte(nil), v...)
 }
 
-// sortedNames returns the names in h in ascending order, using buf's
+// sortedNames returns the keys of h in ascending order, using buf's
 // storage when it is large enough.
-func sortedNames(buf []string, h http.Header) []string {
+func sortedNames[V any](buf []string, h map[string]V) []string {
 	names := buf[:0]
 	for name := range h {
 		names = append(names, name)
