@@ -1,0 +1,77 @@
+package runtime_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/gojinn/gojinn/runtime"
+	"github.com/gojinn/gojinn/runtime/runtimetest"
+)
+
+// BenchmarkInvoke measures one invocation end to end through
+// Function.Invoke: request encoding, instance acquisition, the guest call,
+// response decoding and, where set, the reset. docs/benchmarks.md records
+// the results.
+func BenchmarkInvoke(b *testing.B) {
+	helloCmd := runtimetest.BuildGo(b, "examples/hello", false)
+	helloReactor := runtimetest.BuildGo(b, "examples/hello", true)
+	cases := []struct {
+		name  string
+		mod   []byte
+		mode  runtime.Mode
+		reset runtime.Reset
+	}{
+		{"isolated-go", helloCmd, runtime.ModeIsolated, runtime.ResetNone},
+		{"isolated-tiny", runtimetest.WAT(b, "examples/raw-wat/main.wat"), runtime.ModeIsolated, runtime.ResetNone},
+		{"isolated-tiny-reactor", wat(b, "tiny-reactor"), runtime.ModeIsolated, runtime.ResetNone},
+		{"pooled-tiny", wat(b, "tiny-reactor"), runtime.ModePooled, runtime.ResetNone},
+		{"pooled-go", helloReactor, runtime.ModePooled, runtime.ResetNone},
+		{"pooled-go-reset-copy", helloReactor, runtime.ModePooled, runtime.ResetCopy},
+		{"pooled-go-reset-cow", helloReactor, runtime.ModePooled, runtime.ResetCoW},
+	}
+	e := newEngine(b)
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			f := load(b, e, runtime.FunctionSpec{Name: c.name, Module: c.mod, Mode: c.mode, Reset: c.reset,
+				Limits: runtime.Limits{MaxInstances: 1}})
+			req := get("/?name=bench")
+			ctx := context.Background()
+			if _, err := f.Invoke(ctx, req); err != nil { // warm the pool
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := f.Invoke(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCompile compares compiling a Go guest from scratch with loading
+// it from the disk compilation cache (a node restart).
+func BenchmarkCompile(b *testing.B) {
+	mod := runtimetest.BuildGo(b, "examples/hello", true)
+	b.Logf("module size: %d bytes", len(mod))
+	b.Run("scratch", func(b *testing.B) {
+		for b.Loop() {
+			e := newEngine(b, func(c *runtime.Config) { c.CacheDir = "" })
+			load(b, e, runtime.FunctionSpec{Module: mod, Mode: runtime.ModePooled})
+			_ = e.Close(context.Background())
+		}
+	})
+	b.Run("disk-cache", func(b *testing.B) {
+		dir := b.TempDir()
+		warm := newEngine(b, func(c *runtime.Config) { c.CacheDir = dir })
+		load(b, warm, runtime.FunctionSpec{Module: mod, Mode: runtime.ModePooled})
+		_ = warm.Close(context.Background())
+		b.ResetTimer()
+		for b.Loop() {
+			e := newEngine(b, func(c *runtime.Config) { c.CacheDir = dir })
+			load(b, e, runtime.FunctionSpec{Module: mod, Mode: runtime.ModePooled})
+			_ = e.Close(context.Background())
+		}
+	})
+}
