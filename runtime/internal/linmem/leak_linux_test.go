@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"testing"
+	"time"
 )
 
 func countFDs(t *testing.T) int {
@@ -83,5 +84,37 @@ func TestCoWNoLeak(t *testing.T) {
 	// add thousands.
 	if maps2 > maps+16 {
 		t.Errorf("mappings leaked: %d -> %d", maps, maps2)
+	}
+}
+
+// TestCoWCleanupUnmapsLeaked checks the GC backstop: a CoW memory dropped
+// without Free is unmapped once it is unreachable.
+func TestCoWCleanupUnmapsLeaked(t *testing.T) {
+	if !CoWSupported() {
+		t.Skip("KindCoW not supported here")
+	}
+	a := newAlloc(t, KindCoW, 0)
+	runtime.GC()
+	base := countMaps(t)
+	for range 200 {
+		mem, err := a.NewMemory(wasmPage, 4*wasmPage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem.Reallocate(wasmPage)[0] = 1
+		if err := mem.Snapshot(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := countMaps(t); n < base+200 {
+		t.Fatalf("expected the dropped memories to be mapped: %d -> %d", base, n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for countMaps(t) > base+16 {
+		if time.Now().After(deadline) {
+			t.Fatalf("leaked memories not unmapped: %d -> %d", base, countMaps(t))
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
 	}
 }
