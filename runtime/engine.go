@@ -24,7 +24,8 @@ import (
 type Engine struct {
 	cfg    Config
 	log    *slog.Logger
-	rt     wazero.Runtime
+	fast   wazero.Runtime // modules instrumented with loop checks
+	safe   wazero.Runtime // modules relying on wazero's termination checks
 	cache  wazero.CompilationCache
 	mods   *moduleCache
 	closed chan struct{} // closed by Close to stop the janitor
@@ -56,24 +57,28 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(cache).
-		WithCloseOnContextDone(true).
 		WithMemoryLimitPages(65536)
-	rt := wazero.NewRuntimeWithConfig(ctx, rc)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
-		_ = rt.Close(ctx)
-		_ = cache.Close(ctx)
-		return nil, fmt.Errorf("runtime: instantiate WASI: %w", err)
+	fast := wazero.NewRuntimeWithConfig(ctx, rc)
+	safe := wazero.NewRuntimeWithConfig(ctx, rc.WithCloseOnContextDone(true))
+	for _, rt := range []wazero.Runtime{fast, safe} {
+		if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+			_ = fast.Close(ctx)
+			_ = safe.Close(ctx)
+			_ = cache.Close(ctx)
+			return nil, fmt.Errorf("runtime: instantiate WASI: %w", err)
+		}
 	}
 	e := &Engine{
 		cfg:    cfg,
 		log:    cfg.Logger,
-		rt:     rt,
+		fast:   fast,
+		safe:   safe,
 		cache:  cache,
 		closed: make(chan struct{}),
 		done:   make(chan struct{}),
 		fns:    map[string]*Function{},
 	}
-	e.mods = newModuleCache(rt)
+	e.mods = newModuleCache(fast, safe)
 	go e.janitor()
 	return e, nil
 }
@@ -160,8 +165,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	for _, f := range fns {
 		f.close(ctx)
 	}
-	err := e.rt.Close(ctx)
-	return errors.Join(err, e.cache.Close(ctx))
+	return errors.Join(e.fast.Close(ctx), e.safe.Close(ctx), e.cache.Close(ctx))
 }
 
 // janitor closes idle pools and evicts idle compiled code until Close.

@@ -6,6 +6,8 @@ import (
 	goruntime "runtime"
 	"sync"
 	"time"
+
+	"github.com/tetratelabs/wazero/api"
 )
 
 // Causes recorded on an invocation's context when the host stops it.
@@ -30,18 +32,28 @@ type guard struct {
 	tid      int
 	cpu0     time.Duration
 
-	mu    sync.Mutex // serializes the timer callback with stop
+	// stopG is the guest's stop global when the module was instrumented
+	// (see runtime/internal/wasmbin); nil when wazero's own termination
+	// checks watch ctx.
+	stopG      api.MutableGlobal
+	unregister func() bool
+
+	mu    sync.Mutex // serializes the timer and stop callbacks with stop
 	timer *time.Timer
 	done  bool
+	fired bool // the stop global was set: the instance must not be reused
 }
 
 // startGuard locks the calling goroutine to its thread and arms the limits.
 // The caller must call stop on the same goroutine.
-func startGuard(parent context.Context, timeout, budget time.Duration, sl *sleeper) *guard {
+func startGuard(parent context.Context, timeout, budget time.Duration, sl *sleeper, stopG api.MutableGlobal) *guard {
 	goruntime.LockOSThread()
-	g := &guard{parent: parent, start: time.Now()}
+	g := &guard{parent: parent, start: time.Now(), stopG: stopG}
 	g.ctx, g.cancel = context.WithCancelCause(parent)
 	sl.arm(g.ctx)
+	if stopG != nil {
+		g.unregister = context.AfterFunc(g.ctx, g.fire)
+	}
 	g.deadline = g.start.Add(timeout)
 	if budget > 0 && budget < timeout {
 		g.budget = budget
@@ -57,6 +69,17 @@ func (g *guard) budgetOrMax() time.Duration {
 		return time.Duration(1<<63 - 1)
 	}
 	return g.budget
+}
+
+// fire stops an instrumented guest at its next loop iteration. It runs on
+// its own goroutine once the invocation's context ends.
+func (g *guard) fire() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.done {
+		g.stopG.Set(1)
+		g.fired = true
+	}
 }
 
 // check runs on the timer's goroutine.
@@ -88,17 +111,23 @@ func (g *guard) check() {
 
 // stop disarms the limits and unlocks the thread. It returns the CPU time
 // used and, when the invocation was stopped from outside, why: ErrTimeout,
-// ErrCPUBudget or ErrCanceled (the caller's context ended). It must run on
-// the goroutine that called startGuard.
+// ErrCPUBudget or ErrCanceled (the caller's context ended). When it returns
+// a reason the instance may be stopped or half-stopped and must be
+// discarded even if the guest call itself returned. It must run on the
+// goroutine that called startGuard.
 func (g *guard) stop() (time.Duration, error) {
 	used := threadCPU() - g.cpu0
 	g.mu.Lock()
 	g.done = true
 	g.timer.Stop()
+	fired := g.fired
 	g.mu.Unlock()
+	if g.unregister != nil {
+		g.unregister()
+	}
 	goruntime.UnlockOSThread()
 	var kind error
-	if g.ctx.Err() != nil {
+	if g.ctx.Err() != nil || fired {
 		switch context.Cause(g.ctx) {
 		case errCauseTimeout:
 			kind = ErrTimeout

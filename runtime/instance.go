@@ -10,6 +10,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
 
+	"github.com/gojinn/gojinn/runtime/internal/linmem"
 	"github.com/gojinn/gojinn/sdk/go/protocol"
 )
 
@@ -23,6 +24,7 @@ type instance struct {
 	fn      *Function
 	mod     api.Module
 	mem     *memory // linear memory with limit and, when resetting, snapshot
+	sb      *sandbox
 	reserve api.Function
 	handle  api.Function
 	reset   bool
@@ -39,15 +41,14 @@ type instance struct {
 	stack          []uint64
 }
 
-// newInstance instantiates a reactor module. pooled instances with a reset
-// strategy are primed and snapshotted.
+// newInstance instantiates a reactor module and runs its _initialize.
+// Pooled instances with a reset strategy are primed and snapshotted.
 func (f *Function) newInstance(ctx context.Context, m *module, pooled bool) (*instance, error) {
 	reset := pooled && f.reset != ResetNone
 	kind := memPlain
 	if reset {
 		kind = memKindFor(f.reset)
 	}
-	alloc := newMemAllocator(kind, f.spec.Limits.MemoryBytes)
 	in := &instance{
 		fn:     f,
 		reset:  reset,
@@ -56,23 +57,25 @@ func (f *Function) newInstance(ctx context.Context, m *module, pooled bool) (*in
 		stack:  make([]uint64, 1),
 	}
 	cfg := f.base.WithStdout(in.stdout).WithStderr(in.stderr).WithNanosleep(in.sleep.sleep)
-	if m.init {
-		cfg = cfg.WithStartFunctions(exportInitialize)
-	}
-	g := startGuard(ctx, f.spec.Limits.Timeout, f.spec.Limits.CPUTime, &in.sleep)
-	mod, err := alloc.instantiate(g.ctx, f.engine.rt, m, cfg)
-	_, stopped := g.stop()
+	sb, err := f.instantiate(ctx, m, kind, cfg, &in.sleep, in.stderr)
 	if err != nil {
-		return nil, f.failure("initialising the module", err, stopped, alloc.mem, in.stderr)
+		return nil, err
 	}
-	if mod.IsClosed() {
-		return nil, f.errorf(ErrExit, nil, "the module exited during initialisation instead of returning (is it a WASI command built without -buildmode=c-shared?)")
+	in.sb, in.mod, in.mem = sb, sb.mod, sb.mem
+	if m.init {
+		_, ierr, _ := f.guarded(ctx, sb, "initialising the module", func(ctx context.Context) error {
+			_, err := sb.mod.ExportedFunction(exportInitialize).Call(ctx)
+			return err
+		})
+		if ierr != nil {
+			in.close()
+			return nil, ierr
+		}
 	}
-	in.mod, in.mem = mod, alloc.mem
-	in.reserve = mod.ExportedFunction(exportReserve)
-	in.handle = mod.ExportedFunction(exportHandle)
+	in.reserve = sb.mod.ExportedFunction(exportReserve)
+	in.handle = sb.mod.ExportedFunction(exportHandle)
 	if reset {
-		if err := in.prime(ctx, m); err != nil {
+		if err := in.prime(ctx, m, sb); err != nil {
 			in.close()
 			return nil, err
 		}
@@ -82,12 +85,12 @@ func (f *Function) newInstance(ctx context.Context, m *module, pooled bool) (*in
 
 // prime reserves the request buffer and records the state every request
 // starts from: linear memory and the values of all mutable globals.
-func (in *instance) prime(ctx context.Context, m *module) error {
-	g := startGuard(ctx, in.fn.spec.Limits.Timeout, in.fn.spec.Limits.CPUTime, &in.sleep)
-	err := in.ensureBuffer(g.ctx, primeReserve)
-	_, stopped := g.stop()
-	if err != nil {
-		return in.fn.failure("reserving the request buffer", err, stopped, in.mem, in.stderr)
+func (in *instance) prime(ctx context.Context, m *module, sb *sandbox) error {
+	_, ierr, _ := in.fn.guarded(ctx, sb, "reserving the request buffer", func(ctx context.Context) error {
+		return in.ensureBuffer(ctx, primeReserve)
+	})
+	if ierr != nil {
+		return ierr
 	}
 	for _, ge := range m.globals {
 		mg, ok := in.mod.ExportedGlobal(ge.Name).(api.MutableGlobal)
@@ -125,19 +128,21 @@ func (in *instance) serve(ctx context.Context, req *protocol.Request) (res *Resu
 	if len(in.wire) > math.MaxUint32/2 {
 		return nil, false, f.errorf(ErrRequestTooLarge, nil, "encoded request is %d bytes", len(in.wire))
 	}
-	g := startGuard(ctx, f.spec.Limits.Timeout, f.spec.Limits.CPUTime, &in.sleep)
-	packed, err := in.call(g.ctx)
-	cpu, stopped := g.stop()
-	if err != nil {
-		return nil, true, f.failure("handling the request", err, stopped, in.mem, in.stderr)
+	var packed uint64
+	cpu, ierr, broken := f.guarded(ctx, in.sb, "handling the request", func(ctx context.Context) (err error) {
+		packed, err = in.call(ctx)
+		return err
+	})
+	if ierr != nil {
+		return nil, true, ierr
 	}
 	resp, rerr := in.readResponse(packed)
 	res = &Result{Response: resp, CPUTime: cpu, Stdout: in.stdout.take(), Stderr: in.stderr.take()}
 	if rerr != nil {
 		rerr.Stderr = res.Stderr
-		return nil, false, rerr
+		return nil, broken, rerr
 	}
-	return res, false, nil
+	return res, broken, nil
 }
 
 func (in *instance) call(ctx context.Context) (uint64, error) {
@@ -207,7 +212,7 @@ func (f *Function) failure(during string, err, stopped error, mem *memory, stder
 		e = f.errorf(ErrCPUBudget, err, "used more than %v of CPU time while %s", l.CPUTime, during)
 	case stopped != nil:
 		e = f.errorf(stopped, err, "the caller went away while %s", during)
-	case mem != nil && mem.refused.Load():
+	case mem != nil && mem.refused.Load(), errors.Is(err, linmem.ErrLimit):
 		e = f.errorf(ErrMemoryLimit, err, "asked for more than %d bytes of linear memory while %s", l.MemoryBytes, during)
 	case errors.As(err, &exit):
 		e = f.errorf(ErrExit, err, "exited with code %d while %s", exit.ExitCode(), during)

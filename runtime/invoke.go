@@ -3,6 +3,9 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"errors"
+
+	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/gojinn/gojinn/sdk/go/protocol"
 )
@@ -50,18 +53,22 @@ func (f *Function) runCommand(ctx context.Context, m *module, req *protocol.Requ
 	stdout := newCapWriter(l.MaxResponseBody/3*4 + 1<<20)
 	stderr := newCapWriter(l.MaxStderr)
 	var sl sleeper
-	cfg := f.base.WithStdin(bytes.NewReader(in)).WithStdout(stdout).WithStderr(stderr).
-		WithNanosleep(sl.sleep).WithStartFunctions(exportStart)
-	alloc := newMemAllocator(memPlain, l.MemoryBytes)
-
-	g := startGuard(ctx, l.Timeout, l.CPUTime, &sl)
-	mod, err := alloc.instantiate(g.ctx, f.engine.rt, m, cfg)
-	cpu, stopped := g.stop()
-	if mod != nil {
-		_ = mod.Close(context.Background())
-	}
+	cfg := f.base.WithStdin(bytes.NewReader(in)).WithStdout(stdout).WithStderr(stderr).WithNanosleep(sl.sleep)
+	sb, err := f.instantiate(ctx, m, memPlain, cfg, &sl, stderr)
 	if err != nil {
-		return nil, f.failure("running the command", err, stopped, alloc.mem, stderr)
+		return nil, err
+	}
+	defer sb.mod.Close(context.Background())
+	cpu, ierr, _ := f.guarded(ctx, sb, "running the command", func(ctx context.Context) error {
+		_, err := sb.mod.ExportedFunction(exportStart).Call(ctx)
+		var exit *sys.ExitError
+		if errors.As(err, &exit) && exit.ExitCode() == 0 {
+			return nil // proc_exit(0) is how a command says it is done
+		}
+		return err
+	})
+	if ierr != nil {
+		return nil, ierr
 	}
 	if stdout.truncated {
 		return nil, f.errorf(ErrBadResponse, nil, "response on stdout exceeds %d bytes", stdout.limit)

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -34,6 +35,8 @@ const (
 // the same. It is reference counted; the last release closes it.
 type module struct {
 	hash     [32]byte
+	rt       wazero.Runtime // the runtime that compiled it
+	stop     string         // export name of the stop global; "" when rt checks termination itself
 	compiled wazero.CompiledModule
 	abi      abi
 	init     bool                   // exports _initialize
@@ -44,14 +47,17 @@ type module struct {
 
 // moduleCache dedupes compilation by module hash.
 type moduleCache struct {
-	rt wazero.Runtime
+	// fast compiles instrumented modules without wazero's termination
+	// checks; safe compiles with them (WithCloseOnContextDone), for modules
+	// the instrumenter cannot handle. See runtime/internal/wasmbin.
+	fast, safe wazero.Runtime
 
 	mu   sync.Mutex
 	mods map[[32]byte]*module
 }
 
-func newModuleCache(rt wazero.Runtime) *moduleCache {
-	return &moduleCache{rt: rt, mods: map[[32]byte]*module{}}
+func newModuleCache(fast, safe wazero.Runtime) *moduleCache {
+	return &moduleCache{fast: fast, safe: safe, mods: map[[32]byte]*module{}}
 }
 
 // acquire returns the compiled module for bin (whose sha256 is hash),
@@ -98,15 +104,25 @@ func (c *moduleCache) release(ctx context.Context, m *module) {
 }
 
 func (c *moduleCache) compile(ctx context.Context, hash [32]byte, bin []byte) (*module, error) {
-	rewritten, globals, err := wasmbin.ExportMutableGlobals(bin)
+	rt, stop := c.fast, wasmbin.StopGlobalName
+	instrumented, err := wasmbin.InstrumentLoops(bin)
+	switch {
+	case errors.Is(err, wasmbin.ErrUnsupportedInstruction), err == nil && wasmbin.HasStartSection(bin):
+		// A start section runs inside instantiation, before the host can
+		// reach the stop global: let wazero watch the context instead.
+		rt, stop, instrumented = c.safe, "", bin
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+	}
+	rewritten, globals, err := wasmbin.ExportMutableGlobals(instrumented)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
 	}
-	cm, err := c.rt.CompileModule(ctx, rewritten)
+	cm, err := rt.CompileModule(ctx, rewritten)
 	if err != nil {
 		return nil, fmt.Errorf("%w: wazero cannot compile it: %v", ErrInvalidModule, err)
 	}
-	m := &module{hash: hash, compiled: cm, globals: globals}
+	m := &module{hash: hash, rt: rt, stop: stop, compiled: cm, globals: globals}
 	if err := m.inspect(); err != nil {
 		_ = cm.Close(ctx)
 		return nil, err

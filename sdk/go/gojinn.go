@@ -2,14 +2,12 @@ package gojinn
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"runtime/debug"
-	"strconv"
 
 	"github.com/gojinn/gojinn/sdk/go/protocol"
 )
@@ -55,21 +53,28 @@ func fatalf(format string, args ...any) {
 	os.Exit(2)
 }
 
-type ctxKey struct{}
+// current is the request being served. A guest instance serves one request
+// at a time, so a package variable is enough and saves wrapping every
+// request's context.
+var current *protocol.Request
 
-// Info returns the protocol request behind r: request id, trace parent,
-// scheme, function name and version. It is nil for requests that did not
-// come from the Gojinn host.
+// Info returns the protocol request behind r while its handler runs:
+// request id, trace parent, scheme, function name and version. It is nil
+// outside a handler.
 func Info(r *http.Request) *protocol.Request {
-	p, _ := r.Context().Value(ctxKey{}).(*protocol.Request)
-	return p
+	if current == nil || r == nil {
+		return nil
+	}
+	return current
 }
 
 // serve runs the handler for one request. A panic in the handler becomes a
 // 500 response and a stack trace on stderr, so the instance stays usable.
 func serve(req *protocol.Request) (resp *protocol.Response) {
-	w := &responseWriter{header: http.Header{}}
+	w := &responseWriter{header: make(http.Header, 4)}
+	current = req
 	defer func() {
+		current = nil
 		if v := recover(); v != nil {
 			fmt.Fprintf(os.Stderr, "gojinn: handler panic: %v\n%s", v, debug.Stack())
 			resp = &protocol.Response{Status: http.StatusInternalServerError,
@@ -81,16 +86,24 @@ func serve(req *protocol.Request) (resp *protocol.Response) {
 	return w.response()
 }
 
+// toHTTP builds the *http.Request a handler sees. It avoids reparsing the
+// URI when the host sent the decoded path, and allocates no body reader for
+// an empty body.
 func toHTTP(req *protocol.Request) *http.Request {
 	u := &url.URL{Path: req.Path, RawQuery: req.RawQuery}
-	if req.URI != "" {
+	if req.Path == "" || needsRawPath(req.URI) {
 		if pu, err := url.ParseRequestURI(req.URI); err == nil {
 			u = pu
 		}
 	}
-	major, minor, ok := http.ParseHTTPVersion(req.Proto)
-	if !ok {
-		major, minor = 1, 1
+	major, minor := 1, 1
+	switch req.Proto {
+	case "HTTP/2.0":
+		major, minor = 2, 0
+	case "HTTP/3.0":
+		major, minor = 3, 0
+	case "HTTP/1.0":
+		minor = 0
 	}
 	hr := &http.Request{
 		Method:        req.Method,
@@ -99,19 +112,39 @@ func toHTTP(req *protocol.Request) *http.Request {
 		ProtoMajor:    major,
 		ProtoMinor:    minor,
 		Header:        req.Headers,
-		Body:          io.NopCloser(bytes.NewReader(req.Body)),
+		Body:          http.NoBody,
 		ContentLength: int64(len(req.Body)),
 		Host:          req.Host,
 		RemoteAddr:    req.RemoteAddr,
 		RequestURI:    req.URI,
 	}
+	if len(req.Body) > 0 {
+		hr.Body = io.NopCloser(bytes.NewReader(req.Body))
+	}
 	if hr.Method == "" {
 		hr.Method = http.MethodGet
+	}
+	if hr.Proto == "" {
+		hr.Proto = "HTTP/1.1"
 	}
 	if hr.Header == nil {
 		hr.Header = http.Header{}
 	}
-	return hr.WithContext(context.WithValue(context.Background(), ctxKey{}, req))
+	return hr
+}
+
+// needsRawPath reports whether the URI's path holds an escape (%) that a
+// handler may need to see as written (url.URL.RawPath).
+func needsRawPath(uri string) bool {
+	for i := 0; i < len(uri); i++ {
+		switch uri[i] {
+		case '%':
+			return true
+		case '?':
+			return false
+		}
+	}
+	return false
 }
 
 // responseWriter buffers the handler's response; guests answer in one piece.
@@ -150,9 +183,6 @@ func (w *responseWriter) response() *protocol.Response {
 	}
 	if w.header.Get("Content-Type") == "" && w.body.Len() > 0 {
 		w.header.Set("Content-Type", http.DetectContentType(w.body.Bytes()))
-	}
-	if w.header.Get("Content-Length") == "" {
-		w.header.Set("Content-Length", strconv.Itoa(w.body.Len()))
 	}
 	return &protocol.Response{Status: status, Headers: w.header, Body: w.body.Bytes()}
 }

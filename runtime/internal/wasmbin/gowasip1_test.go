@@ -28,24 +28,38 @@ func main() {}
 // buildGoGuest compiles goGuest as a wasip1 reactor and returns its bytes.
 func buildGoGuest(t *testing.T) []byte {
 	t.Helper()
+	return buildGoSource(t, goGuest)
+}
+
+// buildGoSource compiles a one-file main package as a wasip1 reactor
+// (-buildmode=c-shared) and returns its bytes.
+func buildGoSource(tb testing.TB, src string) []byte {
+	tb.Helper()
+	dir := tb.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return goBuildWasip1(tb, dir, "main.go")
+}
+
+// goBuildWasip1 runs go build -buildmode=c-shared for GOOS=wasip1 in dir
+// and returns the module's bytes.
+func goBuildWasip1(tb testing.TB, dir, pkg string) []byte {
+	tb.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("go command not in PATH")
+		tb.Skip("go command not in PATH")
 	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(goGuest), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "guest.wasm")
-	cmd := exec.Command(goBin, "build", "-buildmode=c-shared", "-o", out, "main.go")
+	out := filepath.Join(tb.TempDir(), "guest.wasm")
+	cmd := exec.Command(goBin, "build", "-buildmode=c-shared", "-o", out, pkg)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOFLAGS=", "GOWORK=off", "CGO_ENABLED=0")
 	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, msg)
+		tb.Fatalf("go build: %v\n%s", err, msg)
 	}
 	wasm, err := os.ReadFile(out)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return wasm
 }

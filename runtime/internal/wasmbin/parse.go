@@ -11,6 +11,8 @@ const (
 	secImport    = 2
 	secGlobal    = 6
 	secExport    = 7
+	secStart     = 8
+	secCode      = 10
 	externGlobal = 3
 )
 
@@ -21,11 +23,12 @@ var sectionRank = [...]int{
 	1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13,
 }
 
-// module is what ExportMutableGlobals needs to know about a parsed binary.
-// All offsets index the original input.
+// module is what ExportMutableGlobals and InstrumentLoops need to know about
+// a parsed binary. All offsets index the original input.
 type module struct {
 	importedGlobals uint32
 	totalGlobals    uint32
+	definedGlobals  uint32 // entries in the global section
 	// mutable lists the indices of mutable globals defined by the module,
 	// in increasing order.
 	mutable []uint32
@@ -43,6 +46,21 @@ type module struct {
 	// insertAt is where a new export section goes: just past the last
 	// non-custom section that must precede the export section.
 	insertAt int
+
+	hasGlobal     bool
+	globalStart   int // offset of the global section's id byte
+	globalEntries int // offset of the first global entry (after the count)
+	globalEnd     int // offset just past the global section
+	// globalInsertAt is where a new global section goes: just past the
+	// last non-custom section that must precede the global section.
+	globalInsertAt int
+
+	hasCode   bool
+	codeStart int // offset of the code section's id byte
+	codeBody  int // offset of the code section's payload
+	codeEnd   int // offset just past the code section
+
+	hasStart bool
 }
 
 // parse checks the header and section framing of wasm and decodes the
@@ -64,9 +82,10 @@ func parse(wasm []byte) (*module, error) {
 		return nil, errorf(4, "unsupported version %x", version)
 	}
 	m := &module{
-		globalNames: map[uint32]string{},
-		exportNames: map[string]struct{}{},
-		insertAt:    r.pos,
+		globalNames:    map[uint32]string{},
+		exportNames:    map[string]struct{}{},
+		insertAt:       r.pos,
+		globalInsertAt: r.pos,
 	}
 	lastRank := 0
 	for r.remaining() > 0 {
@@ -94,6 +113,9 @@ func parse(wasm []byte) (*module, error) {
 			if rank < sectionRank[secExport] {
 				m.insertAt = end
 			}
+			if rank < sectionRank[secGlobal] {
+				m.globalInsertAt = end
+			}
 		}
 		sr := &reader{buf: wasm[payload:end], base: payload}
 		switch id {
@@ -103,10 +125,17 @@ func parse(wasm []byte) (*module, error) {
 		case secImport:
 			err = m.parseImports(sr)
 		case secGlobal:
+			m.hasGlobal, m.globalStart, m.globalEnd = true, start, end
 			err = m.parseGlobals(sr)
 		case secExport:
 			m.hasExport, m.exportStart, m.exportEnd = true, start, end
 			err = m.parseExports(sr)
+		case secCode:
+			m.hasCode, m.codeStart, m.codeBody, m.codeEnd = true, start, payload, end
+			sr.pos = len(sr.buf) // decoded by InstrumentLoops only
+		case secStart:
+			m.hasStart = true
+			sr.pos = len(sr.buf)
 		default:
 			sr.pos = len(sr.buf)
 		}
@@ -275,6 +304,8 @@ func (m *module) parseGlobals(r *reader) error {
 		return r.fail("global count %d overflows the global index space", n)
 	}
 	m.totalGlobals = uint32(total)
+	m.definedGlobals = n
+	m.globalEntries = r.off()
 	for i := uint32(0); i < n; i++ {
 		mut, err := r.globalType()
 		if err != nil {

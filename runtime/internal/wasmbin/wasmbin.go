@@ -13,17 +13,26 @@ import (
 var (
 	// ErrMalformed reports that the input is not a well-formed WebAssembly
 	// binary in a part this package decodes (header, section framing,
-	// import, global, export and custom section names). The message names
-	// the offending byte offset in the input.
+	// import, global, export and custom section names and, for
+	// InstrumentLoops, the code section). The message names the offending
+	// byte offset in the input.
 	ErrMalformed = errors.New("wasmbin: malformed module")
 
 	// ErrNameConflict reports that a name this package wants to give a new
-	// export ("__gojinn_global_<index>") is already used by another export.
+	// export ("__gojinn_global_<index>", StopGlobalName) is already used by
+	// another export.
 	ErrNameConflict = errors.New("wasmbin: export name conflict")
 
-	// ErrTooLarge reports that the rewritten export section would exceed the
-	// 32-bit limits of the binary format.
+	// ErrTooLarge reports that a rewritten section, function body or count
+	// would exceed the 32-bit limits of the binary format.
 	ErrTooLarge = errors.New("wasmbin: module too large")
+
+	// ErrUnsupportedInstruction reports that a function body uses an
+	// instruction (or an encoding of one) that InstrumentLoops does not
+	// decode, so it cannot find the loops in it reliably. Callers should
+	// fall back to the runtime's own termination checks (wazero's
+	// RuntimeConfig.WithCloseOnContextDone) for such a module.
+	ErrUnsupportedInstruction = errors.New("wasmbin: unsupported instruction")
 )
 
 // GlobalExportPrefix is the prefix of the export names given to mutable
@@ -84,12 +93,28 @@ func ExportMutableGlobals(wasm []byte) ([]byte, []GlobalExport, error) {
 		return bytes.Clone(wasm), all, nil
 	}
 
+	sec, head, tail, err := m.exportSection(wasm, entries, added)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]byte, 0, len(wasm)-(tail-head)+len(sec))
+	out = append(out, wasm[:head]...)
+	out = append(out, sec...)
+	out = append(out, wasm[tail:]...)
+	return out, all, nil
+}
+
+// exportSection returns the encoded export section (id, size and payload)
+// listing the module's exports followed by entries, which hold added
+// encoded export entries, and the range wasm[head:tail] it replaces: the
+// old export section, or the empty range at m.insertAt when there is none.
+func (m *module) exportSection(wasm, entries []byte, added int) (sec []byte, head, tail int, err error) {
 	count := uint64(m.exportCount) + uint64(added)
 	if count > math.MaxUint32 {
-		return nil, nil, fmt.Errorf("%w: %d exports", ErrTooLarge, count)
+		return nil, 0, 0, fmt.Errorf("%w: %d exports", ErrTooLarge, count)
 	}
 	var payload []byte
-	head, tail := m.insertAt, m.insertAt
+	head, tail = m.insertAt, m.insertAt
 	if m.hasExport {
 		old := wasm[m.exportEntries:m.exportEnd]
 		payload = make([]byte, 0, 5+len(old)+len(entries))
@@ -100,17 +125,25 @@ func ExportMutableGlobals(wasm []byte) ([]byte, []GlobalExport, error) {
 		payload = appendU32(make([]byte, 0, 5+len(entries)), uint32(count))
 	}
 	payload = append(payload, entries...)
-	if uint64(len(payload)) > math.MaxUint32 {
-		return nil, nil, fmt.Errorf("%w: export section of %d bytes", ErrTooLarge, len(payload))
+	sec, err = appendSection(nil, secExport, payload, "export")
+	if err != nil {
+		return nil, 0, 0, err
 	}
+	return sec, head, tail, nil
+}
 
-	out := make([]byte, 0, len(wasm)-(tail-head)+6+len(payload))
-	out = append(out, wasm[:head]...)
-	out = append(out, secExport)
-	out = appendU32(out, uint32(len(payload)))
-	out = append(out, payload...)
-	out = append(out, wasm[tail:]...)
-	return out, all, nil
+// appendSection appends a section with the given id and payload; what
+// names the section in the error returned when the payload is too large.
+func appendSection(b []byte, id byte, payload []byte, what string) ([]byte, error) {
+	if uint64(len(payload)) > math.MaxUint32 {
+		return nil, fmt.Errorf("%w: %s section of %d bytes", ErrTooLarge, what, len(payload))
+	}
+	if b == nil {
+		b = make([]byte, 0, 6+len(payload))
+	}
+	b = append(b, id)
+	b = appendU32(b, uint32(len(payload)))
+	return append(b, payload...), nil
 }
 
 // appendU32 appends the shortest unsigned LEB128 encoding of v.
