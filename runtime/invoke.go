@@ -58,7 +58,7 @@ func (f *Function) runCommand(ctx context.Context, m *module, req *protocol.Requ
 	if err != nil {
 		return nil, err
 	}
-	defer sb.mod.Close(context.Background())
+	defer func() { _ = sb.mod.Close(context.Background()) }()
 	cpu, ierr, _ := f.guarded(ctx, sb, "running the command", func(ctx context.Context) error {
 		_, err := sb.mod.ExportedFunction(exportStart).Call(ctx)
 		var exit *sys.ExitError

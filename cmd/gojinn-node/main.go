@@ -107,7 +107,11 @@ func serveDev(ctx context.Context, f devFlags, log *slog.Logger, stdout io.Write
 	if err != nil {
 		return err
 	}
-	defer eng.Close(context.Background())
+	defer func() {
+		if err := eng.Close(context.Background()); err != nil {
+			log.Warn("closing the engine", "err", err)
+		}
+	}()
 	_, err = eng.Load(ctx, runtime.FunctionSpec{
 		Name: f.name, Version: "dev", Module: wasm,
 		Mode: runtime.Mode(f.mode), Reset: runtime.Reset(f.reset),

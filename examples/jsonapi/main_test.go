@@ -31,8 +31,8 @@ func TestJSONAPI(t *testing.T) {
 			}
 			for _, c := range []struct {
 				method, target, body string
-				status              int
-				msg                 string
+				status               int
+				msg                  string
 			}{
 				{"POST", "/todos", `{"title":`, 400, "must be a JSON todo"},
 				{"POST", "/todos", `{"title":"x","owner":"me"}`, 400, "unknown field"},

@@ -159,7 +159,7 @@ func (m *cowMemory) mapSnapshot(n uint64) error {
 	if err != nil {
 		return fmt.Errorf("memfd_create: %w", err)
 	}
-	defer unix.Close(fd)
+	defer func() { _ = unix.Close(fd) }()
 	if err := unix.Ftruncate(fd, int64(n)); err != nil {
 		return fmt.Errorf("ftruncate: %w", err)
 	}
