@@ -60,7 +60,9 @@ func startGuard(parent context.Context, timeout, budget time.Duration, sl *sleep
 		g.tid = currentThread()
 	}
 	g.cpu0 = threadCPU()
+	g.mu.Lock() // check may run before AfterFunc returns
 	g.timer = time.AfterFunc(min(timeout, g.budgetOrMax()), g.check)
+	g.mu.Unlock()
 	return g
 }
 

@@ -32,6 +32,7 @@ func TestHostFunctionPanic(t *testing.T) {
 	mod := runtimetest.BuildGo(t, "runtime/testdata/guests/abuse", true)
 	cfg := DefaultConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.CacheDir = runtimetest.CacheDir()
 	e, err := NewEngine(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -9,13 +9,32 @@ import (
 // non-zero to stop the guest. InstrumentLoops adds the global and its export.
 const StopGlobalName = "__gojinn_stop"
 
+// YieldInterval is the number of loop iterations (counted over all loops of
+// an instance) between two exits of the instrumented guest into the Go
+// runtime. See InstrumentLoops.
+const YieldInterval = 1024
+
 // InstrumentLoops returns a copy of the module with a new mutable i32 global
 // (initial value 0), exported as StopGlobalName, and, at the start of the
 // body of every loop instruction in every function, the sequence
 //
 //	global.get $stop
-//	if        ;; empty block type
+//	if                      ;; empty block type
 //	  unreachable
+//	end
+//	global.get $tick        ;; $tick -= 1
+//	i32.const 1
+//	i32.sub
+//	global.set $tick
+//	global.get $tick        ;; once every YieldInterval iterations:
+//	i32.const 1
+//	i32.lt_s
+//	if
+//	  i32.const YieldInterval
+//	  global.set $tick
+//	  i32.const 0           ;; i64.const 0 for a 64-bit memory
+//	  memory.grow 0         ;; an exit to Go: the runtime may preempt here
+//	  drop
 //	end
 //
 // so that a loop traps (unreachable) at its next iteration once the host sets
@@ -23,24 +42,38 @@ const StopGlobalName = "__gojinn_stop"
 // api.MutableGlobal.Set. This replaces wazero's WithCloseOnContextDone, which
 // compiles every loop header into a call out of machine code.
 //
-// The new global gets the last index of the global index space (appended to
-// the global section, or a new global section), so no existing global index
-// changes, and its export is appended to the export section (created if
-// needed, as in ExportMutableGlobals). Only the global, export and code
-// sections change; every other section is copied byte for byte. Function
-// bodies grow, so code offsets (DWARF, wazero's source offsets) shift.
+// The $tick part is needed because Go cannot preempt a goroutine running
+// wazero's machine code: a guest looping without ever leaving it would block
+// every stop-the-world of the garbage collector, and with it the goroutine
+// that is to set the stop global, and hang the whole process. memory.grow
+// is compiled into an exit to Go; with a delta of 0 it changes nothing.
+// $tick is a second new mutable i32 global, not exported by this function
+// (ExportMutableGlobals exports it like any other mutable global, so
+// snapshots cover it). A module without memory gets one (zero pages, maximum
+// zero, not exported) for the memory.grow.
+//
+// The stop global gets the index just past the module's globals and $tick
+// the next one (appended to the global section, or a new global section), so
+// no existing global index changes, and the stop global's export is
+// appended to the export section (created if needed, as in
+// ExportMutableGlobals). Only the memory (when one is added), global, export
+// and code sections change; every other section is copied byte for byte.
+// Function bodies grow, so code offsets (DWARF, wazero's source offsets)
+// shift.
 //
 // InstrumentLoops decodes every instruction of every function body. A body
 // using an instruction it does not know, or an encoding of one that wazero
 // would decode differently (see DESIGN.md), yields an error wrapping
 // ErrUnsupportedInstruction: the caller should then compile the original
 // module with the runtime's own termination checks. Malformed input yields
-// ErrMalformed with a byte offset, an existing export named StopGlobalName
+// ErrMalformed with a byte offset (this includes global.get and global.set
+// of a global that does not exist: after the rewrite such an index could
+// name the new globals), an existing export named StopGlobalName
 // ErrNameConflict (so instrumenting an instrumented module fails: the
 // function is deterministic but not idempotent), and sizes beyond the
 // format's 32-bit limits ErrTooLarge. It never panics and never modifies the
-// input. Everything it does not decode (types, function and global indices,
-// the typing of instructions) is left for the runtime to validate.
+// input. Everything it does not decode (types, function indices, the typing
+// of instructions) is left for the runtime to validate.
 func InstrumentLoops(wasm []byte) ([]byte, error) {
 	m, err := parse(wasm)
 	if err != nil {
@@ -49,10 +82,10 @@ func InstrumentLoops(wasm []byte) ([]byte, error) {
 	if _, taken := m.exportNames[StopGlobalName]; taken {
 		return nil, fmt.Errorf("%w: %q is already exported", ErrNameConflict, StopGlobalName)
 	}
-	if m.totalGlobals == math.MaxUint32 {
+	if m.totalGlobals >= math.MaxUint32-1 {
 		return nil, fmt.Errorf("%w: no global index left for %s", ErrTooLarge, StopGlobalName)
 	}
-	stop := m.totalGlobals
+	stop, tick := m.totalGlobals, m.totalGlobals+1
 
 	// Splices replace wasm[start:end] with data; they are in input order.
 	type splice struct {
@@ -61,17 +94,39 @@ func InstrumentLoops(wasm []byte) ([]byte, error) {
 	}
 	var splices []splice
 
-	// The global section: append i32, mutable, (i32.const 0) end.
-	entry := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}
+	// The memory for memory.grow: memory 0, imported or defined, or a new
+	// one with limits 0..0.
+	mem64 := m.mem64
+	if m.importedMemories == 0 {
+		var count uint32
+		if m.hasMemory {
+			if count, mem64, err = firstMemory(wasm[m.memoryBody:m.memoryEnd], m.memoryBody); err != nil {
+				return nil, err
+			}
+		}
+		if count == 0 {
+			memSec := []byte{secMemory, 0x04, 0x01, 0x01, 0x00, 0x00} // one memory, max 0, min 0
+			if m.hasMemory {
+				splices = append(splices, splice{m.memoryStart, m.memoryEnd, memSec})
+			} else {
+				splices = append(splices, splice{m.memoryInsertAt, m.memoryInsertAt, memSec})
+			}
+		}
+	}
+
+	// The global section: append the stop global, then $tick.
+	entries := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b, 0x7f, 0x01, 0x41}
+	entries = appendS32(entries, YieldInterval)
+	entries = append(entries, 0x0b)
 	var payload []byte
 	if m.hasGlobal {
 		old := wasm[m.globalEntries:m.globalEnd]
-		payload = appendU32(make([]byte, 0, 5+len(old)+len(entry)), m.definedGlobals+1)
+		payload = appendU32(make([]byte, 0, 5+len(old)+len(entries)), m.definedGlobals+2)
 		payload = append(payload, old...)
 	} else {
-		payload = appendU32(make([]byte, 0, 1+len(entry)), 1)
+		payload = appendU32(make([]byte, 0, 1+len(entries)), 2)
 	}
-	payload = append(payload, entry...)
+	payload = append(payload, entries...)
 	globalSec, err := appendSection(nil, secGlobal, payload, "global")
 	if err != nil {
 		return nil, err
@@ -96,7 +151,7 @@ func InstrumentLoops(wasm []byte) ([]byte, error) {
 	splices = append(splices, splice{head, tail, exportSec})
 
 	if m.hasCode {
-		payload, err := instrumentCode(wasm[m.codeBody:m.codeEnd], m.codeBody, stop)
+		payload, err := instrumentCode(wasm[m.codeBody:m.codeEnd], m.codeBody, stopCheck(stop, tick, mem64), stop)
 		if err != nil {
 			return nil, err
 		}
@@ -121,6 +176,28 @@ func InstrumentLoops(wasm []byte) ([]byte, error) {
 	return append(out, wasm[pos:]...), nil
 }
 
+// firstMemory decodes the memory section payload mem (at absolute offset
+// base) and returns the number of memories and whether the first one has
+// 64-bit limits.
+func firstMemory(mem []byte, base int) (count uint32, mem64 bool, err error) {
+	r := &reader{buf: mem, base: base}
+	if count, err = r.count("memory count", 2); err != nil {
+		return 0, false, err
+	}
+	for i := uint32(0); i < count; i++ {
+		if i == 0 && r.remaining() > 0 {
+			mem64 = r.buf[r.pos]&4 != 0
+		}
+		if err := r.limits("memory limits", 0x07); err != nil {
+			return 0, false, err
+		}
+	}
+	if r.remaining() != 0 {
+		return 0, false, r.fail("memory section has %d trailing bytes", r.remaining())
+	}
+	return count, mem64, nil
+}
+
 // HasStartSection reports whether wasm is a module that parses (as far as
 // ExportMutableGlobals decodes it) and has a start section. A start function
 // runs during instantiation, before the host holds the instance and can set
@@ -131,17 +208,31 @@ func HasStartSection(wasm []byte) bool {
 }
 
 // stopCheck returns the instruction sequence inserted at the start of every
-// loop body: global.get stop; if (empty); unreachable; end.
-func stopCheck(stop uint32) []byte {
-	b := appendU32([]byte{0x23}, stop)
-	return append(b, 0x04, 0x40, 0x00, 0x0b)
+// loop body; see InstrumentLoops.
+func stopCheck(stop, tick uint32, mem64 bool) []byte {
+	b := appendU32([]byte{0x23}, stop)    // global.get $stop
+	b = append(b, 0x04, 0x40, 0x00, 0x0b) // if unreachable end
+	b = appendU32(append(b, 0x23), tick)  // global.get $tick
+	b = append(b, 0x41, 0x01, 0x6b, 0x24) // i32.const 1 i32.sub global.set
+	b = appendU32(b, tick)                // $tick
+	b = appendU32(append(b, 0x23), tick)  // global.get $tick
+	b = append(b, 0x41, 0x01, 0x48)       // i32.const 1 i32.lt_s
+	b = append(b, 0x04, 0x40, 0x41)       // if i32.const
+	b = appendS32(b, YieldInterval)       // YieldInterval
+	b = appendU32(append(b, 0x24), tick)  // global.set $tick
+	if mem64 {
+		b = append(b, 0x42, 0x00) // i64.const 0
+	} else {
+		b = append(b, 0x41, 0x00) // i32.const 0
+	}
+	return append(b, 0x40, 0x00, 0x1a, 0x0b) // memory.grow 0 drop end
 }
 
 // instrumentCode returns the payload of the code section whose payload is
-// code (starting at absolute offset base) with the stop check inserted at
-// the start of every loop body.
-func instrumentCode(code []byte, base int, stop uint32) ([]byte, error) {
-	check := stopCheck(stop)
+// code (starting at absolute offset base) with check inserted at the start
+// of every loop body. globals is the size of the module's global index
+// space before the rewrite.
+func instrumentCode(code []byte, base int, check []byte, globals uint32) ([]byte, error) {
 	r := &reader{buf: code, base: base}
 	n, err := r.count("function body count", 1)
 	if err != nil {
@@ -161,7 +252,7 @@ func instrumentCode(code []byte, base int, stop uint32) ([]byte, error) {
 		}
 		body := &reader{buf: r.buf[r.pos : r.pos+int(size)], base: r.off()}
 		r.pos += int(size)
-		if loops, err = scanBody(body, loops[:0], stop); err != nil {
+		if loops, err = scanBody(body, loops[:0], globals); err != nil {
 			return nil, err
 		}
 		grown := uint64(size) + uint64(len(loops))*uint64(len(check))

@@ -15,13 +15,15 @@ import (
 )
 
 // mb builds a test module either as written (stop == false) or exactly as
-// InstrumentLoops must rewrite it (stop == true): with the stop check at the
-// start of every loop body, the stop global appended to the global section
-// and its export appended to the export section. Comparing the two gives an
-// oracle for the rewrite that does not depend on the code under test.
+// InstrumentLoops must rewrite it (stop == true): with the check at the
+// start of every loop body, the stop and tick globals appended to the global
+// section, the stop global's export appended to the export section and, for
+// modules without memory, a memory. Comparing the two gives an oracle for
+// the rewrite that does not depend on the code under test.
 type mb struct {
 	stop    bool
 	stopIdx uint32 // index of the stop global: imported + defined globals
+	mem64   bool   // memory 0 has 64-bit limits
 }
 
 // check is the sequence inserted at the start of every loop body.
@@ -29,7 +31,18 @@ func (b *mb) check() []byte {
 	if !b.stop {
 		return nil
 	}
-	return cat(0x23, uleb(uint64(b.stopIdx)), 0x04, 0x40, 0x00, 0x0b)
+	t := uleb(uint64(b.stopIdx + 1))
+	zero := cat(0x41, 0x00)
+	if b.mem64 {
+		zero = cat(0x42, 0x00)
+	}
+	return cat(
+		0x23, uleb(uint64(b.stopIdx)), 0x04, 0x40, 0x00, 0x0b, // global.get $stop if unreachable end
+		0x23, t, 0x41, 0x01, 0x6b, 0x24, t, // $tick -= 1
+		0x23, t, 0x41, 0x01, 0x48, 0x04, 0x40, // if $tick < 1
+		i32c(YieldInterval), 0x24, t, // $tick = YieldInterval
+		zero, 0x40, 0x00, 0x1a, 0x0b, // drop(memory.grow(0)) end
+	)
 }
 
 // loop encodes loop bt instrs end; bt is a block type in any cat form.
@@ -37,16 +50,34 @@ func (b *mb) loop(bt any, instrs ...any) []byte {
 	return cat(0x03, cat(bt), b.check(), cat(instrs...), opEnd)
 }
 
+// newGlobals are the globals InstrumentLoops appends: stop and tick.
+func newGlobals() [][]byte {
+	return [][]byte{global(i32, mutable, i32c(0)), global(i32, mutable, i32c(YieldInterval))}
+}
+
 // globals encodes the global section, or nothing when it would be empty.
 // Callers put it where the global section belongs.
 func (b *mb) globals(entries ...[]byte) []byte {
 	if b.stop {
-		entries = append(entries, global(i32, mutable, i32c(0)))
+		entries = append(entries, newGlobals()...)
 	}
 	if len(entries) == 0 {
 		return nil
 	}
 	return sec(6, vec(entries...))
+}
+
+// newMemory is the memory section InstrumentLoops adds to a module without
+// memory.
+func newMemory() []byte { return sec(5, vec(cat(0x01, 0x00, 0x00))) }
+
+// mem encodes the memory section added to a module without memory; callers
+// of a module without memory put it where the memory section belongs.
+func (b *mb) mem() []byte {
+	if !b.stop {
+		return nil
+	}
+	return newMemory()
 }
 
 // exports encodes the export section, or nothing when it would be empty.
@@ -176,6 +207,7 @@ func loopCases() []loopCase {
 			return wasmModule(
 				sec(1, vec(tI32I32, tRetI32, tI32x2I32)),
 				sec(3, vec(uleb(0), uleb(0), uleb(0), uleb(1), uleb(1), uleb(0))),
+				b.mem(),
 				b.globals(),
 				b.exports(export("nested", 0, 0), export("fact", 0, 1), export("fib", 0, 2),
 					export("refs", 0, 3), export("padded", 0, 4), export("noloop", 0, 5)),
@@ -244,6 +276,7 @@ func loopCases() []loopCase {
 				sec(1, vec(tI32I32, tI32x2I32)),
 				sec(3, vec(uleb(0), uleb(1), uleb(0))),
 				sec(4, vec(cat(fref, 0x00, uleb(2)))),
+				b.mem(),
 				b.globals(global(i32, mutable, i32c(0)), global(i64, constant, i64c(3))),
 				b.exports(export("brtable", 0, 0), export("callind", 0, 2)),
 				sec(9, vec(cat(0x00, i32c(0), opEnd, vec(uleb(1), uleb(0))))),
@@ -416,6 +449,7 @@ func loopCases() []loopCase {
 			return wasmModule(
 				sec(1, vec(tI32, tI32I32, functype(nil, []byte{i32, exnref}))),
 				sec(3, vec(uleb(1), uleb(1), uleb(1), uleb(1))),
+				b.mem(),
 				sec(13, vec(cat(0x00, uleb(0)))),
 				b.globals(),
 				b.exports(export("loopthrow", 0, 0), export("rethrow", 0, 1), export("catchall", 0, 2), export("catchref", 0, 3)),
@@ -469,6 +503,7 @@ func loopCases() []loopCase {
 				sec(1, vec(tI32x2I32)),
 				sec(3, vec(uleb(0), uleb(0))),
 				sec(4, vec(cat(fref, 0x00, uleb(1)))),
+				b.mem(),
 				b.globals(),
 				b.exports(export("count", 0, 0), export("countind", 0, 1)),
 				sec(9, vec(cat(0x00, i32c(0), opEnd, vec(uleb(1))))),
@@ -521,6 +556,7 @@ func loopCases() []loopCase {
 			return wasmModule(
 				sec(1, vec(tI32I32)),
 				sec(3, vec(uleb(0), uleb(0))),
+				b.mem(),
 				b.globals(),
 				b.exports(export("inc", 0, 0), export("viaref", 0, 1)),
 				sec(10, vec(
@@ -706,30 +742,36 @@ func TestInstrumentLoopsStopsInfiniteLoop(t *testing.T) {
 
 func TestInstrumentLoopsSectionPlacement(t *testing.T) {
 	hdr := wasmModule()
-	stopGlobal := global(i32, mutable, i32c(0))
+	ng := newGlobals()
 	stopExport := func(idx uint32) []byte { return export(StopGlobalName, 3, idx) }
-	check := func(idx uint32) []byte { return cat(0x23, uleb(uint64(idx)), 0x04, 0x40, 0x00, 0x0b) }
+	check := func(idx uint32) []byte { return (&mb{stop: true, stopIdx: idx}).check() }
 	tag := sec(13, vec(cat(0x00, uleb(0))))
+	envMemory := wasmModule(sec(5, vec(cat(0x00, uleb(1)))), sec(7, vec(export("m", 2, 0))))
 	for _, tc := range []struct {
-		name     string
-		in, want []byte
-		env      []byte
-		features api.CoreFeatures
+		name      string
+		in, want  []byte
+		env       []byte
+		features  api.CoreFeatures
+		parseOnly bool
 	}{{
 		name: "empty module",
 		in:   hdr,
-		want: wasmModule(sec(6, vec(stopGlobal)), sec(7, vec(stopExport(0)))),
+		want: wasmModule(newMemory(), sec(6, vec(ng...)), sec(7, vec(stopExport(0)))),
 	}, {
-		name: "global and export sections created between custom sections",
+		name: "memory, global and export sections created between custom sections",
 		in: wasmModule(
 			custom("a", "1"), sec(1, vec(tVoid)), sec(3, vec(uleb(0))), custom("b", "2"),
 			sec(8, uleb(0)), custom("c", "3"), sec(10, vec(body(0x03, btEmpty, opEnd))), custom("d", "4"),
 		),
 		want: wasmModule(
 			custom("a", "1"), sec(1, vec(tVoid)), sec(3, vec(uleb(0))),
-			sec(6, vec(stopGlobal)), sec(7, vec(stopExport(0))), custom("b", "2"),
+			newMemory(), sec(6, vec(ng...)), sec(7, vec(stopExport(0))), custom("b", "2"),
 			sec(8, uleb(0)), custom("c", "3"), sec(10, vec(body(0x03, btEmpty, check(0), opEnd))), custom("d", "4"),
 		),
+	}, {
+		name: "an empty memory section gets the memory",
+		in:   wasmModule(sec(5, vec()), custom("m", ""), sec(6, vec(global(i32, constant, i32c(1))))),
+		want: wasmModule(newMemory(), custom("m", ""), sec(6, vec(append([][]byte{global(i32, constant, i32c(1))}, ng...)...)), sec(7, vec(stopExport(1)))),
 	}, {
 		name:     "global section created after the tag section",
 		features: api.CoreFeaturesV2 | experimental.CoreFeaturesExceptionHandling,
@@ -738,7 +780,7 @@ func TestInstrumentLoopsSectionPlacement(t *testing.T) {
 			sec(7, vec(export("t", 4, 0))),
 		),
 		want: wasmModule(
-			sec(1, vec(tI32)), sec(5, vec(cat(0x00, uleb(0)))), tag, sec(6, vec(stopGlobal)), custom("after-tag", ""),
+			sec(1, vec(tI32)), sec(5, vec(cat(0x00, uleb(0)))), tag, sec(6, vec(ng...)), custom("after-tag", ""),
 			sec(7, vec(export("t", 4, 0), stopExport(0))),
 		),
 	}, {
@@ -759,9 +801,34 @@ func TestInstrumentLoopsSectionPlacement(t *testing.T) {
 			sec(1, vec(tRetI32)),
 			sec(2, vec(imp("env", "g", 3, i32, mutable), imp("env", "c", 3, i64, constant))),
 			sec(3, vec(uleb(0))),
-			sec(6, vec(global(i32, constant, i32c(5)), stopGlobal)),
+			newMemory(),
+			sec(6, vec(append([][]byte{global(i32, constant, i32c(5))}, ng...)...)),
 			sec(7, vec(export("f", 0, 0), stopExport(3))),
 			sec(10, vec(body(0x03, i32, check(3), globalGet(0), globalGet(2), i32Add, opEnd))),
+		),
+	}, {
+		name: "an imported memory is used",
+		env:  envMemory,
+		in: wasmModule(
+			sec(1, vec(tVoid)), sec(2, vec(imp("env", "m", 2, 0x00, uleb(1)))), sec(3, vec(uleb(0))),
+			sec(10, vec(body(0x03, btEmpty, opEnd))),
+		),
+		want: wasmModule(
+			sec(1, vec(tVoid)), sec(2, vec(imp("env", "m", 2, 0x00, uleb(1)))), sec(3, vec(uleb(0))),
+			sec(6, vec(ng...)), sec(7, vec(stopExport(0))),
+			sec(10, vec(body(0x03, btEmpty, check(0), opEnd))),
+		),
+	}, {
+		name:      "a 64-bit memory is grown with an i64 (parse only: wazero has no memory64)",
+		parseOnly: true,
+		in: wasmModule(
+			sec(1, vec(tVoid)), sec(3, vec(uleb(0))), sec(5, vec(cat(0x04, uleb(1)))),
+			sec(10, vec(body(0x03, btEmpty, opEnd))),
+		),
+		want: wasmModule(
+			sec(1, vec(tVoid)), sec(3, vec(uleb(0))), sec(5, vec(cat(0x04, uleb(1)))),
+			sec(6, vec(ng...)), sec(7, vec(stopExport(0))),
+			sec(10, vec(body(0x03, btEmpty, (&mb{stop: true, mem64: true}).check(), opEnd))),
 		),
 	}, {
 		name: "stop index needing two LEB128 bytes",
@@ -772,7 +839,8 @@ func TestInstrumentLoopsSectionPlacement(t *testing.T) {
 		),
 		want: wasmModule(
 			sec(1, vec(tVoid)), sec(3, vec(uleb(0))),
-			sec(6, vec(append(manyGlobals(200), stopGlobal)...)),
+			newMemory(),
+			sec(6, vec(append(manyGlobals(200), ng...)...)),
 			sec(7, vec(stopExport(200))),
 			sec(10, vec(body(0x03, btEmpty, check(200), 0x03, btEmpty, check(200), opEnd, opEnd))),
 		),
@@ -787,7 +855,7 @@ func TestInstrumentLoopsSectionPlacement(t *testing.T) {
 		),
 		want: wasmModule(
 			sec(1, vec(tVoid)), sec(3, vec(uleb(0), uleb(0))),
-			sec(6, vec(stopGlobal)), sec(7, vec(stopExport(0))),
+			newMemory(), sec(6, vec(ng...)), sec(7, vec(stopExport(0))),
 			sec(10, vec(
 				bodyL([][]byte{locals(2, i32), locals(1, v128), locals(3, fref)}, bytes.Repeat(cat(0x03, btEmpty, check(0), opEnd), 40)),
 				cat(uleb(3), 0x00, 0x01, opEnd),
@@ -801,6 +869,9 @@ func TestInstrumentLoopsSectionPlacement(t *testing.T) {
 			}
 			if !bytes.Equal(out, tc.want) {
 				t.Fatalf("output\n%x\nwant\n%x", out, tc.want)
+			}
+			if tc.parseOnly {
+				return
 			}
 			features := tc.features
 			if features == 0 {

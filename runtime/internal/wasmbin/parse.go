@@ -9,6 +9,7 @@ import (
 const (
 	secCustom    = 0
 	secImport    = 2
+	secMemory    = 5
 	secGlobal    = 6
 	secExport    = 7
 	secStart     = 8
@@ -61,6 +62,17 @@ type module struct {
 	codeEnd   int // offset just past the code section
 
 	hasStart bool
+
+	// importedMemories counts memory imports; mem64 reports whether the
+	// first imported memory has 64-bit limits.
+	importedMemories uint32
+	mem64            bool
+	hasMemory        bool
+	memoryStart      int // offset of the memory section's id byte
+	memoryBody       int // offset of the memory section's payload
+	memoryEnd        int // offset just past the memory section
+	// memoryInsertAt is where a new memory section goes.
+	memoryInsertAt int
 }
 
 // parse checks the header and section framing of wasm and decodes the
@@ -86,6 +98,7 @@ func parse(wasm []byte) (*module, error) {
 		exportNames:    map[string]struct{}{},
 		insertAt:       r.pos,
 		globalInsertAt: r.pos,
+		memoryInsertAt: r.pos,
 	}
 	lastRank := 0
 	for r.remaining() > 0 {
@@ -116,6 +129,9 @@ func parse(wasm []byte) (*module, error) {
 			if rank < sectionRank[secGlobal] {
 				m.globalInsertAt = end
 			}
+			if rank < sectionRank[secMemory] {
+				m.memoryInsertAt = end
+			}
 		}
 		sr := &reader{buf: wasm[payload:end], base: payload}
 		switch id {
@@ -136,6 +152,9 @@ func parse(wasm []byte) (*module, error) {
 		case secStart:
 			m.hasStart = true
 			sr.pos = len(sr.buf)
+		case secMemory:
+			m.hasMemory, m.memoryStart, m.memoryBody, m.memoryEnd = true, start, payload, end
+			sr.pos = len(sr.buf) // decoded by InstrumentLoops only
 		default:
 			sr.pos = len(sr.buf)
 		}
@@ -206,7 +225,12 @@ func (m *module) parseImports(r *reader) error {
 				err = r.limits("table limits", 0x05)
 			}
 		case 2: // memory: limits (bit 1: shared, bit 2: memory64)
-			err = r.limits("memory limits", 0x07)
+			if r.remaining() > 0 && m.importedMemories == 0 {
+				m.mem64 = r.buf[r.pos]&4 != 0
+			}
+			if err = r.limits("memory limits", 0x07); err == nil {
+				m.importedMemories++
+			}
 		case externGlobal:
 			if _, err = r.globalType(); err == nil {
 				m.importedGlobals++

@@ -146,6 +146,18 @@ func appendSection(b []byte, id byte, payload []byte, what string) ([]byte, erro
 	return append(b, payload...), nil
 }
 
+// appendS32 appends the shortest signed LEB128 encoding of v.
+func appendS32(b []byte, v int32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
 // appendU32 appends the shortest unsigned LEB128 encoding of v.
 func appendU32(b []byte, v uint32) []byte {
 	for v >= 0x80 {
