@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -42,5 +43,41 @@ func TestEcho(t *testing.T) {
 				t.Errorf("bad status parameter: %d %q", bad.Status, bad.Body)
 			}
 		})
+	}
+}
+
+// The same guest gives the same answers whatever the execution mode.
+func TestModesAgree(t *testing.T) {
+	e := extest.Engine(t)
+	reqs := []struct {
+		method, target string
+		body           []byte
+	}{
+		{"GET", "/a/b?x=1&x=2&set=X-Y:z", nil},
+		{"POST", "/raw?status=201", []byte{0, 1, 2, 250}},
+		{"PUT", "/text", []byte("héllo\nwörld")},
+		{"GET", "/?status=nope", nil},
+	}
+	var first []string
+	for _, m := range extest.GoModes {
+		f := extest.LoadGo(t, e, "examples/echo", m)
+		var got []string
+		for _, r := range reqs {
+			resp := extest.Invoke(t, f, extest.Request(r.method, r.target, http.Header{"X-Test": {"1"}}, r.body))
+			got = append(got, fmt.Sprintf("%d %v %q", resp.StatusOrDefault(), resp.Headers, resp.Body))
+		}
+		// The function name differs by mode; the rest must not.
+		for i := range got {
+			got[i] = strings.ReplaceAll(got[i], "function "+m.Name+"@", "function X@")
+		}
+		if first == nil {
+			first = got
+			continue
+		}
+		for i := range got {
+			if got[i] != first[i] {
+				t.Errorf("%s answers request %d differently:\n got %s\nwant %s", m.Name, i, got[i], first[i])
+			}
+		}
 	}
 }
