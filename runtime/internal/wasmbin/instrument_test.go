@@ -1053,3 +1053,67 @@ func TestInstrumentLoopsSelectRefTypeDesync(t *testing.T) {
 		t.Fatal("the hidden loop did not stop with CloseOnContextDone")
 	}
 }
+
+// TestInstrumentLoopsTick checks the periodic exit's counter: it drops by
+// one per loop iteration, over all loops, and is reset after reaching zero,
+// without the memory.grow changing the memory.
+func TestInstrumentLoopsTick(t *testing.T) {
+	// run(n) iterates n times, split over two nested loops of up to 10.
+	in := wasmModule(
+		sec(1, vec(functype([]byte{i32}, nil))), sec(3, vec(uleb(0))),
+		sec(5, vec(cat(0x00, uleb(1)))),
+		sec(7, vec(export("run", 0, 0))),
+		sec(10, vec(bodyL([][]byte{locals(1, i32)},
+			block(btEmpty, 0x03, btEmpty, // outer loop
+				localGet(0), i32Eqz, brIf(1),
+				i32c(0), localSet(1),
+				block(btEmpty, 0x03, btEmpty, // inner loop
+					localGet(0), i32Eqz, brIf(1),
+					localGet(1), i32c(10), i32GeS, brIf(1),
+					localGet(0), i32c(1), i32Sub, localSet(0),
+					localGet(1), i32c(1), i32Add, localSet(1),
+					br(0), opEnd),
+				br(0), opEnd),
+		))),
+	)
+	instrumented, err := InstrumentLoops(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, exports, err := ExportMutableGlobals(instrumented)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tickName string
+	for _, e := range exports {
+		if e.Index == 1 {
+			tickName = e.Name
+		}
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+	defer r.Close(ctx)
+	mod, err := r.Instantiate(ctx, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tick := mod.ExportedGlobal(tickName)
+	if tick == nil || tick.Get() != YieldInterval {
+		t.Fatalf("tick global %q = %v, want %d", tickName, tick, YieldInterval)
+	}
+	// Each inner iteration passes the inner loop header once; each outer
+	// iteration the outer header once, plus the inner header on exit.
+	const n = 3000
+	if _, err := mod.ExportedFunction("run").Call(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	outer := n/10 + 1        // 300 rounds of 10, then the n == 0 exit
+	inner := n + (outer - 1) // n iterations, one exit check per round
+	headers := outer + inner
+	if got, want := tick.Get(), uint64(YieldInterval-headers%YieldInterval); got != want {
+		t.Errorf("tick = %d after %d loop headers, want %d", got, headers, want)
+	}
+	if size := mod.Memory().Size(); size != 65536 {
+		t.Errorf("memory size %d after the exits, want one page", size)
+	}
+}
