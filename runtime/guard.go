@@ -52,7 +52,7 @@ func startGuard(parent context.Context, timeout, budget time.Duration, sl *sleep
 	g.ctx, g.cancel = context.WithCancelCause(parent)
 	sl.arm(g.ctx)
 	if stopG != nil {
-		g.unregister = context.AfterFunc(g.ctx, g.fire)
+		g.attach(stopG)
 	}
 	g.deadline = g.start.Add(timeout)
 	if budget > 0 && budget < timeout {
@@ -71,6 +71,16 @@ func (g *guard) budgetOrMax() time.Duration {
 		return time.Duration(1<<63 - 1)
 	}
 	return g.budget
+}
+
+// attach makes the guard stop an instrumented guest through its stop
+// global when the invocation's context ends. Call it on the guard's
+// goroutine, at most once.
+func (g *guard) attach(stopG api.MutableGlobal) {
+	g.mu.Lock()
+	g.stopG = stopG
+	g.mu.Unlock()
+	g.unregister = context.AfterFunc(g.ctx, g.fire)
 }
 
 // fire stops an instrumented guest at its next loop iteration. It runs on

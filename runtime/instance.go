@@ -57,25 +57,34 @@ func (f *Function) newInstance(ctx context.Context, m *module, pooled bool) (*in
 		stack:  make([]uint64, 1),
 	}
 	cfg := f.base.WithStdout(in.stdout).WithStderr(in.stderr).WithNanosleep(in.sleep.sleep)
-	sb, err := f.instantiate(ctx, m, kind, cfg, &in.sleep, in.stderr)
-	if err != nil {
-		return nil, err
-	}
-	in.sb, in.mod, in.mem = sb, sb.mod, sb.mem
-	if m.init {
-		_, ierr, _ := f.guarded(ctx, sb, "initialising the module", func(ctx context.Context) error {
-			_, err := sb.mod.ExportedFunction(exportInitialize).Call(ctx)
+	sb := &sandbox{sleep: &in.sleep, stderr: in.stderr}
+	// One guard covers instantiation, _initialize and the priming call.
+	_, ierr, broken := f.guarded(ctx, sb, "initialising the module", func(g *guard) error {
+		if err := f.newSandbox(g, m, kind, cfg, sb); err != nil {
 			return err
-		})
-		if ierr != nil {
-			in.close()
-			return nil, ierr
 		}
+		in.sb, in.mod, in.mem = sb, sb.mod, sb.mem
+		in.reserve = sb.mod.ExportedFunction(exportReserve)
+		in.handle = sb.mod.ExportedFunction(exportHandle)
+		if m.init {
+			if _, err := sb.mod.ExportedFunction(exportInitialize).Call(g.ctx); err != nil {
+				return err
+			}
+		}
+		if reset {
+			return in.ensureBuffer(g.ctx, primeReserve)
+		}
+		return nil
+	})
+	if ierr == nil && broken {
+		ierr = f.errorf(ErrCanceled, nil, "stopped while initialising the module")
 	}
-	in.reserve = sb.mod.ExportedFunction(exportReserve)
-	in.handle = sb.mod.ExportedFunction(exportHandle)
+	if ierr != nil {
+		sb.close()
+		return nil, ierr
+	}
 	if reset {
-		if err := in.prime(ctx, m, sb); err != nil {
+		if err := in.snapshot(m); err != nil {
 			in.close()
 			return nil, err
 		}
@@ -83,15 +92,9 @@ func (f *Function) newInstance(ctx context.Context, m *module, pooled bool) (*in
 	return in, nil
 }
 
-// prime reserves the request buffer and records the state every request
-// starts from: linear memory and the values of all mutable globals.
-func (in *instance) prime(ctx context.Context, m *module, sb *sandbox) error {
-	_, ierr, _ := in.fn.guarded(ctx, sb, "reserving the request buffer", func(ctx context.Context) error {
-		return in.ensureBuffer(ctx, primeReserve)
-	})
-	if ierr != nil {
-		return ierr
-	}
+// snapshot records the state every request starts from: linear memory and
+// the values of all mutable globals. No guest code runs.
+func (in *instance) snapshot(m *module) error {
 	for _, ge := range m.globals {
 		mg, ok := in.mod.ExportedGlobal(ge.Name).(api.MutableGlobal)
 		if !ok {
@@ -129,8 +132,8 @@ func (in *instance) serve(ctx context.Context, req *protocol.Request) (res *Resu
 		return nil, false, f.errorf(ErrRequestTooLarge, nil, "encoded request is %d bytes", len(in.wire))
 	}
 	var packed uint64
-	cpu, ierr, broken := f.guarded(ctx, in.sb, "handling the request", func(ctx context.Context) (err error) {
-		packed, err = in.call(ctx)
+	cpu, ierr, broken := f.guarded(ctx, in.sb, "handling the request", func(g *guard) (err error) {
+		packed, err = in.call(g.ctx)
 		return err
 	})
 	if ierr != nil {

@@ -54,13 +54,14 @@ func (f *Function) runCommand(ctx context.Context, m *module, req *protocol.Requ
 	stderr := newCapWriter(l.MaxStderr)
 	var sl sleeper
 	cfg := f.base.WithStdin(bytes.NewReader(in)).WithStdout(stdout).WithStderr(stderr).WithNanosleep(sl.sleep)
-	sb, err := f.instantiate(ctx, m, memPlain, cfg, &sl, stderr)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = sb.mod.Close(context.Background()) }()
-	cpu, ierr, _ := f.guarded(ctx, sb, "running the command", func(ctx context.Context) error {
-		_, err := sb.mod.ExportedFunction(exportStart).Call(ctx)
+	sb := &sandbox{sleep: &sl, stderr: stderr}
+	defer sb.close()
+	// One guard covers instantiation and _start.
+	cpu, ierr, _ := f.guarded(ctx, sb, "running the command", func(g *guard) error {
+		if err := f.newSandbox(g, m, memPlain, cfg, sb); err != nil {
+			return err
+		}
+		_, err := sb.mod.ExportedFunction(exportStart).Call(g.ctx)
 		var exit *sys.ExitError
 		if errors.As(err, &exit) && exit.ExitCode() == 0 {
 			return nil // proc_exit(0) is how a command says it is done

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -17,42 +18,43 @@ type sandbox struct {
 	stderr *capWriter
 }
 
-// instantiate creates an instance of m with memory of the given kind. No
-// guest code runs (start functions are called through guarded), except a
-// wasm start section, which only modules compiled with wazero's own
-// termination checks may have.
-func (f *Function) instantiate(ctx context.Context, m *module, kind memKind, cfg wazero.ModuleConfig, sl *sleeper, stderr *capWriter) (*sandbox, error) {
+// newSandbox creates an instance of m with memory of the given kind under
+// the running guard g, and attaches its stop global to g. No guest code
+// runs (start functions are called by the caller under the same guard),
+// except a wasm start section, which only modules compiled with wazero's
+// own termination checks may have.
+func (f *Function) newSandbox(g *guard, m *module, kind memKind, cfg wazero.ModuleConfig, sb *sandbox) error {
 	alloc := newMemAllocator(kind, f.spec.Limits.MemoryBytes)
-	sb := &sandbox{sleep: sl, stderr: stderr}
-	var err error
-	_, ierr, _ := f.guarded(ctx, sb, "instantiating the module", func(ctx context.Context) error {
-		sb.mod, err = alloc.instantiate(ctx, m.rt, m, cfg.WithStartFunctions())
-		sb.mem = alloc.mem
+	mod, err := alloc.instantiate(g.ctx, m.rt, m, cfg.WithStartFunctions())
+	sb.mem = alloc.mem
+	if err != nil {
 		return err
-	})
-	if ierr != nil {
-		if sb.mod != nil {
-			_ = sb.mod.Close(context.Background())
-		}
-		return nil, ierr
 	}
+	sb.mod = mod
 	if m.stop != "" {
-		g, ok := sb.mod.ExportedGlobal(m.stop).(api.MutableGlobal)
+		stopG, ok := mod.ExportedGlobal(m.stop).(api.MutableGlobal)
 		if !ok {
-			_ = sb.mod.Close(context.Background())
-			return nil, f.errorf(ErrInternal, nil, "stop global %s missing after instrumentation", m.stop)
+			return fmt.Errorf("stop global %s missing after instrumentation", m.stop)
 		}
-		sb.stopG = g
+		sb.stopG = stopG
+		g.attach(stopG)
 	}
-	return sb, nil
+	return nil
+}
+
+// close closes the sandbox's module, if it was created.
+func (sb *sandbox) close() {
+	if sb.mod != nil {
+		_ = sb.mod.Close(context.Background())
+	}
 }
 
 // guarded runs call under the function's time and CPU limits. It returns
 // the CPU time used, the failure if any, and whether the sandbox must be
 // discarded (the call failed or was stopped from outside).
-func (f *Function) guarded(ctx context.Context, sb *sandbox, during string, call func(context.Context) error) (time.Duration, *InvokeError, bool) {
+func (f *Function) guarded(ctx context.Context, sb *sandbox, during string, call func(*guard) error) (time.Duration, *InvokeError, bool) {
 	g := startGuard(ctx, f.spec.Limits.Timeout, f.spec.Limits.CPUTime, sb.sleep, sb.stopG)
-	err := call(g.ctx)
+	err := call(g)
 	cpu, stopped := g.stop()
 	if err != nil {
 		return cpu, f.failure(during, err, stopped, sb.mem, sb.stderr), true
