@@ -33,6 +33,12 @@ var (
 	// fall back to the runtime's own termination checks (wazero's
 	// RuntimeConfig.WithCloseOnContextDone) for such a module.
 	ErrUnsupportedInstruction = errors.New("wasmbin: unsupported instruction")
+
+	// ErrLimit reports that a module, though possibly well-formed, declares
+	// more of something (types, functions, locals, table entries, value
+	// slots...) than CheckLimits allows. The message names the limit and
+	// the byte offset.
+	ErrLimit = errors.New("wasmbin: module exceeds a limit")
 )
 
 // GlobalExportPrefix is the prefix of the export names given to mutable
