@@ -21,7 +21,9 @@ func TestServe(t *testing.T) {
 		body    string
 		ctype   string
 	}{
-		{"plain", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Method+" "+r.URL.Path+" "+r.URL.Query().Get("q")) },
+		{"plain", func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, r.Method+" "+r.URL.Path+" "+r.URL.Query().Get("q"))
+		},
 			&protocol.Request{Method: "GET", URI: "/a?q=1", Path: "/a", RawQuery: "q=1"}, 200, "GET /a 1", "text/plain; charset=utf-8"},
 		{"escaped path keeps RawPath", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.EscapedPath()) },
 			&protocol.Request{Method: "GET", URI: "/a%2Fb", Path: "/a/b"}, 200, "/a%2Fb", "text/plain; charset=utf-8"},
@@ -35,7 +37,9 @@ func TestServe(t *testing.T) {
 			&protocol.Request{Method: "GET", URI: "/", Path: "/"}, 500, "internal error in function\n", "text/plain; charset=utf-8"},
 		{"invalid status becomes 500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(42) },
 			&protocol.Request{Method: "GET", URI: "/", Path: "/"}, 500, "", ""},
-		{"info while serving", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, Info(r).RequestID+"/"+Info(r).Function) },
+		{"info while serving", func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, Info(r).RequestID+"/"+Info(r).Function)
+		},
 			&protocol.Request{Method: "GET", URI: "/", Path: "/", RequestID: "r1", Function: "f"}, 200, "r1/f", "text/plain; charset=utf-8"},
 	}
 	for _, c := range cases {
