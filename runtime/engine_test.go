@@ -244,3 +244,25 @@ func openFDs(t testing.TB) int {
 	}
 	return len(ents)
 }
+
+// Tiny modules that declare huge vectors are refused before wazero
+// decodes them (wazero would allocate the declared size and the process
+// would die of a fatal, unrecoverable out-of-memory).
+func TestLoadRefusesHostileCounts(t *testing.T) {
+	e := newEngine(t)
+	header := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
+	hostile := map[string][]byte{
+		// data section declaring 2^32-1 segments
+		"data count": append(append([]byte{}, header...), 11, 5, 0xff, 0xff, 0xff, 0xff, 0x0f),
+		// type section declaring 2^32-1 types
+		"type count": append(append([]byte{}, header...), 1, 5, 0xff, 0xff, 0xff, 0xff, 0x0f),
+	}
+	for name, mod := range hostile {
+		_, err := e.Load(context.Background(), runtime.FunctionSpec{Name: "f", Module: mod})
+		if !errors.Is(err, runtime.ErrInvalidModule) {
+			t.Errorf("%s: got %v, want ErrInvalidModule", name, err)
+		}
+	}
+	// The engine still works.
+	load(t, e, runtime.FunctionSpec{Name: "ok", Module: wat(t, "tiny-reactor"), Mode: runtime.ModePooled})
+}

@@ -104,6 +104,11 @@ func (c *moduleCache) release(ctx context.Context, m *module) {
 }
 
 func (c *moduleCache) compile(ctx context.Context, hash [32]byte, bin []byte) (*module, error) {
+	// First, before wazero sees the bytes: its decoder allocates declared
+	// vector lengths up front, so a few hostile bytes could exhaust memory.
+	if err := wasmbin.CheckLimits(bin); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+	}
 	rt, stop := c.fast, wasmbin.StopGlobalName
 	instrumented, err := wasmbin.InstrumentLoops(bin)
 	switch {
