@@ -84,28 +84,10 @@ func FuzzInstrumentLoops(f *testing.F) {
 		if _, err := InstrumentLoops(out); !errors.Is(err, ErrNameConflict) {
 			t.Fatalf("instrumenting the output again: %v, want ErrNameConflict", err)
 		}
-		if smallCounts(wasm) && compiles(wasm) == nil {
+		if CheckLimits(wasm) == nil && compiles(wasm) == nil {
 			if err := compiles(out); err != nil {
 				t.Fatalf("wazero compiles the input but not the output: %v", err)
 			}
 		}
 	})
-}
-
-// smallCounts reports whether wasm has no run of three bytes with the
-// LEB128 continuation bit, so that every count in it is below 2^21. wazero
-// v1.12 allocates memory for a vector's declared length before decoding it
-// (sections, locals, names, data): a 20-byte module declaring 2^32-1 data
-// segments or locals kills the process with a fatal out-of-memory error,
-// which no recover catches. Such inputs are not given to wazero here.
-func smallCounts(wasm []byte) bool {
-	run := 0
-	for _, b := range wasm {
-		if b&0x80 == 0 {
-			run = 0
-		} else if run++; run == 3 {
-			return false
-		}
-	}
-	return true
 }

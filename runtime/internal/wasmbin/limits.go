@@ -36,10 +36,10 @@ const (
 	// wazero allocates 8 bytes per entry when it instantiates the module.
 	maxTotalTableSize = 10_000_000
 
-	// The value slot budget (see slots below) is slotBase plus slotsPerByte
-	// per byte of input.
+	// The value slot budget (see limitChecker.spend and DESIGN.md) is
+	// slotBase plus slotsPerByte per byte of input.
 	slotBase     = 1 << 16
-	slotsPerByte = 4
+	slotsPerByte = 2
 )
 
 // limitf returns an error wrapping ErrLimit that reports the absolute
@@ -82,12 +82,16 @@ func limitf(off int, format string, args ...any) error {
 //     referring to a function type (a call, a block with a type index) or a
 //     branch carries, so a module with large types and many short
 //     instructions referring to them is bounded too. The budget is 65,536
-//     plus 4 per byte of input; DESIGN.md explains how slots are counted.
+//     plus 2 per byte of input; DESIGN.md explains how slots are counted.
 //
 // A module that passes may still be invalid: wazero validates it. Memory
 // limits are not checked here: wazero's RuntimeConfig.WithMemoryLimitPages
-// bounds them. CheckLimits never panics, never modifies wasm, and
-// allocates at most a few bytes per byte of input.
+// bounds them. Compiling a module that passes still costs wazero up to
+// about 1.5 KB of allocation per byte of dense code, and CPU time that
+// grows with the square of the number of branches in one function (see
+// DESIGN.md): callers should also bound the upload size. CheckLimits never
+// panics, never modifies wasm, and allocates at most a few bytes per byte
+// of input.
 func CheckLimits(wasm []byte) error {
 	c := &limitChecker{wasm: wasm, dataCount: -1, slotLimit: slotBase + slotsPerByte*uint64(len(wasm))}
 	return c.check()
@@ -106,18 +110,18 @@ type limitChecker struct {
 	imported  uint32   // imported functions
 	tagTypes  []uint32 // type index of every tag, imports first
 
-	imports    uint32
-	tables     uint32
-	tableTotal uint64
-	globals    uint64 // defined
+	labels []label // reused by bodySlots
+
+	tables     uint32 // imported and defined
+	tableTotal uint64 // sum of the tables' minimum sizes
 
 	dataCount    int64 // the data count section's value, or -1
 	dataSegments uint32
 	codeCount    uint32
-	hasCode      bool
 	hasName      bool
 
-	slots, slotLimit uint64
+	slots     uint64 // value slots spent so far
+	slotLimit uint64 // the budget
 }
 
 // check walks the module.
@@ -230,29 +234,36 @@ func (r *reader) limitCount(what string, minSize int, max uint64) (uint32, error
 
 // skipName reads a length-prefixed UTF-8 name without copying it.
 func (r *reader) skipName(what string) error {
+	_, err := r.nameBytes(what)
+	return err
+}
+
+// nameBytes reads a length-prefixed UTF-8 name and returns its bytes
+// without copying them.
+func (r *reader) nameBytes(what string) ([]byte, error) {
 	off := r.off()
 	n, err := r.u32(what + " length")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	b, err := r.bytes(int(n), what)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !utf8.Valid(b) {
-		return errorf(off, "%s is not valid UTF-8", what)
+		return nil, errorf(off, "%s is not valid UTF-8", what)
 	}
-	return nil
+	return b, nil
 }
 
 // custom checks a custom section. wazero decodes the "name" section; other
 // custom sections are copied (their size is already bounded).
 func (c *limitChecker) custom(r *reader) error {
-	start := r.pos
-	if err := r.skipName("custom section name"); err != nil {
+	name, err := r.nameBytes("custom section name")
+	if err != nil {
 		return err
 	}
-	if string(r.buf[start:r.pos]) != "\x04name" {
+	if string(name) != "name" { // compares the decoded name: its length may be padded
 		r.pos = len(r.buf)
 		return nil
 	}
@@ -434,7 +445,6 @@ func (c *limitChecker) importSection(r *reader) error {
 	if err != nil {
 		return err
 	}
-	c.imports = n
 	for i := uint32(0); i < n; i++ {
 		if err := r.skipName("import module name"); err != nil {
 			return err
@@ -940,7 +950,12 @@ func (c *limitChecker) body(r *reader, a arity) error {
 	if err := c.spend(off, locals+uint64(a.results), "function parameters, results and locals"); err != nil {
 		return err
 	}
-	return c.spend(off, c.instructionSlots(r.buf[r.pos:]), "function body instructions")
+	code := &reader{buf: r.buf[r.pos:], base: r.off()}
+	slots, ok := c.bodySlots(code, a)
+	if !ok {
+		slots = c.coarseSlots(code.buf)
+	}
+	return c.spend(off, slots, "function body instructions")
 }
 
 // spend charges n value slots to the module's budget.
@@ -952,23 +967,32 @@ func (c *limitChecker) spend(off int, n uint64, what string) error {
 	return nil
 }
 
-// instructionSlots returns an upper bound on the value slots that the
+// coarseSlots returns an upper bound on the value slots that the
 // instructions of code (a function body after its locals) carry beyond one
-// per instruction: for every byte that could start an instruction referring
-// to a function type (call, call_indirect, call_ref, their return_
-// variants, block, loop, if and try_table with a type index) the type's
-// parameters and results; for every byte that could start a branch (br,
-// br_if, br_on_null, br_on_non_null, return, every br_table target and
-// try_table catch clause) the largest arity of any type; for every byte
-// that could start an instruction naming a tag the tag's parameters. Every
-// byte offset is considered, so the bound holds however wazero's validator
-// and compiler split the body into instructions.
-func (c *limitChecker) instructionSlots(code []byte) uint64 {
+// per instruction, for bodies bodySlots cannot decode. It charges every
+// byte that could start an instruction referring to a function type (call,
+// call_indirect, call_ref and their return_ variants) the type's
+// parameters and results; every byte that could start a block, loop, if or
+// try_table with a type index twice the parameters and three times the
+// results (for its else and end); every byte that could start a branch
+// (br, br_if, br_on_null, br_on_non_null, return, every br_table target and
+// try_table catch clause) the largest arity of any type; every byte that
+// could start an instruction naming a tag the tag's parameters. Every byte
+// offset is considered, so the bound holds however wazero's validator and
+// compiler split the body into instructions.
+func (c *limitChecker) coarseSlots(code []byte) uint64 {
 	typeSlots := func(t uint64, ok bool) uint64 {
 		if !ok || t >= uint64(len(c.types)) {
 			return 0
 		}
 		return uint64(c.types[t].params) + uint64(c.types[t].results)
+	}
+	// A block's else and end carry its parameters and results again.
+	blockSlots := func(t uint64, ok bool) uint64 {
+		if !ok || t >= uint64(len(c.types)) {
+			return 0
+		}
+		return 2*uint64(c.types[t].params) + 3*uint64(c.types[t].results)
 	}
 	branch := max64(c.maxArity, 1)
 	var total uint64
@@ -984,10 +1008,10 @@ func (c *limitChecker) instructionSlots(code []byte) uint64 {
 			total += typeSlots(uint64(t), ok)
 		case 0x02, 0x03, 0x04: // block, loop, if
 			t, _, ok := wazeroS33(imm)
-			total += typeSlots(uint64(t), ok && t >= 0)
+			total += blockSlots(uint64(t), ok && t >= 0)
 		case 0x1f: // try_table: block type, catch clauses
 			t, k, ok := wazeroS33(imm)
-			total += typeSlots(uint64(t), ok && t >= 0) + branch
+			total += blockSlots(uint64(t), ok && t >= 0) + branch
 			if ok {
 				if n, _, ok := wazeroU32(imm[k:]); ok {
 					total += branch * min64(uint64(n), uint64(len(imm)))
@@ -1012,6 +1036,210 @@ func (c *limitChecker) instructionSlots(code []byte) uint64 {
 		}
 	}
 	return total
+}
+
+// label is an open block of a function body: label is the number of
+// values a branch to it carries, params and results its type's arity.
+type label struct{ label, params, results uint32 }
+
+// bodySlots decodes the instructions of a function body of type fn (r
+// covers the body after its locals) and returns the value slots they carry
+// beyond one per instruction: the parameters and results of every type an
+// instruction refers to (calls, blocks with a type index), the values every
+// branch, else, end and return carries, the parameters of thrown and caught
+// tags. It reports false when the body does not decode (instruction
+// decoding is shared with InstrumentLoops, which refuses encodings that
+// wazero could decode differently); CheckLimits then uses coarseSlots.
+func (c *limitChecker) bodySlots(r *reader, fn arity) (uint64, bool) {
+	labels := append(c.labels[:0], label{uint32(fn.results), 0, uint32(fn.results)})
+	defer func() { c.labels = labels[:0] }()
+	typeSlots := func(t uint32) (uint64, bool) {
+		if uint64(t) >= uint64(len(c.types)) {
+			return 0, false
+		}
+		return uint64(c.types[t].params) + uint64(c.types[t].results), true
+	}
+	target := func(l uint32) (uint64, bool) {
+		if uint64(l) >= uint64(len(labels)) {
+			return 0, false
+		}
+		return uint64(labels[len(labels)-1-int(l)].label), true
+	}
+	tagSlots := func(tag uint32) (uint64, bool) {
+		if uint64(tag) >= uint64(len(c.tagTypes)) || uint64(c.tagTypes[tag]) >= uint64(len(c.types)) {
+			return 0, false
+		}
+		return uint64(c.types[c.tagTypes[tag]].params), true
+	}
+	var total uint64
+	for len(labels) > 0 {
+		op, err := r.byte("opcode")
+		if err != nil {
+			return 0, false
+		}
+		var n uint64
+		ok := true
+		switch op {
+		case 0x02, 0x03, 0x04, 0x1f: // block, loop, if, try_table
+			var a arity
+			if a, err = c.blockArity(r); err != nil {
+				return 0, false
+			}
+			n = uint64(a.params) + uint64(a.results)
+			l := label{uint32(a.results), uint32(a.params), uint32(a.results)}
+			if op == 0x03 {
+				l.label = uint32(a.params)
+			}
+			if op == 0x1f {
+				var k uint32
+				if k, err = r.count("catch clause count", 2); err != nil {
+					return 0, false
+				}
+				for i := uint32(0); i < k && ok; i++ {
+					var kind byte
+					if kind, err = r.byte("catch clause kind"); err != nil || kind > 3 {
+						return 0, false
+					}
+					var m uint64
+					if kind < 2 {
+						var tag uint32
+						if tag, err = r.u32("catch tag index"); err != nil {
+							return 0, false
+						}
+						m, ok = tagSlots(tag)
+						n += m
+					}
+					var l uint32
+					if l, err = r.u32("catch label"); err != nil {
+						return 0, false
+					}
+					if ok { // the label is counted from outside the try_table
+						m, ok = target(l)
+						n += m
+					}
+				}
+			}
+			labels = append(labels, l)
+		case 0x05: // else: the else block takes the parameters again
+			n = uint64(labels[len(labels)-1].params) + uint64(labels[len(labels)-1].results)
+		case 0x0b: // end
+			n = uint64(labels[len(labels)-1].results)
+			labels = labels[:len(labels)-1]
+		case 0x0c, 0x0d, 0xd5, 0xd6: // br, br_if, br_on_null, br_on_non_null
+			var l uint32
+			if l, err = r.u32("label"); err == nil {
+				n, ok = target(l)
+			}
+		case 0x0e: // br_table
+			var k uint32
+			if k, err = r.count("br_table label count", 1); err != nil {
+				return 0, false
+			}
+			for i := uint32(0); i <= k && ok && err == nil; i++ {
+				var l uint32
+				var m uint64
+				if l, err = r.u32("br_table label"); err == nil {
+					m, ok = target(l)
+					n += m
+				}
+			}
+		case 0x0f: // return
+			n = uint64(fn.results)
+		case 0x10, 0x12: // call, return_call
+			var f uint32
+			if f, err = r.u32("function index"); err == nil {
+				if ok = uint64(f) < uint64(len(c.funcTypes)); ok {
+					n, ok = typeSlots(c.funcTypes[f])
+				}
+			}
+		case 0x11, 0x13: // call_indirect, return_call_indirect: type, table
+			var t uint32
+			if t, err = r.u32("type index"); err == nil {
+				if n, ok = typeSlots(t); ok {
+					_, err = r.u32("table index")
+				}
+			}
+		case 0x14, 0x15: // call_ref, return_call_ref
+			var t uint32
+			if t, err = r.u32("type index"); err == nil {
+				n, ok = typeSlots(t)
+			}
+		case 0x08: // throw
+			var tag uint32
+			if tag, err = r.u32("tag index"); err == nil {
+				n, ok = tagSlots(tag)
+			}
+		default:
+			err = r.skipImmediates(op)
+		}
+		if err != nil || !ok {
+			return 0, false
+		}
+		total += n
+	}
+	return total, r.remaining() == 0
+}
+
+// blockArity reads a block type and returns its arity: a type index names
+// a function type, any other block type has no parameters and at most one
+// result.
+func (c *limitChecker) blockArity(r *reader) (arity, error) {
+	start := r.pos
+	v, err := r.leb("block type", 33, true)
+	if err != nil {
+		return arity{}, err
+	}
+	switch t := int64(v); {
+	case t >= 0:
+		if t >= int64(len(c.types)) {
+			return arity{}, r.fail("block type %d out of range", t)
+		}
+		return c.types[t], nil
+	case t == 0x40-0x80:
+		return arity{}, nil
+	}
+	r.pos = start
+	return arity{results: 1}, r.blockType()
+}
+
+// skipImmediates reads the immediates of an instruction without type or
+// label immediates, as scanBody does.
+func (r *reader) skipImmediates(op byte) error {
+	var err error
+	switch opcodeImm[op] {
+	case immUnknown:
+		return unsupported(r.off()-1, "opcode 0x%02x", op)
+	case immNone:
+	case immIndex:
+		_, err = r.u32("index immediate")
+	case immIndex2:
+		if _, err = r.u32("first index immediate"); err == nil {
+			_, err = r.u32("second index immediate")
+		}
+	case immMemArg:
+		err = r.memArg()
+	case immI32:
+		err = r.s32("i32.const immediate")
+	case immI64:
+		err = r.s64("i64.const immediate")
+	case immF32:
+		_, err = r.bytes(4, "f32.const immediate")
+	case immF64:
+		_, err = r.bytes(8, "f64.const immediate")
+	case immSelect:
+		err = r.selectTypes()
+	case immHeapType:
+		err = r.heapType("ref.null heap type")
+	case immMisc:
+		err = r.misc()
+	case immSIMD:
+		err = r.simd()
+	case immAtomic:
+		err = r.atomic()
+	default: // control instructions are decoded by the caller
+		err = r.fail("unexpected opcode 0x%02x", op)
+	}
+	return err
 }
 
 // wazeroU32 decodes an unsigned LEB128 at the start of b as wazero's
