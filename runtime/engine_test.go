@@ -266,3 +266,14 @@ func TestLoadRefusesHostileCounts(t *testing.T) {
 	// The engine still works.
 	load(t, e, runtime.FunctionSpec{Name: "ok", Module: wat(t, "tiny-reactor"), Mode: runtime.ModePooled})
 }
+
+// A guest growing a table without a maximum by 2^31-1 entries gets -1
+// (tables are capped at load); uncapped, wazero would allocate 16 GiB at
+// once and the process would die.
+func TestTableGrowIsCapped(t *testing.T) {
+	e := newEngine(t)
+	f := load(t, e, runtime.FunctionSpec{Module: wat(t, "tablegrow"), Mode: runtime.ModePooled})
+	if st, _ := mustInvoke(t, f, get("/")); st != 200 {
+		t.Fatalf("status %d", st)
+	}
+}

@@ -109,6 +109,12 @@ func (c *moduleCache) compile(ctx context.Context, hash [32]byte, bin []byte) (*
 	if err := wasmbin.CheckLimits(bin); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
 	}
+	// Cap table growth: wazero allocates a table.grow at once, so an
+	// unbounded grow would be a fatal out-of-memory for the whole node.
+	bin, err := wasmbin.CapTables(bin, wasmbin.MaxTableGrowth)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+	}
 	rt, stop := c.fast, wasmbin.StopGlobalName
 	instrumented, err := wasmbin.InstrumentLoops(bin)
 	switch {
