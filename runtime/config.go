@@ -27,14 +27,25 @@ type Config struct {
 	JanitorInterval time.Duration
 	// Logger receives engine events. Default slog.Default().
 	Logger *slog.Logger
+	// MaxModuleBytes caps the size of a module Load accepts. Compiling
+	// costs memory and time in proportion to the module (about 400 bytes
+	// of compiler memory per byte of plain code), so uploads need a bound.
+	// Default 64 MiB.
+	MaxModuleBytes int
+	// MaxConcurrentCompiles bounds how many modules compile at once, so a
+	// burst of deploys cannot multiply the compiler's peak memory.
+	// Default 1.
+	MaxConcurrentCompiles int
 }
 
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
 	return Config{
-		CompiledIdleTimeout: 10 * time.Minute,
-		PoolIdleTimeout:     60 * time.Second,
-		JanitorInterval:     5 * time.Second,
+		CompiledIdleTimeout:   10 * time.Minute,
+		PoolIdleTimeout:       60 * time.Second,
+		JanitorInterval:       5 * time.Second,
+		MaxModuleBytes:        64 << 20,
+		MaxConcurrentCompiles: 1,
 	}
 }
 
@@ -47,6 +58,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: PoolIdleTimeout must be positive, got %v", ErrInvalidSpec, c.PoolIdleTimeout)
 	case c.JanitorInterval <= 0:
 		return fmt.Errorf("%w: JanitorInterval must be positive, got %v", ErrInvalidSpec, c.JanitorInterval)
+	case c.MaxModuleBytes <= 0:
+		return fmt.Errorf("%w: MaxModuleBytes must be positive, got %d", ErrInvalidSpec, c.MaxModuleBytes)
+	case c.MaxConcurrentCompiles <= 0:
+		return fmt.Errorf("%w: MaxConcurrentCompiles must be positive, got %d", ErrInvalidSpec, c.MaxConcurrentCompiles)
 	}
 	return nil
 }

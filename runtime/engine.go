@@ -78,7 +78,7 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 		done:   make(chan struct{}),
 		fns:    map[string]*Function{},
 	}
-	e.mods = newModuleCache(fast, safe)
+	e.mods = newModuleCache(fast, safe, cfg.MaxConcurrentCompiles)
 	go e.janitor()
 	return e, nil
 }
@@ -91,6 +91,9 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 func (e *Engine) Load(ctx context.Context, spec FunctionSpec) (*Function, error) {
 	if err := spec.normalize(); err != nil {
 		return nil, err
+	}
+	if len(spec.Module) > e.cfg.MaxModuleBytes {
+		return nil, fmt.Errorf("%w: module is %d bytes, the node accepts at most %d (Config.MaxModuleBytes)", ErrInvalidModule, len(spec.Module), e.cfg.MaxModuleBytes)
 	}
 	spec.Module = append([]byte(nil), spec.Module...)
 	f := newFunction(e, spec, sha256.Sum256(spec.Module))

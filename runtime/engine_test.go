@@ -18,9 +18,11 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("defaults: %v", err)
 	}
 	for name, mod := range map[string]func(*runtime.Config){
-		"CompiledIdleTimeout": func(c *runtime.Config) { c.CompiledIdleTimeout = 0 },
-		"PoolIdleTimeout":     func(c *runtime.Config) { c.PoolIdleTimeout = -time.Second },
-		"JanitorInterval":     func(c *runtime.Config) { c.JanitorInterval = 0 },
+		"CompiledIdleTimeout":   func(c *runtime.Config) { c.CompiledIdleTimeout = 0 },
+		"PoolIdleTimeout":       func(c *runtime.Config) { c.PoolIdleTimeout = -time.Second },
+		"JanitorInterval":       func(c *runtime.Config) { c.JanitorInterval = 0 },
+		"MaxModuleBytes":        func(c *runtime.Config) { c.MaxModuleBytes = 0 },
+		"MaxConcurrentCompiles": func(c *runtime.Config) { c.MaxConcurrentCompiles = -1 },
 	} {
 		c := runtime.DefaultConfig()
 		mod(&c)
@@ -265,6 +267,14 @@ func TestLoadRefusesHostileCounts(t *testing.T) {
 	}
 	// The engine still works.
 	load(t, e, runtime.FunctionSpec{Name: "ok", Module: wat(t, "tiny-reactor"), Mode: runtime.ModePooled})
+}
+
+func TestLoadRefusesOversizedModules(t *testing.T) {
+	e := newEngine(t, func(c *runtime.Config) { c.MaxModuleBytes = 100 })
+	_, err := e.Load(context.Background(), runtime.FunctionSpec{Name: "f", Module: make([]byte, 101)})
+	if !errors.Is(err, runtime.ErrInvalidModule) || !strings.Contains(err.Error(), "at most 100") {
+		t.Fatalf("got %v", err)
+	}
 }
 
 // A guest growing a table without a maximum by 2^31-1 entries gets -1

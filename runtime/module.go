@@ -51,13 +51,14 @@ type moduleCache struct {
 	// checks; safe compiles with them (WithCloseOnContextDone), for modules
 	// the instrumenter cannot handle. See runtime/internal/wasmbin.
 	fast, safe wazero.Runtime
+	compiling  chan struct{} // semaphore bounding concurrent compiles
 
 	mu   sync.Mutex
 	mods map[[32]byte]*module
 }
 
-func newModuleCache(fast, safe wazero.Runtime) *moduleCache {
-	return &moduleCache{fast: fast, safe: safe, mods: map[[32]byte]*module{}}
+func newModuleCache(fast, safe wazero.Runtime, concurrent int) *moduleCache {
+	return &moduleCache{fast: fast, safe: safe, compiling: make(chan struct{}, concurrent), mods: map[[32]byte]*module{}}
 }
 
 // acquire returns the compiled module for bin (whose sha256 is hash),
@@ -73,7 +74,13 @@ func (c *moduleCache) acquire(ctx context.Context, hash [32]byte, bin []byte) (*
 	}
 	c.mu.Unlock()
 
+	select {
+	case c.compiling <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting to compile: %w", context.Cause(ctx))
+	}
 	m, err := c.compile(ctx, hash, bin)
+	<-c.compiling
 	if err != nil {
 		return nil, err
 	}
