@@ -66,7 +66,7 @@ func goBuildWasip1(tb testing.TB, dir, pkg string) []byte {
 
 func TestGoWasip1Guest(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a Go program")
+		t.Skip("-short: this test compiles a Go guest with the Go toolchain (seconds); make test runs it")
 	}
 	wasm := buildGoGuest(t)
 	out, exports, err := ExportMutableGlobals(wasm)

@@ -112,7 +112,7 @@ func instantiateGo(tb testing.TB, ctx context.Context, r wazero.Runtime, wasm []
 
 func TestInstrumentLoopsGoGuest(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a Go program")
+		t.Skip("-short: this test compiles a Go guest with the Go toolchain (seconds); make test runs it")
 	}
 	wasm := buildGoSource(t, goLoopGuest)
 	instrumented, err := InstrumentLoops(wasm)
@@ -201,7 +201,7 @@ func moduleRoot(tb testing.TB) string {
 
 func TestInstrumentLoopsHelloExample(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a Go program")
+		t.Skip("-short: this test compiles a Go guest with the Go toolchain (seconds); make test runs it")
 	}
 	wasm := goBuildWasip1(t, moduleRoot(t), "./examples/hello")
 	instrumented, err := InstrumentLoops(wasm)
