@@ -144,32 +144,10 @@ func scanBody(r *reader, loops []int, globals uint32) ([]int, error) {
 			if err == nil && (op == 0x23 || op == 0x24) && idx >= globals {
 				return nil, errorf(off, "global index %d out of range (%d globals)", idx, globals)
 			}
-		case immIndex2:
-			if _, err = r.u32("first index immediate"); err == nil {
-				_, err = r.u32("second index immediate")
-			}
 		case immBrTable:
 			err = r.brTable()
-		case immMemArg:
-			err = r.memArg()
-		case immI32:
-			err = r.s32("i32.const immediate")
-		case immI64:
-			err = r.s64("i64.const immediate")
-		case immF32:
-			_, err = r.bytes(4, "f32.const immediate")
-		case immF64:
-			_, err = r.bytes(8, "f64.const immediate")
-		case immSelect:
-			err = r.selectTypes()
-		case immHeapType:
-			err = r.heapType("ref.null heap type")
-		case immMisc:
-			err = r.misc()
-		case immSIMD:
-			err = r.simd()
-		case immAtomic:
-			err = r.atomic()
+		default:
+			err = r.skipImmediates(op)
 		}
 		if err != nil {
 			return nil, err
@@ -179,6 +157,46 @@ func scanBody(r *reader, loops []int, globals uint32) ([]int, error) {
 		return nil, r.fail("%d bytes follow the end of the function body", r.remaining())
 	}
 	return loops, nil
+}
+
+// skipImmediates reads the immediates of an instruction without type or
+// label immediates, as scanBody does.
+func (r *reader) skipImmediates(op byte) error {
+	var err error
+	switch opcodeImm[op] {
+	case immUnknown:
+		return unsupported(r.off()-1, "opcode 0x%02x", op)
+	case immNone:
+	case immIndex:
+		_, err = r.u32("index immediate")
+	case immIndex2:
+		if _, err = r.u32("first index immediate"); err == nil {
+			_, err = r.u32("second index immediate")
+		}
+	case immMemArg:
+		err = r.memArg()
+	case immI32:
+		err = r.s32("i32.const immediate")
+	case immI64:
+		err = r.s64("i64.const immediate")
+	case immF32:
+		_, err = r.bytes(4, "f32.const immediate")
+	case immF64:
+		_, err = r.bytes(8, "f64.const immediate")
+	case immSelect:
+		err = r.selectTypes()
+	case immHeapType:
+		err = r.heapType("ref.null heap type")
+	case immMisc:
+		err = r.misc()
+	case immSIMD:
+		err = r.simd()
+	case immAtomic:
+		err = r.atomic()
+	default: // control instructions are decoded by the caller
+		err = r.fail("unexpected opcode 0x%02x", op)
+	}
+	return err
 }
 
 // valType reads a value type: a one-byte number, vector or reference type,

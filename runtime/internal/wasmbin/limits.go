@@ -1202,46 +1202,6 @@ func (c *limitChecker) blockArity(r *reader) (arity, error) {
 	return arity{results: 1}, r.blockType()
 }
 
-// skipImmediates reads the immediates of an instruction without type or
-// label immediates, as scanBody does.
-func (r *reader) skipImmediates(op byte) error {
-	var err error
-	switch opcodeImm[op] {
-	case immUnknown:
-		return unsupported(r.off()-1, "opcode 0x%02x", op)
-	case immNone:
-	case immIndex:
-		_, err = r.u32("index immediate")
-	case immIndex2:
-		if _, err = r.u32("first index immediate"); err == nil {
-			_, err = r.u32("second index immediate")
-		}
-	case immMemArg:
-		err = r.memArg()
-	case immI32:
-		err = r.s32("i32.const immediate")
-	case immI64:
-		err = r.s64("i64.const immediate")
-	case immF32:
-		_, err = r.bytes(4, "f32.const immediate")
-	case immF64:
-		_, err = r.bytes(8, "f64.const immediate")
-	case immSelect:
-		err = r.selectTypes()
-	case immHeapType:
-		err = r.heapType("ref.null heap type")
-	case immMisc:
-		err = r.misc()
-	case immSIMD:
-		err = r.simd()
-	case immAtomic:
-		err = r.atomic()
-	default: // control instructions are decoded by the caller
-		err = r.fail("unexpected opcode 0x%02x", op)
-	}
-	return err
-}
-
 // wazeroU32 decodes an unsigned LEB128 at the start of b as wazero's
 // leb128.LoadUint32 does and returns it with its length.
 func wazeroU32(b []byte) (uint32, int, bool) {
