@@ -13,26 +13,14 @@ import (
 
 	"github.com/gojinn/gojinn/edge"
 	"github.com/gojinn/gojinn/runtime"
+	"github.com/gojinn/gojinn/runtime/enginetest"
 	"github.com/gojinn/gojinn/runtime/runtimetest"
 )
-
-func engine(t *testing.T) *runtime.Engine {
-	t.Helper()
-	cfg := runtime.DefaultConfig()
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg.CacheDir = runtimetest.CacheDir()
-	e, err := runtime.NewEngine(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.Close(context.Background()) })
-	return e
-}
 
 // The handler carries method, path, query, headers and a binary body to
 // the guest and its status, headers and body back, over a real socket.
 func TestHandlerRoundTrip(t *testing.T) {
-	e := engine(t)
+	e := enginetest.Engine(t)
 	if _, err := e.Load(context.Background(), runtime.FunctionSpec{Name: "echo", Module: runtimetest.BuildGo(t, "examples/echo", true), Mode: runtime.ModePooled}); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +52,7 @@ func TestHandlerRoundTrip(t *testing.T) {
 
 // Failures become the status the runtime maps them to; dev mode shows why.
 func TestHandlerErrors(t *testing.T) {
-	e := engine(t)
+	e := enginetest.Engine(t)
 	if _, err := e.Load(context.Background(), runtime.FunctionSpec{Name: "loop", Module: runtimetest.WAT(t, "runtime/testdata/wat/loop.wat"),
 		Mode: runtime.ModePooled, Limits: runtime.Limits{Timeout: 100 * time.Millisecond}}); err != nil {
 		t.Fatal(err)

@@ -7,18 +7,18 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gojinn/gojinn/examples/internal/extest"
+	"github.com/gojinn/gojinn/runtime/enginetest"
 )
 
 func TestEcho(t *testing.T) {
-	e := extest.Engine(t)
+	e := enginetest.Engine(t)
 	binary := []byte{0, 1, 2, 0xff, 0xfe, '\n', 0x80}
-	for _, m := range extest.GoModes {
+	for _, m := range enginetest.GoModes {
 		t.Run(m.Name, func(t *testing.T) {
-			f := extest.LoadGo(t, e, "examples/echo", m)
+			f := enginetest.LoadGo(t, e, "examples/echo", m)
 
 			h := http.Header{"X-Multi": {"a", "b"}, "Accept": {"text/plain"}}
-			resp := extest.Invoke(t, f, extest.Request("GET", "/path/x?b=2&a=1&a=3&set=X-Reply:yes&set=X-Reply:again&status=201", h, nil))
+			resp := enginetest.Invoke(t, f, enginetest.Request("GET", "/path/x?b=2&a=1&a=3&set=X-Reply:yes&set=X-Reply:again&status=201", h, nil))
 			body := string(resp.Body)
 			for _, want := range []string{"GET /path/x HTTP/2.0\n", "query a=1,3\n", "query b=2\n", "header X-Multi: a,b\n",
 				"header Accept: text/plain\n", "body 0 bytes", "function " + m.Name + "@test", "request rid-1"} {
@@ -33,12 +33,12 @@ func TestEcho(t *testing.T) {
 				t.Errorf("multi-valued response header: %q", got)
 			}
 
-			raw := extest.Invoke(t, f, extest.Request("POST", "/raw", nil, binary))
+			raw := enginetest.Invoke(t, f, enginetest.Request("POST", "/raw", nil, binary))
 			if !bytes.Equal(raw.Body, binary) || raw.Headers.Get("Content-Type") != "application/octet-stream" {
 				t.Errorf("binary body came back as %v (%s)", raw.Body, raw.Headers.Get("Content-Type"))
 			}
 
-			bad := extest.Invoke(t, f, extest.Request("GET", "/?status=abc", nil, nil))
+			bad := enginetest.Invoke(t, f, enginetest.Request("GET", "/?status=abc", nil, nil))
 			if bad.Status != 400 || !strings.Contains(string(bad.Body), "status must be a number") {
 				t.Errorf("bad status parameter: %d %q", bad.Status, bad.Body)
 			}
@@ -48,7 +48,7 @@ func TestEcho(t *testing.T) {
 
 // The same guest gives the same answers whatever the execution mode.
 func TestModesAgree(t *testing.T) {
-	e := extest.Engine(t)
+	e := enginetest.Engine(t)
 	reqs := []struct {
 		method, target string
 		body           []byte
@@ -59,11 +59,11 @@ func TestModesAgree(t *testing.T) {
 		{"GET", "/?status=nope", nil},
 	}
 	var first []string
-	for _, m := range extest.GoModes {
-		f := extest.LoadGo(t, e, "examples/echo", m)
+	for _, m := range enginetest.GoModes {
+		f := enginetest.LoadGo(t, e, "examples/echo", m)
 		var got []string
 		for _, r := range reqs {
-			resp := extest.Invoke(t, f, extest.Request(r.method, r.target, http.Header{"X-Test": {"1"}}, r.body))
+			resp := enginetest.Invoke(t, f, enginetest.Request(r.method, r.target, http.Header{"X-Test": {"1"}}, r.body))
 			got = append(got, fmt.Sprintf("%d %v %q", resp.StatusOrDefault(), resp.Headers, resp.Body))
 		}
 		// The function name differs by mode; the rest must not.

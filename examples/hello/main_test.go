@@ -3,20 +3,20 @@ package main
 import (
 	"testing"
 
-	"github.com/gojinn/gojinn/examples/internal/extest"
+	"github.com/gojinn/gojinn/runtime/enginetest"
 )
 
 func TestHello(t *testing.T) {
-	e := extest.Engine(t)
-	for _, m := range extest.GoModes {
+	e := enginetest.Engine(t)
+	for _, m := range enginetest.GoModes {
 		t.Run(m.Name, func(t *testing.T) {
-			f := extest.LoadGo(t, e, "examples/hello", m)
+			f := enginetest.LoadGo(t, e, "examples/hello", m)
 			for target, want := range map[string]string{
 				"/":              "Hello, world!\n",
 				"/?name=Gojinn":  "Hello, Gojinn!\n",
 				"/x?name=%C3%A9": "Hello, é!\n",
 			} {
-				resp := extest.Invoke(t, f, extest.Request("GET", target, nil, nil))
+				resp := enginetest.Invoke(t, f, enginetest.Request("GET", target, nil, nil))
 				if resp.StatusOrDefault() != 200 || string(resp.Body) != want {
 					t.Errorf("%s: %d %q, want %q", target, resp.Status, resp.Body, want)
 				}

@@ -6,17 +6,17 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gojinn/gojinn/examples/internal/extest"
+	"github.com/gojinn/gojinn/runtime/enginetest"
 )
 
 func TestJSONAPI(t *testing.T) {
-	e := extest.Engine(t)
+	e := enginetest.Engine(t)
 	jsonHdr := http.Header{"Content-Type": {"application/json"}}
-	for _, m := range extest.GoModes {
+	for _, m := range enginetest.GoModes {
 		t.Run(m.Name, func(t *testing.T) {
-			f := extest.LoadGo(t, e, "examples/jsonapi", m)
+			f := enginetest.LoadGo(t, e, "examples/jsonapi", m)
 
-			resp := extest.Invoke(t, f, extest.Request("POST", "/todos", jsonHdr, []byte(`{"title":"write tests"}`)))
+			resp := enginetest.Invoke(t, f, enginetest.Request("POST", "/todos", jsonHdr, []byte(`{"title":"write tests"}`)))
 			var todo Todo
 			if err := json.Unmarshal(resp.Body, &todo); err != nil || resp.Status != 201 {
 				t.Fatalf("create: %d %s (%v)", resp.Status, resp.Body, err)
@@ -25,7 +25,7 @@ func TestJSONAPI(t *testing.T) {
 				t.Fatalf("created todo %+v, Location %q", todo, resp.Headers.Get("Location"))
 			}
 
-			got := extest.Invoke(t, f, extest.Request("GET", "/todos/"+todo.ID, nil, nil))
+			got := enginetest.Invoke(t, f, enginetest.Request("GET", "/todos/"+todo.ID, nil, nil))
 			if got.StatusOrDefault() != 200 || !strings.Contains(string(got.Body), todo.ID) {
 				t.Fatalf("get: %d %s", got.Status, got.Body)
 			}
@@ -40,7 +40,7 @@ func TestJSONAPI(t *testing.T) {
 				{"GET", "/todos/short", "", 404, "not found"},
 				{"DELETE", "/nothing", "", 404, "no route"},
 			} {
-				r := extest.Invoke(t, f, extest.Request(c.method, c.target, jsonHdr, []byte(c.body)))
+				r := enginetest.Invoke(t, f, enginetest.Request(c.method, c.target, jsonHdr, []byte(c.body)))
 				var e struct{ Error string }
 				if r.Status != c.status || json.Unmarshal(r.Body, &e) != nil || !strings.Contains(e.Error, c.msg) {
 					t.Errorf("%s %s %s: %d %s, want %d with %q", c.method, c.target, c.body, r.Status, r.Body, c.status, c.msg)

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/gojinn/gojinn/examples/internal/extest"
 	"github.com/gojinn/gojinn/runtime"
+	"github.com/gojinn/gojinn/runtime/enginetest"
 	"github.com/gojinn/gojinn/runtime/runtimetest"
 	"github.com/gojinn/gojinn/sdk/go/protocol"
 )
@@ -14,15 +14,15 @@ import (
 // The raw WAT guest receives the request JSON on stdin and reports its
 // length: the test checks it against the JSON the host really sends.
 func TestRawWAT(t *testing.T) {
-	e := extest.Engine(t)
+	e := enginetest.Engine(t)
 	f, err := e.Load(context.Background(), runtime.FunctionSpec{Name: "raw-wat", Version: "test",
 		Module: runtimetest.WAT(t, "examples/raw-wat/main.wat")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, body := range []string{"", "hello", string(make([]byte, 100_000))} {
-		req := extest.Request("POST", "/raw?x=1", nil, []byte(body))
-		resp := extest.Invoke(t, f, req)
+		req := enginetest.Request("POST", "/raw?x=1", nil, []byte(body))
+		resp := enginetest.Invoke(t, f, req)
 		req.Function, req.FunctionVersion = "raw-wat", "test"
 		sent, err := protocol.MarshalRequestJSON(req)
 		if err != nil {

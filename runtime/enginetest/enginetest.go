@@ -1,6 +1,7 @@
-// Package extest runs example guests through the real runtime in every
-// execution mode, for the examples' tests.
-package extest
+// Package enginetest starts real runtime engines and runs guests through
+// them in every execution mode, for tests outside the runtime package
+// (examples, edge, the node).
+package enginetest
 
 import (
 	"context"
