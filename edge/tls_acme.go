@@ -1,0 +1,156 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+
+	"github.com/caddyserver/certmagic"
+)
+
+// acmeTLS is mode acme: CertMagic with one ACME issuer.
+//
+// There are two CertMagic configs over one cache. managed obtains and
+// renews the names given to ManageSync (and TLSConfig.Names) in the
+// background; onDemand, present only with TLSConfig.OnDemand, serves
+// handshakes and obtains certificates for allowed names during them.
+// Two are needed because CertMagic's ManageSync only allowlists names
+// (without obtaining them) on a config that has OnDemand set.
+//
+// Goroutines: CertMagic's cache maintenance (stopped by cache.Stop in
+// Close) and its obtain/renew jobs, which end when ctx is cancelled.
+type acmeTLS struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	cache  *certmagic.Cache
+
+	managed   *certmagic.Config
+	handshake *certmagic.Config // onDemand when on, else managed
+	issuer    *certmagic.ACMEIssuer
+
+	mu           sync.Mutex
+	managedNames map[string]bool
+
+	closeOnce sync.Once
+}
+
+func newACMETLS(ctx context.Context, cfg TLSConfig, allow func(string) bool, log *slog.Logger) (*acmeTLS, error) {
+	zl := zapToSlog(log).Named("certmagic")
+	storage := cfg.Storage
+	if storage == nil {
+		storage = &certmagic.FileStorage{Path: filepath.Join(cfg.DataDir, "tls", "certmagic")}
+	}
+	a := &acmeTLS{managedNames: make(map[string]bool)}
+	a.ctx, a.cancel = context.WithCancel(ctx)
+
+	var onDemand *certmagic.Config
+	a.cache = certmagic.NewCache(certmagic.CacheOptions{
+		GetConfigForCert: func(cert certmagic.Certificate) (*certmagic.Config, error) {
+			if onDemand == nil || a.isManaged(cert.Names) {
+				return a.managed, nil
+			}
+			return onDemand, nil
+		},
+		Logger: zl,
+	})
+	newConfig := func(od *certmagic.OnDemandConfig) (*certmagic.Config, *certmagic.ACMEIssuer) {
+		magic := certmagic.New(a.cache, certmagic.Config{Storage: storage, Logger: zl, OnDemand: od})
+		issuer := certmagic.NewACMEIssuer(magic, certmagic.ACMEIssuer{
+			CA:                      cfg.CA, // "" means certmagic's default: Let's Encrypt production
+			Email:                   cfg.Email,
+			Agreed:                  true,
+			TrustedRoots:            cfg.CARoots,
+			DisableHTTPChallenge:    cfg.DisableHTTPChallenge,
+			DisableTLSALPNChallenge: cfg.DisableTLSALPNChallenge,
+			AltHTTPPort:             cfg.ACMEHTTPPort,
+			AltTLSALPNPort:          cfg.ACMETLSPort,
+			Logger:                  zl,
+		})
+		magic.Issuers = []certmagic.Issuer{issuer}
+		return magic, issuer
+	}
+	a.managed, a.issuer = newConfig(nil)
+	a.handshake = a.managed
+	if cfg.OnDemand {
+		configured := map[string]bool{}
+		for _, n := range cfg.Names {
+			configured[normalizeHost(n)] = true
+		}
+		onDemand, _ = newConfig(&certmagic.OnDemandConfig{
+			DecisionFunc: func(_ context.Context, name string) error {
+				name = normalizeHost(name)
+				if configured[name] || a.isManaged([]string{name}) || (allow != nil && allow(name)) {
+					return nil
+				}
+				return fmt.Errorf("%s: no route names this host", name)
+			},
+		})
+		a.handshake = onDemand
+	}
+
+	if len(cfg.Names) > 0 {
+		a.markManaged(cfg.Names)
+		// Async: a CA that is down must not stop the node from starting.
+		if err := a.managed.ManageAsync(a.ctx, cfg.Names); err != nil {
+			a.Close()
+			return nil, fmt.Errorf("tls: managing %v: %w", cfg.Names, err)
+		}
+	}
+	return a, nil
+}
+
+func (a *acmeTLS) isManaged(names []string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, n := range names {
+		if a.managedNames[normalizeHost(n)] {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *acmeTLS) markManaged(names []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, n := range names {
+		a.managedNames[normalizeHost(n)] = true
+	}
+}
+
+// GetCertificate serves handshakes, including TLS-ALPN-01 challenges.
+func (a *acmeTLS) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return a.handshake.GetCertificate(hello)
+}
+
+// HTTPChallengeHandler answers HTTP-01 challenges started by this node or,
+// through the shared storage, by any node.
+func (a *acmeTLS) HTTPChallengeHandler(next http.Handler) http.Handler {
+	return a.issuer.HTTPChallengeHandler(next)
+}
+
+// ManageSync obtains or loads names now; renewal follows in the background.
+func (a *acmeTLS) ManageSync(ctx context.Context, names []string) error {
+	a.markManaged(names)
+	// Obtaining must stop when the TLS closes, as well as with ctx.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(a.ctx, cancel)
+	defer stop()
+	if err := a.managed.ManageSync(ctx, names); err != nil {
+		return fmt.Errorf("tls: acme: %w", err)
+	}
+	return nil
+}
+
+// Close cancels background obtaining and stops the cache's maintenance.
+func (a *acmeTLS) Close() {
+	a.closeOnce.Do(func() {
+		a.cancel()
+		a.cache.Stop()
+	})
+}

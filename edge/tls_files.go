@@ -1,0 +1,120 @@
+package edge
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+)
+
+// filesReloadInterval is how often a handshake may look at the files'
+// modification times; a replaced pair is served from then on.
+const filesReloadInterval = 5 * time.Second
+
+// filesTLS serves a certificate and key read from files, reloaded when
+// either file changes. A pair that fails to load keeps the old one in
+// service and is logged.
+type filesTLS struct {
+	certFile, keyFile string
+	log               *slog.Logger
+	interval          time.Duration // tests shorten it
+
+	mu        sync.Mutex
+	cert      *tls.Certificate
+	certStamp fileStamp
+	keyStamp  fileStamp
+	checked   time.Time
+}
+
+// fileStamp identifies a version of a file cheaply.
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func stampOf(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{fi.ModTime(), fi.Size()}, nil
+}
+
+func newFilesTLS(certFile, keyFile string, log *slog.Logger) (*filesTLS, error) {
+	f := &filesTLS{certFile: certFile, keyFile: keyFile, log: log, interval: filesReloadInterval}
+	if err := f.load(); err != nil {
+		return nil, err
+	}
+	if leaf := f.cert.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
+		log.Warn("tls: certificate file has expired", "file", certFile, "not_after", leaf.NotAfter)
+	}
+	return f, nil
+}
+
+// load reads the pair. Callers hold mu, or own f exclusively.
+func (f *filesTLS) load() error {
+	certStamp, err := stampOf(f.certFile)
+	if err != nil {
+		return filesError("cert_file", f.certFile, err)
+	}
+	keyStamp, err := stampOf(f.keyFile)
+	if err != nil {
+		return filesError("key_file", f.keyFile, err)
+	}
+	certPEM, err := os.ReadFile(f.certFile)
+	if err != nil {
+		return filesError("cert_file", f.certFile, err)
+	}
+	keyPEM, err := os.ReadFile(f.keyFile)
+	if err != nil {
+		return filesError("key_file", f.keyFile, err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return fmt.Errorf("tls.key_file: %s with tls.cert_file %s: %w (is the key the one that belongs to the certificate, both PEM?)",
+			f.keyFile, f.certFile, err)
+	}
+	f.cert, f.certStamp, f.keyStamp = &pair, certStamp, keyStamp
+	return nil
+}
+
+func filesError(field, path string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("tls.%s: %s does not exist: %w", field, path, err)
+	}
+	return fmt.Errorf("tls.%s: %w", field, err)
+}
+
+// GetCertificate serves the pair, first reloading it if a file changed.
+func (f *filesTLS) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if now := time.Now(); now.Sub(f.checked) >= f.interval {
+		f.checked = now
+		f.reloadIfChanged()
+	}
+	return f.cert, nil
+}
+
+// reloadIfChanged reloads the pair when a stamp moved. Callers hold mu.
+func (f *filesTLS) reloadIfChanged() {
+	c, cerr := stampOf(f.certFile)
+	k, kerr := stampOf(f.keyFile)
+	if cerr == nil && kerr == nil && c == f.certStamp && k == f.keyStamp {
+		return
+	}
+	old := f.cert
+	if err := f.load(); err != nil {
+		// A half-written pair (cert replaced, key not yet) lands here
+		// too; the next check after the second write picks it up.
+		f.log.Warn("tls: keeping the current certificate; reloading the files failed", "err", err)
+		return
+	}
+	if old != f.cert {
+		f.log.Info("tls: reloaded certificate files", "cert_file", f.certFile, "not_after", f.cert.Leaf.NotAfter)
+	}
+}
