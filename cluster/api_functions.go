@@ -1,0 +1,204 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/gojinn/gojinn/storage"
+)
+
+// pathName returns the validated {name} of the request path.
+func pathName(r *http.Request) (string, error) {
+	name := r.PathValue("name")
+	if err := storage.ValidateName(name); err != nil {
+		return "", apiErrorf(http.StatusBadRequest, CodeInvalidName, "%v", err)
+	}
+	return name, nil
+}
+
+// deploy answers POST /v1/functions/{name}: validate, check, propose, wait.
+func (a *api) deploy(w http.ResponseWriter, r *http.Request) error {
+	name, err := pathName(r)
+	if err != nil {
+		return err
+	}
+	var req DeployRequest
+	if err := decodeJSON(w, r, &req, false); err != nil {
+		return err
+	}
+	spec := req.Spec
+	if err := validSHA256(spec.SHA256); err != nil {
+		return err
+	}
+	switch {
+	case spec.Size <= 0:
+		return apiErrorf(http.StatusBadRequest, CodeInvalid, "size %d: send the module's length in bytes", spec.Size)
+	case spec.Size > a.cfg.MaxModuleBytes:
+		return apiErrorf(http.StatusRequestEntityTooLarge, CodeModuleTooLarge,
+			"the module is %d bytes; this node accepts modules up to %d bytes", spec.Size, a.cfg.MaxModuleBytes)
+	}
+	wait, err := a.waitBound(req.Wait, req.WaitTimeout)
+	if err != nil {
+		return err
+	}
+	if !a.cfg.Blobs.Has(spec.SHA256) {
+		return apiErrorf(http.StatusConflict, CodeBlobMissing,
+			"module %s is not stored on this node; upload the module first with PUT /v1/blobs/%s", spec.SHA256, spec.SHA256)
+	}
+	if a.cfg.Check != nil {
+		if err := a.cfg.Check(r.Context(), name, spec); err != nil {
+			if r.Context().Err() != nil {
+				return err
+			}
+			return apiErrorf(http.StatusUnprocessableEntity, CodeCheckFailed, "deploy of %q rejected, nothing was deployed: %v", name, err)
+		}
+	}
+	v, err := a.cfg.Registry.Deploy(r.Context(), name, spec)
+	if err != nil {
+		return err
+	}
+	a.log.Info("function deployed", "function", name, "version", v.Version, "sha256", v.SHA256, "size", v.Size)
+	if err := a.waitReady(r.Context(), name, v.Version, wait); err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/v1/functions/"+url.PathEscape(name))
+	a.writeJSON(w, http.StatusCreated, redactVersion(v))
+	return nil
+}
+
+// rollback answers POST /v1/functions/{name}/rollback.
+func (a *api) rollback(w http.ResponseWriter, r *http.Request) error {
+	name, err := pathName(r)
+	if err != nil {
+		return err
+	}
+	var req RollbackRequest
+	if err := decodeJSON(w, r, &req, true); err != nil {
+		return err
+	}
+	if req.Version < 0 {
+		return apiErrorf(http.StatusBadRequest, CodeInvalid, "version %d: send a version number from GET /v1/functions/%s/versions, or 0 for the previous one", req.Version, name)
+	}
+	wait, err := a.waitBound(req.Wait, req.WaitTimeout)
+	if err != nil {
+		return err
+	}
+	v, err := a.cfg.Registry.Rollback(r.Context(), name, req.Version)
+	if err != nil {
+		return err
+	}
+	a.log.Info("function rolled back", "function", name, "version", v.Version)
+	if err := a.waitReady(r.Context(), name, v.Version, wait); err != nil {
+		return err
+	}
+	a.writeJSON(w, http.StatusOK, redactVersion(v))
+	return nil
+}
+
+// waitBound returns how long to wait for readiness: 0 means do not wait.
+func (a *api) waitBound(wait *bool, d storage.Duration) (time.Duration, error) {
+	if (wait != nil && !*wait) || a.cfg.WaitReady == nil {
+		return 0, nil
+	}
+	switch t := time.Duration(d); {
+	case t < 0 || t > MaxWaitTimeout:
+		return 0, apiErrorf(http.StatusBadRequest, CodeInvalid, "wait_timeout %v: use a duration from 1s to %v", t, MaxWaitTimeout)
+	case t > 0:
+		return t, nil
+	}
+	return a.cfg.WaitTimeout, nil
+}
+
+// waitReady waits up to d for this node to serve name at version. The
+// version is committed either way; the error says so.
+func (a *api) waitReady(ctx context.Context, name string, version int64, d time.Duration) error {
+	if d == 0 {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	err := a.cfg.WaitReady(wctx, name, version)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return err // the client went away
+	case errors.Is(err, context.DeadlineExceeded):
+		return apiErrorf(http.StatusGatewayTimeout, CodeWaitTimeout,
+			"version %d of %q is committed, but this node did not serve it within %v: %v; it may still become ready: check GET /v1/functions/%s, or deploy without waiting",
+			version, name, d, err, name)
+	default:
+		return apiErrorf(http.StatusInternalServerError, CodeNotReady,
+			"version %d of %q is committed, but this node cannot serve it: %v; roll back with POST /v1/functions/%s/rollback",
+			version, name, err, name)
+	}
+}
+
+// removeFunction answers DELETE /v1/functions/{name}.
+func (a *api) removeFunction(w http.ResponseWriter, r *http.Request) error {
+	name, err := pathName(r)
+	if err != nil {
+		return err
+	}
+	if err := a.cfg.Registry.Remove(r.Context(), name); err != nil {
+		return err
+	}
+	a.log.Info("function removed", "function", name)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// listFunctions answers GET /v1/functions.
+func (a *api) listFunctions(w http.ResponseWriter, _ *http.Request) error {
+	fs := a.cfg.Registry.Functions()
+	list := FunctionList{Functions: make([]FunctionSummary, 0, len(fs))}
+	for _, f := range fs {
+		list.Functions = append(list.Functions, summarize(f))
+	}
+	a.writeJSON(w, http.StatusOK, list)
+	return nil
+}
+
+// function returns the registered function of the request path.
+func (a *api) function(r *http.Request) (storage.Function, error) {
+	name, err := pathName(r)
+	if err != nil {
+		return storage.Function{}, err
+	}
+	f, ok := a.cfg.Registry.Function(name)
+	if !ok {
+		return storage.Function{}, apiErrorf(http.StatusNotFound, CodeFunctionNotFound,
+			"no function %q is deployed; list functions with GET /v1/functions", name)
+	}
+	return f, nil
+}
+
+// showFunction answers GET /v1/functions/{name}.
+func (a *api) showFunction(w http.ResponseWriter, r *http.Request) error {
+	f, err := a.function(r)
+	if err != nil {
+		return err
+	}
+	if f.Versions == nil {
+		f.Versions = []storage.Version{}
+	}
+	a.writeJSON(w, http.StatusOK, redactFunction(f))
+	return nil
+}
+
+// versions answers GET /v1/functions/{name}/versions.
+func (a *api) versions(w http.ResponseWriter, r *http.Request) error {
+	f, err := a.function(r)
+	if err != nil {
+		return err
+	}
+	list := VersionList{Name: f.Name, Active: f.Active, Versions: make([]VersionInfo, 0, len(f.Versions))}
+	for _, v := range f.Versions {
+		list.Versions = append(list.Versions, VersionInfo{Version: redactVersion(v), Active: v.Version == f.Active})
+	}
+	a.writeJSON(w, http.StatusOK, list)
+	return nil
+}

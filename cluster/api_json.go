@@ -1,0 +1,63 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// decodeJSON reads one JSON object of at most maxJSONBytes from r's body
+// into v, rejecting unknown fields and trailing data. An empty body leaves v
+// alone when allowEmpty, else it is an error.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) error {
+	body := http.MaxBytesReader(w, r.Body, maxJSONBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			if allowEmpty {
+				return nil
+			}
+			return apiErrorf(http.StatusBadRequest, CodeBadRequest, "the request body is empty; send a JSON object (docs/api.md shows one)")
+		}
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err != nil && errorsAsMaxBytes(err) {
+			return jsonError(err)
+		}
+		return apiErrorf(http.StatusBadRequest, CodeBadRequest, "the request body has data after the JSON object; send exactly one object")
+	}
+	return nil
+}
+
+// jsonError turns a decoding error into a 400 (or 413) that names the
+// problem.
+func jsonError(err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errorsAsMaxBytes(err):
+		return apiErrorf(http.StatusRequestEntityTooLarge, CodeBodyTooLarge,
+			"the JSON body is larger than %d bytes; module bytes go to PUT /v1/blobs/{sha256}, not into JSON", maxJSONBytes)
+	case errors.As(err, &syn):
+		return apiErrorf(http.StatusBadRequest, CodeBadRequest, "malformed JSON at byte %d: %v", syn.Offset, err)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return apiErrorf(http.StatusBadRequest, CodeBadRequest, "malformed JSON: the body ends inside the object")
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			field = "(the body)"
+		}
+		return apiErrorf(http.StatusBadRequest, CodeBadRequest, "field %s: want %s, got JSON %s", field, typ.Type, typ.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		// encoding/json has no typed error for DisallowUnknownFields; its
+		// message is stable and names the field.
+		field := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		return apiErrorf(http.StatusBadRequest, CodeUnknownField, "unknown field %s in the request body; check its spelling (docs/api.md lists the fields)", field)
+	default:
+		return apiErrorf(http.StatusBadRequest, CodeBadRequest, "invalid request body: %v", err)
+	}
+}

@@ -1,0 +1,290 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gojinn/gojinn/storage"
+)
+
+// Client talks to a node's admin API. It is safe for concurrent use.
+type Client struct {
+	base  string
+	token string
+	hc    *http.Client
+}
+
+// NewClient returns a client for the admin API at baseURL (e.g.
+// "http://127.0.0.1:7946") authenticating with token. A nil httpClient
+// means http.DefaultClient; bound calls with their contexts.
+func NewClient(baseURL, token string, httpClient *http.Client) *Client {
+	if httpClient == nil {
+		httpClient = http.DefaultClient
+	}
+	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, hc: httpClient}
+}
+
+// DeployOptions tune Client.Deploy.
+type DeployOptions struct {
+	// Wait asks the node to answer only once it serves the new version.
+	// The zero value does not wait: the deploy returns once committed.
+	Wait bool
+	// WaitTimeout bounds the wait; zero means the node's default (60 s).
+	WaitTimeout time.Duration
+	// Progress, if set, is called as the module uploads with the bytes
+	// sent so far and the total; calls are sequential, never decrease and
+	// the last has sent == total. When the node already has the module it
+	// is called once with (total, total).
+	Progress func(sent, total int64)
+}
+
+// Deploy uploads module (skipped when the node already has its sha256)
+// and deploys it as a new version of name. spec's SHA256 and Size are set
+// from module. A module that is an io.ReadSeeker (an *os.File) streams
+// from its current offset without being held in memory. Errors from the
+// node are *APIError.
+func (c *Client) Deploy(ctx context.Context, name string, module io.Reader, spec storage.Spec, opts DeployOptions) (storage.Version, error) {
+	if err := storage.ValidateName(name); err != nil {
+		return storage.Version{}, err
+	}
+	body, sha, size, err := hashModule(module)
+	if err != nil {
+		return storage.Version{}, err
+	}
+	spec.SHA256, spec.Size = sha, size
+	have, err := c.HasBlob(ctx, sha)
+	if err != nil {
+		return storage.Version{}, err
+	}
+	if have {
+		if opts.Progress != nil {
+			opts.Progress(size, size)
+		}
+	} else if _, err := c.PutBlob(ctx, sha, body, size, opts.Progress); err != nil {
+		return storage.Version{}, err
+	}
+	req := DeployRequest{Spec: spec, Wait: &opts.Wait, WaitTimeout: storage.Duration(opts.WaitTimeout)}
+	var v storage.Version
+	err = c.do(ctx, http.MethodPost, "/v1/functions/"+url.PathEscape(name), req, &v)
+	return v, err
+}
+
+// hashModule returns a reader positioned at the module's start, its sha256
+// and size.
+func hashModule(module io.Reader) (io.Reader, string, int64, error) {
+	h := sha256.New()
+	if rs, ok := module.(io.ReadSeeker); ok {
+		start, err := rs.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return nil, "", 0, fmt.Errorf("read module: %w", err)
+		}
+		n, err := io.Copy(h, rs)
+		if err != nil {
+			return nil, "", 0, fmt.Errorf("read module: %w", err)
+		}
+		if _, err := rs.Seek(start, io.SeekStart); err != nil {
+			return nil, "", 0, fmt.Errorf("read module: %w", err)
+		}
+		// Send exactly the bytes hashed; a file that changes meanwhile
+		// fails the node's hash check.
+		return io.LimitReader(rs, n), hex.EncodeToString(h.Sum(nil)), n, nil
+	}
+	b, err := io.ReadAll(module)
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("read module: %w", err)
+	}
+	h.Write(b)
+	return bytes.NewReader(b), hex.EncodeToString(h.Sum(nil)), int64(len(b)), nil
+}
+
+// HasBlob reports whether the node stores the module with this sha256.
+func (c *Client) HasBlob(ctx context.Context, sha string) (bool, error) {
+	err := c.do(ctx, http.MethodHead, "/v1/blobs/"+url.PathEscape(sha), nil, nil)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// PutBlob uploads size bytes from r as the module with this sha256,
+// calling progress (if not nil) as it goes.
+func (c *Client) PutBlob(ctx context.Context, sha string, r io.Reader, size int64, progress func(sent, total int64)) (BlobInfo, error) {
+	if progress != nil {
+		r = &progressReader{r: r, total: size, fn: progress}
+	}
+	req, err := c.newRequest(ctx, http.MethodPut, "/v1/blobs/"+url.PathEscape(sha), io.NopCloser(r))
+	if err != nil {
+		return BlobInfo{}, err
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/wasm")
+	// Lets the node refuse an oversized module before the body is sent.
+	req.Header.Set("Expect", "100-continue")
+	var info BlobInfo
+	return info, c.send(req, &info)
+}
+
+// Functions lists every function with its active version.
+func (c *Client) Functions(ctx context.Context) ([]FunctionSummary, error) {
+	var list FunctionList
+	err := c.do(ctx, http.MethodGet, "/v1/functions", nil, &list)
+	return list.Functions, err
+}
+
+// Function returns name with every version; env values are "".
+func (c *Client) Function(ctx context.Context, name string) (storage.Function, error) {
+	var f storage.Function
+	err := c.do(ctx, http.MethodGet, "/v1/functions/"+url.PathEscape(name), nil, &f)
+	return f, err
+}
+
+// Versions returns name's versions, oldest first, the active one marked.
+func (c *Client) Versions(ctx context.Context, name string) ([]VersionInfo, error) {
+	var list VersionList
+	err := c.do(ctx, http.MethodGet, "/v1/functions/"+url.PathEscape(name)+"/versions", nil, &list)
+	return list.Versions, err
+}
+
+// Remove deletes name and all its versions.
+func (c *Client) Remove(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/functions/"+url.PathEscape(name), nil, nil)
+}
+
+// Rollback makes version to of name active again (0: the previously active
+// version), waits until the node serves it, and returns it.
+func (c *Client) Rollback(ctx context.Context, name string, to int64) (storage.Version, error) {
+	var v storage.Version
+	err := c.do(ctx, http.MethodPost, "/v1/functions/"+url.PathEscape(name)+"/rollback", RollbackRequest{Version: to}, &v)
+	return v, err
+}
+
+// Status describes the node.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
+	return st, err
+}
+
+// Healthz returns nil when the node's API answers /healthz.
+func (c *Client) Healthz(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, "/healthz", nil, nil)
+}
+
+// Readyz returns nil when the node is ready to serve, else an *APIError
+// with the reason.
+func (c *Client) Readyz(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, "/readyz", nil, nil)
+}
+
+// do sends in (JSON, when not nil) and decodes a 2xx answer into out (when
+// not nil).
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := c.newRequest(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return c.send(req, out)
+}
+
+func (c *Client) newRequest(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("gojinn API request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Accept", "application/json")
+	return req, nil
+}
+
+// send does req and decodes the answer.
+func (c *Client) send(req *http.Request, out any) error {
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the node's API at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return readAPIError(resp)
+	}
+	if out == nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode the node's answer: %w", req.Method, req.URL.Path, err)
+	}
+	return nil
+}
+
+// readAPIError builds the *APIError of a non-2xx answer, also when the
+// answer is not the API's JSON (a proxy's error page, a HEAD).
+func readAPIError(resp *http.Response) *APIError {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var env struct {
+		Error *APIError `json:"error"`
+	}
+	var ae *APIError
+	if json.Unmarshal(b, &env) == nil && env.Error != nil && env.Error.Code != "" {
+		ae = env.Error
+	} else {
+		msg := strings.TrimSpace(string(b))
+		if msg == "" {
+			msg = http.StatusText(resp.StatusCode)
+		}
+		ae = &APIError{
+			Code:    "http_" + strconv.Itoa(resp.StatusCode),
+			Message: fmt.Sprintf("the node answered %s: %s", resp.Status, truncate(msg, 300)),
+		}
+		switch resp.StatusCode {
+		case http.StatusUnauthorized:
+			ae.Code, ae.Message = CodeUnauthorized, "the admin token is missing or not valid for this node"
+		case http.StatusNotFound:
+			ae.Code = CodeNotFound
+		}
+	}
+	ae.Status = resp.StatusCode
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+		ae.RetryAfter = time.Duration(s) * time.Second
+	}
+	return ae
+}
+
+// progressReader reports bytes read to fn.
+type progressReader struct {
+	r     io.Reader
+	sent  int64
+	total int64
+	fn    func(sent, total int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.sent += int64(n)
+		p.fn(p.sent, p.total)
+	}
+	return n, err
+}

@@ -1,0 +1,137 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/gojinn/gojinn/storage"
+)
+
+// ErrUnavailable means the cluster cannot take a write right now: there is
+// no leader, leadership was lost while committing, or Raft is shutting down.
+// The store wraps it (or returns one of raft's own errors of that kind); the
+// API answers 503 with Retry-After, and the client's *APIError matches it
+// with errors.Is.
+var ErrUnavailable = errors.New("cluster unavailable")
+
+// Error codes of the admin API, sent as {"error":{"code":...}}. They are
+// stable: clients and scripts may switch on them. docs/api.md lists which
+// status each comes with.
+const (
+	CodeUnauthorized     = "unauthorized"       // 401: missing or wrong admin token
+	CodeNotFound         = "not_found"          // 404: no such endpoint
+	CodeMethodNotAllowed = "method_not_allowed" // 405: the endpoint exists; see Allow
+	CodeBadRequest       = "bad_request"        // 400: malformed JSON, wrong types, trailing data
+	CodeUnknownField     = "unknown_field"      // 400: a JSON field the API does not know
+	CodeInvalidName      = "invalid_name"       // 400: function name fails storage.ValidateName
+	CodeInvalidSHA256    = "invalid_sha256"     // 400: not 64 lower-case hex digits
+	CodeInvalid          = "invalid"            // 400/422: a value failed validation
+	CodeBodyTooLarge     = "body_too_large"     // 413: JSON body over 1 MiB
+	CodeModuleTooLarge   = "module_too_large"   // 413: module over the node's limit
+	CodeHashMismatch     = "hash_mismatch"      // 422: uploaded bytes do not hash to the URL's sha256
+	CodeBlobMissing      = "blob_missing"       // 409: deploy names a module not uploaded
+	CodeCheckFailed      = "check_failed"       // 422: module does not compile or routes conflict
+	CodeFunctionNotFound = "function_not_found" // 404
+	CodeVersionNotFound  = "version_not_found"  // 404
+	CodeUnavailable      = "unavailable"        // 503 + Retry-After: no leader, retry
+	CodeNotReady         = "not_ready"          // 503 on /readyz; 500 when a committed version cannot be served
+	CodeWaitTimeout      = "wait_timeout"       // 504: committed, but not served within the wait bound
+	CodeInternal         = "internal"           // 500
+)
+
+// retryAfter is what 503 answers ask clients to wait: a Raft election on
+// loopback takes about 2 s with the default timeouts.
+const retryAfter = 2 * time.Second
+
+// APIError is an error answer of the admin API. The server builds every
+// error response from one, and the Client returns one for every non-2xx
+// answer, so the CLI can print Message verbatim.
+type APIError struct {
+	// Status is the HTTP status code.
+	Status int `json:"-"`
+	// Code is one of the Code* constants (or "http_<status>" when the
+	// answer was not the API's JSON, e.g. from a proxy).
+	Code string `json:"code"`
+	// Message says what was wrong and what to do.
+	Message string `json:"message"`
+	// RetryAfter is the server's Retry-After hint; zero when absent.
+	RetryAfter time.Duration `json:"-"`
+}
+
+// Error returns the message, so it can be shown to users as is.
+func (e *APIError) Error() string { return e.Message }
+
+// Is lets callers match API errors against the storage sentinels and
+// ErrUnavailable, e.g. errors.Is(err, storage.ErrFunctionNotFound).
+func (e *APIError) Is(target error) bool {
+	switch e.Code {
+	case CodeFunctionNotFound:
+		return target == storage.ErrFunctionNotFound
+	case CodeVersionNotFound:
+		return target == storage.ErrVersionNotFound
+	case CodeBlobMissing:
+		return target == storage.ErrBlobNotFound
+	case CodeHashMismatch:
+		return target == storage.ErrHashMismatch
+	case CodeInvalid, CodeInvalidName, CodeInvalidSHA256:
+		return target == storage.ErrInvalid
+	case CodeUnavailable:
+		return target == ErrUnavailable
+	}
+	return false
+}
+
+// apiErrorf is the one constructor of API errors.
+func apiErrorf(status int, code, format string, args ...any) *APIError {
+	return &APIError{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// unavailable reports whether err is a temporary leader/Raft failure.
+func unavailable(err error) bool {
+	for _, target := range []error{
+		ErrUnavailable, raft.ErrNotLeader, raft.ErrLeadershipLost,
+		raft.ErrLeadershipTransferInProgress, raft.ErrRaftShutdown,
+		raft.ErrEnqueueTimeout, raft.ErrAbortedByRestore,
+		context.DeadlineExceeded,
+	} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+// toAPIError maps an error from the registry, blob store or a handler to
+// the answer the client sees. *APIError passes through; storage sentinels
+// keep their meaning; anything else is a 500.
+func toAPIError(err error) *APIError {
+	var ae *APIError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.Is(err, storage.ErrFunctionNotFound):
+		return apiErrorf(http.StatusNotFound, CodeFunctionNotFound, "%v; list functions with GET /v1/functions", err)
+	case errors.Is(err, storage.ErrVersionNotFound):
+		return apiErrorf(http.StatusNotFound, CodeVersionNotFound, "%v; list versions with GET /v1/functions/{name}/versions", err)
+	case errors.Is(err, storage.ErrBlobNotFound):
+		return apiErrorf(http.StatusConflict, CodeBlobMissing, "%v; upload the module first with PUT /v1/blobs/{sha256}", err)
+	case errors.Is(err, storage.ErrHashMismatch):
+		return apiErrorf(http.StatusUnprocessableEntity, CodeHashMismatch, "%v; upload the exact bytes whose sha256 is in the URL", err)
+	case errors.Is(err, storage.ErrInvalid):
+		return apiErrorf(http.StatusUnprocessableEntity, CodeInvalid, "%v", err)
+	case unavailable(err):
+		ae := apiErrorf(http.StatusServiceUnavailable, CodeUnavailable, "the cluster cannot take writes right now (%v); retry in a few seconds", err)
+		ae.RetryAfter = retryAfter
+		return ae
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads this answer.
+		return apiErrorf(http.StatusServiceUnavailable, CodeUnavailable, "request canceled: %v", err)
+	default:
+		return apiErrorf(http.StatusInternalServerError, CodeInternal, "internal error: %v", err)
+	}
+}
