@@ -1,0 +1,105 @@
+package edge
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/gojinn/gojinn/runtime"
+	"github.com/gojinn/gojinn/sdk/go/protocol"
+)
+
+// Handler routes requests to functions and runs them. It is the edge's
+// http.Handler on every listener.
+type Handler struct {
+	// Invoker runs functions.
+	Invoker Invoker
+	// Router picks the function for a request. When nil, every request
+	// goes to Function.
+	Router *Router
+	// Function serves every request when Router is nil.
+	Function string
+	// MaxBody caps request bodies read from clients, before a function's
+	// own (possibly smaller) limit applies. Default 10 MiB.
+	MaxBody int64
+	// Dev puts the reason for a failed invocation into the response body.
+	// Off in production: reasons can name internals.
+	Dev bool
+	// Logger receives one line per failed invocation. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// RetryAfterDeploying is the Retry-After value, in seconds, sent with the
+// 503 for a routed function that is not loaded yet.
+const RetryAfterDeploying = "2"
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	function := h.Function
+	if h.Router != nil {
+		m, st := h.Router.Lookup(r.Host, r.URL.Path, r.Method)
+		switch st {
+		case RouteFound:
+			function = m.Function
+		case MethodNotAllowed:
+			w.Header().Set("Allow", strings.Join(m.Allowed, ", "))
+			http.Error(w, fmt.Sprintf("method %s is not allowed here; allowed: %s", r.Method, strings.Join(m.Allowed, ", ")), http.StatusMethodNotAllowed)
+			return
+		default:
+			http.Error(w, "no function is routed at this host and path", http.StatusNotFound)
+			return
+		}
+	}
+	limit := h.MaxBody
+	if limit == 0 {
+		limit = 10 << 20
+	}
+	req, err := ToRequest(r, limit)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			http.Error(w, fmt.Sprintf("request body exceeds %d bytes", limit), http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "reading request body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	res, err := h.Invoker.Invoke(r.Context(), function, req)
+	if err != nil {
+		if h.Router != nil && errors.Is(err, runtime.ErrUnknownFunction) {
+			// A route names it, so the registry has it: this node has not
+			// finished loading it yet.
+			w.Header().Set("Retry-After", RetryAfterDeploying)
+			w.Header().Set("X-Request-Id", req.RequestID)
+			http.Error(w, fmt.Sprintf("function %s is being deployed on this node; retry shortly", function), http.StatusServiceUnavailable)
+			return
+		}
+		h.fail(w, function, req, err)
+		return
+	}
+	WriteResponse(w, res.Response)
+}
+
+func (h *Handler) fail(w http.ResponseWriter, function string, req *protocol.Request, err error) {
+	log := h.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	status := runtime.HTTPStatus(err)
+	log.Warn("invocation failed", "function", function, "request_id", req.RequestID, "status", status, "err", err)
+	if errors.Is(err, runtime.ErrBusy) {
+		w.Header().Set("Retry-After", "1")
+	}
+	msg := http.StatusText(status)
+	if h.Dev {
+		msg = err.Error()
+		var ie *runtime.InvokeError
+		if errors.As(err, &ie) && len(ie.Stderr) > 0 {
+			msg += "\n\nguest stderr:\n" + string(ie.Stderr)
+		}
+	}
+	w.Header().Set("X-Request-Id", req.RequestID)
+	http.Error(w, msg, status)
+}
