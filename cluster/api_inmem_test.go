@@ -124,6 +124,13 @@ func (m *memRegistry) Status() Status {
 	return Status{NodeID: "node-1", RaftState: "Leader", Leader: "127.0.0.1:7000", Term: 2, Voters: 1}
 }
 
+// setFail makes every later write return err.
+func (m *memRegistry) setFail(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.fail = err
+}
+
 // writes returns how many writes were attempted.
 func (m *memRegistry) writes() int {
 	m.mu.Lock()

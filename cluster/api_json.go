@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/json"
+	"reflect"
 	"errors"
 	"io"
 	"net/http"
@@ -47,11 +48,12 @@ func jsonError(err error) error {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return apiErrorf(http.StatusBadRequest, CodeBadRequest, "malformed JSON: the body ends inside the object")
 	case errors.As(err, &typ):
-		field := typ.Field
+		// DeployRequest embeds storage.Spec; clients never see that name.
+		field := strings.TrimPrefix(typ.Field, "Spec.")
 		if field == "" {
-			field = "(the body)"
+			return apiErrorf(http.StatusBadRequest, CodeBadRequest, "the request body must be a JSON object, not a JSON %s", typ.Value)
 		}
-		return apiErrorf(http.StatusBadRequest, CodeBadRequest, "field %s: want %s, got JSON %s", field, typ.Type, typ.Value)
+		return apiErrorf(http.StatusBadRequest, CodeBadRequest, "field %s: want %s, got a JSON %s", field, jsonKind(typ.Type), typ.Value)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		// encoding/json has no typed error for DisallowUnknownFields; its
 		// message is stable and names the field.
@@ -60,4 +62,26 @@ func jsonError(err error) error {
 	default:
 		return apiErrorf(http.StatusBadRequest, CodeBadRequest, "invalid request body: %v", err)
 	}
+}
+
+// jsonKind names the JSON value a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "whole number"
+	case reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Map, reflect.Struct:
+		return "object"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return t.String()
 }
