@@ -2,11 +2,13 @@ package edge
 
 import (
 	"crypto/tls"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -73,13 +75,32 @@ func (f *filesTLS) load() error {
 	if err != nil {
 		return filesError("key_file", f.keyFile, err)
 	}
+	if !hasPEMBlock(certPEM, func(typ string) bool { return typ == "CERTIFICATE" }) {
+		return fmt.Errorf("tls.cert_file: %s holds no PEM CERTIFICATE block", f.certFile)
+	}
+	if !hasPEMBlock(keyPEM, func(typ string) bool { return strings.HasSuffix(typ, "PRIVATE KEY") }) {
+		return fmt.Errorf("tls.key_file: %s holds no PEM PRIVATE KEY block", f.keyFile)
+	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return fmt.Errorf("tls.key_file: %s with tls.cert_file %s: %w (is the key the one that belongs to the certificate, both PEM?)",
+		return fmt.Errorf("tls.key_file: %s does not match the certificate in tls.cert_file %s, or cannot be used: %w",
 			f.keyFile, f.certFile, err)
 	}
 	f.cert, f.certStamp, f.keyStamp = &pair, certStamp, keyStamp
 	return nil
+}
+
+func hasPEMBlock(data []byte, ok func(typ string) bool) bool {
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return false
+		}
+		if ok(block.Type) {
+			return true
+		}
+	}
 }
 
 func filesError(field, path string, err error) error {
