@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,9 +20,14 @@ import (
 // tlsTestLogger logs to t until the test ends; background certificate
 // work may log later, when t.Log would panic.
 func tlsTestLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tlsTestWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// tlsTestWriter writes lines to t.Log until the test ends.
+func tlsTestWriter(t *testing.T) io.Writer {
 	w := &guardedTestWriter{t: t}
 	t.Cleanup(w.stop)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return w
 }
 
 type guardedTestWriter struct {
@@ -64,6 +70,7 @@ func serveHTTPSOn(t *testing.T, ln net.Listener, cfg *tls.Config) int {
 		}),
 		TLSConfig:         cfg,
 		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          log.New(tlsTestWriter(t), "https: ", 0),
 	}
 	done := make(chan struct{})
 	go func() {
