@@ -1,0 +1,344 @@
+package storage
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// ErrTooLarge means a module is longer than the limit the caller set.
+var ErrTooLarge = errors.New("module too large")
+
+// Blobs is a content-addressed store of module bytes on the local disk.
+// A module lives at DIR/blobs/sha256/ab/<hex>, where <hex> is the lower-case
+// sha256 of its bytes and ab its first two characters (so no directory holds
+// more than 1/256 of the modules).
+//
+// Writes go to a temporary file under DIR/blobs/tmp, are fsynced and renamed
+// into place, so a reader sees either no blob or the whole blob, never a torn
+// one. The hash is checked while the bytes stream in and again whenever they
+// are read back, so a corrupted file is reported, never served.
+//
+// Blobs is safe for concurrent use: every write is a rename of a private
+// temporary file, and two writers of the same hash write the same bytes. One
+// directory must not be shared by two processes' Blobs while either writes
+// (OpenBlobs removes leftover temporary files).
+type Blobs struct {
+	root string // DIR/blobs/sha256
+	tmp  string // DIR/blobs/tmp
+}
+
+// OpenBlobs opens (creating if needed) the blob store under dir/blobs and
+// removes temporary files a crash may have left behind.
+func OpenBlobs(dir string) (*Blobs, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("%w: blob store needs a data directory", ErrInvalid)
+	}
+	b := &Blobs{
+		root: filepath.Join(dir, "blobs", "sha256"),
+		tmp:  filepath.Join(dir, "blobs", "tmp"),
+	}
+	for _, d := range []string{b.root, b.tmp} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return nil, fmt.Errorf("blob store: create %s: %w (check the data directory's permissions)", d, err)
+		}
+	}
+	leftovers, err := os.ReadDir(b.tmp)
+	if err != nil {
+		return nil, fmt.Errorf("blob store: read %s: %w", b.tmp, err)
+	}
+	for _, e := range leftovers {
+		if err := os.Remove(filepath.Join(b.tmp, e.Name())); err != nil {
+			return nil, fmt.Errorf("blob store: remove leftover %s: %w", e.Name(), err)
+		}
+	}
+	return b, nil
+}
+
+// ValidateSHA256 checks that s is a sha256 in the form the store uses: 64
+// lower-case hex characters.
+func ValidateSHA256(s string) error {
+	if len(s) != sha256.Size*2 {
+		return fmt.Errorf("%w: sha256 %q must be 64 lower-case hex characters, has %d", ErrInvalid, clip(s), len(s))
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return fmt.Errorf("%w: sha256 %q must be 64 lower-case hex characters (character %d is %q)", ErrInvalid, clip(s), i, c)
+		}
+	}
+	return nil
+}
+
+// clip shortens untrusted strings before they go into error messages.
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
+
+func (b *Blobs) path(sha string) string {
+	return filepath.Join(b.root, sha[:2], sha)
+}
+
+// Put stores the bytes read from r under sha, reading at most maxBytes
+// (maxBytes <= 0 means no limit). It returns the number of bytes stored.
+//
+// The bytes must hash to sha: otherwise Put returns an error wrapping
+// ErrHashMismatch and leaves nothing behind. A module longer than maxBytes
+// gives ErrTooLarge. Putting a blob that is already stored reads and checks
+// r all the same and leaves the stored file untouched.
+func (b *Blobs) Put(sha string, r io.Reader, maxBytes int64) (int64, error) {
+	if err := ValidateSHA256(sha); err != nil {
+		return 0, err
+	}
+	if b.Has(sha) {
+		// Check the claim without writing: the stored copy is as good.
+		h := sha256.New()
+		n, err := copyLimited(h, r, maxBytes)
+		if err != nil {
+			return n, err
+		}
+		if err := checkSum(sha, h, "uploaded bytes"); err != nil {
+			return n, err
+		}
+		return n, nil
+	}
+	_, n, err := b.write(r, maxBytes, sha)
+	return n, err
+}
+
+// Add stores the bytes read from r (at most maxBytes; <= 0 means no limit)
+// under their own sha256, which it returns with their length. Use it when
+// the caller does not know the hash in advance.
+func (b *Blobs) Add(r io.Reader, maxBytes int64) (sha string, size int64, err error) {
+	return b.write(r, maxBytes, "")
+}
+
+// write streams r into a temporary file while hashing it, checks the hash
+// against want (when not empty) and renames the file into place.
+func (b *Blobs) write(r io.Reader, maxBytes int64, want string) (string, int64, error) {
+	f, err := os.CreateTemp(b.tmp, "put-*")
+	if err != nil {
+		return "", 0, fmt.Errorf("blob store: create temporary file: %w (is the disk full or read-only?)", err)
+	}
+	tmpName := f.Name()
+	committed := false
+	defer func() {
+		if !committed {
+			f.Close()
+			os.Remove(tmpName)
+		}
+	}()
+
+	h := sha256.New()
+	n, err := copyLimited(io.MultiWriter(f, h), r, maxBytes)
+	if err != nil {
+		return "", n, err
+	}
+	sha := hex.EncodeToString(h.Sum(nil))
+	if want != "" && sha != want {
+		return "", n, fmt.Errorf("%w: claimed sha256 %s, the %d bytes hash to %s (upload the module again, or fix the hash)", ErrHashMismatch, want, n, sha)
+	}
+	if err := f.Sync(); err != nil {
+		return "", n, fmt.Errorf("blob store: fsync %s: %w", tmpName, err)
+	}
+	if err := f.Close(); err != nil {
+		return "", n, fmt.Errorf("blob store: close %s: %w", tmpName, err)
+	}
+	dst := b.path(sha)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+		return "", n, fmt.Errorf("blob store: create %s: %w", filepath.Dir(dst), err)
+	}
+	if err := os.Rename(tmpName, dst); err != nil {
+		return "", n, fmt.Errorf("blob store: move blob into place: %w", err)
+	}
+	committed = true
+	// Make the rename itself durable.
+	if err := syncDir(filepath.Dir(dst)); err != nil {
+		return "", n, err
+	}
+	return sha, n, nil
+}
+
+// copyLimited copies r to w, failing with ErrTooLarge past maxBytes.
+func copyLimited(w io.Writer, r io.Reader, maxBytes int64) (int64, error) {
+	src := r
+	if maxBytes > 0 {
+		src = io.LimitReader(r, maxBytes+1)
+	}
+	n, err := io.Copy(w, src)
+	if err != nil {
+		return n, fmt.Errorf("blob store: read module: %w", err)
+	}
+	if maxBytes > 0 && n > maxBytes {
+		return n, fmt.Errorf("%w: module is longer than the limit of %d bytes (raise the limit or shrink the module)", ErrTooLarge, maxBytes)
+	}
+	return n, nil
+}
+
+func checkSum(want string, h hash.Hash, what string) error {
+	got := hex.EncodeToString(h.Sum(nil))
+	if got != want {
+		return fmt.Errorf("%w: %s hash to %s, not %s", ErrHashMismatch, what, got, want)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("blob store: open %s for fsync: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("blob store: fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Has reports whether the blob sha is stored. It does not verify the bytes;
+// an invalid sha is never stored.
+func (b *Blobs) Has(sha string) bool {
+	if ValidateSHA256(sha) != nil {
+		return false
+	}
+	fi, err := os.Stat(b.path(sha))
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// Stat returns the stored length of blob sha, or an error wrapping
+// ErrBlobNotFound.
+func (b *Blobs) Stat(sha string) (int64, error) {
+	if err := ValidateSHA256(sha); err != nil {
+		return 0, err
+	}
+	fi, err := os.Stat(b.path(sha))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("%w: %s (upload the module first)", ErrBlobNotFound, sha)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("blob store: stat %s: %w", sha, err)
+	}
+	return fi.Size(), nil
+}
+
+// Open returns a reader of blob sha and its length. The reader checks the
+// hash as it goes: the Read that reaches the end returns an error wrapping
+// ErrHashMismatch instead of io.EOF if the file on disk was corrupted, so
+// callers must read to the end before trusting the bytes. A missing blob
+// gives ErrBlobNotFound.
+func (b *Blobs) Open(sha string) (io.ReadCloser, int64, error) {
+	if err := ValidateSHA256(sha); err != nil {
+		return nil, 0, err
+	}
+	f, err := os.Open(b.path(sha))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, fmt.Errorf("%w: %s (upload the module first)", ErrBlobNotFound, sha)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("blob store: open %s: %w", sha, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("blob store: stat %s: %w", sha, err)
+	}
+	return &verifyingReader{f: f, h: sha256.New(), sha: sha, path: f.Name()}, fi.Size(), nil
+}
+
+// verifyingReader hashes what it reads and checks the sum at EOF.
+type verifyingReader struct {
+	f    *os.File
+	h    hash.Hash
+	sha  string
+	path string
+	err  error // sticky result once EOF was reached
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	n, err := v.f.Read(p)
+	v.h.Write(p[:n])
+	if err == io.EOF {
+		if cerr := checkSum(v.sha, v.h, "stored bytes"); cerr != nil {
+			v.err = fmt.Errorf("blob store: %s is corrupt: %w (delete it and upload the module again)", v.path, cerr)
+		} else {
+			v.err = io.EOF
+		}
+		return n, v.err
+	}
+	return n, err
+}
+
+func (v *verifyingReader) Close() error { return v.f.Close() }
+
+// ReadAll returns the bytes of blob sha after checking their hash. A missing
+// blob gives ErrBlobNotFound, a corrupted one ErrHashMismatch.
+func (b *Blobs) ReadAll(sha string) ([]byte, error) {
+	rc, size, err := b.Open(sha)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	// Room for the whole file plus ReadFrom's minimum read, so it never
+	// reallocates.
+	buf.Grow(int(size) + bytes.MinRead)
+	if _, err := buf.ReadFrom(rc); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Delete removes blob sha. Deleting a blob that is not stored is not an
+// error, so garbage collection can run twice.
+func (b *Blobs) Delete(sha string) error {
+	if err := ValidateSHA256(sha); err != nil {
+		return err
+	}
+	err := os.Remove(b.path(sha))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("blob store: delete %s: %w", sha, err)
+	}
+	return nil
+}
+
+// List returns the sha256 of every stored blob, sorted. Files whose names
+// are not a sha256 in the right shard directory are ignored.
+func (b *Blobs) List() ([]string, error) {
+	shards, err := os.ReadDir(b.root)
+	if err != nil {
+		return nil, fmt.Errorf("blob store: list %s: %w", b.root, err)
+	}
+	var out []string
+	for _, shard := range shards {
+		if !shard.IsDir() || len(shard.Name()) != 2 {
+			continue
+		}
+		entries, err := os.ReadDir(filepath.Join(b.root, shard.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("blob store: list shard %s: %w", shard.Name(), err)
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if e.Type().IsRegular() && ValidateSHA256(name) == nil && strings.HasPrefix(name, shard.Name()) {
+				out = append(out, name)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}

@@ -1,0 +1,156 @@
+package storage
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+
+	"github.com/hashicorp/raft"
+)
+
+// snapshotFormat is the version of the snapshot encoding. Restore refuses
+// formats it does not know rather than guess.
+const snapshotFormat = 1
+
+// The snapshot is JSON lines: one snapshotHeader, then one snapshotRecord
+// per name ever used, sorted by name. Writing and reading a record at a time
+// keeps memory flat however many functions there are.
+type snapshotHeader struct {
+	Format int    `json:"format"`
+	Index  uint64 `json:"index"`
+	Names  int    `json:"names"`
+}
+
+type snapshotRecord struct {
+	Name        string    `json:"name"`
+	LastVersion int64     `json:"last_version"`
+	Previous    int64     `json:"previous,omitempty"`
+	Function    *Function `json:"function,omitempty"`
+}
+
+// Snapshot implements raft.FSM. The current State is immutable, so the
+// snapshot just holds on to it; Persist encodes it on Raft's snapshot
+// goroutine while Apply carries on.
+func (r *Registry) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{state: r.state.Load()}, nil
+}
+
+type fsmSnapshot struct{ state *State }
+
+// Persist implements raft.FSMSnapshot.
+func (f *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := f.state.Encode(sink); err != nil {
+		sink.Cancel()
+		return err
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("registry snapshot: close sink: %w", err)
+	}
+	return nil
+}
+
+// Release implements raft.FSMSnapshot.
+func (f *fsmSnapshot) Release() {}
+
+// Encode writes the state in the snapshot format.
+func (s *State) Encode(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	enc := json.NewEncoder(bw)
+	names := slices.Sorted(maps.Keys(s.entries))
+	if err := enc.Encode(snapshotHeader{Format: snapshotFormat, Index: s.index, Names: len(names)}); err != nil {
+		return fmt.Errorf("registry snapshot: write header: %w", err)
+	}
+	for _, name := range names {
+		e := s.entries[name]
+		rec := snapshotRecord{Name: name, LastVersion: e.lastVersion, Previous: e.previous, Function: e.fn}
+		if err := enc.Encode(rec); err != nil {
+			return fmt.Errorf("registry snapshot: write %q: %w", name, err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("registry snapshot: flush: %w", err)
+	}
+	return nil
+}
+
+// Restore implements raft.FSM: it replaces the whole state with a snapshot
+// written by Persist, then notifies subscribers.
+func (r *Registry) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	st, err := DecodeState(rc)
+	if err != nil {
+		return err
+	}
+	r.writeMu.Lock()
+	r.state.Store(st)
+	r.notify()
+	r.writeMu.Unlock()
+	return nil
+}
+
+// DecodeState decodes a state written by (*State).Encode, checking that it is
+// consistent.
+func DecodeState(rd io.Reader) (*State, error) {
+	dec := json.NewDecoder(bufio.NewReaderSize(rd, 64<<10))
+	var h snapshotHeader
+	if err := dec.Decode(&h); err != nil {
+		return nil, fmt.Errorf("registry snapshot: read header: %w", err)
+	}
+	if h.Format != snapshotFormat {
+		return nil, fmt.Errorf("registry snapshot: format %d is not %d: written by another gojinn version (upgrade this node)", h.Format, snapshotFormat)
+	}
+	if h.Names < 0 {
+		return nil, fmt.Errorf("registry snapshot: header counts %d names", h.Names)
+	}
+	entries := make(map[string]*entry, min(h.Names, 1<<16))
+	for i := 0; i < h.Names; i++ {
+		var rec snapshotRecord
+		if err := dec.Decode(&rec); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("registry snapshot: record %d of %d: %w", i+1, h.Names, err)
+		}
+		if err := rec.check(); err != nil {
+			return nil, fmt.Errorf("registry snapshot: record %d: %w", i+1, err)
+		}
+		if _, dup := entries[rec.Name]; dup {
+			return nil, fmt.Errorf("registry snapshot: %q appears twice", rec.Name)
+		}
+		entries[rec.Name] = &entry{fn: rec.Function, lastVersion: rec.LastVersion, previous: rec.Previous}
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("registry snapshot: data after the %d names the header counts", h.Names)
+	}
+	return emptyState.with(entries, h.Index), nil
+}
+
+// check rejects records Apply could never have produced.
+func (rec *snapshotRecord) check() error {
+	if err := ValidateName(rec.Name); err != nil {
+		return err
+	}
+	if rec.LastVersion < 0 || rec.Previous < 0 || rec.Previous > rec.LastVersion {
+		return fmt.Errorf("%w: %q: last version %d, previous %d", ErrInvalid, rec.Name, rec.LastVersion, rec.Previous)
+	}
+	f := rec.Function
+	if f == nil {
+		return nil
+	}
+	if f.Name != rec.Name {
+		return fmt.Errorf("%w: record %q holds function %q", ErrInvalid, rec.Name, f.Name)
+	}
+	if _, ok := f.ActiveVersion(); !ok {
+		return fmt.Errorf("%w: %q: active version %d is not among its versions", ErrInvalid, rec.Name, f.Active)
+	}
+	for _, v := range f.Versions {
+		if v.Version < 1 || v.Version > rec.LastVersion {
+			return fmt.Errorf("%w: %q: version %d outside 1..%d", ErrInvalid, rec.Name, v.Version, rec.LastVersion)
+		}
+	}
+	return nil
+}
