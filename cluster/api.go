@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -173,7 +174,7 @@ func (a *api) routes() http.Handler {
 		list := strings.Join(methods, ", ")
 		mux.Handle(path, a.wrap(authed[path], func(w http.ResponseWriter, r *http.Request) error {
 			w.Header().Set("Allow", list)
-			return apiErrorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s does not accept %s; use %s", path, r.Method, list)
+			return apiErrorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s does not accept %s; use %s", r.URL.Path, r.Method, list)
 		}))
 	}
 	notFound := func(w http.ResponseWriter, r *http.Request) error {
@@ -261,16 +262,20 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 
 // writeJSON writes v with status.
 func (a *api) writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // an API for people and scripts, not HTML pages
+	err := enc.Encode(v)
+	b := buf.Bytes()
 	if err != nil {
 		a.log.Error("api: encode response", "error", err)
 		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"code":"internal","message":"internal error: cannot encode the response"}}`)
+		b = []byte(`{"error":{"code":"internal","message":"internal error: cannot encode the response"}}` + "\n")
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	w.Write(b)
 }
 
 // statusWriter remembers the status for the log line.

@@ -2,10 +2,10 @@ package cluster
 
 import (
 	"encoding/json"
-	"reflect"
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 )
 
