@@ -250,8 +250,9 @@ func TestAPIEnvRedaction(t *testing.T) {
 	// Errors after a secret was sent must not echo it either.
 	bodies = append(bodies, h.doJSON("POST", "/v1/functions/a", deploy[:len(deploy)-1]+`,"bogus":1}`).body)
 	bodies = append(bodies, h.doJSON("POST", "/v1/functions/a", deploy+"x").body)
+	bodies = append(bodies, h.doJSON("POST", "/v1/functions/a", fmt.Sprintf(`{"sha256":%q,"size":10,"env":{"PIN":987654321}}`, sha)).body)
 	for _, b := range bodies {
-		if strings.Contains(b, secret) {
+		if strings.Contains(b, secret) || strings.Contains(b, "987654321") {
 			t.Fatalf("a response carries the secret: %s", b)
 		}
 	}

@@ -50,10 +50,13 @@ func jsonError(err error) error {
 	case errors.As(err, &typ):
 		// DeployRequest embeds storage.Spec; clients never see that name.
 		field := strings.TrimPrefix(typ.Field, "Spec.")
+		// Value is "number 42" for numbers: keep the kind only, so a
+		// mistyped env value is not echoed.
+		kind, _, _ := strings.Cut(typ.Value, " ")
 		if field == "" {
-			return apiErrorf(http.StatusBadRequest, CodeBadRequest, "the request body must be a JSON object, not a JSON %s", typ.Value)
+			return apiErrorf(http.StatusBadRequest, CodeBadRequest, "the request body must be a JSON object, not a JSON %s", kind)
 		}
-		return apiErrorf(http.StatusBadRequest, CodeBadRequest, "field %s: want %s, got a JSON %s", field, jsonKind(typ.Type), typ.Value)
+		return apiErrorf(http.StatusBadRequest, CodeBadRequest, "field %s: want %s, got a JSON %s", field, jsonKind(typ.Type), kind)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		// encoding/json has no typed error for DisallowUnknownFields; its
 		// message is stable and names the field.

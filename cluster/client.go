@@ -26,7 +26,8 @@ type Client struct {
 }
 
 // NewClient returns a client for the admin API at baseURL (e.g.
-// "http://127.0.0.1:7946") authenticating with token. A nil httpClient
+// "http://127.0.0.1:PORT", the node's API listener) authenticating with
+// token. A nil httpClient
 // means http.DefaultClient; bound calls with their contexts.
 func NewClient(baseURL, token string, httpClient *http.Client) *Client {
 	if httpClient == nil {

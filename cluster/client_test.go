@@ -20,6 +20,9 @@ func TestClientEveryEndpoint(t *testing.T) {
 	h := newAPIHarness(t, nil)
 	ctx := t.Context()
 	c := h.client
+	if list, err := c.Functions(ctx); err != nil || list == nil || len(list) != 0 {
+		t.Fatalf("Functions of an empty registry: %#v %v", list, err)
+	}
 	spec := storage.Spec{
 		Mode:   "pooled",
 		Env:    map[string]string{"GREETING": "hi"},
