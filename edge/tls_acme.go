@@ -33,6 +33,7 @@ type acmeTLS struct {
 	issuer    *certmagic.ACMEIssuer
 
 	mu           sync.Mutex
+	onDemand     *certmagic.Config // nil when off; set once, read by the cache's goroutine
 	managedNames map[string]bool
 
 	closeOnce sync.Once
@@ -47,15 +48,9 @@ func newACMETLS(ctx context.Context, cfg TLSConfig, allow func(string) bool, log
 	a := &acmeTLS{managedNames: make(map[string]bool)}
 	a.ctx, a.cancel = context.WithCancel(ctx)
 
-	var onDemand *certmagic.Config
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(cert certmagic.Certificate) (*certmagic.Config, error) {
-			if onDemand == nil || a.isManaged(cert.Names) {
-				return a.managed, nil
-			}
-			return onDemand, nil
-		},
-		Logger: zl,
+		GetConfigForCert: a.configForCert,
+		Logger:           zl,
 	})
 	newConfig := func(od *certmagic.OnDemandConfig) (*certmagic.Config, *certmagic.ACMEIssuer) {
 		magic := certmagic.New(a.cache, certmagic.Config{Storage: storage, Logger: zl, OnDemand: od})
@@ -80,7 +75,7 @@ func newACMETLS(ctx context.Context, cfg TLSConfig, allow func(string) bool, log
 		for _, n := range cfg.Names {
 			configured[normalizeHost(n)] = true
 		}
-		onDemand, _ = newConfig(&certmagic.OnDemandConfig{
+		onDemand, _ := newConfig(&certmagic.OnDemandConfig{
 			DecisionFunc: func(_ context.Context, name string) error {
 				name = normalizeHost(name)
 				if configured[name] || a.isManaged([]string{name}) || (allow != nil && allow(name)) {
@@ -90,6 +85,9 @@ func newACMETLS(ctx context.Context, cfg TLSConfig, allow func(string) bool, log
 			},
 		})
 		a.handshake = onDemand
+		a.mu.Lock()
+		a.onDemand = onDemand
+		a.mu.Unlock()
 	}
 
 	if len(cfg.Names) > 0 {
@@ -101,6 +99,19 @@ func newACMETLS(ctx context.Context, cfg TLSConfig, allow func(string) bool, log
 		}
 	}
 	return a, nil
+}
+
+// configForCert tells the cache which config maintains a certificate:
+// managed renews in the background; onDemand renews during handshakes, so
+// names no route serves any more stop being renewed.
+func (a *acmeTLS) configForCert(cert certmagic.Certificate) (*certmagic.Config, error) {
+	a.mu.Lock()
+	onDemand := a.onDemand
+	a.mu.Unlock()
+	if onDemand == nil || a.isManaged(cert.Names) {
+		return a.managed, nil
+	}
+	return onDemand, nil
 }
 
 func (a *acmeTLS) isManaged(names []string) bool {

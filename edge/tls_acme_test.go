@@ -90,12 +90,15 @@ func assertChainsTo(t *testing.T, state *tls.ConnectionState, root *x509.Certifi
 // an in-process Pebble with HTTP-01 (answered by HTTPChallengeHandler on
 // a plain-HTTP listener the VA dials), then serves it over HTTP/3 with
 // QUICConfig: an http3 client trusting only Pebble's issuing root gets the
-// answer, and the chain ends at that root.
+// answer, and the chain ends at that root. A second TLS on the same data
+// dir (a restart) serves the same certificate from storage.
 func TestACMEPebbleHTTP01OverHTTP3(t *testing.T) {
 	t.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
 	httpLn, httpPort := listenTCP(t)
 	p := pebbletest.New(t, httpPort, 1) // TLS-ALPN-01 is off: nothing dials port 1
+	dataDir := t.TempDir()
 	tl := startACMETLS(t, p, func(c *TLSConfig) {
+		c.DataDir = dataDir
 		c.DisableTLSALPNChallenge = true
 		c.ACMEHTTPPort = httpPort
 	}, nil)
@@ -150,6 +153,28 @@ func TestACMEPebbleHTTP01OverHTTP3(t *testing.T) {
 		t.Fatalf("status %d body %q", resp.StatusCode, body)
 	}
 	assertChainsTo(t, resp.TLS, p.IssuerRoot())
+	issued := resp.TLS.PeerCertificates[0]
+
+	// A restart on the same data dir loads the certificate from storage
+	// instead of ordering a new one.
+	if err := tl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tl2 := startACMETLS(t, p, func(c *TLSConfig) {
+		c.DataDir = dataDir
+		c.DisableTLSALPNChallenge = true
+		c.ACMEHTTPPort = httpPort
+	}, nil)
+	if err := tl2.ManageSync(ctx, []string{"localhost"}); err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+	state, err := handshake(serveHTTPS(t, tl2.TCPConfig()), "localhost", p.IssuerRoots())
+	if err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+	if !state.PeerCertificates[0].Equal(issued) {
+		t.Error("a restart ordered a new certificate instead of loading the stored one")
+	}
 }
 
 // TestACMEPebbleTLSALPN01 configures localhost in Names with only

@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-// TestDirectory proves the WFE answers over HTTPS trusted by TLSRoots and
+// TestPebbleDirectory proves the WFE answers over HTTPS trusted by TLSRoots and
 // that the issuing root is a CA.
-func TestDirectory(t *testing.T) {
+func TestPebbleDirectory(t *testing.T) {
 	p := New(t, 5002, 5001)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.TLSRoots}}}
 	defer client.CloseIdleConnections()
