@@ -304,7 +304,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // healthz answers 200 while the process serves HTTP.
 func (a *api) healthz(w http.ResponseWriter, _ *http.Request) error {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	io.WriteString(w, "ok\n")
+	_, _ = io.WriteString(w, "ok\n") // a client that went away has nothing to learn
 	return nil
 }
 
@@ -316,7 +316,7 @@ func (a *api) readyz(w http.ResponseWriter, _ *http.Request) error {
 		}
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	io.WriteString(w, "ok\n")
+	_, _ = io.WriteString(w, "ok\n") // a client that went away has nothing to learn
 	return nil
 }
 

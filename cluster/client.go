@@ -231,7 +231,8 @@ func (c *Client) send(req *http.Request, out any) error {
 		return readAPIError(resp)
 	}
 	if out == nil {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		// Drain so the connection can be reused; a failure only loses that.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		return nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {

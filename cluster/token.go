@@ -142,7 +142,9 @@ func writeSecretFile(path string, data []byte) error {
 		werr = os.Rename(tmp, path)
 	}
 	if werr != nil {
-		os.Remove(tmp)
+		if rerr := os.Remove(tmp); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			werr = errors.Join(werr, rerr)
+		}
 		return fmt.Errorf("cluster: write %s: %w", path, werr)
 	}
 	return nil
