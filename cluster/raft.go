@@ -1,0 +1,556 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+)
+
+// ErrNotLeader means a write reached a node that is not the Raft leader.
+// The error is a *NotLeaderError naming the leader when one is known; it
+// also matches ErrUnavailable and raft's own error of the kind, so the API
+// answers 503 until leader forwarding exists.
+var ErrNotLeader = errors.New("not the raft leader")
+
+// NotLeaderError is the error of a write on a node that is not (or stopped
+// being) the leader.
+type NotLeaderError struct {
+	// LeaderAddr and LeaderID name the current leader; empty when none is
+	// known (an election is running).
+	LeaderAddr string
+	LeaderID   string
+	// Lost is set when leadership was lost while the write was in flight:
+	// it may or may not have been committed.
+	Lost bool
+}
+
+// Error says what happened and what to do.
+func (e *NotLeaderError) Error() string {
+	switch {
+	case e.Lost:
+		return "raft leadership was lost while committing: the write may or may not have been applied; read the state before retrying"
+	case e.LeaderAddr == "":
+		return "this node is not the raft leader and no leader is known (an election is running?); retry in a few seconds"
+	default:
+		return fmt.Sprintf("this node is not the raft leader; send writes to the leader %s (node %s)", e.LeaderAddr, e.LeaderID)
+	}
+}
+
+// Is matches ErrNotLeader, ErrUnavailable and raft.ErrNotLeader (or
+// raft.ErrLeadershipLost when Lost).
+func (e *NotLeaderError) Is(target error) bool {
+	switch target {
+	case ErrNotLeader, ErrUnavailable:
+		return true
+	case raft.ErrNotLeader:
+		return !e.Lost
+	case raft.ErrLeadershipLost:
+		return e.Lost
+	}
+	return false
+}
+
+// Node is one Raft server: a hashicorp/raft instance with a BoltDB log and
+// stable store (DATA/raft/raft.db), file snapshots (DATA/raft/snapshots)
+// and a TCP transport. Open bootstraps a new data directory as a
+// single-voter cluster; later issues add peers.
+//
+// Goroutines: raft's own (stopped by Shutdown in Close); observe, which
+// turns raft observations into logs and wake-ups for waitLeader (stopped by
+// stopCh in Close); and one waiter per in-flight Apply (tracked by applies,
+// ended by raft resolving the future, at the latest on Shutdown).
+type Node struct {
+	cfg       Config
+	id        raft.ServerID
+	log       *slog.Logger
+	raft      *raft.Raft
+	trans     raft.Transport
+	bolt      *raftboltdb.BoltStore
+	startedAt time.Time
+
+	observer *raft.Observer
+	obsCh    chan raft.Observation
+	stopCh   chan struct{}
+	doneCh   chan struct{}
+	applies  sync.WaitGroup
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every raft observation
+	closed  bool          // set by Close before it waits for applies
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open starts a Raft node on cfg.DataDir. A directory without Raft state is
+// bootstrapped as a cluster whose only voter is this node; a directory with
+// state restarts from its snapshot and log. Open returns once this node is
+// the leader and its FSM has applied every committed entry, or fails when
+// ctx ends first.
+func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	raftDir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(raftDir, 0o750); err != nil {
+		return nil, fmt.Errorf("raft: create %s: %w (check the data directory's permissions)", raftDir, err)
+	}
+	id, err := loadOrCreateNodeID(cfg.DataDir, cfg.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	hl := newHCLog(cfg.Logger, "raft", hclog.Debug)
+
+	// Everything opened so far is closed if a later step fails.
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+
+	dbPath := filepath.Join(raftDir, "raft.db")
+	bolt, err := raftboltdb.New(raftboltdb.Options{
+		Path: dbPath,
+		// Fail instead of blocking forever on another process's lock.
+		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second},
+	})
+	if err != nil {
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return nil, fmt.Errorf("raft: %s is locked: is another gojinn-node using data directory %s? %w", dbPath, cfg.DataDir, err)
+		}
+		return nil, fmt.Errorf("raft: open %s: %w", dbPath, err)
+	}
+	closers = append(closers, bolt.Close)
+
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, snapshotRetain, hl.Named("snapshot"))
+	if err != nil {
+		return nil, fmt.Errorf("raft: snapshot store in %s: %w", raftDir, err)
+	}
+
+	trans := cfg.Transport
+	if trans == nil {
+		nt, err := newTCPTransport(cfg.RaftBind, cfg.RaftAdvertise, hl.Named("net"))
+		if err != nil {
+			return nil, err
+		}
+		trans = nt
+	}
+	if c, ok := trans.(io.Closer); ok {
+		closers = append(closers, c.Close)
+	}
+
+	rc, err := cfg.raftConfig(id)
+	if err != nil {
+		return nil, err
+	}
+	rc.Logger = hl
+
+	hasState, err := raft.HasExistingState(bolt, bolt, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("raft: read existing state in %s: %w", raftDir, err)
+	}
+	r, err := raft.NewRaft(rc, cfg.FSM, bolt, bolt, snaps, trans)
+	if err != nil {
+		return nil, fmt.Errorf("raft: start node %s: %w", id, err)
+	}
+	closers = append(closers, func() error { return r.Shutdown().Error() })
+
+	n := &Node{
+		cfg:       cfg,
+		id:        id,
+		log:       cfg.Logger.With("component", "cluster", "node_id", string(id)),
+		raft:      r,
+		trans:     trans,
+		bolt:      bolt,
+		startedAt: time.Now().UTC(),
+		obsCh:     make(chan raft.Observation, 16),
+		stopCh:    make(chan struct{}),
+		doneCh:    make(chan struct{}),
+		changed:   make(chan struct{}),
+	}
+	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.RaftState:
+			return true
+		}
+		return false
+	})
+	r.RegisterObserver(n.observer)
+	go n.observe()
+	closers = append(closers, func() error {
+		// Runs before Shutdown (closers unwind in reverse); raft never
+		// blocks on a deregistered observer.
+		r.DeregisterObserver(n.observer)
+		close(n.stopCh)
+		<-n.doneCh
+		return nil
+	})
+
+	if !hasState {
+		boot := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: id, Address: trans.LocalAddr()}}}
+		if err := r.BootstrapCluster(boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return nil, fmt.Errorf("raft: bootstrap a single-voter cluster: %w", err)
+		}
+		n.log.Info("bootstrapped a new single-voter raft cluster", "raft_addr", string(trans.LocalAddr()))
+	}
+	if err := n.waitLeader(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.catchUp(ctx); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// newTCPTransport listens on bind and advertises advertise (or the address
+// actually bound).
+func newTCPTransport(bind, advertise string, logger hclog.Logger) (*raft.NetworkTransport, error) {
+	var adv net.Addr
+	if advertise != "" {
+		a, err := net.ResolveTCPAddr("tcp", advertise)
+		if err != nil {
+			return nil, fmt.Errorf("raft: resolve RaftAdvertise %q: %w", advertise, err)
+		}
+		if a.IP == nil || a.IP.IsUnspecified() {
+			return nil, fmt.Errorf("raft: RaftAdvertise %q must name one reachable IP, not every address", advertise)
+		}
+		adv = a
+	}
+	t, err := raft.NewTCPTransportWithConfig(bind, adv, &raft.NetworkTransportConfig{
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raft: listen on %s: %w (is the port in use? choose another RaftBind)", bind, err)
+	}
+	return t, nil
+}
+
+// loadOrCreateNodeID returns the node ID stored in dir/node-id, creating
+// it (from want, or random) on first start. A want that differs from the
+// stored ID is an error: Raft would take the node for another server.
+func loadOrCreateNodeID(dir, want string) (raft.ServerID, error) {
+	path := filepath.Join(dir, "node-id")
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		id := strings.TrimSpace(string(b))
+		if err := validateNodeID(id); err != nil {
+			return "", fmt.Errorf("raft: %s is damaged: %w (restore it; deleting it makes this a new node)", path, err)
+		}
+		if want != "" && want != id {
+			return "", fmt.Errorf("raft: NodeID %q differs from %q stored in %s: a data directory belongs to one node (use another directory, or drop the NodeID setting)", want, id, path)
+		}
+		return raft.ServerID(id), nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("raft: read %s: %w", path, err)
+	}
+	id := want
+	if id == "" {
+		var rnd [8]byte
+		if _, err := rand.Read(rnd[:]); err != nil {
+			return "", fmt.Errorf("raft: generate a node ID: %w", err)
+		}
+		id = hex.EncodeToString(rnd[:])
+	}
+	if err := writeFileAtomic(path, []byte(id+"\n")); err != nil {
+		return "", fmt.Errorf("raft: store node ID: %w", err)
+	}
+	return raft.ServerID(id), nil
+}
+
+// writeFileAtomic writes path through a synced temporary file and a
+// rename, so a crash leaves the old file or the new one.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// observe logs leadership changes and wakes waitLeader. It ends when
+// stopCh closes.
+func (n *Node) observe() {
+	defer close(n.doneCh)
+	for {
+		select {
+		case <-n.stopCh:
+			return
+		case o := <-n.obsCh:
+			switch d := o.Data.(type) {
+			case raft.LeaderObservation:
+				if d.LeaderAddr == "" {
+					n.log.Info("raft leader lost")
+				} else {
+					n.log.Info("raft leader elected", "leader_addr", string(d.LeaderAddr), "leader_id", string(d.LeaderID))
+				}
+			case raft.RaftState:
+				n.log.Debug("raft state changed", "state", d.String())
+			}
+			n.mu.Lock()
+			close(n.changed)
+			n.changed = make(chan struct{})
+			n.mu.Unlock()
+		}
+	}
+}
+
+// changedCh returns a channel closed at the next raft observation.
+func (n *Node) changedCh() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.changed
+}
+
+// waitLeader waits until this node is the leader, or until another node is
+// once the cluster has peers.
+func (n *Node) waitLeader(ctx context.Context) error {
+	// Observations are dropped when their buffer is full; the ticker makes
+	// a lost wake-up cost a quarter second, not a hang.
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ch := n.changedCh() // before the check, so no change is missed
+		if n.raft.State() == raft.Leader {
+			return nil
+		}
+		if addr, _ := n.raft.LeaderWithID(); addr != "" && !n.soleVoter() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-tick.C:
+		case <-ctx.Done():
+			addr, lid := n.raft.LeaderWithID()
+			return fmt.Errorf("raft: node %s is %s and no leader was elected (leader %q %q): %w", n.id, n.raft.State(), addr, lid, ctx.Err())
+		}
+	}
+}
+
+// soleVoter reports whether this node is the only voter.
+func (n *Node) soleVoter() bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	voters, self := 0, false
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+			self = self || s.ID == n.id
+		}
+	}
+	return voters == 1 && self
+}
+
+// catchUp runs on a new leader: a barrier makes the FSM apply every entry
+// of the log (Raft replays the log after the snapshot only once it commits
+// again), and when the node's Raft address changed since the configuration
+// was written (a restart with another port), the configuration learns the
+// new one.
+func (n *Node) catchUp(ctx context.Context) error {
+	if n.raft.State() != raft.Leader {
+		return nil
+	}
+	if err := n.Barrier(ctx); err != nil {
+		return err
+	}
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("raft: read configuration: %w", err)
+	}
+	local := n.trans.LocalAddr()
+	for _, s := range f.Configuration().Servers {
+		if s.ID == n.id && s.Address != local && s.Suffrage == raft.Voter {
+			n.log.Info("raft address changed; updating the configuration", "old", string(s.Address), "new", string(local))
+			if err := n.raft.AddVoter(n.id, local, 0, n.timeout(ctx)).Error(); err != nil {
+				return fmt.Errorf("raft: record this node's new address %s: %w", local, err)
+			}
+		}
+	}
+	return nil
+}
+
+// timeout is ctx's remaining time, or ApplyTimeout without a deadline.
+func (n *Node) timeout(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return max(time.Until(dl), time.Millisecond)
+	}
+	return n.cfg.ApplyTimeout
+}
+
+// Apply proposes cmd to the cluster and returns the FSM's response once the
+// entry is committed and applied on this node. The timeout is ctx's
+// deadline, or Config.ApplyTimeout without one. On a follower it fails
+// with a *NotLeaderError (errors.Is ErrNotLeader) naming the leader. When
+// ctx ends first the entry may still be committed later.
+func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("raft apply: %w", err)
+	}
+	if n.raft.State() != raft.Leader {
+		return nil, n.notLeader(false)
+	}
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil, fmt.Errorf("raft apply: %w: the node is closed", ErrUnavailable)
+	}
+	n.applies.Add(1)
+	n.mu.Unlock()
+	f := n.raft.Apply(cmd, n.timeout(ctx))
+	done := make(chan error, 1)
+	go func() {
+		defer n.applies.Done()
+		done <- f.Error()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, n.applyError(err)
+		}
+		return f.Response(), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("raft apply: %w (the entry may still be committed; read the state before retrying)", ctx.Err())
+	}
+}
+
+func (n *Node) applyError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		return n.notLeader(false)
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return n.notLeader(true)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("raft apply: %w: the node is shutting down: %w", ErrUnavailable, err)
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("raft apply: %w: the leader is too busy to take the write in time (%w); retry", ErrUnavailable, err)
+	}
+	return fmt.Errorf("raft apply: %w", err)
+}
+
+func (n *Node) notLeader(lost bool) *NotLeaderError {
+	addr, id := n.raft.LeaderWithID()
+	return &NotLeaderError{LeaderAddr: string(addr), LeaderID: string(id), Lost: lost}
+}
+
+// Barrier waits until every entry committed before the call is applied to
+// this node's FSM. Only the leader can run it.
+func (n *Node) Barrier(ctx context.Context) error {
+	if err := n.raft.Barrier(n.timeout(ctx)).Error(); err != nil {
+		return fmt.Errorf("raft barrier: %w", n.applyError(err))
+	}
+	return nil
+}
+
+// Snapshot takes a Raft snapshot now and compacts the log behind it.
+func (n *Node) Snapshot() error {
+	if err := n.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("raft snapshot: %w", err)
+	}
+	return nil
+}
+
+// ID is the node's Raft server ID.
+func (n *Node) ID() string { return string(n.id) }
+
+// Addr is the Raft address this node advertises to peers.
+func (n *Node) Addr() string { return string(n.trans.LocalAddr()) }
+
+// IsLeader reports whether this node is the Raft leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the leader's Raft address and ID, empty when none is
+// known.
+func (n *Node) Leader() (addr, id string) {
+	a, i := n.raft.LeaderWithID()
+	return string(a), string(i)
+}
+
+// Status describes the node. Version and Functions are left for the caller
+// (Store.Status fills Functions).
+func (n *Node) Status() Status {
+	addr, _ := n.raft.LeaderWithID()
+	st := Status{
+		NodeID:       string(n.id),
+		RaftState:    n.raft.State().String(),
+		Leader:       string(addr),
+		Term:         n.raft.CurrentTerm(),
+		CommitIndex:  n.raft.CommitIndex(),
+		AppliedIndex: n.raft.AppliedIndex(),
+		StartedAt:    n.startedAt,
+	}
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if s.Suffrage == raft.Voter {
+				st.Voters++
+			}
+		}
+	}
+	return st
+}
+
+// Close shuts Raft down and closes the transport and the BoltDB file. It
+// is safe to call more than once; later calls return the first result.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.mu.Lock()
+		n.closed = true
+		n.mu.Unlock()
+		var errs []error
+		if err := n.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		}
+		n.raft.DeregisterObserver(n.observer)
+		close(n.stopCh)
+		<-n.doneCh
+		n.applies.Wait() // Shutdown resolved every pending future
+		if c, ok := n.trans.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("raft transport close: %w", err))
+			}
+		}
+		if err := n.bolt.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("raft.db close: %w", err))
+		}
+		n.closeErr = errors.Join(errs...)
+		if n.closeErr == nil {
+			n.log.Info("raft node closed")
+		}
+	})
+	return n.closeErr
+}

@@ -1,0 +1,146 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/gojinn/gojinn/storage"
+)
+
+// Store is the replicated function registry as the admin API uses it: a
+// Raft Node whose FSM is a storage.Registry, plus the node's blob store.
+// Writes go through Raft (on the leader); reads come from the local
+// registry snapshot without locking. Errors wrap the storage sentinels
+// (ErrInvalid, ErrBlobNotFound, ErrFunctionNotFound, ErrVersionNotFound)
+// or ErrNotLeader/ErrUnavailable.
+type Store struct {
+	node  *Node
+	reg   *storage.Registry
+	blobs *storage.Blobs
+}
+
+var _ Registry = (*Store)(nil)
+
+// OpenStore opens the blob store under cfg.DataDir and a Raft node whose
+// FSM is a new storage.Registry (leave cfg.FSM nil), and returns once the
+// node leads and its registry is up to date, as Open does.
+func OpenStore(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.FSM != nil {
+		return nil, fmt.Errorf("cluster: OpenStore supplies the FSM itself; leave Config.FSM nil: %w", storage.ErrInvalid)
+	}
+	if cfg.DataDir == "" {
+		return nil, fmt.Errorf("cluster config: DataDir is required: %w", storage.ErrInvalid)
+	}
+	blobs, err := storage.OpenBlobs(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	reg := storage.NewRegistry()
+	cfg.FSM = reg
+	node, err := Open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{node: node, reg: reg, blobs: blobs}, nil
+}
+
+// Close closes the Raft node. The blob store holds no open files.
+func (s *Store) Close() error { return s.node.Close() }
+
+// Node returns the Raft node, for status and leadership checks.
+func (s *Store) Node() *Node { return s.node }
+
+// Deploy proposes a new version of name and returns it once committed. The
+// module must already be in the blob store (ErrBlobNotFound otherwise);
+// spec.Size 0 means the stored module's length, any other value must
+// match it.
+func (s *Store) Deploy(ctx context.Context, name string, spec storage.Spec) (storage.Version, error) {
+	if err := storage.ValidateName(name); err != nil {
+		return storage.Version{}, err
+	}
+	if err := storage.ValidateSHA256(spec.SHA256); err != nil {
+		return storage.Version{}, fmt.Errorf("deploy %q: spec.sha256: %w", name, err)
+	}
+	size, err := s.blobs.Stat(spec.SHA256)
+	if err != nil {
+		return storage.Version{}, fmt.Errorf("deploy %q: %w", name, err)
+	}
+	switch spec.Size {
+	case 0:
+		spec.Size = size
+	case size:
+	default:
+		return storage.Version{}, fmt.Errorf("deploy %q: %w: spec.size %d does not match the %d bytes stored under %s", name, storage.ErrInvalid, spec.Size, size, spec.SHA256)
+	}
+	if err := storage.ValidateSpec(name, spec); err != nil {
+		return storage.Version{}, fmt.Errorf("deploy %q: %w", name, err)
+	}
+	res, err := s.propose(ctx, storage.Command{Op: storage.OpDeploy, Name: name, Spec: &spec})
+	return res.Version, err
+}
+
+// Rollback makes version to of name active again (to == 0: the version
+// active before the current one; rolling back twice returns to where it
+// started) and returns the now active version.
+func (s *Store) Rollback(ctx context.Context, name string, to int64) (storage.Version, error) {
+	res, err := s.propose(ctx, storage.Command{Op: storage.OpRollback, Name: name, Version: to})
+	return res.Version, err
+}
+
+// Remove deletes name and its versions. Version numbers are not reused by
+// a later deploy of the same name.
+func (s *Store) Remove(ctx context.Context, name string) error {
+	_, err := s.propose(ctx, storage.Command{Op: storage.OpRemove, Name: name})
+	return err
+}
+
+// propose encodes c (stamped with the leader's clock) and applies it
+// through Raft.
+func (s *Store) propose(ctx context.Context, c storage.Command) (storage.ApplyResult, error) {
+	c.At = time.Now().UTC()
+	b, err := storage.EncodeCommand(c)
+	if err != nil {
+		return storage.ApplyResult{}, fmt.Errorf("%s %q: %w", c.Op, c.Name, err)
+	}
+	resp, err := s.node.Apply(ctx, b)
+	if err != nil {
+		return storage.ApplyResult{}, fmt.Errorf("%s %q: %w", c.Op, c.Name, err)
+	}
+	res, ok := resp.(storage.ApplyResult)
+	if !ok {
+		return storage.ApplyResult{}, fmt.Errorf("%s %q: the state machine answered %T, not an ApplyResult", c.Op, c.Name, resp)
+	}
+	if res.Err != nil {
+		return res, res.Err
+	}
+	return res, nil
+}
+
+// State returns the local registry snapshot.
+func (s *Store) State() *storage.State { return s.reg.State() }
+
+// Functions returns every registered function, sorted by name, from local
+// state.
+func (s *Store) Functions() []storage.Function { return s.reg.State().Functions() }
+
+// Function returns one function from local state.
+func (s *Store) Function(name string) (storage.Function, bool) {
+	return s.reg.State().Function(name)
+}
+
+// Blobs returns the node's content-addressed module store.
+func (s *Store) Blobs() *storage.Blobs { return s.blobs }
+
+// Subscribe returns a channel that receives a value after every registry
+// change, and a function that ends the subscription (see
+// storage.Registry.Subscribe).
+func (s *Store) Subscribe() (<-chan struct{}, func()) { return s.reg.Subscribe() }
+
+// Status describes the node, with Functions filled; Version is the
+// caller's to set.
+func (s *Store) Status() Status {
+	st := s.node.Status()
+	st.Functions = s.reg.State().Len()
+	return st
+}
