@@ -1,0 +1,323 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gojinn/gojinn/edge"
+	"github.com/gojinn/gojinn/runtime"
+	"github.com/gojinn/gojinn/storage"
+)
+
+// Loader is what the reconciler needs of the runtime; *runtime.Engine
+// satisfies it.
+type Loader interface {
+	Load(ctx context.Context, spec runtime.FunctionSpec) (*runtime.Function, error)
+	Unload(ctx context.Context, name string) error
+	Check(ctx context.Context, spec runtime.FunctionSpec) error
+}
+
+// RegistryView is the replicated registry as the reconciler reads it.
+type RegistryView interface {
+	State() *storage.State
+	Subscribe() (<-chan struct{}, func())
+}
+
+// BlobReader returns verified module bytes by sha256.
+type BlobReader interface {
+	ReadAll(sha string) ([]byte, error)
+}
+
+// ErrNotServable means a version could not be loaded on this node.
+var ErrNotServable = errors.New("version is not servable on this node")
+
+// Reconciler makes this node serve what the registry says: it loads every
+// function's active version into the runtime (compiling it before any
+// route points at it), unloads removed functions and swaps the edge's
+// route table. It runs one pass at a time on its own goroutine (Run).
+type Reconciler struct {
+	src    RegistryView
+	blobs  BlobReader
+	loader Loader
+	router *edge.Router
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	loaded  map[string]loadedFn // what the runtime serves now
+	failed  map[string]failure  // versions that did not load
+	applied uint64              // registry index of the last finished pass
+	changed chan struct{}       // closed and replaced after every pass
+}
+
+type loadedFn struct {
+	version int64
+	routes  []storage.Route
+}
+
+type failure struct {
+	version int64
+	err     error
+}
+
+// NewReconciler returns a reconciler; call Sync once, then Run.
+func NewReconciler(src RegistryView, blobs BlobReader, loader Loader, router *edge.Router, log *slog.Logger) *Reconciler {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Reconciler{
+		src: src, blobs: blobs, loader: loader, router: router, log: log,
+		loaded: map[string]loadedFn{}, failed: map[string]failure{},
+		changed: make(chan struct{}),
+	}
+}
+
+// Run reconciles after every registry change until ctx ends.
+func (r *Reconciler) Run(ctx context.Context) {
+	ch, cancel := r.src.Subscribe()
+	defer cancel()
+	for {
+		r.Sync(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+	}
+}
+
+// Sync runs one reconciliation pass against the registry's current state.
+func (r *Reconciler) Sync(ctx context.Context) {
+	st := r.src.State()
+	fns := st.Functions()
+	want := make(map[string]storage.Version, len(fns))
+	for _, f := range fns {
+		if v, ok := f.ActiveVersion(); ok {
+			want[f.Name] = v
+		}
+	}
+	// 1. Routes first for what went away (404 at once) and what is new
+	// (503 "deploying" until loaded); changed functions keep serving their
+	// loaded version and routes meanwhile.
+	r.swapRoutes(want, st.Index(), false)
+	// 2. Unload removed functions.
+	r.mu.Lock()
+	var gone []string
+	for name := range r.loaded {
+		if _, ok := want[name]; !ok {
+			gone = append(gone, name)
+		}
+	}
+	r.mu.Unlock()
+	for _, name := range gone {
+		if err := r.loader.Unload(ctx, name); err != nil && !errors.Is(err, runtime.ErrUnknownFunction) {
+			r.log.Warn("unloading a removed function", "function", name, "err", err)
+		}
+		r.mu.Lock()
+		delete(r.loaded, name)
+		delete(r.failed, name)
+		r.mu.Unlock()
+	}
+	// 3. Load new versions, in name order so logs read predictably.
+	names := make([]string, 0, len(want))
+	for name := range want {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		v := want[name]
+		r.mu.Lock()
+		cur, isLoaded := r.loaded[name]
+		fail, isFailed := r.failed[name]
+		r.mu.Unlock()
+		if (isLoaded && cur.version == v.Version) || (isFailed && fail.version == v.Version) {
+			continue
+		}
+		start := time.Now()
+		err := r.load(ctx, name, v)
+		r.mu.Lock()
+		if err != nil {
+			r.failed[name] = failure{v.Version, err}
+			r.log.Error("function version did not load; the previous version, if any, keeps serving",
+				"function", name, "version", v.Version, "err", err)
+		} else {
+			delete(r.failed, name)
+			r.loaded[name] = loadedFn{version: v.Version, routes: v.Routes}
+			r.log.Info("function version serving", "function", name, "version", v.Version, "load_time", time.Since(start))
+		}
+		r.mu.Unlock()
+	}
+	// 4. Final routes: every loaded version's own.
+	r.swapRoutes(want, st.Index(), true)
+}
+
+func (r *Reconciler) load(ctx context.Context, name string, v storage.Version) error {
+	module, err := r.blobs.ReadAll(v.SHA256)
+	if err != nil {
+		return fmt.Errorf("read module %s: %w", v.SHA256, err)
+	}
+	_, err = r.loader.Load(ctx, RuntimeSpec(name, v, module))
+	return err
+}
+
+// swapRoutes builds and installs the route table. A function that is
+// loaded serves its loaded version's routes; one that is not yet loaded
+// shows the active version's routes (so requests get 503 "deploying").
+// When final is set, the pass is over: waiters are woken.
+func (r *Reconciler) swapRoutes(want map[string]storage.Version, index uint64, final bool) {
+	r.mu.Lock()
+	routes := make(map[string][]storage.Route, len(want))
+	for name, v := range want {
+		if cur, ok := r.loaded[name]; ok {
+			routes[name] = cur.routes
+		} else {
+			routes[name] = v.Routes
+		}
+	}
+	r.mu.Unlock()
+	table, skipped := buildTable(routes)
+	for name, err := range skipped {
+		r.log.Error("function routes skipped: they conflict with another function's", "function", name, "err", err)
+	}
+	r.router.Swap(table)
+	if final {
+		r.mu.Lock()
+		r.applied = index
+		close(r.changed)
+		r.changed = make(chan struct{})
+		r.mu.Unlock()
+	}
+}
+
+// buildTable adds functions in name order and skips any whose routes
+// conflict with those already added, so one bad entry cannot take every
+// route down.
+func buildTable(routes map[string][]storage.Route) (*edge.RouteTable, map[string]error) {
+	names := make([]string, 0, len(routes))
+	for name := range routes {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var all []edge.Route
+	for _, name := range names {
+		all = append(all, EdgeRoutes(name, routes[name])...)
+	}
+	if t, err := edge.NewRouteTable(all); err == nil {
+		return t, nil
+	}
+	skipped := map[string]error{}
+	all = all[:0]
+	for _, name := range names {
+		next := append(all[:len(all):len(all)], EdgeRoutes(name, routes[name])...)
+		if _, err := edge.NewRouteTable(next); err != nil {
+			skipped[name] = err
+			continue
+		}
+		all = next
+	}
+	t, _ := edge.NewRouteTable(all)
+	return t, skipped
+}
+
+// CheckDeploy is the admin API's pre-deploy check: the routes are valid
+// and conflict with no other function's, and the module compiles and
+// suits the mode. It changes nothing.
+func (r *Reconciler) CheckDeploy(ctx context.Context, name string, spec storage.Spec) error {
+	for i, rt := range EdgeRoutes(name, spec.Routes) {
+		if err := rt.Validate(); err != nil {
+			return fmt.Errorf("routes[%d]: %w", i, err)
+		}
+	}
+	others := map[string][]storage.Route{}
+	for _, f := range r.src.State().Functions() {
+		if f.Name == name {
+			continue
+		}
+		if v, ok := f.ActiveVersion(); ok {
+			others[f.Name] = v.Routes
+		}
+	}
+	var all []edge.Route
+	for n, rs := range others {
+		all = append(all, EdgeRoutes(n, rs)...)
+	}
+	if _, err := edge.NewRouteTable(append(all, EdgeRoutes(name, spec.Routes)...)); err != nil {
+		return fmt.Errorf("routes: %w", err)
+	}
+	module, err := r.blobs.ReadAll(spec.SHA256)
+	if err != nil {
+		return fmt.Errorf("module: %w", err)
+	}
+	return r.loader.Check(ctx, RuntimeSpec(name, storage.Version{Spec: spec}, module))
+}
+
+// WaitReady blocks until this node serves name at version, the version
+// failed to load here (ErrNotServable with the reason), or ctx ends.
+func (r *Reconciler) WaitReady(ctx context.Context, name string, version int64) error {
+	for {
+		r.mu.Lock()
+		cur, isLoaded := r.loaded[name]
+		fail, isFailed := r.failed[name]
+		changed := r.changed
+		r.mu.Unlock()
+		switch {
+		case isLoaded && cur.version == version:
+			return nil
+		case isFailed && fail.version == version:
+			return fmt.Errorf("%w: %s version %d: %w", ErrNotServable, name, version, fail.err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s version %d to be served: %w", name, version, context.Cause(ctx))
+		case <-changed:
+		}
+	}
+}
+
+// Ready reports whether the last pass covered the registry's current
+// state, with a reason when not.
+func (r *Reconciler) Ready() (bool, string) {
+	idx := r.src.State().Index()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.applied < idx {
+		return false, fmt.Sprintf("loading functions: registry index %d, served index %d", idx, r.applied)
+	}
+	return true, ""
+}
+
+// RuntimeSpec turns a registry version into the runtime's function spec.
+func RuntimeSpec(name string, v storage.Version, module []byte) runtime.FunctionSpec {
+	l := v.Limits
+	return runtime.FunctionSpec{
+		Name:    name,
+		Version: strconv.FormatInt(v.Version, 10),
+		Module:  module,
+		Mode:    runtime.Mode(v.Mode),
+		Reset:   runtime.Reset(v.Reset),
+		Env:     v.Env,
+		Limits: runtime.Limits{
+			MemoryBytes:     l.MemoryBytes,
+			Timeout:         time.Duration(l.Timeout),
+			CPUTime:         time.Duration(l.CPUTime),
+			MaxRequestBody:  l.MaxRequestBody,
+			MaxResponseBody: l.MaxResponseBody,
+			MaxInstances:    l.MaxInstances,
+			QueueTimeout:    time.Duration(l.QueueTimeout),
+		},
+	}
+}
+
+// EdgeRoutes turns a function's registry routes into edge routes.
+func EdgeRoutes(name string, routes []storage.Route) []edge.Route {
+	out := make([]edge.Route, len(routes))
+	for i, rt := range routes {
+		out[i] = edge.Route{Host: rt.Host, Path: rt.Path, Methods: rt.Methods, Function: name}
+	}
+	return out
+}

@@ -1,0 +1,161 @@
+package cluster_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gojinn/gojinn/cluster"
+	"github.com/gojinn/gojinn/edge"
+	"github.com/gojinn/gojinn/runtime/enginetest"
+	"github.com/gojinn/gojinn/runtime/runtimetest"
+	"github.com/gojinn/gojinn/storage"
+)
+
+type reconcileEnv struct {
+	t     *testing.T
+	reg   *storage.Registry
+	blobs *storage.Blobs
+	rec   *cluster.Reconciler
+	rt    *edge.Router
+	index uint64
+}
+
+func newReconcileEnv(t *testing.T) *reconcileEnv {
+	blobs, err := storage.OpenBlobs(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &reconcileEnv{t: t, reg: storage.NewRegistry(), blobs: blobs, rt: &edge.Router{}}
+	env.rec = cluster.NewReconciler(env.reg, blobs, enginetest.Engine(t), env.rt, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); env.rec.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return env
+}
+
+func (e *reconcileEnv) put(module []byte) storage.Spec {
+	sum := sha256.Sum256(module)
+	sha := hex.EncodeToString(sum[:])
+	if _, err := e.blobs.Put(sha, bytes.NewReader(module), 1<<30); err != nil {
+		e.t.Fatal(err)
+	}
+	return storage.Spec{SHA256: sha, Size: int64(len(module))}
+}
+
+func (e *reconcileEnv) apply(c storage.Command) storage.ApplyResult {
+	e.t.Helper()
+	c.At = time.Unix(1700000000, 0).UTC()
+	b, err := storage.EncodeCommand(c)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.index++
+	res := e.reg.ApplyCommand(e.index, b)
+	if res.Err != nil {
+		e.t.Fatal(res.Err)
+	}
+	return res
+}
+
+func (e *reconcileEnv) lookup(host, path string) (edge.Match, edge.LookupStatus) {
+	return e.rt.Lookup(host, path, "GET")
+}
+
+func waitReady(t *testing.T, rec *cluster.Reconciler, name string, v int64) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return rec.WaitReady(ctx, name, v)
+}
+
+// Deploys load before their routes point at them, a bad version leaves the
+// previous one serving, and removal takes the routes away.
+func TestReconcilerLifecycle(t *testing.T) {
+	env := newReconcileEnv(t)
+	hello := env.put(runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat"))
+	hello.Mode = storage.ModePooled
+	hello.Routes = []storage.Route{{Path: "/hello/*"}}
+	res := env.apply(storage.Command{Op: storage.OpDeploy, Name: "hello", Spec: &hello})
+	if err := waitReady(t, env.rec, "hello", res.Version.Version); err != nil {
+		t.Fatal(err)
+	}
+	if m, st := env.lookup("any.example", "/hello/x"); st != edge.RouteFound || m.Function != "hello" {
+		t.Fatalf("after deploy: %v %+v", st, m)
+	}
+	if ok, why := env.rec.Ready(); !ok {
+		t.Fatalf("not ready after the pass: %s", why)
+	}
+
+	// A version whose module does not compile never replaces the good one.
+	bad := env.put([]byte("\x00asm\x01\x00\x00\x00garbage"))
+	bad.Mode = storage.ModePooled
+	bad.Routes = []storage.Route{{Path: "/moved/*"}}
+	res2 := env.apply(storage.Command{Op: storage.OpDeploy, Name: "hello", Spec: &bad})
+	err := waitReady(t, env.rec, "hello", res2.Version.Version)
+	if !errors.Is(err, cluster.ErrNotServable) {
+		t.Fatalf("bad version: %v, want ErrNotServable", err)
+	}
+	if m, st := env.lookup("h", "/hello/x"); st != edge.RouteFound || m.Function != "hello" {
+		t.Fatalf("the previous version's routes must keep serving: %v %+v", st, m)
+	}
+	if _, st := env.lookup("h", "/moved/x"); st != edge.RouteNotFound {
+		t.Fatalf("the failed version's routes must not appear: %v", st)
+	}
+
+	// Roll back to version 1: served again, as its own version.
+	res3 := env.apply(storage.Command{Op: storage.OpRollback, Name: "hello", Version: 1})
+	if err := waitReady(t, env.rec, "hello", res3.Version.Version); err != nil {
+		t.Fatal(err)
+	}
+
+	env.apply(storage.Command{Op: storage.OpRemove, Name: "hello"})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, st := env.lookup("h", "/hello/x"); st == edge.RouteNotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("routes of a removed function still present")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// CheckDeploy rejects route conflicts with another function, invalid
+// patterns and modules that do not compile, before anything is proposed.
+func TestReconcilerCheckDeploy(t *testing.T) {
+	env := newReconcileEnv(t)
+	tiny := env.put(runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat"))
+	tiny.Mode = storage.ModePooled
+	tiny.Routes = []storage.Route{{Host: "a.example", Path: "/x"}}
+	res := env.apply(storage.Command{Op: storage.OpDeploy, Name: "first", Spec: &tiny})
+	if err := waitReady(t, env.rec, "first", res.Version.Version); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := env.rec.CheckDeploy(ctx, "first", tiny); err != nil {
+		t.Fatalf("redeploying the same function over its own routes: %v", err)
+	}
+	conflict := tiny
+	if err := env.rec.CheckDeploy(ctx, "second", conflict); err == nil || !strings.Contains(err.Error(), "first") {
+		t.Fatalf("conflict: %v, want an error naming the other function", err)
+	}
+	badRoute := tiny
+	badRoute.Routes = []storage.Route{{Path: "no-slash"}}
+	if err := env.rec.CheckDeploy(ctx, "second", badRoute); err == nil || !strings.Contains(err.Error(), "routes[0]") {
+		t.Fatalf("bad route: %v", err)
+	}
+	badModule := env.put([]byte("not wasm at all"))
+	if err := env.rec.CheckDeploy(ctx, "second", badModule); err == nil || !strings.Contains(err.Error(), "magic") {
+		t.Fatalf("bad module: %v, want the compiler's reason", err)
+	}
+}
