@@ -226,9 +226,8 @@ func (ca *internalCA) sign(names []string) (*tls.Certificate, error) {
 // file exists. A half-present pair is an error rather than silently
 // replaced, since clients may already trust the old root.
 func loadOrCreateCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, bool, error) {
-	certPath, keyPath := filepath.Join(dir, caRootCertFile), filepath.Join(dir, caRootKeyFile)
-	certPEM, certErr := os.ReadFile(certPath)
-	keyPEM, keyErr := os.ReadFile(keyPath)
+	certPEM, certErr := os.ReadFile(filepath.Join(dir, caRootCertFile))
+	keyPEM, keyErr := os.ReadFile(filepath.Join(dir, caRootKeyFile))
 	switch {
 	case certErr == nil && keyErr == nil:
 		root, key, err := parseCAPair(certPEM, keyPEM)
@@ -238,6 +237,21 @@ func loadOrCreateCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, bool, err
 		return root, key, false, nil
 	case errors.Is(certErr, fs.ErrNotExist) && errors.Is(keyErr, fs.ErrNotExist):
 		root, key, err := createCA(dir)
+		if errors.Is(err, errCADirTaken) {
+			// Another process made the CA between our read and our rename:
+			// use theirs. If the directory holds something else, say so.
+			certPEM, certErr = os.ReadFile(filepath.Join(dir, caRootCertFile))
+			keyPEM, keyErr = os.ReadFile(filepath.Join(dir, caRootKeyFile))
+			if certErr != nil || keyErr != nil {
+				return nil, nil, false, fmt.Errorf("internal CA: %s exists but does not hold both %s and %s: move it away",
+					dir, caRootCertFile, caRootKeyFile)
+			}
+			root, key, err := parseCAPair(certPEM, keyPEM)
+			if err != nil {
+				return nil, nil, false, fmt.Errorf("internal CA in %s: %w", dir, err)
+			}
+			return root, key, false, nil
+		}
 		return root, key, err == nil, err
 	case certErr != nil && !errors.Is(certErr, fs.ErrNotExist):
 		return nil, nil, false, fmt.Errorf("internal CA: reading root: %w", certErr)
@@ -248,6 +262,9 @@ func loadOrCreateCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, bool, err
 			dir, caRootCertFile, caRootKeyFile)
 	}
 }
+
+// errCADirTaken: the CA directory appeared, non-empty, while creating one.
+var errCADirTaken = errors.New("internal CA directory already exists")
 
 func parseCAPair(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	root, err := parseCertPEM(certPEM)
@@ -283,11 +300,13 @@ func parseCertPEM(data []byte) (*x509.Certificate, error) {
 	return x509.ParseCertificate(block.Bytes)
 }
 
-// createCA makes a new root and writes it under dir: the key first (0600),
-// then the certificate, each through a temporary file and a rename so a
-// crash never leaves a truncated file.
+// createCA makes a new root and puts it at dir: both files are written
+// (key 0600) and synced in a fresh directory beside it, which is then
+// renamed to dir, so a crash or a concurrent start never leaves a torn or
+// mismatched pair. It returns errCADirTaken when dir exists and is not
+// empty by then.
 func createCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
 		return nil, nil, fmt.Errorf("internal CA: %w", err)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -328,36 +347,42 @@ func createCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("internal CA: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, caRootKeyFile), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".ca-new-*")
+	if err != nil {
+		return nil, nil, fmt.Errorf("internal CA: %w", err)
+	}
+	defer func() { _ = os.RemoveAll(tmp) }() // nothing left after a successful rename
+	if err := writeSynced(filepath.Join(tmp, caRootKeyFile), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return nil, nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, caRootCertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := writeSynced(filepath.Join(tmp, caRootCertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		return nil, nil, err
+	}
+	// Renaming onto an empty directory succeeds; onto a non-empty one fails.
+	if err := os.Rename(tmp, dir); err != nil {
+		if entries, rerr := os.ReadDir(dir); rerr == nil && len(entries) > 0 {
+			return nil, nil, errCADirTaken
+		}
+		return nil, nil, fmt.Errorf("internal CA: %w", err)
 	}
 	return root, key, nil
 }
 
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+// writeSynced creates path (which must not exist) with perm and data.
+func writeSynced(path string, data []byte, perm fs.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return fmt.Errorf("internal CA: %w", err)
 	}
-	tmp := f.Name()
-	err = f.Chmod(perm)
-	if err == nil {
-		_, err = f.Write(data)
-	}
+	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
 	if err != nil {
-		_ = os.Remove(tmp) // best effort: a stray temp file is harmless
 		return fmt.Errorf("internal CA: writing %s: %w", path, err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -183,5 +184,60 @@ func TestInternalCAIncomplete(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "tls", "ca", "root.key")); err != nil {
 		t.Errorf("the remaining key was touched: %v", err)
+	}
+}
+
+// TestInternalCAConcurrentCreation proves that processes starting at once
+// on an empty data dir end up with one root: each builds its CA aside and
+// renames it into place, and the losers load the winner's.
+func TestInternalCAConcurrentCreation(t *testing.T) {
+	dir := t.TempDir()
+	const n = 8
+	roots := make([]*x509.Certificate, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ca, err := newInternalCA(dir, nil, nil, tlsTestLogger(t))
+			if err == nil {
+				roots[i] = ca.root
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	_, exported := exportedPool(t, dir)
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("start %d: %v", i, errs[i])
+		}
+		if !roots[i].Equal(exported) {
+			t.Errorf("start %d uses a root that is not the one on disk", i)
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, "tls"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 {
+		t.Errorf("leftovers beside the CA: %v", entries)
+	}
+}
+
+// TestInternalCADirWithOtherContent proves a CA directory holding neither
+// file (but something else) is reported, not overwritten or looped on.
+func TestInternalCADirWithOtherContent(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "tls", "ca"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls", "ca", "notes.txt"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := NewTLS(context.Background(), TLSConfig{DataDir: dir}, nil, tlsTestLogger(t))
+	if err == nil || !strings.Contains(err.Error(), "move it away") {
+		t.Fatalf("err %v, want the directory reported", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -236,4 +237,15 @@ func TestTLSConfigsProtocols(t *testing.T) {
 	if tcp == tl.TCPConfig() {
 		t.Error("TCPConfig returns a shared config; callers may modify theirs")
 	}
+	next := &countingHandler{}
+	if h, ok := tl.HTTPChallengeHandler(next).(*countingHandler); !ok || h != next {
+		t.Error("HTTPChallengeHandler is not the identity outside mode acme")
+	}
+	if err := tl.ManageSync(context.Background(), []string{"a.example"}); err != nil {
+		t.Errorf("ManageSync outside mode acme: %v", err)
+	}
 }
+
+type countingHandler struct{ n int }
+
+func (h *countingHandler) ServeHTTP(http.ResponseWriter, *http.Request) { h.n++ }
