@@ -4,28 +4,16 @@ import (
 	"errors"
 	"io"
 	"net/http"
+
+	"github.com/gojinn/gojinn/storage"
 )
 
-// validSHA256 checks a module hash: 64 lower-case hex digits.
+// validSHA256 checks a module hash as the blob store does.
 func validSHA256(s string) error {
-	ok := len(s) == 64
-	for i := 0; ok && i < len(s); i++ {
-		c := s[i]
-		ok = c >= '0' && c <= '9' || c >= 'a' && c <= 'f'
-	}
-	if !ok {
-		return apiErrorf(http.StatusBadRequest, CodeInvalidSHA256,
-			"sha256 %q: want the module's sha256 as 64 lower-case hex digits (sha256sum prints it)", truncate(s, 80))
+	if err := storage.ValidateSHA256(s); err != nil {
+		return apiErrorf(http.StatusBadRequest, CodeInvalidSHA256, "%v; send the module's sha256 as sha256sum prints it", err)
 	}
 	return nil
-}
-
-// truncate shortens s for an error message.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 // headBlob answers HEAD /v1/blobs/{sha256}: 200 when stored, else 404.

@@ -54,6 +54,9 @@ func TestAPIDeployErrors(t *testing.T) {
 		{"bad sha", "/v1/functions/a", `{"sha256":"ABC","size":1}`, 400, CodeInvalidSHA256, "64 lower-case hex"},
 		{"no size", "/v1/functions/a", fmt.Sprintf(`{"sha256":%q}`, sha), 400, CodeInvalid, "size 0"},
 		{"module too large", "/v1/functions/a", fmt.Sprintf(`{"sha256":%q,"size":5000}`, sha), 413, CodeModuleTooLarge, "up to 4096 bytes"},
+		{"bad mode", "/v1/functions/a", body(`,"mode":"warm"`), 400, CodeInvalid, `spec.mode "warm"`},
+		{"bad route", "/v1/functions/a", body(`,"routes":[{"path":"hello"}]`), 400, CodeInvalid, "must start with '/'"},
+		{"bad env key", "/v1/functions/a", body(`,"env":{"A=B":"x"}`), 400, CodeInvalid, "spec.env key"},
 		{"bad wait timeout", "/v1/functions/a", body(`,"wait_timeout":"1h"`), 400, CodeInvalid, "wait_timeout"},
 		{"missing blob", "/v1/functions/a", fmt.Sprintf(`{"sha256":%q,"size":10}`, missing), 409, CodeBlobMissing, "upload the module first"},
 		{"check fails", "/v1/functions/bad-module", body(""), 422, CodeCheckFailed, checkErr.Error()},
@@ -266,5 +269,40 @@ func TestAPIEnvRedaction(t *testing.T) {
 	f, _ := h.reg.Function("a")
 	if f.Versions[0].Env["API_KEY"] != secret {
 		t.Fatalf("redaction changed the registry's data: %v", f.Versions[0].Env)
+	}
+}
+
+// The disk blob store is the BlobStore the node uses.
+var _ BlobStore = (*storage.Blobs)(nil)
+
+// TestAPIWithDiskBlobs runs uploads through the real blob store: its
+// errors map to the same answers as the in-memory one's.
+func TestAPIWithDiskBlobs(t *testing.T) {
+	disk, err := storage.OpenBlobs(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newAPIHarness(t, func(c *APIConfig) { c.Blobs = disk; c.MaxModuleBytes = 1000 })
+	mod := testModule(1000, 1)
+	sha := sha256hex(mod)
+	if r := h.do("PUT", "/v1/blobs/"+sha, bytes.NewReader(mod)); r.status != 201 {
+		t.Fatalf("upload: %d %s", r.status, r.body)
+	}
+	if r := h.do("PUT", "/v1/blobs/"+sha, bytes.NewReader(mod)); r.status != 201 {
+		t.Fatalf("upload again: %d %s", r.status, r.body)
+	}
+	if r := h.do("PUT", "/v1/blobs/"+sha256hex([]byte("x")), bytes.NewReader(mod)); r.status != 422 || r.apiErr(t).Code != CodeHashMismatch {
+		t.Fatalf("mismatch: %d %s", r.status, r.body)
+	}
+	big := testModule(1001, 2)
+	if r := h.do("PUT", "/v1/blobs/"+sha256hex(big), io.MultiReader(bytes.NewReader(big))); r.status != 413 || r.apiErr(t).Code != CodeModuleTooLarge {
+		t.Fatalf("too large: %d %s", r.status, r.body)
+	}
+	if r := h.do("HEAD", "/v1/blobs/"+sha, nil); r.status != 200 {
+		t.Fatalf("HEAD: %d", r.status)
+	}
+	v, err := h.client.Deploy(t.Context(), "disk", bytes.NewReader(mod), storage.Spec{}, DeployOptions{})
+	if err != nil || v.SHA256 != sha {
+		t.Fatalf("deploy: %+v %v", v, err)
 	}
 }

@@ -40,6 +40,11 @@ func (a *api) deploy(w http.ResponseWriter, r *http.Request) error {
 		return apiErrorf(http.StatusRequestEntityTooLarge, CodeModuleTooLarge,
 			"the module is %d bytes; this node accepts modules up to %d bytes", spec.Size, a.cfg.MaxModuleBytes)
 	}
+	// The store validates again when it proposes; checking here first
+	// answers a typo in milliseconds instead of after a compile.
+	if err := storage.ValidateSpec(name, spec); err != nil {
+		return apiErrorf(http.StatusBadRequest, CodeInvalid, "%v", err)
+	}
 	wait, err := a.waitBound(req.Wait, req.WaitTimeout)
 	if err != nil {
 		return err

@@ -164,7 +164,7 @@ func (b *memBlobs) Put(sha string, r io.Reader, maxBytes int64) (int64, error) {
 		return n, fmt.Errorf("blob %s: %w", sha, err)
 	}
 	if n > maxBytes {
-		return n, fmt.Errorf("blob %s: larger than %d bytes: %w", sha, maxBytes, storage.ErrInvalid)
+		return n, fmt.Errorf("blob %s: larger than %d bytes: %w", sha, maxBytes, storage.ErrTooLarge)
 	}
 	sum := sha256.Sum256(buf.Bytes())
 	if hex.EncodeToString(sum[:]) != sha {

@@ -122,6 +122,8 @@ func toAPIError(err error) *APIError {
 		return apiErrorf(http.StatusConflict, CodeBlobMissing, "%v; upload the module first with PUT /v1/blobs/{sha256}", err)
 	case errors.Is(err, storage.ErrHashMismatch):
 		return apiErrorf(http.StatusUnprocessableEntity, CodeHashMismatch, "%v; upload the exact bytes whose sha256 is in the URL", err)
+	case errors.Is(err, storage.ErrTooLarge):
+		return apiErrorf(http.StatusRequestEntityTooLarge, CodeModuleTooLarge, "%v", err)
 	case errors.Is(err, storage.ErrInvalid):
 		return apiErrorf(http.StatusUnprocessableEntity, CodeInvalid, "%v", err)
 	case unavailable(err):
