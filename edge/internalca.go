@@ -112,7 +112,7 @@ func defaultLeafNames(names []string) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, n := range append(append([]string(nil), names...), "localhost", "127.0.0.1", "::1") {
-		n = normalizeHost(n)
+		n = tlsNormalizeHost(n)
 		if n == "" || seen[n] {
 			continue
 		}
@@ -122,8 +122,8 @@ func defaultLeafNames(names []string) []string {
 	return out
 }
 
-// normalizeHost lowercases a host name and drops a trailing dot.
-func normalizeHost(h string) string {
+// tlsNormalizeHost lowercases a host name and drops a trailing dot.
+func tlsNormalizeHost(h string) string {
 	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), ".")
 }
 
@@ -135,7 +135,7 @@ func (ca *internalCA) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certifica
 	if err != nil {
 		return nil, err
 	}
-	name := normalizeHost(hello.ServerName)
+	name := tlsNormalizeHost(hello.ServerName)
 	if name == "" || def.Leaf.VerifyHostname(name) == nil || ca.allow == nil || !ca.allow(name) {
 		return def, nil
 	}

@@ -76,7 +76,7 @@ func TestInternalCAPersistsAndServes(t *testing.T) {
 		t.Fatal("a second NewTLS on the same data dir made a new root")
 	}
 
-	port := serveHTTPS(t, tl.TCPConfig())
+	port := tlsServeHTTPS(t, tl.TCPConfig())
 	for _, host := range []string{"localhost", "127.0.0.1", "edge.test"} {
 		body, state := getOverTLS(t, host, port, pool)
 		if body != "hello over HTTP/2.0" {
@@ -103,9 +103,9 @@ func TestInternalCAUnknownNames(t *testing.T) {
 	allow := func(host string) bool { return host == "fn.example" }
 	tl := newInternalTLS(t, dir, nil, allow)
 	pool, _ := exportedPool(t, dir)
-	port := serveHTTPS(t, tl.TCPConfig())
+	port := tlsServeHTTPS(t, tl.TCPConfig())
 
-	state, err := handshake(port, "fn.example", pool)
+	state, err := tlsHandshake(port, "fn.example", pool)
 	if err != nil {
 		t.Fatalf("allowed name: %v", err)
 	}
@@ -113,11 +113,11 @@ func TestInternalCAUnknownNames(t *testing.T) {
 		t.Errorf("allowed name got a leaf for %v", got)
 	}
 	// Upper case and a trailing dot are the same name.
-	if _, err := handshake(port, "FN.example.", pool); err != nil {
+	if _, err := tlsHandshake(port, "FN.example.", pool); err != nil {
 		t.Errorf("allowed name in other spelling: %v", err)
 	}
 
-	_, err = handshake(port, "other.example", pool)
+	_, err = tlsHandshake(port, "other.example", pool)
 	var hostErr x509.HostnameError
 	if !errors.As(err, &hostErr) {
 		t.Fatalf("name nobody allowed: err %v, want a hostname mismatch", err)

@@ -73,11 +73,11 @@ func newACMETLS(ctx context.Context, cfg TLSConfig, allow func(string) bool, log
 	if cfg.OnDemand {
 		configured := map[string]bool{}
 		for _, n := range cfg.Names {
-			configured[normalizeHost(n)] = true
+			configured[tlsNormalizeHost(n)] = true
 		}
 		onDemand, _ := newConfig(&certmagic.OnDemandConfig{
 			DecisionFunc: func(_ context.Context, name string) error {
-				name = normalizeHost(name)
+				name = tlsNormalizeHost(name)
 				if configured[name] || a.isManaged([]string{name}) || (allow != nil && allow(name)) {
 					return nil
 				}
@@ -118,7 +118,7 @@ func (a *acmeTLS) isManaged(names []string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, n := range names {
-		if a.managedNames[normalizeHost(n)] {
+		if a.managedNames[tlsNormalizeHost(n)] {
 			return true
 		}
 	}
@@ -129,7 +129,7 @@ func (a *acmeTLS) markManaged(names []string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, n := range names {
-		a.managedNames[normalizeHost(n)] = true
+		a.managedNames[tlsNormalizeHost(n)] = true
 	}
 }
 

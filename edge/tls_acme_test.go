@@ -22,8 +22,8 @@ import (
 // acmeTestTimeout bounds one certificate order against in-process Pebble.
 const acmeTestTimeout = 60 * time.Second
 
-// listenTCP reserves a loopback port for a challenge listener.
-func listenTCP(t *testing.T) (net.Listener, int) {
+// tlsListenTCP reserves a loopback port for a challenge listener.
+func tlsListenTCP(t *testing.T) (net.Listener, int) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -32,8 +32,8 @@ func listenTCP(t *testing.T) (net.Listener, int) {
 	return ln, ln.Addr().(*net.TCPAddr).Port
 }
 
-// servePlainHTTP serves h on ln until the test ends.
-func servePlainHTTP(t *testing.T, ln net.Listener, h http.Handler) {
+// tlsServePlainHTTP serves h on ln until the test ends.
+func tlsServePlainHTTP(t *testing.T, ln net.Listener, h http.Handler) {
 	t.Helper()
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
@@ -94,7 +94,7 @@ func assertChainsTo(t *testing.T, state *tls.ConnectionState, root *x509.Certifi
 // dir (a restart) serves the same certificate from storage.
 func TestACMEPebbleHTTP01OverHTTP3(t *testing.T) {
 	t.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
-	httpLn, httpPort := listenTCP(t)
+	httpLn, httpPort := tlsListenTCP(t)
 	p := pebbletest.New(t, httpPort, 1) // TLS-ALPN-01 is off: nothing dials port 1
 	dataDir := t.TempDir()
 	tl := startACMETLS(t, p, func(c *TLSConfig) {
@@ -102,7 +102,7 @@ func TestACMEPebbleHTTP01OverHTTP3(t *testing.T) {
 		c.DisableTLSALPNChallenge = true
 		c.ACMEHTTPPort = httpPort
 	}, nil)
-	servePlainHTTP(t, httpLn, tl.HTTPChallengeHandler(http.NotFoundHandler()))
+	tlsServePlainHTTP(t, httpLn, tl.HTTPChallengeHandler(http.NotFoundHandler()))
 
 	ctx, cancel := context.WithTimeout(context.Background(), acmeTestTimeout)
 	defer cancel()
@@ -168,7 +168,7 @@ func TestACMEPebbleHTTP01OverHTTP3(t *testing.T) {
 	if err := tl2.ManageSync(ctx, []string{"localhost"}); err != nil {
 		t.Fatalf("after restart: %v", err)
 	}
-	state, err := handshake(serveHTTPS(t, tl2.TCPConfig()), "localhost", p.IssuerRoots())
+	state, err := tlsHandshake(tlsServeHTTPS(t, tl2.TCPConfig()), "localhost", p.IssuerRoots())
 	if err != nil {
 		t.Fatalf("after restart: %v", err)
 	}
@@ -182,7 +182,7 @@ func TestACMEPebbleHTTP01OverHTTP3(t *testing.T) {
 // VA validates through the TLS listener running TCPConfig (acme-tls/1), and
 // that listener then serves the issued certificate.
 func TestACMEPebbleTLSALPN01(t *testing.T) {
-	tlsLn, tlsPort := listenTCP(t)
+	tlsLn, tlsPort := tlsListenTCP(t)
 	p := pebbletest.New(t, 1, tlsPort) // HTTP-01 is off: nothing dials port 1
 	tl := startACMETLS(t, p, func(c *TLSConfig) {
 		c.Names = []string{"localhost"}
@@ -192,14 +192,14 @@ func TestACMEPebbleTLSALPN01(t *testing.T) {
 	if got := tl.TCPConfig().NextProtos; len(got) != 3 || got[2] != "acme-tls/1" {
 		t.Fatalf("TCP protos %v, want acme-tls/1 offered", got)
 	}
-	serveHTTPSOn(t, tlsLn, tl.TCPConfig())
+	tlsServeHTTPSOn(t, tlsLn, tl.TCPConfig())
 
 	var state tls.ConnectionState
 	var err error
-	waitFor(t, acmeTestTimeout, func() bool {
-		state, err = handshake(tlsPort, "localhost", p.IssuerRoots())
+	tlsWaitFor(t, acmeTestTimeout, func() bool {
+		state, err = tlsHandshake(tlsPort, "localhost", p.IssuerRoots())
 		return err == nil
-	}, func() string { return "no certificate from Pebble yet; last handshake: " + errString(err) })
+	}, func() string { return "no certificate from Pebble yet; last handshake: " + tlsErrString(err) })
 	assertChainsTo(t, &state, p.IssuerRoot())
 }
 
@@ -207,7 +207,7 @@ func TestACMEPebbleTLSALPN01(t *testing.T) {
 // certificate during the first handshake for a name allow accepts, and
 // refuses a name it does not (without asking the CA).
 func TestACMEOnDemandAsksAllow(t *testing.T) {
-	httpLn, httpPort := listenTCP(t)
+	httpLn, httpPort := tlsListenTCP(t)
 	p := pebbletest.New(t, httpPort, 1)
 	var mu sync.Mutex
 	var asked []string
@@ -222,13 +222,13 @@ func TestACMEOnDemandAsksAllow(t *testing.T) {
 		c.DisableTLSALPNChallenge = true
 		c.ACMEHTTPPort = httpPort
 	}, allow)
-	servePlainHTTP(t, httpLn, tl.HTTPChallengeHandler(http.NotFoundHandler()))
-	port := serveHTTPS(t, tl.TCPConfig())
+	tlsServePlainHTTP(t, httpLn, tl.HTTPChallengeHandler(http.NotFoundHandler()))
+	port := tlsServeHTTPS(t, tl.TCPConfig())
 
-	if _, err := handshake(port, "denied.localhost", p.IssuerRoots()); err == nil {
+	if _, err := tlsHandshake(port, "denied.localhost", p.IssuerRoots()); err == nil {
 		t.Fatal("a name allow refuses got a certificate")
 	}
-	state, err := handshake(port, "localhost", p.IssuerRoots())
+	state, err := tlsHandshake(port, "localhost", p.IssuerRoots())
 	if err != nil {
 		t.Fatalf("on-demand handshake: %v", err)
 	}
@@ -240,8 +240,8 @@ func TestACMEOnDemandAsksAllow(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, cond func() bool, why func() string) {
+// tlsWaitFor polls cond until it holds or the deadline passes.
+func tlsWaitFor(t *testing.T, within time.Duration, cond func() bool, why func() string) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -254,7 +254,7 @@ func waitFor(t *testing.T, within time.Duration, cond func() bool, why func() st
 	}
 }
 
-func errString(err error) string {
+func tlsErrString(err error) string {
 	if err == nil {
 		return "<nil>"
 	}

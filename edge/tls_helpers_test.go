@@ -51,18 +51,18 @@ func (w *guardedTestWriter) stop() {
 	w.mu.Unlock()
 }
 
-// serveHTTPS serves a fixed answer over TLS with cfg on 127.0.0.1:0 and
+// tlsServeHTTPS serves a fixed answer over TLS with cfg on 127.0.0.1:0 and
 // returns the port. The server stops when the test ends.
-func serveHTTPS(t *testing.T, cfg *tls.Config) int {
+func tlsServeHTTPS(t *testing.T, cfg *tls.Config) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return serveHTTPSOn(t, ln, cfg)
+	return tlsServeHTTPSOn(t, ln, cfg)
 }
 
-func serveHTTPSOn(t *testing.T, ln net.Listener, cfg *tls.Config) int {
+func tlsServeHTTPSOn(t *testing.T, ln net.Listener, cfg *tls.Config) int {
 	t.Helper()
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -90,9 +90,9 @@ func serveHTTPSOn(t *testing.T, ln net.Listener, cfg *tls.Config) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// handshake connects to 127.0.0.1:port asking for serverName and
+// tlsHandshake connects to 127.0.0.1:port asking for serverName and
 // verifying against roots; it returns the verified state.
-func handshake(port int, serverName string, roots *x509.CertPool) (tls.ConnectionState, error) {
+func tlsHandshake(port int, serverName string, roots *x509.CertPool) (tls.ConnectionState, error) {
 	d := &tls.Dialer{Config: &tls.Config{ServerName: serverName, RootCAs: roots, NextProtos: []string{"h2", "http/1.1"}}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -77,9 +77,9 @@ func TestTLSConfigValidate(t *testing.T) {
 	}
 }
 
-// writePair writes a self-signed certificate for names and its key under
+// writeTestPair writes a self-signed certificate for names and its key under
 // dir, and returns the paths and the certificate.
-func writePair(t *testing.T, dir, prefix string, names ...string) (certPath, keyPath string, cert *x509.Certificate) {
+func writeTestPair(t *testing.T, dir, prefix string, names ...string) (certPath, keyPath string, cert *x509.Certificate) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -128,7 +128,7 @@ func writePair(t *testing.T, dir, prefix string, names ...string) (certPath, key
 	return certPath, keyPath, cert
 }
 
-func poolOf(certs ...*x509.Certificate) *x509.CertPool {
+func tlsPoolOf(certs ...*x509.Certificate) *x509.CertPool {
 	p := x509.NewCertPool()
 	for _, c := range certs {
 		p.AddCert(c)
@@ -140,7 +140,7 @@ func poolOf(certs ...*x509.Certificate) *x509.CertPool {
 // HTTP/2 handshake, and serves a replaced pair without a restart.
 func TestTLSFilesServesAndReloads(t *testing.T) {
 	dir := t.TempDir()
-	certPath, keyPath, first := writePair(t, dir, "first", "localhost", "127.0.0.1")
+	certPath, keyPath, first := writeTestPair(t, dir, "first", "localhost", "127.0.0.1")
 	tl, err := NewTLS(context.Background(), TLSConfig{Mode: TLSModeFiles, CertFile: certPath, KeyFile: keyPath}, nil, tlsTestLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -149,14 +149,14 @@ func TestTLSFilesServesAndReloads(t *testing.T) {
 	tl.files.mu.Lock()
 	tl.files.interval = 0 // look at the files on every handshake
 	tl.files.mu.Unlock()
-	port := serveHTTPS(t, tl.TCPConfig())
+	port := tlsServeHTTPS(t, tl.TCPConfig())
 
-	if body, _ := getOverTLS(t, "localhost", port, poolOf(first)); body != "hello over HTTP/2.0" {
+	if body, _ := getOverTLS(t, "localhost", port, tlsPoolOf(first)); body != "hello over HTTP/2.0" {
 		t.Fatalf("body %q", body)
 	}
 
 	// Replace both files (renames, as cert tools do) with a new pair.
-	newCert, newKey, second := writePair(t, dir, "second", "localhost")
+	newCert, newKey, second := writeTestPair(t, dir, "second", "localhost")
 	later := time.Now().Add(time.Minute)
 	for _, p := range []string{newCert, newKey} {
 		if err := os.Chtimes(p, later, later); err != nil {
@@ -167,7 +167,7 @@ func TestTLSFilesServesAndReloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Only the key is new: the pair does not match, so the old one stays.
-	state, err := handshake(port, "localhost", poolOf(first))
+	state, err := tlsHandshake(port, "localhost", tlsPoolOf(first))
 	if err != nil {
 		t.Fatalf("half-replaced pair: %v", err)
 	}
@@ -177,7 +177,7 @@ func TestTLSFilesServesAndReloads(t *testing.T) {
 	if err := os.Rename(newCert, certPath); err != nil {
 		t.Fatal(err)
 	}
-	state, err = handshake(port, "localhost", poolOf(second))
+	state, err = tlsHandshake(port, "localhost", tlsPoolOf(second))
 	if err != nil {
 		t.Fatalf("after replacing the files: %v", err)
 	}
@@ -190,8 +190,8 @@ func TestTLSFilesServesAndReloads(t *testing.T) {
 // or a key of another certificate, naming the field.
 func TestTLSFilesErrors(t *testing.T) {
 	dir := t.TempDir()
-	certPath, keyPath, _ := writePair(t, dir, "a", "localhost")
-	_, otherKey, _ := writePair(t, dir, "b", "localhost")
+	certPath, keyPath, _ := writeTestPair(t, dir, "a", "localhost")
+	_, otherKey, _ := writeTestPair(t, dir, "b", "localhost")
 	notPEM := filepath.Join(dir, "junk.pem")
 	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
 		t.Fatal(err)
@@ -237,8 +237,8 @@ func TestTLSConfigsProtocols(t *testing.T) {
 	if tcp == tl.TCPConfig() {
 		t.Error("TCPConfig returns a shared config; callers may modify theirs")
 	}
-	next := &countingHandler{}
-	if h, ok := tl.HTTPChallengeHandler(next).(*countingHandler); !ok || h != next {
+	next := &tlsIdentityHandler{}
+	if h, ok := tl.HTTPChallengeHandler(next).(*tlsIdentityHandler); !ok || h != next {
 		t.Error("HTTPChallengeHandler is not the identity outside mode acme")
 	}
 	if err := tl.ManageSync(context.Background(), []string{"a.example"}); err != nil {
@@ -246,6 +246,6 @@ func TestTLSConfigsProtocols(t *testing.T) {
 	}
 }
 
-type countingHandler struct{ n int }
+type tlsIdentityHandler struct{ n int }
 
-func (h *countingHandler) ServeHTTP(http.ResponseWriter, *http.Request) { h.n++ }
+func (h *tlsIdentityHandler) ServeHTTP(http.ResponseWriter, *http.Request) { h.n++ }
