@@ -68,16 +68,26 @@ func (c *Client) Deploy(ctx context.Context, name string, module io.Reader, spec
 	if err != nil {
 		return storage.Version{}, err
 	}
-	if have {
-		if opts.Progress != nil {
-			opts.Progress(size, size)
+	if !have {
+		if _, err := c.PutBlob(ctx, sha, body, size, opts.Progress); err != nil {
+			return storage.Version{}, err
 		}
-	} else if _, err := c.PutBlob(ctx, sha, body, size, opts.Progress); err != nil {
-		return storage.Version{}, err
+	} else if opts.Progress != nil {
+		opts.Progress(size, size)
 	}
 	req := DeployRequest{Spec: spec, Wait: &opts.Wait, WaitTimeout: storage.Duration(opts.WaitTimeout)}
 	var v storage.Version
-	err = c.do(ctx, http.MethodPost, "/v1/functions/"+url.PathEscape(name), req, &v)
+	path := "/v1/functions/" + url.PathEscape(name)
+	err = c.do(ctx, http.MethodPost, path, req, &v)
+	if have && errors.Is(err, storage.ErrBlobNotFound) {
+		// The blob went away between HEAD and POST (a cleanup): body was
+		// not read, so upload it and try once more. Progress already
+		// reported the total and must not go back.
+		if _, err := c.PutBlob(ctx, sha, body, size, nil); err != nil {
+			return storage.Version{}, err
+		}
+		err = c.do(ctx, http.MethodPost, path, req, &v)
+	}
 	return v, err
 }
 

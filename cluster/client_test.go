@@ -225,3 +225,31 @@ func TestClientNonAPIAnswers(t *testing.T) {
 		t.Fatalf("closed server: %v", err)
 	}
 }
+
+// vanishingBlobs says it has every module once, as if a cleanup removed it
+// right after the client's HEAD.
+type vanishingBlobs struct {
+	*memBlobs
+	mu   sync.Mutex
+	lied bool
+}
+
+func (b *vanishingBlobs) Has(sha string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.lied {
+		b.lied = true
+		return true
+	}
+	return b.memBlobs.Has(sha)
+}
+
+func TestClientDeployReuploadsAVanishedBlob(t *testing.T) {
+	blobs := &vanishingBlobs{memBlobs: newMemBlobs()}
+	h := newAPIHarness(t, func(c *APIConfig) { c.Blobs = blobs })
+	mod := testModule(100, 9)
+	v, err := h.client.Deploy(t.Context(), "a", io.MultiReader(bytes.NewReader(mod)), storage.Spec{}, DeployOptions{})
+	if err != nil || v.SHA256 != sha256hex(mod) || blobs.putCount() != 1 {
+		t.Fatalf("deploy: %+v %v (uploads %d)", v, err, blobs.putCount())
+	}
+}
