@@ -104,6 +104,8 @@ func TestAPIUnknownRouteAndMethod(t *testing.T) {
 		{"GET", "/v1/nope", 404, CodeNotFound, ""},
 		{"GET", "/v1/functions/hello/nope", 404, CodeNotFound, ""},
 		{"GET", "/nope", 404, CodeNotFound, ""},
+		{"GET", "/v1/functions/", 404, CodeNotFound, ""},
+		{"GET", "/v1/functions/hello/", 404, CodeNotFound, ""},
 		{"DELETE", "/v1/status", 405, CodeMethodNotAllowed, "GET, HEAD"},
 		{"PATCH", "/v1/functions/hello", 405, CodeMethodNotAllowed, "DELETE, GET, HEAD, POST"},
 		{"GET", "/v1/functions/hello/rollback", 405, CodeMethodNotAllowed, "POST"},
