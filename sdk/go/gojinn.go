@@ -68,29 +68,62 @@ func Info(r *http.Request) *protocol.Request {
 	return current
 }
 
-// serve runs the handler for one request. A panic in the handler becomes a
-// 500 response and a stack trace on stderr, so the instance stays usable.
-func serve(req *protocol.Request) (resp *protocol.Response) {
+// serve runs the handler for one request in a fresh writer. A panic in the
+// handler becomes a 500 response and a stack trace on stderr. Commands use
+// it; reactors use the wire path in exchange.go, which reuses its writer.
+func serve(req *protocol.Request) *protocol.Response {
 	w := &responseWriter{header: make(http.Header, 4)}
-	current = req
+	ex := new(exchange)
+	ex.req = *req
+	serveHTTP(w, ex)
+	resp := w.finish()
+	return &resp
+}
+
+// serveHTTP calls the handler with the *http.Request built from ex and
+// leaves the response in w. A panic in the handler replaces whatever the
+// handler wrote with a 500 response, so the instance stays usable.
+func serveHTTP(w *responseWriter, ex *exchange) {
+	current = &ex.req
 	defer func() {
 		current = nil
 		if v := recover(); v != nil {
 			fmt.Fprintf(os.Stderr, "gojinn: handler panic: %v\n%s", v, debug.Stack())
-			resp = &protocol.Response{Status: http.StatusInternalServerError,
-				Headers: http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
-				Body:    []byte("internal error in function\n")}
+			w.reset()
+			w.header["Content-Type"] = []string{"text/plain; charset=utf-8"}
+			w.status = http.StatusInternalServerError
+			w.body.WriteString("internal error in function\n")
 		}
 	}()
-	handler.ServeHTTP(w, toHTTP(req))
-	return w.response()
+	handler.ServeHTTP(w, ex.toHTTP())
 }
 
+// exchange holds what the guest builds for one request, in one
+// allocation: the decoded request, the *http.Request the handler sees with
+// its URL and body reader, and room for the header values of a typical
+// request. A fresh exchange is made per request because a handler may keep
+// its *http.Request (or the Header map) after returning.
+type exchange struct {
+	req  protocol.Request
+	hr   http.Request
+	url  url.URL
+	body bodyReader
+	vals [16]string
+}
+
+// bodyReader is the request body: a bytes.Reader with a no-op Close.
+type bodyReader struct{ bytes.Reader }
+
+// Close implements io.Closer.
+func (*bodyReader) Close() error { return nil }
+
 // toHTTP builds the *http.Request a handler sees. It avoids reparsing the
-// URI when the host sent the decoded path, and allocates no body reader for
-// an empty body.
-func toHTTP(req *protocol.Request) *http.Request {
-	u := &url.URL{Path: req.Path, RawQuery: req.RawQuery}
+// URI when the host sent the decoded path, and uses http.NoBody for an
+// empty body.
+func (ex *exchange) toHTTP() *http.Request {
+	req := &ex.req
+	ex.url = url.URL{Path: req.Path, RawQuery: req.RawQuery}
+	u := &ex.url
 	if req.Path == "" || needsRawPath(req.URI) {
 		if pu, err := url.ParseRequestURI(req.URI); err == nil {
 			u = pu
@@ -105,7 +138,7 @@ func toHTTP(req *protocol.Request) *http.Request {
 	case "HTTP/1.0":
 		minor = 0
 	}
-	hr := &http.Request{
+	ex.hr = http.Request{
 		Method:        req.Method,
 		URL:           u,
 		Proto:         req.Proto,
@@ -118,8 +151,10 @@ func toHTTP(req *protocol.Request) *http.Request {
 		RemoteAddr:    req.RemoteAddr,
 		RequestURI:    req.URI,
 	}
+	hr := &ex.hr
 	if len(req.Body) > 0 {
-		hr.Body = io.NopCloser(bytes.NewReader(req.Body))
+		ex.body.Reset(req.Body)
+		hr.Body = &ex.body
 	}
 	if hr.Method == "" {
 		hr.Method = http.MethodGet
@@ -169,10 +204,29 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	return w.body.Write(p)
 }
 
+// WriteString implements io.StringWriter, so io.WriteString and fmt need
+// no conversion to []byte.
+func (w *responseWriter) WriteString(s string) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.body.WriteString(s)
+}
+
 // Flush implements http.Flusher; the body is sent when the handler returns.
 func (w *responseWriter) Flush() {}
 
-func (w *responseWriter) response() *protocol.Response {
+// reset empties w for the next request, keeping the header map and the
+// body's storage.
+func (w *responseWriter) reset() {
+	clear(w.header)
+	w.status = 0
+	w.body.Reset()
+}
+
+// finish returns the response the handler wrote. Its header map and body
+// alias w.
+func (w *responseWriter) finish() protocol.Response {
 	status := w.status
 	if status == 0 {
 		status = http.StatusOK
@@ -181,8 +235,8 @@ func (w *responseWriter) response() *protocol.Response {
 		fmt.Fprintf(os.Stderr, "gojinn: handler wrote status %d; sending 500\n", status)
 		status = http.StatusInternalServerError
 	}
-	if w.header.Get("Content-Type") == "" && w.body.Len() > 0 {
+	if w.body.Len() > 0 && w.header.Get("Content-Type") == "" {
 		w.header.Set("Content-Type", http.DetectContentType(w.body.Bytes()))
 	}
-	return &protocol.Response{Status: status, Headers: w.header, Body: w.body.Bytes()}
+	return protocol.Response{Status: status, Headers: w.header, Body: w.body.Bytes()}
 }

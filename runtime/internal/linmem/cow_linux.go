@@ -38,6 +38,8 @@ type mapping struct {
 	mu   sync.Mutex
 	base unsafe.Pointer // nil once unmapped
 	size uintptr
+	view unsafe.Pointer // read-only shared view of the snapshot memfd, or nil
+	vlen uintptr
 }
 
 func (p *mapping) unmap() {
@@ -46,7 +48,16 @@ func (p *mapping) unmap() {
 		_ = unix.MunmapPtr(p.base, p.size)
 		p.base = nil
 	}
+	p.unmapView()
 	p.mu.Unlock()
+}
+
+// unmapView drops the snapshot view. The caller holds p.mu or owns p.
+func (p *mapping) unmapView() {
+	if p.view != nil {
+		_ = unix.MunmapPtr(p.view, p.vlen)
+		p.view, p.vlen = nil, 0
+	}
 }
 
 // cowMemory is a KindCoW Memory. The whole reservation (the memory's
@@ -70,6 +81,7 @@ type cowMemory struct {
 	snapped bool
 	inited  bool
 	freed   bool
+	pm      []uint64 // pagemap entries, reused by Reset
 }
 
 func roundUp(n uint64) uint64 { return (n + pageSize - 1) &^ (pageSize - 1) }
@@ -180,6 +192,15 @@ func (m *cowMemory) mapSnapshot(n uint64) error {
 			off += uint64(w)
 		}
 	}
+	// The read-only shared view is where Reset copies dirtied pages back
+	// from. It shares the memfd's page cache, so it costs no memory beyond
+	// its page tables. Without it Reset falls back to dropping pages.
+	m.m.mu.Lock()
+	m.m.unmapView()
+	if v, err := unix.MmapPtr(fd, 0, nil, uintptr(n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_NORESERVE); err == nil {
+		m.m.view, m.m.vlen = v, uintptr(n)
+	}
+	m.m.mu.Unlock()
 	_, err = unix.MmapPtr(fd, 0, m.base, uintptr(n), unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_FIXED|unix.MAP_NORESERVE)
 	if err != nil {
@@ -194,8 +215,17 @@ func (m *cowMemory) mapSnapshot(n uint64) error {
 	return nil
 }
 
-// Reset implements Memory: madvise(MADV_DONTNEED) over [0, Len()). Its cost
-// is proportional to the pages touched since the last Reset.
+// Reset implements Memory. It asks the kernel which pages of [0, Len())
+// hold private data (/proc/self/pagemap): a page the guest wrote since the
+// snapshot is a private anonymous copy, present or swapped out, while a page
+// it only read maps the memfd's page cache, which is the snapshot, and a
+// page it never touched is not mapped. Reset copies the snapshot back into
+// the private pages (zeroes them past the snapshot), so they stay mapped
+// and the next request writes them without a page fault; everything else
+// already reads as the snapshot. Pages that were merely read stay mapped
+// too. When pagemap cannot be read, or more than maxCopyPages pages are
+// private, it drops the whole range with madvise(MADV_DONTNEED) instead, as
+// the first version of Reset always did (see DESIGN.md).
 func (m *cowMemory) Reset() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -205,10 +235,86 @@ func (m *cowMemory) Reset() error {
 	case !m.snapped:
 		return fmt.Errorf("linmem: reset: %w", ErrNoSnapshot)
 	}
-	if n := roundUp(m.length); n > 0 {
-		if err := unix.Madvise(m.bytes(n), unix.MADV_DONTNEED); err != nil {
-			return fmt.Errorf("linmem: reset: madvise: %w", err)
-		}
+	n := roundUp(m.length)
+	if n == 0 {
+		return nil
+	}
+	if m.m.view != nil && m.restorePrivate(n) {
+		return nil
+	}
+	if err := unix.Madvise(m.bytes(n), unix.MADV_DONTNEED); err != nil {
+		return fmt.Errorf("linmem: reset: madvise: %w", err)
 	}
 	return nil
 }
+
+// maxCopyPages bounds the private pages Reset copies back (4 MiB). Copied
+// pages stay private, so the set only grows; past this bound dropping them
+// all costs less than copying them at every reset.
+const maxCopyPages = 1024
+
+// pagemap bits, see the kernel's Documentation/admin-guide/mm/pagemap.rst.
+const (
+	pmPresent = 1 << 63
+	pmSwapped = 1 << 62
+	pmFile    = 1 << 61 // file page or shared anonymous
+)
+
+var pagemap = sync.OnceValue(func() *os.File {
+	f, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		return nil
+	}
+	return f
+})
+
+// restorePrivate copies the snapshot over every private page of [0, n)
+// and zeroes private pages past the snapshot. It reports false, having
+// changed nothing, when it cannot tell which pages are private or there
+// are too many of them.
+func (m *cowMemory) restorePrivate(n uint64) bool {
+	pm := pagemap()
+	if pm == nil {
+		return false
+	}
+	pages := int(n / pageSize)
+	if cap(m.pm) < pages {
+		m.pm = make([]uint64, pages)
+	}
+	ents := m.pm[:pages]
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(ents))), 8*pages)
+	off := int64(uintptr(m.base) / uintptr(pageSize) * 8)
+	if k, err := pm.ReadAt(raw, off); err != nil || k != len(raw) {
+		return false
+	}
+	priv := 0
+	for _, e := range ents {
+		if isPrivate(e) {
+			priv++
+		}
+	}
+	if priv > maxCopyPages {
+		return false
+	}
+	mem := m.bytes(n)
+	view := unsafe.Slice((*byte)(m.m.view), m.snapLen)
+	for i, e := range ents {
+		if !isPrivate(e) {
+			continue
+		}
+		lo := uint64(i) * pageSize
+		page := mem[lo : lo+pageSize]
+		if lo < m.snapLen {
+			copy(page, view[lo:lo+pageSize])
+		} else {
+			clear(page)
+		}
+	}
+	return true
+}
+
+// isPrivate reports whether a pagemap entry may hold data that differs from
+// the snapshot: a page that is present or swapped out and is not a page of
+// the memfd. A read-only mapping of the zero page also qualifies; copying
+// over it costs one fault, once.
+func isPrivate(e uint64) bool { return e&(pmPresent|pmSwapped) != 0 && e&pmFile == 0 }

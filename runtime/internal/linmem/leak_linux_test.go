@@ -4,6 +4,8 @@ package linmem
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"testing"
@@ -117,4 +119,79 @@ func TestCoWCleanupUnmapsLeaked(t *testing.T) {
 		runtime.GC()
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestCoWResetCopiesPrivatePages checks the pagemap-guided reset: pages
+// the guest wrote are copied back from the snapshot (and stay mapped),
+// pages it only read keep mapping the snapshot, and past maxCopyPages
+// Reset drops everything instead. Every round must restore the snapshot
+// exactly, whichever path it took.
+func TestCoWResetCopiesPrivatePages(t *testing.T) {
+	if !CoWSupported() {
+		t.Skip("KindCoW needs memfd_create, which this system refuses; the copy kind is tested instead")
+	}
+	const pages = 2*maxCopyPages + 64
+	mem, err := newAlloc(t, KindCoW, 0).NewMemory(0, 2*pages*4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Free()
+	b := mem.Reallocate(pages * 4096)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < pages; i += 1 + rng.IntN(3) {
+		b[i*4096+rng.IntN(4096)] = byte(1 + rng.IntN(255))
+	}
+	want := bytes.Clone(b)
+	if err := mem.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	cm := mem.(*cowMemory)
+	for round, dirty := range []int{1, 50, 0, maxCopyPages + 10, 3, 2 * pages, 7} {
+		b = mem.Reallocate(uint64(pages+16) * 4096) // grow past the snapshot
+		var sink byte
+		for range 100 { // reads keep file pages mapped
+			sink ^= b[rng.IntN(pages*4096)]
+		}
+		_ = sink
+		for range dirty {
+			b[rng.IntN(len(b))] = byte(rng.Uint32())
+		}
+		b[len(b)-1] = 9
+		if err := mem.Reset(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b[:len(want)], want) || !bytes.Equal(b[len(want):], make([]byte, len(b)-len(want))) {
+			t.Fatalf("round %d (%d writes): Reset did not restore the snapshot exactly", round, dirty)
+		}
+		priv := privatePages(t, cm)
+		switch {
+		case dirty <= 50 && priv == 0:
+			t.Fatalf("round %d: no private page left mapped: Reset dropped pages instead of copying them back", round)
+		case dirty > 2*maxCopyPages && priv != 0:
+			t.Fatalf("round %d: %d private pages after a reset of more than maxCopyPages: want them dropped", round, priv)
+		}
+	}
+}
+
+// privatePages counts the pages of m's snapshot that pagemap reports as
+// private. (Past the snapshot, reading maps the zero page, which pagemap
+// does not tell from a private page.)
+func privatePages(t *testing.T, m *cowMemory) int {
+	t.Helper()
+	pm := pagemap()
+	if pm == nil {
+		t.Skip("/proc/self/pagemap is not readable here")
+	}
+	pages := int(m.snapLen / pageSize)
+	raw := make([]byte, 8*pages)
+	if _, err := pm.ReadAt(raw, int64(uintptr(m.base)/uintptr(pageSize)*8)); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for i := range pages {
+		if isPrivate(binary.LittleEndian.Uint64(raw[8*i:])) {
+			n++
+		}
+	}
+	return n
 }

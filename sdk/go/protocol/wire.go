@@ -77,6 +77,20 @@ func AppendRequestWire(dst []byte, r *Request) []byte {
 // in case are merged in message order. When a field occurs more than once,
 // the last one wins. The result does not alias data.
 func DecodeRequestWire(data []byte) (*Request, error) {
+	r := new(Request)
+	if err := DecodeRequestWireInto(r, data, nil); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// DecodeRequestWireInto is DecodeRequestWire decoding into r, whose fields
+// it all overwrites. When vals has room for one value per header field it
+// backs the headers' value slices, so a caller that keeps vals beside r
+// saves an allocation. Apart from that it allocates one string shared by
+// every string field, the header map and a copy of a non-empty body; the
+// result does not alias data. On error r is left unchanged.
+func DecodeRequestWireInto(r *Request, data []byte, vals []string) error {
 	// The first pass validates the message and sizes its strings, so that
 	// the second can give all of them one backing allocation.
 	var size, nhdr int
@@ -95,12 +109,17 @@ func DecodeRequestWire(data []byte) (*Request, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var a arena
 	a.Grow(size)
-	r := &Request{Headers: make(http.Header, nhdr)}
-	hv := newHeaderBuilder(r.Headers, nhdr)
+	*r = Request{Headers: make(http.Header, nhdr)}
+	hv := headerBuilder{h: r.Headers, free: vals[:0:0]}
+	if cap(vals) >= nhdr {
+		hv.free = vals[:nhdr:nhdr]
+	} else {
+		hv.free = make([]string, nhdr)
+	}
 	_ = walkFields(data, requestMagic, func(tag byte, v []byte) error {
 		switch tag {
 		case tagMethod:
@@ -135,7 +154,7 @@ func DecodeRequestWire(data []byte) (*Request, error) {
 		}
 		return nil
 	})
-	return r, nil
+	return nil
 }
 
 // AppendResponseWire appends the wire form of r to dst. Headers are written
