@@ -96,23 +96,12 @@ func (b *Blobs) path(sha string) string {
 //
 // The bytes must hash to sha: otherwise Put returns an error wrapping
 // ErrHashMismatch and leaves nothing behind. A module longer than maxBytes
-// gives ErrTooLarge. Putting a blob that is already stored reads and checks
-// r all the same and leaves the stored file untouched.
+// gives ErrTooLarge. Putting a blob that is already stored replaces the
+// file with the verified new copy, which repairs a copy corrupted on disk;
+// readers of the old file are not disturbed.
 func (b *Blobs) Put(sha string, r io.Reader, maxBytes int64) (int64, error) {
 	if err := ValidateSHA256(sha); err != nil {
 		return 0, err
-	}
-	if b.Has(sha) {
-		// Check the claim without writing: the stored copy is as good.
-		h := sha256.New()
-		n, err := copyLimited(h, r, maxBytes)
-		if err != nil {
-			return n, err
-		}
-		if err := checkSum(sha, h, "uploaded bytes"); err != nil {
-			return n, err
-		}
-		return n, nil
 	}
 	_, n, err := b.write(r, maxBytes, sha)
 	return n, err

@@ -132,7 +132,8 @@ func TestBlobsHashMismatch(t *testing.T) {
 		t.Fatalf("List after a mismatch = %v", list)
 	}
 
-	// A mismatch against an already stored blob is reported too.
+	// A mismatch against an already stored blob is reported too, and
+	// leaves the stored copy alone.
 	data := []byte("stored")
 	sha := shaOf(data)
 	if _, err := b.Put(sha, bytes.NewReader(data), 0); err != nil {
@@ -198,6 +199,14 @@ func TestBlobsCorruption(t *testing.T) {
 	if _, err := b.ReadAll(sha); !errors.Is(err, ErrHashMismatch) {
 		t.Fatalf("ReadAll of a truncated blob: %v, want ErrHashMismatch", err)
 	}
+	// Uploading the module again repairs it.
+	if _, err := b.Put(sha, bytes.NewReader(data), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.ReadAll(sha); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("after a repairing Put: %d bytes, %v", len(got), err)
+	}
+	tmpEmpty(t, dir)
 }
 
 func TestBlobsInvalidSHA(t *testing.T) {
