@@ -123,7 +123,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	defer func() {
 		if err != nil {
 			for i := len(closers) - 1; i >= 0; i-- {
-				closers[i]()
+				_ = closers[i]() // best effort; err says what failed first
 			}
 		}
 	}()
@@ -287,13 +287,13 @@ func writeFileAtomic(path string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
+	defer func() { _ = os.Remove(f.Name()) }() // fails harmlessly after the rename
 	if _, err := f.Write(data); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if err := f.Close(); err != nil {

@@ -206,7 +206,8 @@ func validateNodeID(id string) error {
 	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
+		if !ok {
 			return fmt.Errorf("cluster config: NodeID %q: use letters, digits, '-', '_' and '.': %w", id, storage.ErrInvalid)
 		}
 	}

@@ -413,7 +413,7 @@ func TestNodeApplyRaw(t *testing.T) {
 
 func TestNodeNotLeaderError(t *testing.T) {
 	e := &NotLeaderError{LeaderAddr: "10.0.0.1:7947", LeaderID: "n1"}
-	var err error = fmt.Errorf("deploy %q: %w", "fn", e)
+	err := fmt.Errorf("deploy %q: %w", "fn", e)
 	for _, target := range []error{ErrNotLeader, ErrUnavailable, raft.ErrNotLeader} {
 		if !errors.Is(err, target) {
 			t.Errorf("not errors.Is %v", target)

@@ -72,7 +72,7 @@ func ValidateSHA256(s string) error {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 			return fmt.Errorf("%w: sha256 %q must be 64 lower-case hex characters (character %d is %q)", ErrInvalid, clip(s), i, c)
 		}
 	}
@@ -125,8 +125,8 @@ func (b *Blobs) write(r io.Reader, maxBytes int64, want string) (string, int64, 
 	committed := false
 	defer func() {
 		if !committed {
-			f.Close()
-			os.Remove(tmpName)
+			_ = f.Close()
+			_ = os.Remove(tmpName)
 		}
 	}()
 
@@ -189,7 +189,7 @@ func syncDir(dir string) error {
 	if err != nil {
 		return fmt.Errorf("blob store: open %s for fsync: %w", dir, err)
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }()
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("blob store: fsync %s: %w", dir, err)
 	}
@@ -240,7 +240,7 @@ func (b *Blobs) Open(sha string) (io.ReadCloser, int64, error) {
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, 0, fmt.Errorf("blob store: stat %s: %w", sha, err)
 	}
 	return &verifyingReader{f: f, h: sha256.New(), sha: sha, path: f.Name()}, fi.Size(), nil

@@ -44,7 +44,7 @@ type fsmSnapshot struct{ state *State }
 // Persist implements raft.FSMSnapshot.
 func (f *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	if err := f.state.Encode(sink); err != nil {
-		sink.Cancel()
+		_ = sink.Cancel() // the encode error is the one to report
 		return err
 	}
 	if err := sink.Close(); err != nil {
