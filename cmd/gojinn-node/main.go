@@ -1,25 +1,26 @@
-// Command gojinn-node is the Gojinn node. Today it offers `dev`: one
-// function served over HTTP on localhost from the runtime; the edge and
-// cluster issues turn it into the full node.
+// Command gojinn-node is the Gojinn node and its command-line client: `dev`
+// and `agent` run a node; `deploy`, `functions` and `status` talk to a
+// node's admin API; `ca export` prints the internal CA's root.
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/gojinn/gojinn/cluster"
 	"github.com/gojinn/gojinn/edge"
-	"github.com/gojinn/gojinn/runtime"
+	"github.com/gojinn/gojinn/storage"
 )
 
 func main() {
@@ -31,22 +32,48 @@ func main() {
 
 const usage = `usage: gojinn-node <command> [flags]
 
-commands:
-  dev      serve one function on localhost (make run uses it)
-  version  print the version
+node:
+  dev        a single node on localhost with the hello example (make run)
+  agent      a production node configured by a file, env and flags
+
+client (talks to a node's admin API; --addr/GOJINN_ADDR, --token/GOJINN_TOKEN):
+  deploy     deploy NAME FILE.wasm [--route R]... [--env K=V]... [flags]
+  functions  list | show NAME | versions NAME | rm NAME | rollback NAME [--to N]
+  status     the node's state
+
+other:
+  ca export  print the internal CA's root certificate (PEM)
+  version    print the version
 
 Run 'gojinn-node <command> -h' for a command's flags.
 `
 
+var version = "dev"
+
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runEnv(ctx, args, stdout, stderr, os.Getenv)
+}
+
+func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	c := cli{stdout: stdout, stderr: stderr, env: env}
 	switch args[0] {
 	case "dev":
 		return runDev(ctx, args[1:], stdout, stderr)
+	case "agent":
+		return runAgent(ctx, args[1:], stdout, stderr, env)
+	case "deploy":
+		return c.deploy(ctx, args[1:])
+	case "functions", "fn":
+		return c.functions(ctx, args[1:])
+	case "status":
+		return c.status(ctx, args[1:])
+	case "ca":
+		return runCA(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "gojinn-node", version)
 		return 0
@@ -59,95 +86,189 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-var version = "dev"
-
-type devFlags struct {
-	data     string
-	listen   string
-	module   string
-	name     string
-	mode     string
-	reset    string
-	timeout  time.Duration
-	memoryMB uint64
+// nodeFlags are the flags `dev` and `agent` share; set ones override the
+// config file and the environment.
+func nodeFlags(fs *flag.FlagSet, cfg *Config) {
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (config key data_dir)")
+	fs.StringVar(&cfg.Edge.HTTP, "http", cfg.Edge.HTTP, "plain-HTTP listen address, empty to disable (edge.http)")
+	fs.StringVar(&cfg.Edge.HTTPS, "https", cfg.Edge.HTTPS, "HTTPS and HTTP/3 listen address, empty to disable (edge.https)")
+	fs.StringVar(&cfg.Admin.Listen, "admin", cfg.Admin.Listen, "admin API listen address (admin.listen)")
+	fs.StringVar(&cfg.Raft.Bind, "raft-bind", cfg.Raft.Bind, "Raft listen address (raft.bind)")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (log_level)")
 }
 
-func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	var f devFlags
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string) int {
+	// The config file comes first, then the environment, then flags: parse
+	// once to find --config, then again over the loaded config.
+	var path string
+	pre := flag.NewFlagSet("agent", flag.ContinueOnError)
+	pre.SetOutput(io.Discard)
+	pre.StringVar(&path, "config", env("GOJINN_CONFIG"), "")
+	cfgProbe := DefaultConfig()
+	nodeFlags(pre, &cfgProbe)
+	pre.String("tls-mode", "", "")
+	_ = pre.Parse(args)
+
+	cfg := DefaultConfig()
+	if path != "" {
+		var err error
+		if cfg, err = loadConfigFile(path, cfg); err != nil {
+			fmt.Fprintln(stderr, "gojinn-node agent:", err)
+			return 2
+		}
+	}
+	lookup := func(k string) (string, bool) {
+		v := env(k)
+		return v, v != ""
+	}
+	if err := applyEnv(&cfg, lookup); err != nil {
+		fmt.Fprintln(stderr, "gojinn-node agent:", err)
+		return 2
+	}
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&f.data, "data", ".gojinn", "data directory (compilation cache)")
-	fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "HTTP listen address")
-	fs.StringVar(&f.module, "module", "bin/examples/hello.pooled.wasm", "WebAssembly module to serve (make examples builds the default)")
-	fs.StringVar(&f.name, "name", "hello", "function name")
-	fs.StringVar(&f.mode, "mode", "pooled", "execution mode: isolated or pooled")
-	fs.StringVar(&f.reset, "reset", "none", "pooled reset: none, auto, copy or cow")
-	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "wall-clock limit per request")
-	fs.Uint64Var(&f.memoryMB, "memory-mb", 128, "memory limit per instance, MiB")
+	fs.StringVar(&path, "config", path, "TOML config file (env GOJINN_CONFIG); docs/operations.md lists every key")
+	nodeFlags(fs, &cfg)
+	fs.StringVar(&cfg.TLS.Mode, "tls-mode", cfg.TLS.Mode, "acme, internal or files (tls.mode)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	if err := serveDev(ctx, f, log, stdout); err != nil {
-		log.Error("dev node failed", "err", err)
-		return 1
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, "gojinn-node agent:", err)
+		return 2
 	}
-	return 0
+	log := newLogger(stderr, cfg.LogLevel)
+	return serve(ctx, cfg, log, stdout, false, nil)
 }
 
-func serveDev(ctx context.Context, f devFlags, log *slog.Logger, stdout io.Writer) error {
-	wasm, err := os.ReadFile(f.module)
-	if err != nil {
-		return fmt.Errorf("read module: %w (run `make examples` to build the examples)", err)
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg := DevConfig()
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	nodeFlags(fs, &cfg)
+	module := fs.String("module", "bin/examples/hello.pooled.wasm", "module deployed as the hello function at / (make examples builds it); empty to deploy nothing")
+	if err := fs.Parse(args); err != nil {
+		return 2
 	}
-	cfg := runtime.DefaultConfig()
-	cfg.CacheDir = filepath.Join(f.data, "compilecache")
-	cfg.Logger = log
-	eng, err := runtime.NewEngine(ctx, cfg)
-	if err != nil {
-		return err
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, "gojinn-node dev:", err)
+		return 2
 	}
-	defer func() {
-		if err := eng.Close(context.Background()); err != nil {
-			log.Warn("closing the engine", "err", err)
+	log := newLogger(stderr, cfg.LogLevel)
+	var seed func(context.Context, *node) error
+	if *module != "" {
+		seed = func(ctx context.Context, n *node) error { return deployHello(ctx, n, *module) }
+	}
+	return serve(ctx, cfg, log, stdout, true, seed)
+}
+
+// serve runs a node until ctx ends or a listener fails.
+func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, dev bool, seed func(context.Context, *node) error) int {
+	n, err := startNode(ctx, cfg, log, dev)
+	if err != nil {
+		log.Error("node failed to start", "err", err)
+		return 1
+	}
+	if seed != nil {
+		if err := seed(ctx, n); err != nil {
+			log.Error("deploying the example", "err", err)
+			n.stop(context.Background())
+			return 1
 		}
-	}()
-	_, err = eng.Load(ctx, runtime.FunctionSpec{
-		Name: f.name, Version: "dev", Module: wasm,
-		Mode: runtime.Mode(f.mode), Reset: runtime.Reset(f.reset),
-		Limits: runtime.Limits{Timeout: f.timeout, MemoryBytes: f.memoryMB << 20},
-	})
-	if err != nil {
-		return fmt.Errorf("load %s: %w", f.module, err)
 	}
-	ln, err := net.Listen("tcp", f.listen)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{
-		Handler:           &edge.Handler{Invoker: eng, Function: f.name, Dev: true, Logger: log},
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-	}
-	fmt.Fprintf(stdout, "gojinn dev node: function %s (%s) on http://%s/\n", f.name, f.mode, ln.Addr())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	printBanner(stdout, n, dev)
+	code := 0
 	select {
-	case err := <-errc:
-		return err
 	case <-ctx.Done():
+		log.Info("shutting down", "cause", context.Cause(ctx))
+	case err := <-n.edge.Err():
+		log.Error("edge failed", "err", err)
+		code = 1
+	case err := <-n.adminCh:
+		log.Error("admin api failed", "err", err)
+		code = 1
 	}
-	// Stop accepting, then give in-flight requests a grace period.
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	stopCtx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Edge.ShutdownGrace)+10*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	n.stop(stopCtx)
+	return code
+}
+
+func printBanner(w io.Writer, n *node, dev bool) {
+	https, h3, plain := n.edge.Addrs()
+	fmt.Fprintf(w, "gojinn node %s ready\n", version)
+	if plain != "" {
+		fmt.Fprintf(w, "  http:   http://%s/\n", plain)
 	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+	if https != "" {
+		fmt.Fprintf(w, "  https:  https://%s/ (HTTP/1.1, HTTP/2)\n", https)
+	}
+	if h3 != "" {
+		fmt.Fprintf(w, "  http3:  https://%s/ (QUIC)\n", h3)
+	}
+	fmt.Fprintf(w, "  admin:  http://%s/\n", n.adminL.Addr())
+	if n.token != "" {
+		if dev {
+			fmt.Fprintf(w, "  admin token (dev; also in %s/%s): %s\n", n.cfg.DataDir, cluster.TokenFile, n.token)
+		} else {
+			fmt.Fprintf(w, "  admin token (printed once, stored hashed; keep it safe): %s\n", n.token)
+		}
+	}
+	if n.tls != nil && n.cfg.TLS.Mode == string(edge.TLSModeInternal) {
+		fmt.Fprintf(w, "  trust the internal CA: gojinn-node ca export --data %s > gojinn-ca.pem\n", n.cfg.DataDir)
+	}
+}
+
+// deployHello deploys the example at / unless that exact module already
+// serves there, so restarting `make run` adds no versions.
+func deployHello(ctx context.Context, n *node, path string) error {
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w (run `make examples` to build the examples)", path, err)
+	}
+	sum := sha256.Sum256(wasm)
+	sha := hex.EncodeToString(sum[:])
+	if f, ok := n.store.Function("hello"); ok {
+		if v, ok := f.ActiveVersion(); ok && v.SHA256 == sha {
+			return n.rec.WaitReady(ctx, "hello", v.Version)
+		}
+	}
+	if _, err := n.store.Blobs().Put(sha, bytes.NewReader(wasm), int64(len(wasm))); err != nil {
 		return err
 	}
-	return nil
+	spec := storage.Spec{SHA256: sha, Size: int64(len(wasm)), Mode: storage.ModePooled, Routes: []storage.Route{{Path: "/*"}}}
+	if err := n.rec.CheckDeploy(ctx, "hello", spec); err != nil {
+		return err
+	}
+	v, err := n.store.Deploy(ctx, "hello", spec)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return n.rec.WaitReady(wctx, "hello", v.Version)
+}
+
+func runCA(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "export" {
+		fmt.Fprintln(stderr, "usage: gojinn-node ca export [--data DIR]")
+		return 2
+	}
+	fs := flag.NewFlagSet("ca export", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", ".gojinn", "the node's data directory")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	pem, err := edge.ExportCARoot(*data)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(stderr, "gojinn-node: no internal CA in %s: start the node once with tls mode internal\n", *data)
+			return 1
+		}
+		fmt.Fprintln(stderr, "gojinn-node:", err)
+		return 1
+	}
+	_, _ = stdout.Write(pem)
+	return 0
 }

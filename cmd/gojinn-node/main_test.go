@@ -1,76 +1,41 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gojinn/gojinn/runtime/runtimetest"
 )
 
-// The dev node serves the hello example over a real socket and shuts down
-// cleanly on cancellation.
+// The dev node serves the hello example over a real socket, refuses an
+// oversized body with a clear 413 and carries on.
 func TestDevServesHello(t *testing.T) {
 	dir := t.TempDir()
 	mod := filepath.Join(dir, "hello.wasm")
 	if err := os.WriteFile(mod, runtimetest.BuildGo(t, "examples/hello", true), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	var stderr bytes.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"dev", "--listen", "127.0.0.1:0", "--data", dir, "--module", mod}, pw, &stderr)
-		pw.Close()
-	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	if err != nil {
-		t.Fatalf("no startup line: %v\nstderr: %s", err, stderr.String())
+	n := startDev(t, filepath.Join(dir, "data"), mod)
+	url := "http://" + n.http + "/"
+	if code, body, _ := n.get(n.plainClient, url+"?name=dev"); code != 200 || body != "Hello, dev!\n" {
+		t.Fatalf("got %d %q", code, body)
 	}
-	go io.Copy(io.Discard, pr)
-	url := regexp.MustCompile(`http://[0-9.:]+/`).FindString(line)
-	if url == "" {
-		t.Fatalf("startup line has no URL: %q", line)
-	}
-	client := &http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Get(url + "?name=dev")
+	resp, err := n.plainClient.Post(url, "text/plain", strings.NewReader(strings.Repeat("x", 11<<20)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || string(body) != "Hello, dev!\n" {
-		t.Fatalf("got %d %q", resp.StatusCode, body)
-	}
-	// An oversized body is refused with a clear 413 and the node carries on.
-	big := strings.NewReader(strings.Repeat("x", 11<<20))
-	resp, err = client.Post(url, "text/plain", big)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
 	if resp.StatusCode != 413 || !strings.Contains(string(body), "exceeds") {
 		t.Fatalf("oversized body: %d %q", resp.StatusCode, body)
 	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit code %d\nstderr: %s", code, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("dev node did not shut down")
+	if code, body, _ := n.get(n.plainClient, url+"?name=after"); code != 200 || body != "Hello, after!\n" {
+		t.Fatalf("after 413: %d %q", code, body)
 	}
 }
 
@@ -84,14 +49,15 @@ func TestUsageErrors(t *testing.T) {
 		t.Fatalf("unknown command: %d %q", code, errb.String())
 	}
 	errb.Reset()
-	code := run(context.Background(), []string{"dev", "--module", "/nonexistent.wasm", "--data", t.TempDir()}, &out, &errb)
+	free := []string{"--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--admin", "127.0.0.1:0"}
+	code := run(context.Background(), append([]string{"dev", "--module", "/nonexistent.wasm", "--data", t.TempDir()}, free...), &out, &errb)
 	if code != 1 || !strings.Contains(errb.String(), "make examples") {
 		t.Fatalf("missing module: %d %q", code, errb.String())
 	}
 	errb.Reset()
 	mod := filepath.Join(t.TempDir(), "bad.wasm")
 	os.WriteFile(mod, []byte("not wasm"), 0o644)
-	code = run(context.Background(), []string{"dev", "--module", mod, "--data", t.TempDir()}, &out, &errb)
+	code = run(context.Background(), append([]string{"dev", "--module", mod, "--data", t.TempDir()}, free...), &out, &errb)
 	if code != 1 || !strings.Contains(errb.String(), "invalid module") {
 		t.Fatalf("bad module: %d %q", code, errb.String())
 	}

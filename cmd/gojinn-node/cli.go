@@ -1,0 +1,399 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gojinn/gojinn/cluster"
+	"github.com/gojinn/gojinn/edge"
+	"github.com/gojinn/gojinn/storage"
+)
+
+// DefaultAdminAddr is where the CLI finds a node's admin API when neither
+// --addr nor GOJINN_ADDR says otherwise; `dev` and `agent` listen there by
+// default.
+const DefaultAdminAddr = "http://127.0.0.1:9090"
+
+// clientFlags are the flags every client subcommand shares.
+type clientFlags struct {
+	addr, token, data string
+	json              bool
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet, env func(string) string) {
+	addr := env("GOJINN_ADDR")
+	if addr == "" {
+		addr = DefaultAdminAddr
+	}
+	fs.StringVar(&c.addr, "addr", addr, "admin API URL (env GOJINN_ADDR)")
+	fs.StringVar(&c.token, "token", env("GOJINN_TOKEN"), "admin token (env GOJINN_TOKEN; default: DATA/admin-token of a dev node)")
+	fs.StringVar(&c.data, "data", ".gojinn", "data directory of a local dev node, read for its token when --token is unset")
+	fs.BoolVar(&c.json, "json", false, "print JSON instead of tables")
+}
+
+func (c *clientFlags) client() (*cluster.Client, error) {
+	tok := c.token
+	if tok == "" {
+		b, err := os.ReadFile(filepath.Join(c.data, cluster.TokenFile))
+		if err != nil {
+			return nil, errors.New("no admin token: pass --token or set GOJINN_TOKEN (a node prints its token at first start; `gojinn-node dev` prints it every start)")
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	addr := c.addr
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	return cluster.NewClient(strings.TrimSuffix(addr, "/"), tok, nil), nil
+}
+
+// cli carries a client subcommand's streams.
+type cli struct {
+	stdout, stderr io.Writer
+	env            func(string) string
+}
+
+func (c cli) fail(err error) int {
+	fmt.Fprintln(c.stderr, "gojinn-node:", err)
+	return 1
+}
+
+func (c cli) printJSON(v any) int {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return c.fail(err)
+	}
+	return 0
+}
+
+// multiFlag collects a repeatable flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
+
+// byteSize parses "128MiB", "64M", "1GiB", "512k" or a plain byte count.
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+func (b *byteSize) Set(s string) error {
+	v := strings.TrimSpace(strings.ToLower(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"gib", 1 << 30}, {"mib", 1 << 20}, {"kib", 1 << 10}, {"gb", 1 << 30}, {"mb", 1 << 20}, {"kb", 1 << 10}, {"g", 1 << 30}, {"m", 1 << 20}, {"k", 1 << 10}, {"b", 1}} {
+		if strings.HasSuffix(v, u.suffix) {
+			v, mult = strings.TrimSuffix(v, u.suffix), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("%q is not a size (write e.g. 128MiB, 64M or 1048576)", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+// parseArgs lets flags come after positional arguments too, as users
+// type them: `deploy hello hello.wasm --route /`.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func (c cli) deploy(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("deploy", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	var cf clientFlags
+	cf.register(fs, c.env)
+	var routes, envs multiFlag
+	var memory, maxBody byteSize
+	fs.Var(&routes, "route", "route `[METHODS ]HOST/PATH`, e.g. /hello, example.com/api/*, \"GET,HEAD */static/*\" (repeatable)")
+	fs.Var(&envs, "env", "environment variable `K=V` for the guest (repeatable)")
+	mode := fs.String("mode", "isolated", "execution mode: isolated or pooled")
+	reset := fs.String("reset", "", "pooled memory reset: none, auto, copy or cow")
+	timeout := fs.Duration("timeout", 0, "wall-clock limit per request (default 10s)")
+	cpu := fs.Duration("cpu", 0, "CPU-time budget per request (default: the timeout)")
+	fs.Var(&memory, "memory", "memory limit per instance, e.g. 128MiB (default 128MiB)")
+	fs.Var(&maxBody, "max-body", "request body limit, e.g. 10MiB")
+	instances := fs.Int("max-instances", 0, "concurrent instances of a pooled function (default 2 x cores, at least 4)")
+	noWait := fs.Bool("no-wait", false, "return once the deploy is committed, before the node serves it")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 2 {
+		fmt.Fprintln(c.stderr, "usage: gojinn-node deploy NAME FILE.wasm [--route R]... [--env K=V]... [flags]")
+		return 2
+	}
+	name, file := pos[0], pos[1]
+	spec := storage.Spec{Mode: *mode, Reset: *reset, Limits: storage.Limits{
+		MemoryBytes: uint64(memory), Timeout: storage.Duration(*timeout), CPUTime: storage.Duration(*cpu),
+		MaxRequestBody: int64(maxBody), MaxInstances: *instances,
+	}}
+	for _, r := range routes {
+		er, err := edge.ParseRoute(r)
+		if err != nil {
+			return c.fail(fmt.Errorf("--route %q: %w", r, err))
+		}
+		spec.Routes = append(spec.Routes, storage.Route{Host: er.Host, Path: er.Path, Methods: er.Methods})
+	}
+	for _, kv := range envs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return c.fail(fmt.Errorf("--env %q: write KEY=VALUE", kv))
+		}
+		if spec.Env == nil {
+			spec.Env = map[string]string{}
+		}
+		spec.Env[k] = v
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer f.Close()
+	cl, err := cf.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	bar := newProgress(c.stderr, file)
+	v, err := cl.Deploy(ctx, name, f, spec, cluster.DeployOptions{Wait: !*noWait, Progress: bar.update})
+	bar.done()
+	if err != nil {
+		return c.fail(err)
+	}
+	if cf.json {
+		return c.printJSON(v)
+	}
+	state := "serving"
+	if *noWait {
+		state = "committed"
+	}
+	fmt.Fprintf(c.stdout, "deployed %s version %d (%s, sha256 %s): %s\n", name, v.Version, modeOf(v.Mode), short(v.SHA256), state)
+	return 0
+}
+
+func (c cli) functions(ctx context.Context, args []string) int {
+	sub := "list"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
+	}
+	fs := flag.NewFlagSet("functions "+sub, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	var cf clientFlags
+	cf.register(fs, c.env)
+	to := fs.Int64("to", 0, "rollback: the version to make active (default: the previous one)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return 2
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	needName := func() (string, bool) {
+		if len(pos) != 1 {
+			fmt.Fprintf(c.stderr, "usage: gojinn-node functions %s NAME\n", sub)
+			return "", false
+		}
+		return pos[0], true
+	}
+	switch sub {
+	case "list", "ls":
+		list, err := cl.Functions(ctx)
+		if err != nil {
+			return c.fail(err)
+		}
+		if cf.json {
+			return c.printJSON(list)
+		}
+		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tVERSION\tMODE\tROUTES\tSHA256\tDEPLOYED")
+		for _, f := range list {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", f.Name, f.Active, modeOf(f.Mode), routeList(f.Routes), short(f.SHA256), f.DeployedAt.Local().Format(time.DateTime))
+		}
+		_ = tw.Flush()
+		return 0
+	case "show":
+		name, ok := needName()
+		if !ok {
+			return 2
+		}
+		f, err := cl.Function(ctx, name)
+		if err != nil {
+			return c.fail(err)
+		}
+		if cf.json {
+			return c.printJSON(f)
+		}
+		v, _ := f.ActiveVersion()
+		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "name\t%s\nactive version\t%d of %d\nmode\t%s %s\nroutes\t%s\nsha256\t%s\nsize\t%d bytes\nenv\t%s\nlimits\t%s\ndeployed\t%s\n",
+			f.Name, f.Active, len(f.Versions), modeOf(v.Mode), v.Reset, routeList(v.Routes), v.SHA256, v.Size,
+			envKeys(v.Env), limitsText(v.Limits), v.DeployedAt.Local().Format(time.DateTime))
+		_ = tw.Flush()
+		return 0
+	case "versions":
+		name, ok := needName()
+		if !ok {
+			return 2
+		}
+		vs, err := cl.Versions(ctx, name)
+		if err != nil {
+			return c.fail(err)
+		}
+		if cf.json {
+			return c.printJSON(vs)
+		}
+		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tACTIVE\tMODE\tROUTES\tSHA256\tDEPLOYED")
+		for _, v := range vs {
+			active := ""
+			if v.Active {
+				active = "*"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", v.Version.Version, active, modeOf(v.Mode), routeList(v.Routes), short(v.SHA256), v.DeployedAt.Local().Format(time.DateTime))
+		}
+		_ = tw.Flush()
+		return 0
+	case "rm", "remove":
+		name, ok := needName()
+		if !ok {
+			return 2
+		}
+		if err := cl.Remove(ctx, name); err != nil {
+			return c.fail(err)
+		}
+		if cf.json {
+			return c.printJSON(map[string]string{"removed": name})
+		}
+		fmt.Fprintf(c.stdout, "removed %s\n", name)
+		return 0
+	case "rollback":
+		name, ok := needName()
+		if !ok {
+			return 2
+		}
+		v, err := cl.Rollback(ctx, name, *to)
+		if err != nil {
+			return c.fail(err)
+		}
+		if cf.json {
+			return c.printJSON(v)
+		}
+		fmt.Fprintf(c.stdout, "%s now serves version %d (sha256 %s)\n", name, v.Version, short(v.SHA256))
+		return 0
+	default:
+		fmt.Fprintf(c.stderr, "gojinn-node functions: unknown subcommand %q (use list, show, versions, rm or rollback)\n", sub)
+		return 2
+	}
+}
+
+func (c cli) status(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	var cf clientFlags
+	cf.register(fs, c.env)
+	if _, err := parseArgs(fs, args); err != nil {
+		return 2
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	st, err := cl.Status(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	if cf.json {
+		return c.printJSON(st)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "node\t%s\nversion\t%s\nraft\t%s (term %d, commit %d, applied %d, %d voters)\nleader\t%s\nfunctions\t%d\nup since\t%s\n",
+		st.NodeID, st.Version, st.RaftState, st.Term, st.CommitIndex, st.AppliedIndex, st.Voters, st.Leader, st.Functions,
+		st.StartedAt.Local().Format(time.DateTime))
+	_ = tw.Flush()
+	return 0
+}
+
+func modeOf(m string) string {
+	if m == "" {
+		return "isolated"
+	}
+	return m
+}
+
+func short(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}
+
+func routeList(rs []storage.Route) string {
+	if len(rs) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = edge.Route{Host: r.Host, Path: r.Path, Methods: r.Methods}.String()
+	}
+	return strings.Join(parts, " ")
+}
+
+func envKeys(env map[string]string) string {
+	if len(env) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, " ") + " (values hidden)"
+}
+
+func limitsText(l storage.Limits) string {
+	var parts []string
+	if l.MemoryBytes > 0 {
+		parts = append(parts, fmt.Sprintf("memory %d MiB", l.MemoryBytes>>20))
+	}
+	if l.Timeout > 0 {
+		parts = append(parts, "timeout "+time.Duration(l.Timeout).String())
+	}
+	if l.CPUTime > 0 {
+		parts = append(parts, "cpu "+time.Duration(l.CPUTime).String())
+	}
+	if l.MaxInstances > 0 {
+		parts = append(parts, fmt.Sprintf("instances %d", l.MaxInstances))
+	}
+	if len(parts) == 0 {
+		return "defaults"
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,316 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the node's configuration: a TOML file (`agent --config`),
+// overridden by GOJINN_* environment variables, overridden by flags.
+// docs/operations.md lists every key with its default; keep the two in step.
+type Config struct {
+	// DataDir holds the Raft log, the registry snapshots, module blobs,
+	// the compilation cache, TLS material and the admin token hash.
+	DataDir string `toml:"data_dir"`
+	// NodeName names the node in logs and status; default the host name.
+	NodeName string `toml:"node_name"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `toml:"log_level"`
+
+	Edge    EdgeConfig    `toml:"edge"`
+	TLS     TLSFileConfig `toml:"tls"`
+	Admin   AdminConfig   `toml:"admin"`
+	Raft    RaftConfig    `toml:"raft"`
+	Runtime RuntimeConfig `toml:"runtime"`
+}
+
+// EdgeConfig is the [edge] table.
+type EdgeConfig struct {
+	HTTPS                string   `toml:"https"`
+	HTTP                 string   `toml:"http"`
+	HTTPMode             string   `toml:"http_mode"`
+	HTTP3                bool     `toml:"http3"`
+	MaxHeaderBytes       int      `toml:"max_header_bytes"`
+	MaxBodyBytes         int64    `toml:"max_body_bytes"`
+	ReadHeaderTimeout    duration `toml:"read_header_timeout"`
+	ReadTimeout          duration `toml:"read_timeout"`
+	WriteTimeout         duration `toml:"write_timeout"`
+	IdleTimeout          duration `toml:"idle_timeout"`
+	MaxConns             int      `toml:"max_conns"`
+	MaxConcurrentStreams int      `toml:"max_concurrent_streams"`
+	ShutdownGrace        duration `toml:"shutdown_grace"`
+	DevErrors            bool     `toml:"dev_errors"`
+}
+
+// TLSFileConfig is the [tls] table.
+type TLSFileConfig struct {
+	Mode                    string   `toml:"mode"`
+	Names                   []string `toml:"names"`
+	Email                   string   `toml:"email"`
+	CA                      string   `toml:"ca"`
+	CARoot                  string   `toml:"ca_root"`
+	OnDemand                bool     `toml:"on_demand"`
+	DisableHTTPChallenge    bool     `toml:"disable_http_challenge"`
+	DisableTLSALPNChallenge bool     `toml:"disable_tlsalpn_challenge"`
+	CertFile                string   `toml:"cert_file"`
+	KeyFile                 string   `toml:"key_file"`
+}
+
+// AdminConfig is the [admin] table.
+type AdminConfig struct {
+	Listen         string `toml:"listen"`
+	MaxModuleBytes int64  `toml:"max_module_bytes"`
+}
+
+// RaftConfig is the [raft] table.
+type RaftConfig struct {
+	Bind      string `toml:"bind"`
+	Advertise string `toml:"advertise"`
+}
+
+// RuntimeConfig is the [runtime] table.
+type RuntimeConfig struct {
+	CompiledIdleTimeout   duration `toml:"compiled_idle_timeout"`
+	PoolIdleTimeout       duration `toml:"pool_idle_timeout"`
+	MaxConcurrentCompiles int      `toml:"max_concurrent_compiles"`
+}
+
+// duration reads "10s"-style strings from TOML and environment variables.
+type duration time.Duration
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (write e.g. \"500ms\", \"10s\", \"2m\")", b)
+	}
+	*d = duration(v)
+	return nil
+}
+
+func (d duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// DefaultConfig returns the production defaults.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		DataDir:  "/var/lib/gojinn",
+		NodeName: host,
+		LogLevel: "info",
+		Edge: EdgeConfig{
+			HTTPS: ":443", HTTP: ":80", HTTPMode: "redirect", HTTP3: true,
+			MaxHeaderBytes: 64 << 10, MaxBodyBytes: 10 << 20,
+			ReadHeaderTimeout: duration(10 * time.Second), ReadTimeout: duration(60 * time.Second),
+			WriteTimeout: duration(60 * time.Second), IdleTimeout: duration(120 * time.Second),
+			MaxConns: 10000, MaxConcurrentStreams: 250, ShutdownGrace: duration(10 * time.Second),
+		},
+		TLS:   TLSFileConfig{Mode: "acme", CA: "https://acme-v02.api.letsencrypt.org/directory"},
+		Admin: AdminConfig{Listen: "127.0.0.1:9090", MaxModuleBytes: 64 << 20},
+		Raft:  RaftConfig{Bind: "127.0.0.1:7947"},
+		Runtime: RuntimeConfig{
+			CompiledIdleTimeout: duration(10 * time.Minute), PoolIdleTimeout: duration(60 * time.Second),
+			MaxConcurrentCompiles: 1,
+		},
+	}
+}
+
+// DevConfig is what `gojinn-node dev` runs: everything on 127.0.0.1, the
+// internal CA, plain HTTP serving functions, reasons in error bodies.
+func DevConfig() Config {
+	c := DefaultConfig()
+	c.DataDir = ".gojinn"
+	c.Edge.HTTPS = "127.0.0.1:8443"
+	c.Edge.HTTP = "127.0.0.1:8080"
+	c.Edge.HTTPMode = "serve"
+	c.Edge.DevErrors = true
+	c.Edge.ShutdownGrace = duration(3 * time.Second)
+	c.TLS = TLSFileConfig{Mode: "internal"}
+	c.Raft.Bind = "127.0.0.1:0"
+	return c
+}
+
+// loadConfigFile reads a TOML file over base. Unknown keys are errors, so
+// a typo never silently falls back to a default.
+func loadConfigFile(path string, base Config) (Config, error) {
+	c := base
+	md, err := toml.DecodeFile(path, &c)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return c, fmt.Errorf("config %s: %s", path, perr.ErrorWithPosition())
+		}
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	if un := md.Undecoded(); len(un) > 0 {
+		keys := make([]string, len(un))
+		for i, k := range un {
+			keys[i] = k.String()
+		}
+		return c, fmt.Errorf("config %s: unknown key %s (docs/operations.md lists the keys)", path, strings.Join(keys, ", "))
+	}
+	return c, nil
+}
+
+// applyEnv overrides c from GOJINN_<TABLE>_<KEY> variables (upper-case,
+// e.g. GOJINN_EDGE_HTTPS, GOJINN_DATA_DIR, GOJINN_TLS_NAMES=a.com,b.com).
+func applyEnv(c *Config, lookup func(string) (string, bool)) error {
+	return walkConfig(reflect.ValueOf(c).Elem(), "", func(key string, v reflect.Value) error {
+		name := "GOJINN_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+		s, ok := lookup(name)
+		if !ok {
+			return nil
+		}
+		if err := setValue(v, s); err != nil {
+			return fmt.Errorf("env %s (config key %s): %w", name, key, err)
+		}
+		return nil
+	})
+}
+
+// walkConfig calls f for every leaf field with its dotted TOML key.
+func walkConfig(v reflect.Value, prefix string, f func(key string, v reflect.Value) error) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		tag := t.Field(i).Tag.Get("toml")
+		if tag == "" {
+			continue
+		}
+		key := tag
+		if prefix != "" {
+			key = prefix + "." + tag
+		}
+		fv := v.Field(i)
+		if fv.Kind() == reflect.Struct {
+			if err := walkConfig(fv, key, f); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := f(key, fv); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func setValue(v reflect.Value, s string) error {
+	if u, ok := v.Addr().Interface().(interface{ UnmarshalText([]byte) error }); ok {
+		return u.UnmarshalText([]byte(s))
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(s)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", s)
+		}
+		v.SetBool(b)
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", s)
+		}
+		v.SetInt(n)
+	case reflect.Slice:
+		var parts []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		v.Set(reflect.ValueOf(parts))
+	default:
+		return fmt.Errorf("unsupported kind %s", v.Kind())
+	}
+	return nil
+}
+
+// Validate returns the first problem with c, naming the key.
+func (c Config) Validate() error {
+	bad := func(key, format string, args ...any) error {
+		return fmt.Errorf("config key %s: %s", key, fmt.Sprintf(format, args...))
+	}
+	if c.DataDir == "" {
+		return bad("data_dir", "is empty; set a directory the node may write")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("log_level", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	addr := func(key, v string, optional bool) error {
+		if v == "" && optional {
+			return nil
+		}
+		if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+			return bad(key, "%q is not HOST:PORT (e.g. \":443\" or \"127.0.0.1:8080\")", v)
+		}
+		return nil
+	}
+	if err := addr("edge.https", c.Edge.HTTPS, true); err != nil {
+		return err
+	}
+	if err := addr("edge.http", c.Edge.HTTP, true); err != nil {
+		return err
+	}
+	if c.Edge.HTTPS == "" && c.Edge.HTTP == "" {
+		return bad("edge.https", "both edge.https and edge.http are empty; the node would serve nothing")
+	}
+	switch c.Edge.HTTPMode {
+	case "redirect", "serve":
+	default:
+		return bad("edge.http_mode", "%q is not redirect or serve", c.Edge.HTTPMode)
+	}
+	if c.Edge.HTTPMode == "redirect" && c.Edge.HTTPS == "" {
+		return bad("edge.http_mode", "redirect needs edge.https; use serve for a plain-HTTP-only node")
+	}
+	for key, n := range map[string]int64{
+		"edge.max_header_bytes": int64(c.Edge.MaxHeaderBytes), "edge.max_body_bytes": c.Edge.MaxBodyBytes,
+		"edge.max_conns": int64(c.Edge.MaxConns), "edge.max_concurrent_streams": int64(c.Edge.MaxConcurrentStreams),
+		"admin.max_module_bytes": c.Admin.MaxModuleBytes, "runtime.max_concurrent_compiles": int64(c.Runtime.MaxConcurrentCompiles),
+	} {
+		if n <= 0 {
+			return bad(key, "must be positive, got %d", n)
+		}
+	}
+	for key, d := range map[string]duration{
+		"edge.read_header_timeout": c.Edge.ReadHeaderTimeout, "edge.read_timeout": c.Edge.ReadTimeout,
+		"edge.write_timeout": c.Edge.WriteTimeout, "edge.idle_timeout": c.Edge.IdleTimeout,
+		"edge.shutdown_grace": c.Edge.ShutdownGrace, "runtime.compiled_idle_timeout": c.Runtime.CompiledIdleTimeout,
+		"runtime.pool_idle_timeout": c.Runtime.PoolIdleTimeout,
+	} {
+		if d <= 0 {
+			return bad(key, "must be a positive duration, got %s", time.Duration(d))
+		}
+	}
+	if c.Edge.HTTPS != "" {
+		switch c.TLS.Mode {
+		case "acme":
+			if len(c.TLS.Names) == 0 && !c.TLS.OnDemand {
+				return bad("tls.names", "acme needs at least one name, or tls.on_demand = true")
+			}
+		case "internal":
+		case "files":
+			if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
+				return bad("tls.cert_file", "files mode needs tls.cert_file and tls.key_file")
+			}
+		default:
+			return bad("tls.mode", "%q is not acme, internal or files", c.TLS.Mode)
+		}
+	}
+	if err := addr("admin.listen", c.Admin.Listen, false); err != nil {
+		return err
+	}
+	if err := addr("raft.bind", c.Raft.Bind, false); err != nil {
+		return err
+	}
+	return addr("raft.advertise", c.Raft.Advertise, true)
+}

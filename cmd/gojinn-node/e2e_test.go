@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gojinn/gojinn/cluster"
+	"github.com/gojinn/gojinn/runtime/runtimetest"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+)
+
+// devNode is a `gojinn-node dev` started by a test through run().
+type devNode struct {
+	t                         *testing.T
+	data                      string
+	http, https, h3, admin    string
+	token                     string
+	cancel                    context.CancelFunc
+	done                      chan int
+	stderr                    *lockedBuffer
+	h1Client, h2, h3Client    *http.Client
+	plainClient               *http.Client
+	closeH3                   func()
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+var bannerRE = regexp.MustCompile(`^\s+(http|https|http3|admin):\s+(?:https?://)?([^/ ]+)/?`)
+
+// startDev runs a dev node on free ports over data and waits for its
+// banner. module is deployed as hello at /*.
+func startDev(t *testing.T, data, module string) *devNode {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	n := &devNode{t: t, data: data, cancel: cancel, done: make(chan int, 1), stderr: &lockedBuffer{}}
+	go func() {
+		n.done <- run(ctx, []string{"dev", "--data", data, "--module", module,
+			"--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, pw, n.stderr)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		line := sc.Text()
+		if m := bannerRE.FindStringSubmatch(line); m != nil {
+			switch m[1] {
+			case "http":
+				n.http = m[2]
+			case "https":
+				n.https = m[2]
+			case "http3":
+				n.h3 = m[2]
+			case "admin":
+				n.admin = m[2]
+			}
+		}
+		if i := strings.Index(line, "gjn_"); i >= 0 {
+			n.token = strings.TrimSpace(line[i:])
+		}
+		if strings.Contains(line, "trust the internal CA") {
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	if n.admin == "" || n.token == "" || n.https == "" || n.h3 == "" || n.http == "" {
+		cancel()
+		t.Fatalf("incomplete banner (admin %q https %q h3 %q http %q token set %v)\nstderr: %s", n.admin, n.https, n.h3, n.http, n.token != "", n.stderr.String())
+	}
+	t.Cleanup(n.stop)
+
+	// Clients that trust the node's internal CA, exported by the CLI.
+	var pemOut, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"ca", "export", "--data", data}, &pemOut, &errOut); code != 0 {
+		t.Fatalf("ca export: %d %s", code, errOut.String())
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemOut.Bytes()) {
+		t.Fatalf("ca export printed no certificate: %q", pemOut.String())
+	}
+	tc := &tls.Config{RootCAs: pool}
+	n.h1Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc.Clone(), TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}}
+	n.h2 = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc.Clone(), ForceAttemptHTTP2: true}}
+	h3t := &http3.Transport{TLSClientConfig: tc.Clone(), QUICConfig: &quic.Config{}}
+	n.h3Client = &http.Client{Timeout: 30 * time.Second, Transport: h3t}
+	n.closeH3 = func() { _ = h3t.Close() }
+	n.plainClient = &http.Client{Timeout: 30 * time.Second}
+	return n
+}
+
+func (n *devNode) stop() {
+	if n.cancel == nil {
+		return
+	}
+	n.cancel()
+	n.cancel = nil
+	n.closeH3()
+	n.h1Client.CloseIdleConnections()
+	n.h2.CloseIdleConnections()
+	select {
+	case code := <-n.done:
+		if code != 0 {
+			n.t.Errorf("node exited with %d\nstderr: %s", code, n.stderr.String())
+		}
+	case <-time.After(60 * time.Second):
+		n.t.Fatal("node did not shut down within 60s")
+	}
+}
+
+// cli runs a client subcommand against the node and returns its stdout.
+func (n *devNode) cli(wantCode int, args ...string) string {
+	n.t.Helper()
+	var out, errb bytes.Buffer
+	env := func(k string) string {
+		switch k {
+		case "GOJINN_ADDR":
+			return "http://" + n.admin
+		case "GOJINN_TOKEN":
+			return n.token
+		}
+		return ""
+	}
+	code := runEnv(context.Background(), args, &out, &errb, env)
+	if code != wantCode {
+		n.t.Fatalf("gojinn-node %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, wantCode, out.String(), errb.String())
+	}
+	return out.String() + errb.String()
+}
+
+func (n *devNode) get(c *http.Client, url string) (int, string, http.Header) {
+	n.t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		n.t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+func writeModule(t *testing.T, dir, name string, b []byte) string {
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// The whole single-node story: a dev node answers on HTTP/1.1, 2 and 3
+// with certificates from its internal CA; the CLI deploys the examples,
+// lists, rolls back and removes them; a bad module is refused with the
+// compiler's reason while the previous version serves; after a restart
+// every function is still there and answers.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the Go examples (about a minute on a cold cache); make test runs it")
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	hello := writeModule(t, dir, "hello.wasm", runtimetest.BuildGo(t, "examples/hello", true))
+	echo := writeModule(t, dir, "echo.wasm", runtimetest.BuildGo(t, "examples/echo", true))
+	jsonapi := writeModule(t, dir, "jsonapi.wasm", runtimetest.BuildGo(t, "examples/jsonapi", false))
+	raw := writeModule(t, dir, "raw.wasm", runtimetest.WAT(t, "examples/raw-wat/main.wat"))
+	bad := writeModule(t, dir, "bad.wasm", []byte("\x00asm\x01\x00\x00\x00\x01\xff"))
+
+	n := startDev(t, data, hello)
+
+	// hello at /* on every protocol.
+	for name, c := range map[string]struct {
+		client *http.Client
+		url    string
+		proto  string
+	}{
+		"plain h1": {n.plainClient, "http://" + n.http, "HTTP/1.1"},
+		"tls h1":   {n.h1Client, "https://" + n.https, "HTTP/1.1"},
+		"tls h2":   {n.h2, "https://" + n.https, "HTTP/2.0"},
+		"h3":       {n.h3Client, "https://" + n.h3, "HTTP/3.0"},
+	} {
+		resp, err := c.client.Get(c.url + "/?name=" + strings.ReplaceAll(name, " ", "-"))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := "Hello, " + strings.ReplaceAll(name, " ", "-") + "!\n"
+		if resp.StatusCode != 200 || string(b) != want || resp.Proto != c.proto {
+			t.Fatalf("%s: %d %s %q, want 200 %s %q", name, resp.StatusCode, resp.Proto, b, c.proto, want)
+		}
+	}
+
+	// Deploy the other examples through the CLI.
+	out := n.cli(0, "deploy", "echo", echo, "--mode", "pooled", "--route", "/echo/*", "--env", "SECRET_TOKEN=s3cr3t-value")
+	if !strings.Contains(out, "deployed echo version 1") {
+		t.Fatalf("deploy echo: %q", out)
+	}
+	n.cli(0, "deploy", "todos", jsonapi, "--route", "POST,GET /todos/*", "--timeout", "5s", "--memory", "64MiB")
+	n.cli(0, "deploy", "raw", raw, "--route", "/raw")
+	code, body, _ := n.get(n.h2, "https://"+n.https+"/echo/raw?x=1")
+	if code != 200 {
+		t.Fatalf("echo: %d %q", code, body)
+	}
+	resp, err := n.h3Client.Post("https://"+n.h3+"/todos", "application/json", strings.NewReader(`{"title":"ship it"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || !strings.Contains(string(b), `"title":"ship it"`) {
+		t.Fatalf("todos over h3: %d %q", resp.StatusCode, b)
+	}
+	if code, body, _ := n.get(n.plainClient, "http://"+n.http+"/raw"); code != 200 || body == "" {
+		t.Fatalf("raw: %d %q", code, body)
+	}
+
+	// List, as a table and as JSON; env values never appear.
+	table := n.cli(0, "functions")
+	for _, want := range []string{"echo", "hello", "raw", "todos", "/echo/*", "pooled"} {
+		if !strings.Contains(table, want) {
+			t.Fatalf("functions table lacks %q:\n%s", want, table)
+		}
+	}
+	var list []cluster.FunctionSummary
+	if err := json.Unmarshal([]byte(n.cli(0, "functions", "--json")), &list); err != nil || len(list) != 4 {
+		t.Fatalf("functions --json: %v %+v", err, list)
+	}
+	if show := n.cli(0, "functions", "show", "echo"); !strings.Contains(show, "SECRET_TOKEN") || strings.Contains(show, "s3cr3t-value") {
+		t.Fatalf("show must list env keys and hide values:\n%s", show)
+	}
+
+	// A bad module is refused with the compiler's reason; version 1 serves.
+	out = n.cli(1, "deploy", "echo", bad, "--mode", "pooled", "--route", "/echo/*")
+	if !strings.Contains(out, "invalid module") {
+		t.Fatalf("bad deploy: %q, want the compiler's reason", out)
+	}
+	if code, _, _ := n.get(n.plainClient, "http://"+n.http+"/echo/raw"); code != 200 {
+		t.Fatalf("echo after a refused deploy: %d", code)
+	}
+
+	// Version 2 of echo moves it to /echo2/*; rollback brings /echo/* back.
+	n.cli(0, "deploy", "echo", echo, "--mode", "pooled", "--route", "/echo2/*")
+	if code, _, _ := n.get(n.plainClient, "http://"+n.http+"/echo2/raw"); code != 200 {
+		t.Fatalf("echo v2: %d", code)
+	}
+	if v := n.cli(0, "functions", "versions", "echo"); !strings.Contains(v, "2") {
+		t.Fatalf("versions: %q", v)
+	}
+	if out := n.cli(0, "functions", "rollback", "echo"); !strings.Contains(out, "version 1") {
+		t.Fatalf("rollback: %q", out)
+	}
+	if code, _, _ := n.get(n.plainClient, "http://"+n.http+"/echo/raw"); code != 200 {
+		t.Fatalf("echo after rollback: %d", code)
+	}
+
+	// Remove raw: its route goes; the unknown function's errors are clear.
+	n.cli(0, "functions", "rm", "raw")
+	if out := n.cli(1, "functions", "show", "raw"); !strings.Contains(out, "raw") {
+		t.Fatalf("show removed: %q", out)
+	}
+	if code, _, _ := n.get(n.plainClient, "http://"+n.http+"/raw"); code != 200 {
+		// /raw now falls through to hello's /* route.
+		t.Fatalf("/raw after rm: %d, want hello's answer", code)
+	}
+	status := n.cli(0, "status")
+	if !strings.Contains(status, "Leader") || !strings.Contains(status, "functions") {
+		t.Fatalf("status: %q", status)
+	}
+
+	// Restart over the same data: everything is still there and answers.
+	n.stop()
+	n = startDev(t, data, hello)
+	if code, body, _ := n.get(n.h2, "https://"+n.https+"/echo/raw?x=restart"); code != 200 {
+		t.Fatalf("echo after restart: %d %q", code, body)
+	}
+	if code, body, _ := n.get(n.h3Client, "https://"+n.h3+"/?name=again"); code != 200 || body != "Hello, again!\n" {
+		t.Fatalf("hello after restart: %d %q", code, body)
+	}
+	var after []cluster.FunctionSummary
+	if err := json.Unmarshal([]byte(n.cli(0, "functions", "--json")), &after); err != nil || len(after) != 3 {
+		t.Fatalf("functions after restart: %v %+v", err, after)
+	}
+	for _, f := range after {
+		if f.Name == "hello" && f.Versions != 1 {
+			t.Fatalf("restarting dev redeployed hello: %+v", f)
+		}
+	}
+}

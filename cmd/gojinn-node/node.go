@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gojinn/gojinn/cluster"
+	"github.com/gojinn/gojinn/edge"
+	"github.com/gojinn/gojinn/runtime"
+)
+
+// node is one running gojinn-node: the pieces below, wired together.
+// Start order: runtime, Raft store, reconciler (first pass loads every
+// function), TLS, admin API, edge. Stop runs in reverse.
+type node struct {
+	cfg    Config
+	log    *slog.Logger
+	engine *runtime.Engine
+	store  *cluster.Store
+	router *edge.Router
+	rec    *cluster.Reconciler
+	tls    *edge.TLS
+	edge   *edge.Server
+	admin  *http.Server
+	adminL net.Listener
+
+	token   string // set when created or in dev mode: printed once
+	created bool
+
+	stopRec context.CancelFunc
+	wg      sync.WaitGroup
+	adminCh chan error
+}
+
+// newLogger returns the node's JSON logger at level.
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// startNode starts every piece; on error it stops what it started.
+func startNode(ctx context.Context, cfg Config, log *slog.Logger, dev bool) (_ *node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &node{cfg: cfg, log: log, router: &edge.Router{}, adminCh: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			n.stop(context.Background())
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
+	}
+
+	// 1. The runtime, with its compilation cache in the data directory.
+	rc := runtime.DefaultConfig()
+	rc.CacheDir = filepath.Join(cfg.DataDir, "compilecache")
+	rc.Logger = log
+	rc.MaxModuleBytes = int(cfg.Admin.MaxModuleBytes)
+	rc.CompiledIdleTimeout = time.Duration(cfg.Runtime.CompiledIdleTimeout)
+	rc.PoolIdleTimeout = time.Duration(cfg.Runtime.PoolIdleTimeout)
+	rc.MaxConcurrentCompiles = cfg.Runtime.MaxConcurrentCompiles
+	if n.engine, err = runtime.NewEngine(ctx, rc); err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
+
+	// 2. The registry: a Raft state machine, a one-voter cluster for now.
+	cc := cluster.DefaultConfig()
+	cc.DataDir = cfg.DataDir
+	cc.NodeID = ""
+	cc.RaftBind = cfg.Raft.Bind
+	cc.RaftAdvertise = cfg.Raft.Advertise
+	cc.Logger = log.With("component", "raft")
+	if dev {
+		fast := cluster.FastConfig()
+		cc.HeartbeatTimeout, cc.ElectionTimeout, cc.LeaderLeaseTimeout = fast.HeartbeatTimeout, fast.ElectionTimeout, fast.LeaderLeaseTimeout
+	}
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	n.store, err = cluster.OpenStore(openCtx, cc)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+
+	// 3. Serve what the registry holds before any listener opens.
+	n.rec = cluster.NewReconciler(n.store, n.store.Blobs(), n.engine, n.router, log)
+	n.rec.Sync(ctx)
+	recCtx, stopRec := context.WithCancel(context.WithoutCancel(ctx))
+	n.stopRec = stopRec
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.rec.Run(recCtx)
+	}()
+
+	// 4. The admin token: created at first start, stored hashed.
+	var hash [32]byte
+	n.token, hash, n.created, err = cluster.LoadOrCreateToken(cfg.DataDir, dev)
+	if err != nil {
+		return nil, fmt.Errorf("admin token: %w", err)
+	}
+
+	// 5. TLS.
+	if cfg.Edge.HTTPS != "" {
+		tc, err := tlsConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if n.tls, err = edge.NewTLS(ctx, tc, n.hostAllowed, log.With("component", "tls")); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+	}
+
+	// 6. The admin API on its own listener.
+	api, err := cluster.NewAPI(cluster.APIConfig{
+		Registry: n.store, Blobs: n.store.Blobs(), TokenHash: hash,
+		MaxModuleBytes: cfg.Admin.MaxModuleBytes,
+		Check:          n.rec.CheckDeploy,
+		WaitReady:      n.rec.WaitReady,
+		Ready:          n.rec.Ready,
+		Logger:         log.With("component", "api"),
+		Version:        version,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("admin api: %w", err)
+	}
+	if n.adminL, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+		return nil, fmt.Errorf("admin api: listen on %s (config key admin.listen): %w", cfg.Admin.Listen, err)
+	}
+	n.admin = &http.Server{
+		Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.admin.Serve(n.adminL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.adminCh <- err
+		}
+	}()
+
+	// 7. The edge.
+	sc := edge.ServerConfig{
+		HTTPSAddr: cfg.Edge.HTTPS, HTTPAddr: cfg.Edge.HTTP, Plain: edge.PlainMode(cfg.Edge.HTTPMode),
+		DisableHTTP3:   !cfg.Edge.HTTP3,
+		MaxHeaderBytes: cfg.Edge.MaxHeaderBytes, ReadHeaderTimeout: time.Duration(cfg.Edge.ReadHeaderTimeout),
+		ReadTimeout: time.Duration(cfg.Edge.ReadTimeout), WriteTimeout: time.Duration(cfg.Edge.WriteTimeout),
+		IdleTimeout: time.Duration(cfg.Edge.IdleTimeout), MaxConns: cfg.Edge.MaxConns,
+		MaxConcurrentStreams: cfg.Edge.MaxConcurrentStreams, ShutdownGrace: time.Duration(cfg.Edge.ShutdownGrace),
+		Logger: log.With("component", "edge"),
+	}
+	if n.tls != nil {
+		sc.TCPTLS, sc.QUICTLS, sc.PlainWrap = n.tls.TCPConfig(), n.tls.QUICConfig(), n.tls.HTTPChallengeHandler
+	}
+	h := &edge.Handler{Invoker: n.engine, Router: n.router, MaxBody: cfg.Edge.MaxBodyBytes, Dev: cfg.Edge.DevErrors, Logger: log}
+	if n.edge, err = edge.NewServer(sc, h); err != nil {
+		return nil, err
+	}
+	if n.tls != nil && len(cfg.TLS.Names) > 0 {
+		// Obtain ACME certificates in the background: the HTTP-01 and
+		// TLS-ALPN-01 solvers need the listeners that just opened.
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.tls.ManageSync(recCtx, cfg.TLS.Names); err != nil && recCtx.Err() == nil {
+				log.Error("obtaining certificates", "names", cfg.TLS.Names, "err", err)
+			}
+		}()
+	}
+	return n, nil
+}
+
+// tlsConfig maps the [tls] table to the edge's TLS configuration.
+func tlsConfig(cfg Config) (edge.TLSConfig, error) {
+	tc := edge.TLSConfig{
+		Mode: edge.TLSMode(cfg.TLS.Mode), DataDir: cfg.DataDir, Names: cfg.TLS.Names,
+		Email: cfg.TLS.Email, CA: cfg.TLS.CA, OnDemand: cfg.TLS.OnDemand,
+		DisableHTTPChallenge: cfg.TLS.DisableHTTPChallenge, DisableTLSALPNChallenge: cfg.TLS.DisableTLSALPNChallenge,
+		CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile,
+	}
+	if cfg.TLS.CARoot != "" {
+		pem, err := os.ReadFile(cfg.TLS.CARoot)
+		if err != nil {
+			return tc, fmt.Errorf("config key tls.ca_root: %w", err)
+		}
+		tc.CARoots = x509.NewCertPool()
+		if !tc.CARoots.AppendCertsFromPEM(pem) {
+			return tc, fmt.Errorf("config key tls.ca_root: %s holds no PEM certificate", cfg.TLS.CARoot)
+		}
+	}
+	if err := tc.Validate(); err != nil {
+		return tc, fmt.Errorf("config: %w", err)
+	}
+	return tc, nil
+}
+
+// hostAllowed says whether some route names host, for on-demand TLS: a
+// route for any host does not count, so strangers cannot make the node
+// order certificates for names it does not serve.
+func (n *node) hostAllowed(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, r := range n.router.Load().Routes() {
+		p := strings.ToLower(r.Host)
+		switch {
+		case p == "" || p == "*":
+		case strings.HasPrefix(p, "*."):
+			if strings.HasSuffix(host, p[1:]) && len(host) > len(p)-1 {
+				return true
+			}
+		case p == host:
+			return true
+		}
+	}
+	return false
+}
+
+// stop shuts the node down in reverse start order; every step is bounded.
+func (n *node) stop(ctx context.Context) {
+	// 1. The edge: stop accepting, drain in-flight requests.
+	if n.edge != nil {
+		if err := n.edge.Shutdown(ctx); err != nil {
+			n.log.Warn("edge shutdown", "err", err)
+		}
+	}
+	// 2. The admin API.
+	if n.admin != nil {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := n.admin.Shutdown(sctx); err != nil {
+			n.log.Warn("admin api shutdown", "err", err)
+		}
+		cancel()
+	} else if n.adminL != nil {
+		_ = n.adminL.Close()
+	}
+	// 3. Background work: the reconciler and certificate management.
+	if n.stopRec != nil {
+		n.stopRec()
+	}
+	if n.tls != nil {
+		_ = n.tls.Close()
+	}
+	n.wg.Wait()
+	// 4. Raft: after the API, so no write is proposed into a closed node.
+	if n.store != nil {
+		if err := n.store.Close(); err != nil {
+			n.log.Warn("raft shutdown", "err", err)
+		}
+	}
+	// 5. The runtime last: nothing invokes it any more.
+	if n.engine != nil {
+		if err := n.engine.Close(ctx); err != nil {
+			n.log.Warn("runtime shutdown", "err", err)
+		}
+	}
+}
