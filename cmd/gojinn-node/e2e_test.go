@@ -25,16 +25,16 @@ import (
 
 // devNode is a `gojinn-node dev` started by a test through run().
 type devNode struct {
-	t                         *testing.T
-	data                      string
-	http, https, h3, admin    string
-	token                     string
-	cancel                    context.CancelFunc
-	done                      chan int
-	stderr                    *lockedBuffer
-	h1Client, h2, h3Client    *http.Client
-	plainClient               *http.Client
-	closeH3                   func()
+	t                      *testing.T
+	data                   string
+	http, https, h3, admin string
+	token                  string
+	cancel                 context.CancelFunc
+	done                   chan int
+	stderr                 *lockedBuffer
+	h1Client, h2, h3Client *http.Client
+	plainClient            *http.Client
+	closeH3                func()
 }
 
 type lockedBuffer struct {
