@@ -200,15 +200,16 @@ func validateRouteHost(host string) error {
 	if i := strings.LastIndexByte(host, ':'); i >= 0 {
 		return fmt.Errorf("host %q has a port; routes match every port, so write %q", host, host[:i])
 	}
-	name := strings.TrimSuffix(host, ".")
+	name, limit := strings.TrimSuffix(host, "."), routeMaxHostLen
 	if rest, ok := strings.CutPrefix(name, "*."); ok {
-		name = rest
+		// Leave room for the shortest subdomain ("a.") it must match.
+		name, limit = rest, routeMaxHostLen-2
 		if name == "" {
 			return fmt.Errorf("host %q: a wildcard needs a domain; write *.example.com, or * for any host", host)
 		}
 	}
-	if len(name) > routeMaxHostLen {
-		return fmt.Errorf("host %q is longer than %d characters", host, routeMaxHostLen)
+	if len(name) > limit {
+		return fmt.Errorf("host %q is longer than %d characters", host, limit)
 	}
 	for label := range strings.SplitSeq(name, ".") {
 		if err := validateRouteLabel(host, label); err != nil {

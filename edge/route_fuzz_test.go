@@ -3,6 +3,7 @@ package edge_test
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/gojinn/gojinn/edge"
@@ -19,6 +20,8 @@ func FuzzParseRoute(f *testing.F) {
 		"", " ", "example.com", "get /x", "GET,,POST /x", "GET a b", "example.com:80/x",
 		"/api*", "/a//b", "/a/../b", "*./x", "a.*.com/x", "[::1/x", "::1/x", "/a?b", "/\xff",
 		"GET\t/x", "GET\u00a0/x", "/a\u0085b",
+		"*." + strings.Repeat("abcdefghi.", 24) + "abcdefg.com/x", // longest wildcard that can match
+		strings.Repeat("abcdefghi.", 25) + "abc./x",               // longest host, trailing dot
 	} {
 		f.Add(s)
 	}
@@ -49,6 +52,29 @@ func FuzzParseRoute(f *testing.F) {
 		if err != nil {
 			t.Fatalf("NewRouteTable(%q): %v", s, err)
 		}
-		tab.Lookup(r.Host, r.Path, "GET")
+		// The route must match a request built from its own pattern.
+		host := r.Host
+		if rest, ok := strings.CutPrefix(host, "*."); ok {
+			host = "a." + rest
+		} else if host == "*" {
+			host = "any.test"
+		}
+		path, prefix := strings.CutSuffix(r.Path, "/*")
+		if prefix {
+			path += "/x"
+		}
+		method := "GET"
+		if len(r.Methods) > 0 {
+			method = r.Methods[len(r.Methods)-1]
+		}
+		m, st := tab.Lookup(host+":8080", path, method)
+		if st != edge.RouteFound || !reflect.DeepEqual(m.Route, r) {
+			t.Fatalf("route %q: Lookup(%q, %q, %q) = %#v, %v", s, host, path, method, m, st)
+		}
+		if len(r.Methods) > 0 {
+			if m, st := tab.Lookup(host, path, "NOT-"+method); st != edge.MethodNotAllowed || !reflect.DeepEqual(m.Allowed, r.Methods) {
+				t.Fatalf("route %q: other method gave %#v, %v", s, m, st)
+			}
+		}
 	})
 }
