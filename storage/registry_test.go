@@ -8,6 +8,7 @@ import (
 	"io"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -459,4 +460,49 @@ func ExampleRegistry() {
 	// deploy 2 <nil>
 	// rollback 1 <nil>
 	// active 1 of 2
+}
+
+// TestRegistryConcurrentReaders reads states while commands apply; run it
+// with -race to check that published states are never written.
+func TestRegistryConcurrentReaders(t *testing.T) {
+	r := NewRegistry()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				st := r.State()
+				for _, f := range st.Functions() {
+					if _, ok := f.ActiveVersion(); !ok {
+						t.Errorf("%s: active version %d missing", f.Name, f.Active)
+						return
+					}
+					for _, v := range f.Versions {
+						_ = v.Env["GREETING"]
+					}
+				}
+				_ = st.LiveBlobs()
+			}
+		}()
+	}
+	for i := range 200 {
+		name := fmt.Sprintf("fn-%d", i%7)
+		switch i % 5 {
+		case 3:
+			applyAll(t, r, rollback(name, 0))
+		case 4:
+			applyAll(t, r, remove(name))
+		default:
+			applyAll(t, r, deploy(name, fmt.Sprint(i)))
+		}
+	}
+	close(stop)
+	wg.Wait()
 }
