@@ -22,13 +22,19 @@ const (
 // Execution modes and memory reset policies a Spec may name. The runtime
 // defines what they do; storage only checks the names.
 const (
+	// ModeIsolated runs each request in a fresh sandbox (the default).
 	ModeIsolated = "isolated"
-	ModePooled   = "pooled"
+	// ModePooled reuses warm instances that export a handler.
+	ModePooled = "pooled"
 
+	// ResetNone keeps a pooled instance's memory between requests.
 	ResetNone = "none"
+	// ResetAuto lets the runtime choose how to reset memory.
 	ResetAuto = "auto"
+	// ResetCopy restores memory by copying the post-init snapshot.
 	ResetCopy = "copy"
-	ResetCOW  = "cow"
+	// ResetCOW restores memory copy-on-write, paying only dirtied pages.
+	ResetCOW = "cow"
 )
 
 // Bounds on what one deploy may carry, so a Raft entry stays small.
