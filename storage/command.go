@@ -33,8 +33,8 @@ const (
 	ResetAuto = "auto"
 	// ResetCopy restores memory by copying the post-init snapshot.
 	ResetCopy = "copy"
-	// ResetCOW restores memory copy-on-write, paying only dirtied pages.
-	ResetCOW = "cow"
+	// ResetCoW restores memory copy-on-write, paying only dirtied pages.
+	ResetCoW = "cow"
 )
 
 // Bounds on what one deploy may carry, so a Raft entry stays small.
@@ -134,9 +134,9 @@ func ValidateSpec(name string, spec Spec) error {
 		return fmt.Errorf("%w: spec.mode %q must be %q or %q (empty means %s)", ErrInvalid, clip(spec.Mode), ModeIsolated, ModePooled, ModeIsolated)
 	}
 	switch spec.Reset {
-	case "", ResetNone, ResetAuto, ResetCopy, ResetCOW:
+	case "", ResetNone, ResetAuto, ResetCopy, ResetCoW:
 	default:
-		return fmt.Errorf("%w: spec.reset %q must be one of %q, %q, %q, %q", ErrInvalid, clip(spec.Reset), ResetNone, ResetAuto, ResetCopy, ResetCOW)
+		return fmt.Errorf("%w: spec.reset %q must be one of %q, %q, %q, %q", ErrInvalid, clip(spec.Reset), ResetNone, ResetAuto, ResetCopy, ResetCoW)
 	}
 	if err := validateEnv(spec.Env); err != nil {
 		return err
