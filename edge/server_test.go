@@ -94,7 +94,14 @@ func startServer(t *testing.T, cfg edge.ServerConfig, h http.Handler) *testServe
 	return ts
 }
 
-func get(t *testing.T, c *http.Client, url string) (*http.Response, string) {
+// answer is a response read whole.
+type answer struct {
+	StatusCode int
+	Proto      string
+	Header     http.Header
+}
+
+func get(t *testing.T, c *http.Client, url string) (answer, string) {
 	t.Helper()
 	resp, err := c.Get(url)
 	if err != nil {
@@ -105,7 +112,7 @@ func get(t *testing.T, c *http.Client, url string) (*http.Response, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp, string(b)
+	return answer{resp.StatusCode, resp.Proto, resp.Header}, string(b)
 }
 
 var protoHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -174,7 +181,7 @@ func TestServerLimits(t *testing.T) {
 
 	// Hold the only connection slot with an idle keep-alive connection.
 	if resp, _ := get(t, s.h1, s.httpsURL+"/"); resp.StatusCode != 200 {
-		t.Fatal(resp.Status)
+		t.Fatal(resp.StatusCode)
 	}
 	other := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.pool}}}
 	done := make(chan error, 1)

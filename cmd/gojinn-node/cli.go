@@ -176,7 +176,7 @@ func (c cli) deploy(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	cl, err := cf.client()
 	if err != nil {
 		return c.fail(err)

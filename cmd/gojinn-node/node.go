@@ -141,7 +141,10 @@ func startNode(ctx context.Context, cfg Config, log *slog.Logger, dev bool) (_ *
 		return nil, fmt.Errorf("admin api: listen on %s (config key admin.listen): %w", cfg.Admin.Listen, err)
 	}
 	n.admin = &http.Server{
-		Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		// Deploys stream modules up to admin.max_module_bytes and may wait
+		// up to 10 minutes for readiness, so reads and writes get room.
+		Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Minute,
+		WriteTimeout: 11 * time.Minute, IdleTimeout: 120 * time.Second,
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}

@@ -1,0 +1,86 @@
+package edge_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gojinn/gojinn/edge"
+	"github.com/gojinn/gojinn/runtime"
+	"github.com/gojinn/gojinn/runtime/enginetest"
+	"github.com/gojinn/gojinn/runtime/runtimetest"
+)
+
+// The routing handler answers 404 for unrouted requests, 405 with Allow
+// when only the method is wrong, 503 with Retry-After for a routed function
+// this node has not loaded yet, and runs loaded functions.
+func TestHandlerRouting(t *testing.T) {
+	e := enginetest.Engine(t)
+	if _, err := e.Load(context.Background(), runtime.FunctionSpec{Name: "tiny", Module: runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat"), Mode: runtime.ModePooled}); err != nil {
+		t.Fatal(err)
+	}
+	table, err := edge.NewRouteTable([]edge.Route{
+		{Host: "a.example", Path: "/tiny/*", Function: "tiny"},
+		{Host: "a.example", Path: "/only-post", Methods: []string{"POST"}, Function: "tiny"},
+		{Path: "/pending/*", Function: "not-loaded-yet"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	router := &edge.Router{}
+	router.Swap(table)
+	srv := httptest.NewServer(&edge.Handler{Invoker: e, Router: router, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	defer srv.Close()
+	do := func(method, host, path string) (*http.Response, string) {
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		req.Host = host
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	if resp, _ := do("GET", "a.example", "/tiny/x"); resp.StatusCode != 200 {
+		t.Errorf("routed: %d", resp.StatusCode)
+	}
+	if resp, body := do("GET", "b.example", "/tiny/x"); resp.StatusCode != 404 || !strings.Contains(body, "no function") {
+		t.Errorf("other host: %d %q", resp.StatusCode, body)
+	}
+	if resp, _ := do("GET", "a.example", "/only-post"); resp.StatusCode != 405 || resp.Header.Get("Allow") != "POST" {
+		t.Errorf("wrong method: %d Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+	resp, body := do("GET", "any.example", "/pending/x")
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != edge.RetryAfterDeploying || !strings.Contains(body, "not-loaded-yet") {
+		t.Errorf("deploying: %d Retry-After %q %q", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+}
+
+// A client that trickles its headers is cut off at ReadHeaderTimeout, so
+// slow clients cannot pin connections.
+func TestServerSlowHeaders(t *testing.T) {
+	s := startServer(t, edge.ServerConfig{HTTPAddr: "127.0.0.1:0", Plain: edge.PlainServe, ReadHeaderTimeout: 300 * time.Millisecond}, protoHandler)
+	c, err := net.Dial("tcp", strings.TrimPrefix(s.plainURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	// The server closes the connection (possibly after a 408); keep
+	// reading until EOF.
+	_, _ = io.Copy(io.Discard, c)
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Fatalf("connection held for %s with incomplete headers", waited)
+	}
+}
