@@ -32,8 +32,9 @@ const routeMaxHostLen = 253
 // Host is "" or "*" for any host, "example.com" for exactly that host, or
 // "*.example.com" for every subdomain of example.com at any depth (a.example.com,
 // a.b.example.com) but not example.com itself. IPv6 literals are written in
-// brackets ("[::1]"). Hosts match case-insensitively, ignoring a trailing dot
-// and the request's port.
+// brackets ("[::1]") and compared in canonical form ([0:0::1] is [::1]).
+// Hosts match case-insensitively, ignoring a trailing dot and the request's
+// port.
 //
 // Path is "/exact/path" for exactly that path, or "/prefix/*" for /prefix,
 // /prefix/ and everything below it; "/*" and "" match every path. A '*' is
@@ -555,14 +556,26 @@ func (t *RouteTable) Lookup(host, path, method string) (Match, LookupStatus) {
 // and for hosts too long for any route, which then only match any-host
 // routes.
 func lowerRequestHost(buf *[routeMaxHostLen]byte, host string) int {
+	ipv6 := false
 	if strings.HasPrefix(host, "[") {
 		end := strings.IndexByte(host, ']')
 		if end < 0 {
 			return 0
 		}
-		host = host[1:end]
-	} else if i := strings.IndexByte(host, ':'); i >= 0 && strings.IndexByte(host[i+1:], ':') < 0 {
-		host = host[:i] // host:port; a bare IPv6 literal has several colons
+		host, ipv6 = host[1:end], true
+	} else if i := strings.IndexByte(host, ':'); i >= 0 {
+		if strings.IndexByte(host[i+1:], ':') < 0 {
+			host = host[:i] // host:port
+		} else {
+			ipv6 = true // a bare IPv6 literal has several colons
+		}
+	}
+	if ipv6 {
+		// Routes hold IPv6 addresses in canonical form (RFC 5952).
+		if a, err := netip.ParseAddr(host); err == nil && a.Is6() && a.Zone() == "" {
+			return len(a.AppendTo(buf[:0]))
+		}
+		return 0
 	}
 	host = strings.TrimSuffix(host, ".")
 	if len(host) > len(buf) {

@@ -80,6 +80,8 @@ func TestRoutePrecedence(t *testing.T) {
 		{"ipv6 with port", "[::1]:8080", "/v6", "GET", "ipv6"},
 		{"ipv6 without port", "[::1]", "/v6", "GET", "ipv6"},
 		{"bare ipv6", "::1", "/v6", "GET", "ipv6"},
+		{"non-canonical ipv6", "[0:0:0::1]:80", "/v6", "GET", "ipv6"},
+		{"ipv6 with zone", "[::1%eth0]", "/v6", "GET", "any-catchall"},
 		{"broken ipv6", "[::1", "/v6", "GET", "any-catchall"},
 		// Path within the winning host: exact > longest prefix.
 		{"exact path beats prefix", "example.com", "/api/v1/users", "PATCH", "exact-users"},
@@ -442,6 +444,7 @@ func TestRouteLookupAllocs(t *testing.T) {
 		{"x.w200.example.com", "/deep/a/b/c", "GET"},
 		{"unknown.test", "/static/app.js", "GET"},
 		{"[::1]:443", "/static/x", "GET"},
+		{"[0:0::1]", "/static/x", "GET"},
 	} {
 		allocs := testing.AllocsPerRun(100, func() {
 			if _, st := tab.Lookup(c.host, c.path, c.method); st != edge.RouteFound {
