@@ -108,7 +108,7 @@ type exchange struct {
 	hr   http.Request
 	url  url.URL
 	body bodyReader
-	vals [16]string
+	vals [8]string
 }
 
 // bodyReader is the request body: a bytes.Reader with a no-op Close.

@@ -221,12 +221,25 @@ func FuzzDecodeRequestWire(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := bytes.Clone(data)
 		r, err := DecodeRequestWire(in)
+		// The one-pass decoder of small messages and the two-pass one of
+		// large messages must agree, whatever storage the caller lends.
+		var large, lent Request
+		lerr := decodeRequestWireLarge(&large, in, nil)
+		if (err == nil) != (lerr == nil) {
+			t.Fatalf("small-message decoder says %v, large-message decoder %v", err, lerr)
+		}
+		if err2 := DecodeRequestWireInto(&lent, in, make([]string, 0, 2)); (err2 == nil) != (err == nil) {
+			t.Fatalf("with lent values: %v, without: %v", err2, err)
+		}
 		if err != nil {
 			if r != nil {
 				t.Fatal("non-nil request with an error")
 			}
 			checkSentinel(t, err)
 			return
+		}
+		if !equalRequest(r, &large) || !equalRequest(r, &lent) {
+			t.Fatalf("decoders disagree\nsmall %s\nlarge %s\nlent  %s", dumpRequest(r), dumpRequest(&large), dumpRequest(&lent))
 		}
 		checkCanonical(t, r.Headers)
 		before := cloneRequest(r)

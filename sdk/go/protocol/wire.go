@@ -78,19 +78,108 @@ func AppendRequestWire(dst []byte, r *Request) []byte {
 // the last one wins. The result does not alias data.
 func DecodeRequestWire(data []byte) (*Request, error) {
 	r := new(Request)
-	if err := DecodeRequestWireInto(r, data, nil); err != nil {
+	if err := DecodeRequestWireInto(r, data, make([]string, 0, 8)); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
 // DecodeRequestWireInto is DecodeRequestWire decoding into r, whose fields
-// it all overwrites. When vals has room for one value per header field it
-// backs the headers' value slices, so a caller that keeps vals beside r
-// saves an allocation. Apart from that it allocates one string shared by
-// every string field, the header map and a copy of a non-empty body; the
-// result does not alias data. On error r is left unchanged.
+// it all overwrites. The spare capacity of vals backs the value slices of
+// the first headers (one value each, capped so that appending copies), so
+// a caller that keeps vals beside r saves allocations. Apart from that it
+// allocates one string shared by every string field, the header map and a
+// copy of a non-empty body; the result does not alias data. On error r is
+// left unchanged.
 func DecodeRequestWireInto(r *Request, data []byte, vals []string) error {
+	if len(data) > smallMessage {
+		return decodeRequestWireLarge(r, data, vals)
+	}
+	if err := checkMagic(data, requestMagic); err != nil {
+		return err
+	}
+	// Small messages take one pass: one string copy of the whole message
+	// (a few bytes of framing included) backs every string field.
+	all := string(data)
+	var d Request
+	vals = vals[:0]
+	for off := len(requestMagic); off < len(data); {
+		tag := data[off]
+		n, k := uint64(0), 0
+		if off+1 < len(data) && data[off+1] < 0x80 { // the usual 1-byte length
+			n, k = uint64(data[off+1]), 1
+		} else {
+			n, k = binary.Uvarint(data[off+1:])
+		}
+		if k <= 0 {
+			return fmt.Errorf("%w: bad field length at offset %d", ErrMalformed, off+1)
+		}
+		start := off + 1 + k
+		if n > uint64(len(data)-start) {
+			return fmt.Errorf("%w: field at offset %d claims %d bytes, %d remain", ErrMalformed, off, n, len(data)-start)
+		}
+		end := start + int(n)
+		off = end
+		v := all[start:end]
+		switch tag {
+		case tagMethod:
+			d.Method = v
+		case tagURI:
+			d.URI = v
+		case tagPath:
+			d.Path = v
+		case tagRawQuery:
+			d.RawQuery = v
+		case tagHeader:
+			nl, k := binary.Uvarint(data[start:end])
+			if k <= 0 || nl > uint64(len(v)-k) {
+				return fmt.Errorf("%w: header field has a bad name length", ErrMalformed)
+			}
+			name, val := http.CanonicalHeaderKey(v[k:k+int(nl)]), v[k+int(nl):]
+			if d.Headers == nil {
+				d.Headers = make(http.Header, 8)
+			}
+			if prev, ok := d.Headers[name]; ok {
+				d.Headers[name] = append(prev, val)
+			} else if len(vals) < cap(vals) {
+				vals = append(vals, val)
+				d.Headers[name] = vals[len(vals)-1 : len(vals) : len(vals)]
+			} else {
+				d.Headers[name] = []string{val}
+			}
+		case tagBody:
+			d.Body = copyBytes(data[start:end])
+		case tagHost:
+			d.Host = v
+		case tagScheme:
+			d.Scheme = v
+		case tagProto:
+			d.Proto = v
+		case tagRemoteAddr:
+			d.RemoteAddr = v
+		case tagRequestID:
+			d.RequestID = v
+		case tagTraceParent:
+			d.TraceParent = v
+		case tagFunction:
+			d.Function = v
+		case tagFunctionVersion:
+			d.FunctionVersion = v
+		}
+	}
+	if d.Headers == nil {
+		d.Headers = http.Header{}
+	}
+	*r = d
+	return nil
+}
+
+// smallMessage is the size up to which a request is decoded in one pass
+// with one string copy of the whole message; past it the body would be
+// copied twice, so the strings get an exact-size copy instead.
+const smallMessage = 16 << 10
+
+func decodeRequestWireLarge(r *Request, data []byte, vals []string) error {
 	// The first pass validates the message and sizes its strings, so that
 	// the second can give all of them one backing allocation.
 	var size, nhdr int
@@ -114,7 +203,7 @@ func DecodeRequestWireInto(r *Request, data []byte, vals []string) error {
 	var a arena
 	a.Grow(size)
 	*r = Request{Headers: make(http.Header, nhdr)}
-	hv := headerBuilder{h: r.Headers, free: vals[:0:0]}
+	hv := headerBuilder{h: r.Headers}
 	if cap(vals) >= nhdr {
 		hv.free = vals[:nhdr:nhdr]
 	} else {
@@ -322,14 +411,8 @@ func splitHeader(v []byte) (name, value []byte, err error) {
 
 // walkFields checks the magic, then calls fn for every field in order.
 func walkFields(data []byte, magic [4]byte, fn func(tag byte, v []byte) error) error {
-	if len(data) < len(magic) {
-		return fmt.Errorf("%w: %d bytes is shorter than the 4-byte header", ErrMalformed, len(data))
-	}
-	if data[0] != magic[0] || data[1] != magic[1] || data[2] != magic[2] {
-		return fmt.Errorf("%w: bad magic %q, want %q", ErrMalformed, data[:3], string(magic[:3]))
-	}
-	if data[3] != magic[3] {
-		return fmt.Errorf("%w: wire version %d, this decoder speaks %d", ErrUnsupportedVersion, data[3], magic[3])
+	if err := checkMagic(data, magic); err != nil {
+		return err
 	}
 	for off := len(magic); off < len(data); {
 		tag := data[off]
@@ -346,6 +429,20 @@ func walkFields(data []byte, magic [4]byte, fn func(tag byte, v []byte) error) e
 			return err
 		}
 		off = end
+	}
+	return nil
+}
+
+// checkMagic checks a message's 4-byte header against magic.
+func checkMagic(data []byte, magic [4]byte) error {
+	if len(data) < len(magic) {
+		return fmt.Errorf("%w: %d bytes is shorter than the 4-byte header", ErrMalformed, len(data))
+	}
+	if data[0] != magic[0] || data[1] != magic[1] || data[2] != magic[2] {
+		return fmt.Errorf("%w: bad magic %q, want %q", ErrMalformed, data[:3], string(magic[:3]))
+	}
+	if data[3] != magic[3] {
+		return fmt.Errorf("%w: wire version %d, this decoder speaks %d", ErrUnsupportedVersion, data[3], magic[3])
 	}
 	return nil
 }
