@@ -54,29 +54,42 @@ func BenchmarkInvoke(b *testing.B) {
 }
 
 // BenchmarkCompile compares compiling a Go guest from scratch with loading
-// it from the disk compilation cache (a node restart).
+// it from the disk caches (a node restart): examples/hello (about 6 MB,
+// net/http) and runtime/testdata/guests/json3mb (about 3 MB).
 func BenchmarkCompile(b *testing.B) {
-	mod := runtimetest.BuildGo(b, "examples/hello", true)
-	b.Logf("module size: %d bytes", len(mod))
-	b.Run("scratch", func(b *testing.B) {
-		for b.Loop() {
-			e := newEngine(b, func(c *runtime.Config) { c.CacheDir = "" })
-			load(b, e, runtime.FunctionSpec{Module: mod, Mode: runtime.ModePooled})
-			_ = e.Close(context.Background())
-		}
-	})
-	b.Run("disk-cache", func(b *testing.B) {
-		dir := b.TempDir()
-		warm := newEngine(b, func(c *runtime.Config) { c.CacheDir = dir })
-		load(b, warm, runtime.FunctionSpec{Module: mod, Mode: runtime.ModePooled})
-		_ = warm.Close(context.Background())
-		b.ResetTimer()
-		for b.Loop() {
-			e := newEngine(b, func(c *runtime.Config) { c.CacheDir = dir })
-			load(b, e, runtime.FunctionSpec{Module: mod, Mode: runtime.ModePooled})
-			_ = e.Close(context.Background())
-		}
-	})
+	mods := []struct {
+		name string
+		mod  []byte
+	}{
+		{"hello", runtimetest.BuildGo(b, "examples/hello", true)},
+		{"json3mb", runtimetest.BuildGo(b, "runtime/testdata/guests/json3mb", true)},
+	}
+	for _, m := range mods {
+		b.Logf("%s: module size %d bytes", m.name, len(m.mod))
+		mod := m.mod
+		b.Run(m.name+"/scratch", func(b *testing.B) {
+			for b.Loop() {
+				e := newEngine(b, func(c *runtime.Config) { c.CacheDir = "" })
+				load(b, e, runtime.FunctionSpec{Module: mod, Mode: runtime.ModePooled})
+				_ = e.Close(context.Background())
+			}
+		})
+		b.Run(m.name+"/disk-cache", func(b *testing.B) {
+			dir := b.TempDir()
+			warm := newEngine(b, func(c *runtime.Config) { c.CacheDir = dir })
+			load(b, warm, runtime.FunctionSpec{Module: mod, Mode: runtime.ModePooled})
+			_ = warm.Close(context.Background())
+			b.ResetTimer()
+			cpu0 := processCPU()
+			for b.Loop() {
+				e := newEngine(b, func(c *runtime.Config) { c.CacheDir = dir })
+				load(b, e, runtime.FunctionSpec{Module: mod, Mode: runtime.ModePooled})
+				_ = e.Close(context.Background())
+			}
+			reportCPU(b, cpu0)
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N)/(float64(len(mod))/(1<<20)), "ms/MiB")
+		})
+	}
 }
 
 // processCPU returns the CPU time (user and system) the test process has

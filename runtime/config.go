@@ -11,9 +11,10 @@ import (
 
 // Config configures an Engine. Start from DefaultConfig.
 type Config struct {
-	// CacheDir holds wazero's compilation cache, so a restart does not
-	// recompile modules. Empty disables the disk cache. Default: empty;
-	// nodes set it to DATA_DIR/compilecache.
+	// CacheDir holds wazero's compilation cache and the node's prepared
+	// (limit-checked and rewritten) modules, so a restart neither
+	// recompiles nor rewrites them. Empty disables both disk caches.
+	// Default: empty; nodes set it to DATA_DIR/compilecache.
 	CacheDir string
 	// CompiledIdleTimeout is how long a function's compiled code stays in
 	// memory without invocations and without live instances. It is

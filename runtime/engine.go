@@ -78,7 +78,7 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 		done:   make(chan struct{}),
 		fns:    map[string]*Function{},
 	}
-	e.mods = newModuleCache(fast, safe, cfg.MaxConcurrentCompiles)
+	e.mods = newModuleCache(fast, safe, cfg.MaxConcurrentCompiles, prepCache{dir: cfg.CacheDir}, cfg.Logger)
 	go e.janitor()
 	return e, nil
 }

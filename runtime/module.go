@@ -2,8 +2,8 @@ package runtime
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/tetratelabs/wazero"
@@ -52,13 +52,15 @@ type moduleCache struct {
 	// the instrumenter cannot handle. See runtime/internal/wasmbin.
 	fast, safe wazero.Runtime
 	compiling  chan struct{} // semaphore bounding concurrent compiles
+	prep       prepCache
+	log        *slog.Logger
 
 	mu   sync.Mutex
 	mods map[[32]byte]*module
 }
 
-func newModuleCache(fast, safe wazero.Runtime, concurrent int) *moduleCache {
-	return &moduleCache{fast: fast, safe: safe, compiling: make(chan struct{}, concurrent), mods: map[[32]byte]*module{}}
+func newModuleCache(fast, safe wazero.Runtime, concurrent int, prep prepCache, log *slog.Logger) *moduleCache {
+	return &moduleCache{fast: fast, safe: safe, compiling: make(chan struct{}, concurrent), prep: prep, log: log, mods: map[[32]byte]*module{}}
 }
 
 // acquire returns the compiled module for bin (whose sha256 is hash),
@@ -111,36 +113,40 @@ func (c *moduleCache) release(ctx context.Context, m *module) {
 }
 
 func (c *moduleCache) compile(ctx context.Context, hash [32]byte, bin []byte) (*module, error) {
-	// First, before wazero sees the bytes: its decoder allocates declared
-	// vector lengths up front, so a few hostile bytes could exhaust memory.
-	if err := wasmbin.CheckLimits(bin); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+	if p := c.prep.load(hash); p != nil {
+		m, err := c.compilePrepared(ctx, hash, p)
+		if err == nil {
+			return m, nil
+		}
+		// The node prepared these bytes itself, so this should not happen;
+		// prepare the upload again rather than trust the file.
+		c.prep.remove(hash)
 	}
-	// Cap table growth: wazero allocates a table.grow at once, so an
-	// unbounded grow would be a fatal out-of-memory for the whole node.
-	bin, err := wasmbin.CapTables(bin, wasmbin.MaxTableGrowth)
+	p, err := prepare(bin)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+		return nil, err
 	}
+	m, err := c.compilePrepared(ctx, hash, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.prep.store(hash, p); err != nil {
+		c.log.Warn("cannot cache the prepared module; a restart will prepare it again", "err", err)
+	}
+	return m, nil
+}
+
+// compilePrepared compiles a prepared module with the runtime it needs.
+func (c *moduleCache) compilePrepared(ctx context.Context, hash [32]byte, p *prepared) (*module, error) {
 	rt, stop := c.fast, wasmbin.StopGlobalName
-	instrumented, err := wasmbin.InstrumentLoops(bin)
-	switch {
-	case errors.Is(err, wasmbin.ErrUnsupportedInstruction), err == nil && wasmbin.HasStartSection(bin):
-		// A start section runs inside instantiation, before the host can
-		// reach the stop global: let wazero watch the context instead.
-		rt, stop, instrumented = c.safe, "", bin
-	case err != nil:
-		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+	if p.safe {
+		rt, stop = c.safe, ""
 	}
-	rewritten, globals, err := wasmbin.ExportMutableGlobals(instrumented)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
-	}
-	cm, err := rt.CompileModule(ctx, rewritten)
+	cm, err := rt.CompileModule(ctx, p.bin)
 	if err != nil {
 		return nil, fmt.Errorf("%w: wazero cannot compile it: %v", ErrInvalidModule, err)
 	}
-	m := &module{hash: hash, rt: rt, stop: stop, compiled: cm, globals: globals}
+	m := &module{hash: hash, rt: rt, stop: stop, compiled: cm, globals: p.globals}
 	if err := m.inspect(); err != nil {
 		_ = cm.Close(ctx)
 		return nil, err

@@ -1,0 +1,150 @@
+package runtime
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+
+	"github.com/gojinn/gojinn/runtime/internal/wasmbin"
+)
+
+// prepVersion names the output of prepare. Bump it whenever wasmbin's
+// rewriting or the limits CheckLimits enforces change, so that modules
+// prepared by an older node are prepared again rather than reused.
+const prepVersion = "prep-v1"
+
+// prepared is what prepare makes of an upload: the bytes wazero compiles
+// and how to run them.
+type prepared struct {
+	bin     []byte
+	safe    bool // compile with wazero's own termination checks
+	globals []wasmbin.GlobalExport
+}
+
+// prepare checks an upload's limits and rewrites it (see moduleCache.compile
+// for each step).
+func prepare(bin []byte) (*prepared, error) {
+	// First, before wazero sees the bytes: its decoder allocates declared
+	// vector lengths up front, so a few hostile bytes could exhaust memory.
+	if err := wasmbin.CheckLimits(bin); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+	}
+	// Cap table growth: wazero allocates a table.grow at once, so an
+	// unbounded grow would be a fatal out-of-memory for the whole node.
+	bin, err := wasmbin.CapTables(bin, wasmbin.MaxTableGrowth)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+	}
+	safe := false
+	instrumented, err := wasmbin.InstrumentLoops(bin)
+	switch {
+	case errors.Is(err, wasmbin.ErrUnsupportedInstruction), err == nil && wasmbin.HasStartSection(bin):
+		// A start section runs inside instantiation, before the host can
+		// reach the stop global: let wazero watch the context instead.
+		safe, instrumented = true, bin
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+	}
+	rewritten, globals, err := wasmbin.ExportMutableGlobals(instrumented)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+	}
+	return &prepared{bin: rewritten, safe: safe, globals: globals}, nil
+}
+
+// prepCache keeps prepared modules on disk beside wazero's compilation
+// cache, keyed by the sha256 of the upload, so that a restarted node skips
+// the limits check and the rewrite (about half of loading a cached module).
+// The directory is trusted as much as wazero's cache, which holds machine
+// code; a CRC-32C guards against torn or corrupted files, which are
+// ignored and replaced.
+type prepCache struct {
+	dir string // "" disables the cache
+}
+
+// File layout: magic, CRC-32C of the rest, then a uvarint length and that
+// many bytes of JSON metadata, then the module.
+var prepMagic = [4]byte{'G', 'J', 'P', 1}
+
+type prepMeta struct {
+	Safe    bool                   `json:"safe"`
+	Globals []wasmbin.GlobalExport `json:"globals"`
+}
+
+func (c prepCache) path(hash [32]byte) string {
+	return filepath.Join(c.dir, prepVersion, hex.EncodeToString(hash[:])+".wasm")
+}
+
+// load returns the prepared module stored for hash, or nil.
+func (c prepCache) load(hash [32]byte) *prepared {
+	if c.dir == "" {
+		return nil
+	}
+	b, err := os.ReadFile(c.path(hash))
+	if err != nil || len(b) < 8 || [4]byte(b[:4]) != prepMagic {
+		return nil
+	}
+	rest := b[8:]
+	if crc32.Checksum(rest, castagnoli) != binary.LittleEndian.Uint32(b[4:8]) {
+		return nil
+	}
+	n, k := binary.Uvarint(rest)
+	if k <= 0 || n > uint64(len(rest)-k) {
+		return nil
+	}
+	var meta prepMeta
+	if json.Unmarshal(rest[k:k+int(n)], &meta) != nil {
+		return nil
+	}
+	return &prepared{bin: rest[k+int(n):], safe: meta.Safe, globals: meta.Globals}
+}
+
+// store writes p for hash, atomically (a reader sees the whole file or
+// none). Failures only cost the next restart the work.
+func (c prepCache) store(hash [32]byte, p *prepared) error {
+	if c.dir == "" {
+		return nil
+	}
+	meta, err := json.Marshal(prepMeta{Safe: p.safe, Globals: p.globals})
+	if err != nil {
+		return err
+	}
+	b := make([]byte, 8, 8+binary.MaxVarintLen64+len(meta)+len(p.bin))
+	copy(b, prepMagic[:])
+	b = binary.AppendUvarint(b, uint64(len(meta)))
+	b = append(append(b, meta...), p.bin...)
+	binary.LittleEndian.PutUint32(b[4:8], crc32.Checksum(b[8:], castagnoli))
+	path := c.path(hash)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(b)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(f.Name(), path)
+	}
+	if werr != nil {
+		_ = os.Remove(f.Name())
+	}
+	return werr
+}
+
+// remove deletes the entry for hash, when its bytes did not compile.
+func (c prepCache) remove(hash [32]byte) {
+	if c.dir != "" {
+		_ = os.Remove(c.path(hash))
+	}
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
