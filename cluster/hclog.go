@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -72,7 +73,30 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	}
 	attrs = append(attrs, a.implied...)
 	attrs = append(attrs, args...)
+	for i := 1; i < len(attrs); i += 2 {
+		attrs[i] = hclogValue(attrs[i])
+	}
 	a.l.Log(context.Background(), slogLevel(level), msg, attrs...)
+}
+
+// hclogValue renders what hclog callers pass the way hclog would: raft
+// logs hclog.Fmt values and structs with a String method, which a JSON
+// handler would otherwise print as arrays and empty objects.
+func hclogValue(v any) any {
+	switch x := v.(type) {
+	case hclog.Format:
+		if len(x) > 0 {
+			if f, ok := x[0].(string); ok {
+				return fmt.Sprintf(f, x[1:]...)
+			}
+		}
+		return fmt.Sprint(x...)
+	case error:
+		return x.Error()
+	case fmt.Stringer:
+		return x.String()
+	}
+	return v
 }
 
 // Trace implements hclog.Logger.

@@ -111,7 +111,7 @@ func DefaultConfig() Config {
 			WriteTimeout: duration(60 * time.Second), IdleTimeout: duration(120 * time.Second),
 			MaxConns: 10000, MaxConcurrentStreams: 250, ShutdownGrace: duration(10 * time.Second),
 		},
-		TLS:   TLSFileConfig{Mode: "acme", CA: "https://acme-v02.api.letsencrypt.org/directory"},
+		TLS:   TLSFileConfig{Mode: "acme"},
 		Admin: AdminConfig{Listen: "127.0.0.1:9090", MaxModuleBytes: 64 << 20},
 		Raft:  RaftConfig{Bind: "127.0.0.1:7947"},
 		Runtime: RuntimeConfig{
@@ -144,7 +144,7 @@ func loadConfigFile(path string, base Config) (Config, error) {
 	if err != nil {
 		var perr toml.ParseError
 		if errors.As(err, &perr) {
-			return c, fmt.Errorf("config %s: %s", path, perr.ErrorWithPosition())
+			return c, fmt.Errorf("config %s:%d:%d: %s", path, perr.Position.Line, perr.Position.Col, perr.Message)
 		}
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}

@@ -83,7 +83,7 @@ func startNode(ctx context.Context, cfg Config, log *slog.Logger, dev bool) (_ *
 	cc.NodeID = ""
 	cc.RaftBind = cfg.Raft.Bind
 	cc.RaftAdvertise = cfg.Raft.Advertise
-	cc.Logger = log.With("component", "raft")
+	cc.Logger = log
 	if dev {
 		fast := cluster.FastConfig()
 		cc.HeartbeatTimeout, cc.ElectionTimeout, cc.LeaderLeaseTimeout = fast.HeartbeatTimeout, fast.ElectionTimeout, fast.LeaderLeaseTimeout
@@ -189,13 +189,15 @@ func startNode(ctx context.Context, cfg Config, log *slog.Logger, dev bool) (_ *
 
 // tlsConfig maps the [tls] table to the edge's TLS configuration.
 func tlsConfig(cfg Config) (edge.TLSConfig, error) {
-	tc := edge.TLSConfig{
-		Mode: edge.TLSMode(cfg.TLS.Mode), DataDir: cfg.DataDir, Names: cfg.TLS.Names,
-		Email: cfg.TLS.Email, CA: cfg.TLS.CA, OnDemand: cfg.TLS.OnDemand,
-		DisableHTTPChallenge: cfg.TLS.DisableHTTPChallenge, DisableTLSALPNChallenge: cfg.TLS.DisableTLSALPNChallenge,
-		CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile,
+	tc := edge.TLSConfig{Mode: edge.TLSMode(cfg.TLS.Mode), DataDir: cfg.DataDir, Names: cfg.TLS.Names}
+	switch tc.Mode {
+	case edge.TLSModeACME:
+		tc.Email, tc.CA, tc.OnDemand = cfg.TLS.Email, cfg.TLS.CA, cfg.TLS.OnDemand
+		tc.DisableHTTPChallenge, tc.DisableTLSALPNChallenge = cfg.TLS.DisableHTTPChallenge, cfg.TLS.DisableTLSALPNChallenge
+	case edge.TLSModeFiles:
+		tc.CertFile, tc.KeyFile = cfg.TLS.CertFile, cfg.TLS.KeyFile
 	}
-	if cfg.TLS.CARoot != "" {
+	if cfg.TLS.CARoot != "" && tc.Mode == edge.TLSModeACME {
 		pem, err := os.ReadFile(cfg.TLS.CARoot)
 		if err != nil {
 			return tc, fmt.Errorf("config key tls.ca_root: %w", err)

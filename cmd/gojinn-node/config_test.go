@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigDefaultsValidate(t *testing.T) {
+	dev := DevConfig()
+	if err := dev.Validate(); err != nil {
+		t.Fatalf("dev defaults: %v", err)
+	}
+	prod := DefaultConfig()
+	// acme needs names (or on-demand); that is the one thing the
+	// production defaults cannot know.
+	if err := prod.Validate(); err == nil || !strings.Contains(err.Error(), "tls.names") {
+		t.Fatalf("production defaults without names: %v", err)
+	}
+	prod.TLS.Names = []string{"example.com"}
+	if err := prod.Validate(); err != nil {
+		t.Fatalf("production defaults with a name: %v", err)
+	}
+}
+
+// Every invalid value is refused with the key that holds it.
+func TestConfigValidateTable(t *testing.T) {
+	for _, c := range []struct {
+		key string
+		mod func(*Config)
+	}{
+		{"data_dir", func(c *Config) { c.DataDir = "" }},
+		{"log_level", func(c *Config) { c.LogLevel = "verbose" }},
+		{"edge.https", func(c *Config) { c.Edge.HTTPS = "443" }},
+		{"edge.http", func(c *Config) { c.Edge.HTTP = "localhost" }},
+		{"edge.https", func(c *Config) { c.Edge.HTTPS, c.Edge.HTTP = "", "" }},
+		{"edge.http_mode", func(c *Config) { c.Edge.HTTPMode = "teleport" }},
+		{"edge.http_mode", func(c *Config) { c.Edge.HTTPS, c.Edge.HTTPMode = "", "redirect" }},
+		{"edge.max_header_bytes", func(c *Config) { c.Edge.MaxHeaderBytes = 0 }},
+		{"edge.max_body_bytes", func(c *Config) { c.Edge.MaxBodyBytes = -1 }},
+		{"edge.max_conns", func(c *Config) { c.Edge.MaxConns = 0 }},
+		{"edge.max_concurrent_streams", func(c *Config) { c.Edge.MaxConcurrentStreams = -5 }},
+		{"edge.read_timeout", func(c *Config) { c.Edge.ReadTimeout = 0 }},
+		{"edge.shutdown_grace", func(c *Config) { c.Edge.ShutdownGrace = duration(-time.Second) }},
+		{"tls.mode", func(c *Config) { c.TLS.Mode = "letsencrypt" }},
+		{"tls.cert_file", func(c *Config) { c.TLS.Mode = "files" }},
+		{"tls.names", func(c *Config) { c.TLS.Mode = "acme"; c.TLS.Names = nil }},
+		{"admin.listen", func(c *Config) { c.Admin.Listen = "" }},
+		{"admin.max_module_bytes", func(c *Config) { c.Admin.MaxModuleBytes = 0 }},
+		{"raft.bind", func(c *Config) { c.Raft.Bind = "nowhere" }},
+		{"raft.advertise", func(c *Config) { c.Raft.Advertise = "10.0.0.1" }},
+		{"runtime.max_concurrent_compiles", func(c *Config) { c.Runtime.MaxConcurrentCompiles = 0 }},
+		{"runtime.pool_idle_timeout", func(c *Config) { c.Runtime.PoolIdleTimeout = 0 }},
+	} {
+		cfg := DevConfig()
+		c.mod(&cfg)
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), "config key "+c.key+":") {
+			t.Errorf("%s: got %v, want an error naming the key", c.key, err)
+		}
+	}
+}
+
+func TestConfigFileEnvAndErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.toml", `
+data_dir = "/srv/gojinn"
+log_level = "debug"
+[edge]
+https = ":8443"
+read_timeout = "30s"
+max_conns = 500
+[tls]
+mode = "acme"
+names = ["a.example", "b.example"]
+email = "ops@a.example"
+`)
+	cfg, err := loadConfigFile(good, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "/srv/gojinn" || cfg.Edge.HTTPS != ":8443" || time.Duration(cfg.Edge.ReadTimeout) != 30*time.Second ||
+		cfg.Edge.MaxConns != 500 || len(cfg.TLS.Names) != 2 || cfg.Edge.HTTP != ":80" {
+		t.Fatalf("decoded %+v", cfg)
+	}
+	env := map[string]string{"GOJINN_EDGE_HTTPS": ":9443", "GOJINN_TLS_NAMES": "c.example, d.example", "GOJINN_EDGE_HTTP3": "false", "GOJINN_EDGE_IDLE_TIMEOUT": "5s"}
+	if err := applyEnv(&cfg, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Edge.HTTPS != ":9443" || strings.Join(cfg.TLS.Names, ",") != "c.example,d.example" || cfg.Edge.HTTP3 || time.Duration(cfg.Edge.IdleTimeout) != 5*time.Second {
+		t.Fatalf("env overrides: %+v", cfg)
+	}
+	for _, c := range []struct{ body, msg string }{
+		{"data_dir = \"x\"\n[edge]\nhtps = \":1\"\n", "unknown key edge.htps"},
+		{"[edge]\nread_timeout = \"soon\"\n", "not a duration"},
+		{"[edge\n", "bad.toml:2:"},
+		{"[edge]\nmax_conns = \"many\"\n", "max_conns"},
+	} {
+		_, err := loadConfigFile(write("bad.toml", c.body), DefaultConfig())
+		if err == nil || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%q: got %v, want %q", c.body, err, c.msg)
+		}
+	}
+	bad := map[string]string{"GOJINN_EDGE_MAX_CONNS": "lots"}
+	if err := applyEnv(&cfg, func(k string) (string, bool) { v, ok := bad[k]; return v, ok }); err == nil || !strings.Contains(err.Error(), "GOJINN_EDGE_MAX_CONNS") {
+		t.Fatalf("bad env: %v", err)
+	}
+}
+
+// The agent refuses a bad config before starting anything, naming the
+// problem, with exit code 2.
+func TestAgentConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "node.toml")
+	if err := os.WriteFile(p, []byte("[tls]\nmode = \"files\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code := runEnv(context.Background(), []string{"agent", "--config", p, "--data", dir}, &out, &errb, func(string) string { return "" })
+	if code != 2 || !strings.Contains(errb.String(), "tls.cert_file") {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	errb.Reset()
+	code = runEnv(context.Background(), []string{"agent", "--config", filepath.Join(dir, "missing.toml")}, &out, &errb, func(string) string { return "" })
+	if code != 2 || !strings.Contains(errb.String(), "missing.toml") {
+		t.Fatalf("missing file: exit %d: %s", code, errb.String())
+	}
+}
+
+// The agent runs from a config file; its admin token is printed at the
+// first start only and stored hashed, never in clear.
+func TestAgentTokenPrintedOnce(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	p := filepath.Join(dir, "node.toml")
+	conf := `data_dir = "` + data + `"
+[edge]
+https = "127.0.0.1:0"
+http = "127.0.0.1:0"
+[tls]
+mode = "internal"
+[admin]
+listen = "127.0.0.1:0"
+[raft]
+bind = "127.0.0.1:0"
+`
+	if err := os.WriteFile(p, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := func() string {
+		ctx, cancel := context.WithCancel(context.Background())
+		out := &lockedBuffer{}
+		errb := &lockedBuffer{}
+		done := make(chan int, 1)
+		go func() {
+			done <- runEnv(ctx, []string{"agent", "--config", p}, out, errb, func(string) string { return "" })
+		}()
+		deadline := time.Now().Add(60 * time.Second)
+		for !strings.Contains(out.String(), "trust the internal CA") {
+			select {
+			case code := <-done:
+				cancel()
+				t.Fatalf("agent exited with %d before it was ready\nstderr: %s", code, errb.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				cancel()
+				t.Fatalf("agent did not start\nstdout: %s\nstderr: %s", out.String(), errb.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		if code := <-done; code != 0 {
+			t.Fatalf("agent exit %d: %s", code, errb.String())
+		}
+		if strings.Contains(errb.String(), "gjn_") {
+			t.Fatalf("the token reached the log: %s", errb.String())
+		}
+		return out.String()
+	}
+	first := start()
+	i := strings.Index(first, "gjn_")
+	if i < 0 {
+		t.Fatalf("first start printed no token:\n%s", first)
+	}
+	token := strings.Fields(first[i:])[0]
+	if second := start(); strings.Contains(second, "gjn_") {
+		t.Fatalf("second start printed the token again:\n%s", second)
+	}
+	err := filepath.WalkDir(data, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte(token)) {
+			t.Errorf("%s holds the token in clear", path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
