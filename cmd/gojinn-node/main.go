@@ -157,24 +157,22 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	log := newLogger(stderr, cfg.LogLevel)
 	var seed func(context.Context, *node) error
 	if *module != "" {
-		seed = func(ctx context.Context, n *node) error { return deployHello(ctx, n, *module) }
+		seed = func(ctx context.Context, n *node) error {
+			if err := deployHello(ctx, n, *module); err != nil {
+				return fmt.Errorf("deploying the example: %w", err)
+			}
+			return nil
+		}
 	}
 	return serve(ctx, cfg, log, stdout, true, seed)
 }
 
 // serve runs a node until ctx ends or a listener fails.
 func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, dev bool, seed func(context.Context, *node) error) int {
-	n, err := startNode(ctx, cfg, log, dev)
+	n, err := startNodeSeeded(ctx, cfg, log, dev, seed)
 	if err != nil {
 		log.Error("node failed to start", "err", err)
 		return 1
-	}
-	if seed != nil {
-		if err := seed(ctx, n); err != nil {
-			log.Error("deploying the example", "err", err)
-			n.stop(context.Background())
-			return 1
-		}
 	}
 	printBanner(stdout, n, dev)
 	code := 0

@@ -51,7 +51,14 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 }
 
 // startNode starts every piece; on error it stops what it started.
-func startNode(ctx context.Context, cfg Config, log *slog.Logger, dev bool) (_ *node, err error) {
+func startNode(ctx context.Context, cfg Config, log *slog.Logger, dev bool) (*node, error) {
+	return startNodeSeeded(ctx, cfg, log, dev, nil)
+}
+
+// startNodeSeeded is startNode with a seed step that runs once the
+// registry and the admin API work but before the edge opens, so the first
+// request already finds what the seed deploys.
+func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool, seed func(context.Context, *node) error) (_ *node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -155,6 +162,12 @@ func startNode(ctx context.Context, cfg Config, log *slog.Logger, dev bool) (_ *
 			n.adminCh <- err
 		}
 	}()
+
+	if seed != nil {
+		if err := seed(ctx, n); err != nil {
+			return nil, err
+		}
+	}
 
 	// 7. The edge.
 	sc := edge.ServerConfig{
