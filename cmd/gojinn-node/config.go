@@ -59,7 +59,7 @@ type TLSFileConfig struct {
 	CARoot                  string   `toml:"ca_root"`
 	OnDemand                bool     `toml:"on_demand"`
 	DisableHTTPChallenge    bool     `toml:"disable_http_challenge"`
-	DisableTLSALPNChallenge bool     `toml:"disable_tlsalpn_challenge"`
+	DisableTLSALPNChallenge bool     `toml:"disable_tls_alpn_challenge"`
 	CertFile                string   `toml:"cert_file"`
 	KeyFile                 string   `toml:"key_file"`
 }

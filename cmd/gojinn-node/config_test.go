@@ -5,6 +5,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -208,6 +210,26 @@ bind = "127.0.0.1:0"
 		}
 		if bytes.Contains(b, []byte(token)) {
 			t.Errorf("%s holds the token in clear", path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Every config key appears in the reference in docs/operations.md, so the
+// documentation cannot fall behind the code.
+func TestConfigKeysDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg Config
+	err = walkConfig(reflect.ValueOf(&cfg).Elem(), "", func(key string, _ reflect.Value) error {
+		leaf := key[strings.LastIndex(key, ".")+1:]
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(leaf) + `\s+=`).Match(doc) {
+			t.Errorf("config key %s is not in the reference in docs/operations.md", key)
 		}
 		return nil
 	})
