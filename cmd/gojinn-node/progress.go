@@ -34,7 +34,14 @@ func newProgress(w io.Writer, label string) *progress {
 // update is the client's progress callback.
 func (p *progress) update(sent, total int64) {
 	p.sent, p.total = sent, total
-	if !p.tty || (time.Since(p.last) < 100*time.Millisecond && sent < total) {
+	if !p.tty {
+		if sent == total && sent > 0 && !p.drawn {
+			p.drawn = true
+			fmt.Fprintf(p.w, "uploaded %s (%s) in %s\n", p.label, mib(sent), time.Since(p.started).Round(time.Millisecond))
+		}
+		return
+	}
+	if time.Since(p.last) < 100*time.Millisecond && sent < total {
 		return
 	}
 	p.last = time.Now()
@@ -53,14 +60,10 @@ func (p *progress) line() string {
 		strings.Repeat("=", n), strings.Repeat(" ", width-n), mib(p.sent), mib(p.total), frac*100)
 }
 
-// done ends the bar. Nothing was uploaded when the node already had the
-// module; then it prints nothing.
+// done ends the bar.
 func (p *progress) done() {
-	switch {
-	case p.drawn:
+	if p.drawn && p.tty {
 		fmt.Fprintln(p.w)
-	case p.sent > 0:
-		fmt.Fprintf(p.w, "uploaded %s (%s) in %s\n", p.label, mib(p.sent), time.Since(p.started).Round(time.Millisecond))
 	}
 }
 
