@@ -44,52 +44,67 @@ type instance struct {
 // newInstance instantiates a reactor module and runs its _initialize.
 // Pooled instances with a reset strategy are primed and snapshotted.
 func (f *Function) newInstance(ctx context.Context, m *module, pooled bool) (*instance, error) {
-	reset := pooled && f.reset != ResetNone
-	kind := memPlain
-	if reset {
-		kind = memKindFor(f.reset)
-	}
-	in := &instance{
-		fn:     f,
-		reset:  reset,
-		stdout: newCapWriter(f.spec.Limits.MaxStdout),
-		stderr: newCapWriter(f.spec.Limits.MaxStderr),
-		stack:  make([]uint64, 1),
-	}
-	cfg := f.base.WithStdout(in.stdout).WithStderr(in.stderr).WithNanosleep(in.sleep.sleep)
-	sb := &sandbox{sleep: &in.sleep, stderr: in.stderr}
+	in := f.allocInstance(pooled)
 	// One guard covers instantiation, _initialize and the priming call.
-	_, ierr, broken := f.guarded(ctx, sb, "initialising the module", func(g *guard) error {
-		if err := f.newSandbox(g, m, kind, cfg, sb); err != nil {
-			return err
-		}
-		in.sb, in.mod, in.mem = sb, sb.mod, sb.mem
-		in.reserve = sb.mod.ExportedFunction(exportReserve)
-		in.handle = sb.mod.ExportedFunction(exportHandle)
-		if m.init {
-			if _, err := sb.mod.ExportedFunction(exportInitialize).Call(g.ctx); err != nil {
-				return err
-			}
-		}
-		if reset {
-			return in.ensureBuffer(g.ctx, primeReserve)
-		}
-		return nil
+	_, ierr, broken := f.guarded(ctx, in.sb, "initialising the module", func(g *guard) error {
+		return in.start(g, m)
 	})
 	if ierr == nil && broken {
 		ierr = f.errorf(ErrCanceled, nil, "stopped while initialising the module")
 	}
 	if ierr != nil {
-		sb.close()
+		in.sb.close()
 		return nil, ierr
 	}
-	if reset {
+	if in.reset {
 		if err := in.snapshot(m); err != nil {
 			in.close()
 			return nil, err
 		}
 	}
 	return in, nil
+}
+
+// allocInstance makes the host side of an instance; start creates the
+// guest side.
+func (f *Function) allocInstance(pooled bool) *instance {
+	in := &instance{
+		fn:     f,
+		reset:  pooled && f.reset != ResetNone,
+		stdout: newCapWriter(f.spec.Limits.MaxStdout),
+		stderr: newCapWriter(f.spec.Limits.MaxStderr),
+		stack:  make([]uint64, 1),
+	}
+	in.sb = &sandbox{sleep: &in.sleep, stderr: in.stderr}
+	return in
+}
+
+// start instantiates m under the running guard g and runs _initialize;
+// an instance that will be reset also reserves its request buffer, so the
+// buffer is part of the snapshot.
+func (in *instance) start(g *guard, m *module) error {
+	f := in.fn
+	kind := memPlain
+	if in.reset {
+		kind = memKindFor(f.reset)
+	}
+	cfg := f.base.WithStdout(in.stdout).WithStderr(in.stderr).WithNanosleep(in.sleep.sleep)
+	sb := in.sb
+	if err := f.newSandbox(g, m, kind, cfg, sb); err != nil {
+		return err
+	}
+	in.mod, in.mem = sb.mod, sb.mem
+	in.reserve = sb.mod.ExportedFunction(exportReserve)
+	in.handle = sb.mod.ExportedFunction(exportHandle)
+	if m.init {
+		if _, err := sb.mod.ExportedFunction(exportInitialize).Call(g.ctx); err != nil {
+			return err
+		}
+	}
+	if in.reset {
+		return in.ensureBuffer(g.ctx, primeReserve)
+	}
+	return nil
 }
 
 // snapshot records the state every request starts from: linear memory and
@@ -126,13 +141,29 @@ func (in *instance) ensureBuffer(ctx context.Context, n uint32) error {
 // serve runs one request. broken reports that the instance must not be
 // reused.
 func (in *instance) serve(ctx context.Context, req *protocol.Request) (res *Result, broken bool, err error) {
+	return in.serveWith(ctx, req, nil)
+}
+
+// serveWith is serve; when m is not nil the instance is first started
+// from m under the same guard (isolated mode: one guard, and one pair of
+// CPU clock reads, per invocation).
+func (in *instance) serveWith(ctx context.Context, req *protocol.Request, m *module) (res *Result, broken bool, err error) {
 	f := in.fn
 	in.wire = protocol.AppendRequestWire(in.wire[:0], req)
 	if len(in.wire) > math.MaxUint32/2 {
 		return nil, false, f.errorf(ErrRequestTooLarge, nil, "encoded request is %d bytes", len(in.wire))
 	}
+	during := "handling the request"
+	if m != nil {
+		during = "starting the module and handling the request"
+	}
 	var packed uint64
-	cpu, ierr, broken := f.guarded(ctx, in.sb, "handling the request", func(g *guard) (err error) {
+	cpu, ierr, broken := f.guarded(ctx, in.sb, during, func(g *guard) (err error) {
+		if m != nil {
+			if err := in.start(g, m); err != nil {
+				return err
+			}
+		}
 		packed, err = in.call(g.ctx)
 		return err
 	})

@@ -30,12 +30,9 @@ func (f *Function) invokePooled(ctx context.Context, p *pool, req *protocol.Requ
 // invokeIsolated serves req in a fresh sandbox that is closed afterwards.
 func (f *Function) invokeIsolated(ctx context.Context, m *module, req *protocol.Request) (*Result, error) {
 	if m.abi == abiReactorV1 {
-		in, err := f.newInstance(ctx, m, false)
-		if err != nil {
-			return nil, err
-		}
-		defer in.close()
-		res, _, err := in.serve(ctx, req)
+		in := f.allocInstance(false)
+		defer in.sb.close()
+		res, _, err := in.serveWith(ctx, req, m)
 		return res, err
 	}
 	return f.runCommand(ctx, m, req)

@@ -81,13 +81,21 @@ type cowMemory struct {
 	snapped bool
 	inited  bool
 	freed   bool
-	pm      []uint64 // pagemap entries, reused by Reset
+	// fileBacked is set once Snapshot starts mapping a memfd: from then
+	// on the reservation is never recycled.
+	fileBacked bool
+	pm         []uint64 // pagemap entries, reused by Reset
 }
 
 func roundUp(n uint64) uint64 { return (n + pageSize - 1) &^ (pageSize - 1) }
 
 func newCoWMemory(limit uint64) (Memory, error) {
 	res := max(roundUp(limit), pageSize)
+	if mp := takeSpare(uintptr(res)); mp != nil {
+		m := &cowMemory{base: mp.base, res: res, max: limit, m: mp}
+		m.cleanup = runtime.AddCleanup(m, (*mapping).unmap, m.m)
+		return m, nil
+	}
 	p, err := unix.MmapPtr(-1, 0, nil, uintptr(res), unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
@@ -98,6 +106,93 @@ func newCoWMemory(limit uint64) (Memory, error) {
 	m := &cowMemory{base: p, res: res, max: limit, m: &mapping{base: p, size: uintptr(res)}}
 	m.cleanup = runtime.AddCleanup(m, (*mapping).unmap, m.m)
 	return m, nil
+}
+
+// Spare reservations. Creating a memory costs an mmap, then a page fault
+// for every page the guest touches, and freeing it an munmap, which on a
+// multi-threaded process interrupts the other CPUs to flush their TLBs:
+// together most of an isolated invocation of a small guest. So a freed
+// memory that never had a snapshot (its whole reservation is anonymous) and
+// touched few pages is scrubbed (every page the kernel reports present or
+// swapped out is zeroed; the rest read as zero anyway) and kept for the
+// next memory of the same size, its pages still mapped.
+const (
+	maxSpares     = 8
+	maxScrubPages = 256 // 1 MiB; bigger memories are unmapped
+)
+
+var spares struct {
+	mu   sync.Mutex
+	list []*mapping
+}
+
+// takeSpare returns a scrubbed reservation of size bytes, or nil.
+func takeSpare(size uintptr) *mapping {
+	spares.mu.Lock()
+	defer spares.mu.Unlock()
+	for i, mp := range spares.list {
+		if mp.size == size {
+			last := len(spares.list) - 1
+			spares.list[i] = spares.list[last]
+			spares.list[last] = nil
+			spares.list = spares.list[:last]
+			return mp
+		}
+	}
+	return nil
+}
+
+// releaseSpares unmaps every spare reservation.
+func releaseSpares() {
+	spares.mu.Lock()
+	list := spares.list
+	spares.list = nil
+	spares.mu.Unlock()
+	for _, mp := range list {
+		mp.unmap()
+	}
+}
+
+// recycle scrubs m's reservation and keeps it as a spare. It reports false,
+// leaving m to be unmapped, when m is not eligible or there is no room. The
+// caller holds m.mu and has marked m freed.
+func (m *cowMemory) recycle() bool {
+	if m.fileBacked {
+		return false
+	}
+	spares.mu.Lock()
+	room := len(spares.list) < maxSpares
+	spares.mu.Unlock()
+	if !room {
+		return false
+	}
+	n := roundUp(m.length)
+	ents, ok := m.readPagemap(n)
+	if !ok {
+		return false
+	}
+	touched := 0
+	for _, e := range ents {
+		if e&(pmPresent|pmSwapped) != 0 {
+			touched++
+		}
+	}
+	if touched > maxScrubPages {
+		return false
+	}
+	mem := m.bytes(n)
+	for i, e := range ents {
+		if e&(pmPresent|pmSwapped) != 0 {
+			clear(mem[uint64(i)*pageSize : uint64(i+1)*pageSize])
+		}
+	}
+	spares.mu.Lock()
+	defer spares.mu.Unlock()
+	if len(spares.list) >= maxSpares {
+		return false
+	}
+	spares.list = append(spares.list, m.m)
+	return true
 }
 
 // bytes returns the first n bytes of the reservation.
@@ -134,7 +229,9 @@ func (m *cowMemory) Free() {
 	if !m.freed {
 		m.freed = true
 		m.cleanup.Stop()
-		m.m.unmap()
+		if !m.recycle() {
+			m.m.unmap()
+		}
 	}
 	m.mu.Unlock()
 }
@@ -167,6 +264,7 @@ func (m *cowMemory) Snapshot() error {
 }
 
 func (m *cowMemory) mapSnapshot(n uint64) error {
+	m.fileBacked = true
 	fd, err := unix.MemfdCreate("linmem-snapshot", unix.MFD_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("memfd_create: %w", err)
@@ -273,18 +371,8 @@ var pagemap = sync.OnceValue(func() *os.File {
 // changed nothing, when it cannot tell which pages are private or there
 // are too many of them.
 func (m *cowMemory) restorePrivate(n uint64) bool {
-	pm := pagemap()
-	if pm == nil {
-		return false
-	}
-	pages := int(n / pageSize)
-	if cap(m.pm) < pages {
-		m.pm = make([]uint64, pages)
-	}
-	ents := m.pm[:pages]
-	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(ents))), 8*pages)
-	off := int64(uintptr(m.base) / uintptr(pageSize) * 8)
-	if k, err := pm.ReadAt(raw, off); err != nil || k != len(raw) {
+	ents, ok := m.readPagemap(n)
+	if !ok {
 		return false
 	}
 	priv := 0
@@ -311,6 +399,26 @@ func (m *cowMemory) restorePrivate(n uint64) bool {
 		}
 	}
 	return true
+}
+
+// readPagemap returns the pagemap entries of the first n bytes of m, in
+// storage m reuses.
+func (m *cowMemory) readPagemap(n uint64) ([]uint64, bool) {
+	pm := pagemap()
+	if pm == nil {
+		return nil, false
+	}
+	pages := int(n / pageSize)
+	if cap(m.pm) < pages {
+		m.pm = make([]uint64, pages)
+	}
+	ents := m.pm[:pages]
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(ents))), 8*pages)
+	off := int64(uintptr(m.base) / uintptr(pageSize) * 8)
+	if k, err := pm.ReadAt(raw, off); err != nil || k != len(raw) {
+		return nil, false
+	}
+	return ents, true
 }
 
 // isPrivate reports whether a pagemap entry may hold data that differs from

@@ -195,3 +195,71 @@ func privatePages(t *testing.T, m *cowMemory) int {
 	}
 	return n
 }
+
+// TestCoWRecycleScrubs checks spare reservations: a freed memory without
+// a snapshot is reused only after every page it touched reads as zero;
+// memories with a snapshot, or that touched too many pages, are unmapped.
+func TestCoWRecycleScrubs(t *testing.T) {
+	if !CoWSupported() {
+		t.Skip("KindCoW needs memfd_create, which this system refuses; the copy kind is tested instead")
+	}
+	if pagemap() == nil {
+		t.Skip("/proc/self/pagemap is not readable here; memories are never recycled")
+	}
+	releaseSpares()
+	defer releaseSpares()
+	const size = 64 * wasmPage
+	a := newAlloc(t, KindCoW, size)
+	rng := rand.New(rand.NewPCG(5, 6))
+	newMem := func() (*cowMemory, []byte) {
+		mem, err := a.NewMemory(wasmPage, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mem.(*cowMemory), mem.Reallocate(4 * wasmPage)
+	}
+	m, b := newMem()
+	base := m.base
+	for range 2000 {
+		b[rng.IntN(len(b))] = byte(1 + rng.IntN(255))
+	}
+	_ = b[len(b)-1] // a read maps the zero page
+	m.Free()
+	for round := range 5 {
+		m, b = newMem()
+		if m.base != base {
+			t.Fatalf("round %d: the freed reservation was not reused", round)
+		}
+		b = m.Reallocate(size)
+		if !bytes.Equal(b, make([]byte, len(b))) {
+			t.Fatalf("round %d: a recycled memory holds data", round)
+		}
+		for range 50 {
+			b[rng.IntN(len(b))] = 7
+		}
+		m.Free()
+	}
+
+	// Too many pages touched: unmapped, not kept.
+	m, b = newMem()
+	base = m.base
+	b = m.Reallocate(size)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	m.Free()
+	if takeSpare(uintptr(size)) != nil {
+		t.Fatal("a memory that touched more than maxScrubPages pages was kept")
+	}
+
+	// A snapshot makes the reservation file-backed: never recycled.
+	m, b = newMem()
+	b[0] = 1
+	if err := m.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	m.Free()
+	if takeSpare(uintptr(size)) != nil {
+		t.Fatal("a memory with a snapshot was kept")
+	}
+}
