@@ -37,7 +37,7 @@ func TestHandlerRouting(t *testing.T) {
 	router.Swap(table)
 	srv := httptest.NewServer(&edge.Handler{Invoker: e, Router: router, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer srv.Close()
-	do := func(method, host, path string) (*http.Response, string) {
+	do := func(method, host, path string) (answer, string) {
 		req, _ := http.NewRequest(method, srv.URL+path, nil)
 		req.Host = host
 		resp, err := srv.Client().Do(req)
@@ -46,7 +46,7 @@ func TestHandlerRouting(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		return resp, string(b)
+		return answer{resp.StatusCode, resp.Proto, resp.Header}, string(b)
 	}
 	if resp, _ := do("GET", "a.example", "/tiny/x"); resp.StatusCode != 200 {
 		t.Errorf("routed: %d", resp.StatusCode)
