@@ -1,4 +1,8 @@
-// Package edge turns HTTP requests into function invocations: it converts
-// between net/http and the guest protocol and maps invocation errors to
-// HTTP answers. Listeners, TLS and routing arrive with the edge issue.
+// Package edge is a node's HTTP front: listeners for HTTP/1.1 and HTTP/2
+// over TLS and HTTP/3 over QUIC on one port, plus plain HTTP (Server); TLS
+// certificates from an internal CA, ACME through CertMagic, or files (TLS);
+// the router that maps host, path and method to a function (Router); and
+// the handler that turns a request into a guest-protocol invocation and its
+// errors into HTTP statuses (Handler). It knows nothing of Raft; DESIGN.md
+// says why it is built this way.
 package edge
