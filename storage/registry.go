@@ -19,8 +19,11 @@ type ApplyResult struct {
 	// Version is the deployed or now active version; zero for a remove and
 	// on error.
 	Version Version
-	// Err wraps ErrInvalid, ErrFunctionNotFound or ErrVersionNotFound.
+	// Err wraps ErrInvalid, ErrFunctionNotFound or ErrVersionNotFound,
+	// or for a KV command ErrKVQuota, ErrKVTooLarge or a *KVConflictError.
 	Err error
+	// KV is a KV command's result.
+	KV KVResult
 }
 
 // entry is the registry's record of one name. It survives a remove (with a
@@ -46,13 +49,16 @@ type State struct {
 	entries map[string]*entry
 	// sorted holds the registered functions by name, built once per State.
 	sorted []*Function
+	// kv holds the KV namespaces by name (kv.go).
+	kv kvTree[*kvNamespace]
 }
 
 var emptyState = &State{entries: map[string]*entry{}}
 
-// Index is the Raft index of the last command applied to this state (0 for
-// the empty registry). Raft entries that are not registry commands, such as
-// configuration changes, do not advance it.
+// Index is the Raft index of the last function registry command applied to
+// this state (0 for the empty registry). Raft entries that are not registry
+// commands, such as configuration changes and KV commands, do not advance
+// it: readers that wait for it (the reconciler) care about functions only.
 func (s *State) Index() uint64 { return s.index }
 
 // Len is the number of registered functions.
@@ -92,9 +98,9 @@ func (s *State) LiveBlobs() map[string]struct{} {
 // index set; the sorted list is rebuilt only when entries change.
 func (s *State) with(entries map[string]*entry, index uint64) *State {
 	if entries == nil {
-		return &State{index: index, entries: s.entries, sorted: s.sorted}
+		return &State{index: index, entries: s.entries, sorted: s.sorted, kv: s.kv}
 	}
-	next := &State{index: index, entries: entries}
+	next := &State{index: index, entries: entries, kv: s.kv}
 	for _, e := range entries {
 		if e.fn != nil {
 			next.sorted = append(next.sorted, e.fn)
@@ -133,8 +139,9 @@ func NewRegistry() *Registry {
 // State returns the current snapshot of the registry.
 func (r *Registry) State() *State { return r.state.Load() }
 
-// Subscribe returns a channel that receives a value after every Apply and
-// Restore, and a function that ends the subscription. The channel has a
+// Subscribe returns a channel that receives a value after every Apply of a
+// registry command and every Restore (KV writes do not notify: they would
+// wake route-table rebuilds for nothing), and a function that ends the subscription. The channel has a
 // buffer of one and sends never block, so a slow reader sees one pending
 // notification for any number of changes and must read State() to learn
 // what changed. The channel is not closed by unsubscribe.
@@ -161,19 +168,29 @@ func (r *Registry) notify() {
 	}
 }
 
-// Apply implements raft.FSM. It decodes the entry as a Command and applies
-// it, returning an ApplyResult (never a nil value and never a panic, for any
+// Apply implements raft.FSM. It decodes the entry as a KV command (tagged
+// with KVCommandTag) or a registry Command and applies it, returning an
+// ApplyResult (never a nil value and never a panic, for any
 // bytes).
 func (r *Registry) Apply(l *raft.Log) any {
 	return r.ApplyCommand(l.Index, l.Data)
 }
 
-// ApplyCommand applies an encoded Command as the Raft entry at index. It is
-// what Apply does; tests and tools may call it directly.
+// ApplyCommand applies an encoded Command, or a KV command from
+// EncodeKVCommand, as the Raft entry at index. It is what Apply does; tests
+// and tools may call it directly. A KV command changes neither Index nor
+// notifies subscribers.
 func (r *Registry) ApplyCommand(index uint64, data []byte) ApplyResult {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 	cur := r.state.Load()
+	if IsKVCommand(data) {
+		kv, res := cur.applyKV(index, data)
+		next := *cur
+		next.kv = kv
+		r.state.Store(&next)
+		return res
+	}
 	var (
 		res     ApplyResult
 		entries map[string]*entry

@@ -415,7 +415,7 @@ func TestRestoreRejectsBadSnapshots(t *testing.T) {
 	lines := strings.SplitAfter(good, "\n")
 	for name, snap := range map[string]string{
 		"empty":          "",
-		"future format":  strings.Replace(good, `"format":1`, `"format":99`, 1),
+		"future format":  strings.Replace(good, fmt.Sprintf(`"format":%d`, snapshotFormat), `"format":99`, 1),
 		"truncated":      lines[0],
 		"trailing data":  good + good,
 		"bad name":       strings.Replace(good, `"name":"a"`, `"name":"A"`, 2),

@@ -13,16 +13,20 @@ import (
 )
 
 // snapshotFormat is the version of the snapshot encoding. Restore refuses
-// formats it does not know rather than guess.
-const snapshotFormat = 1
+// formats it does not know rather than guess. Format 1 had no KV; format 2
+// appends the KV namespaces (kv_snapshot.go). Both restore.
+const snapshotFormat = 2
 
 // The snapshot is JSON lines: one snapshotHeader, then one snapshotRecord
-// per name ever used, sorted by name. Writing and reading a record at a time
-// keeps memory flat however many functions there are.
+// per name ever used, sorted by name, then (format 2) the KV namespaces.
+// Writing and reading a record at a time keeps memory flat however many
+// functions and keys there are.
 type snapshotHeader struct {
 	Format int    `json:"format"`
 	Index  uint64 `json:"index"`
 	Names  int    `json:"names"`
+	// KVNamespaces counts the KV namespace records (format 2).
+	KVNamespaces int `json:"kv_namespaces,omitempty"`
 }
 
 type snapshotRecord struct {
@@ -61,7 +65,8 @@ func (s *State) Encode(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	enc := json.NewEncoder(bw)
 	names := slices.Sorted(maps.Keys(s.entries))
-	if err := enc.Encode(snapshotHeader{Format: snapshotFormat, Index: s.index, Names: len(names)}); err != nil {
+	h := snapshotHeader{Format: snapshotFormat, Index: s.index, Names: len(names), KVNamespaces: s.kv.Len()}
+	if err := enc.Encode(h); err != nil {
 		return fmt.Errorf("registry snapshot: write header: %w", err)
 	}
 	for _, name := range names {
@@ -70,6 +75,9 @@ func (s *State) Encode(w io.Writer) error {
 		if err := enc.Encode(rec); err != nil {
 			return fmt.Errorf("registry snapshot: write %q: %w", name, err)
 		}
+	}
+	if err := s.encodeKV(enc); err != nil {
+		return err
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("registry snapshot: flush: %w", err)
@@ -100,11 +108,11 @@ func DecodeState(rd io.Reader) (*State, error) {
 	if err := dec.Decode(&h); err != nil {
 		return nil, fmt.Errorf("registry snapshot: read header: %w", err)
 	}
-	if h.Format != snapshotFormat {
-		return nil, fmt.Errorf("registry snapshot: format %d is not %d: written by another gojinn version (upgrade this node)", h.Format, snapshotFormat)
+	if h.Format != 1 && h.Format != snapshotFormat {
+		return nil, fmt.Errorf("registry snapshot: format %d is not 1 or %d: written by another gojinn version (upgrade this node)", h.Format, snapshotFormat)
 	}
-	if h.Names < 0 {
-		return nil, fmt.Errorf("registry snapshot: header counts %d names", h.Names)
+	if h.Names < 0 || h.KVNamespaces < 0 || (h.Format == 1 && h.KVNamespaces != 0) {
+		return nil, fmt.Errorf("registry snapshot: format %d header counts %d names and %d KV namespaces", h.Format, h.Names, h.KVNamespaces)
 	}
 	entries := make(map[string]*entry, min(h.Names, 1<<16))
 	for i := 0; i < h.Names; i++ {
@@ -123,10 +131,16 @@ func DecodeState(rd io.Reader) (*State, error) {
 		}
 		entries[rec.Name] = &entry{fn: rec.Function, lastVersion: rec.LastVersion, previous: rec.Previous}
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("registry snapshot: data after the %d names the header counts", h.Names)
+	kv, err := decodeKV(dec, h.KVNamespaces)
+	if err != nil {
+		return nil, err
 	}
-	return emptyState.with(entries, h.Index), nil
+	if dec.More() {
+		return nil, fmt.Errorf("registry snapshot: data after the %d names and %d KV namespaces the header counts", h.Names, h.KVNamespaces)
+	}
+	st := emptyState.with(entries, h.Index)
+	st.kv = kv
+	return st, nil
 }
 
 // check rejects records Apply could never have produced.
