@@ -195,3 +195,52 @@ func TestAbuseUnderConcurrentLoad(t *testing.T) {
 		t.Fatalf("abused function no longer serves: %d %q", st, body)
 	}
 }
+
+// The caller's context stops a guest in every mode, also a warm pooled
+// instance (whose guard is reused from call to call), and the function
+// keeps serving afterwards; a context that has already ended stops the
+// call at once.
+func TestCallerCancelStopsGuest(t *testing.T) {
+	e := newEngine(t)
+	for _, mc := range allModes {
+		t.Run(mc.name, func(t *testing.T) {
+			mod := abuseReactor(t)
+			if mc.cmd {
+				mod = abuseCommand(t)
+			}
+			f := load(t, e, runtime.FunctionSpec{Name: "cancel-" + mc.name, Module: mod, Mode: mc.mode, Reset: mc.reset,
+				Limits: runtime.Limits{Timeout: time.Minute, MaxInstances: 1}})
+			for round := range 3 {
+				mustInvoke(t, f, get("/ok")) // warm the instance
+				ctx, cancel := context.WithCancel(context.Background())
+				timer := time.AfterFunc(100*time.Millisecond, cancel)
+				start := time.Now()
+				_, err := f.Invoke(ctx, get("/sleep?n=20000"))
+				timer.Stop()
+				cancel()
+				if !errors.Is(err, runtime.ErrCanceled) {
+					t.Fatalf("round %d: got %v, want ErrCanceled", round, err)
+				}
+				if d := time.Since(start); d > 15*time.Second {
+					t.Fatalf("round %d: the sleep was not cut short: %v", round, d)
+				}
+				if _, err := f.Invoke(ctx, get("/ok")); !errors.Is(err, runtime.ErrCanceled) {
+					t.Fatalf("round %d: with an ended context: got %v, want ErrCanceled", round, err)
+				}
+			}
+			// Many short calls with a short timeout: a timer left over from
+			// one call must not stop the next.
+			f = load(t, e, runtime.FunctionSpec{Name: "cancel-" + mc.name, Module: mod, Mode: mc.mode, Reset: mc.reset,
+				Limits: runtime.Limits{Timeout: 2 * time.Second, MaxInstances: 1}})
+			n := 200 // the reusable guard is the pooled modes'
+			if mc.mode == runtime.ModeIsolated {
+				n = 5
+			}
+			for i := range n {
+				if st, body := mustInvoke(t, f, get("/ok")); st != 200 || body != "ok" {
+					t.Fatalf("call %d: %d %q", i, st, body)
+				}
+			}
+		})
+	}
+}

@@ -10,10 +10,11 @@ import (
 	"github.com/tetratelabs/wazero/api"
 )
 
-// Causes recorded on an invocation's context when the host stops it.
+// Causes recorded when the host stops an invocation.
 var (
 	errCauseTimeout = errors.New("wall-clock timeout")
 	errCauseCPU     = errors.New("CPU-time budget exhausted")
+	errCauseCaller  = errors.New("the caller's context ended")
 )
 
 // guard bounds one invocation in wall-clock time and CPU time with a
@@ -22,10 +23,20 @@ var (
 // by the timer whenever the budget could have been spent (CPU time never
 // runs ahead of wall time, so the timer first fires when the smaller of the
 // two limits is reached and re-arms for what remains).
+//
+// A guard comes in two forms. A one-shot guard (startGuard) derives a
+// context that it cancels to stop the guest; it serves calls that create
+// an instance, and modules compiled with wazero's own termination checks,
+// which watch that context. A warm instance of an instrumented module
+// keeps a reusable guard (newReusableGuard, begin) instead: it stops the
+// guest only through its stop global, so it needs no context of its own,
+// and its timer is made once. That saves most of the host's per-call
+// allocations.
 type guard struct {
 	parent   context.Context
-	ctx      context.Context
+	ctx      context.Context // the context guest calls get
 	cancel   context.CancelCauseFunc
+	reusable bool
 	start    time.Time
 	deadline time.Time
 	budget   time.Duration // CPU budget; 0 when the timeout bounds it
@@ -41,7 +52,10 @@ type guard struct {
 	mu    sync.Mutex // serializes the timer and stop callbacks with stop
 	timer *time.Timer
 	done  bool
-	fired bool // the stop global was set: the instance must not be reused
+	fired bool  // the stop global was set: the instance must not be reused
+	cause error // reusable guards: why the guest was stopped
+	gen   uint64
+	wake  chan struct{} // reusable guards: closed when stopped, made on demand
 }
 
 // startGuard locks the calling goroutine to its thread and arms the limits.
@@ -50,31 +64,73 @@ func startGuard(parent context.Context, timeout, budget time.Duration, sl *sleep
 	goruntime.LockOSThread()
 	g := &guard{parent: parent, start: time.Now(), stopG: stopG}
 	g.ctx, g.cancel = context.WithCancelCause(parent)
-	sl.arm(g.ctx)
+	sl.arm(g)
 	if stopG != nil {
 		g.attach(stopG)
 	}
+	g.arm(timeout, budget)
+	g.mu.Lock() // check may run before AfterFunc returns
+	g.timer = time.AfterFunc(g.firstCheck(timeout), g.check)
+	g.mu.Unlock()
+	return g
+}
+
+// newReusableGuard returns a guard for the calls of one warm instance of
+// an instrumented module, stopped through stopG. Use it through begin and
+// stop, one call at a time.
+func newReusableGuard(stopG api.MutableGlobal) *guard {
+	return &guard{reusable: true, stopG: stopG}
+}
+
+// begin is startGuard for a reusable guard.
+func (g *guard) begin(parent context.Context, timeout, budget time.Duration, sl *sleeper) {
+	goruntime.LockOSThread()
+	// Under the lock: a timer callback of the previous call may still run.
+	g.mu.Lock()
+	g.parent, g.ctx = parent, parent
+	g.start = time.Now()
+	g.done, g.fired, g.cause, g.wake = false, false, nil, nil
+	g.gen++
+	gen := g.gen
+	g.arm(timeout, budget)
+	if g.timer == nil {
+		g.timer = time.AfterFunc(g.firstCheck(timeout), g.check)
+	} else {
+		g.timer.Reset(g.firstCheck(timeout))
+	}
+	g.mu.Unlock()
+	sl.arm(g)
+	if parent.Done() != nil {
+		g.unregister = context.AfterFunc(parent, func() {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			if !g.done && g.gen == gen {
+				g.halt(errCauseCaller)
+			}
+		})
+	}
+}
+
+// arm records the limits and the thread's CPU clock at the start.
+func (g *guard) arm(timeout, budget time.Duration) {
 	g.deadline = g.start.Add(timeout)
+	g.budget, g.tid = 0, 0
 	if budget > 0 && budget < timeout {
 		g.budget = budget
 		g.tid = currentThread()
 	}
 	g.cpu0 = threadCPU()
-	g.mu.Lock() // check may run before AfterFunc returns
-	g.timer = time.AfterFunc(min(timeout, g.budgetOrMax()), g.check)
-	g.mu.Unlock()
-	return g
 }
 
-func (g *guard) budgetOrMax() time.Duration {
+func (g *guard) firstCheck(timeout time.Duration) time.Duration {
 	if g.budget == 0 {
-		return time.Duration(1<<63 - 1)
+		return timeout
 	}
-	return g.budget
+	return min(timeout, g.budget)
 }
 
-// attach makes the guard stop an instrumented guest through its stop
-// global when the invocation's context ends. Call it on the guard's
+// attach makes a one-shot guard stop an instrumented guest through its
+// stop global when the invocation's context ends. Call it on the guard's
 // goroutine, at most once.
 func (g *guard) attach(stopG api.MutableGlobal) {
 	g.mu.Lock()
@@ -84,7 +140,7 @@ func (g *guard) attach(stopG api.MutableGlobal) {
 }
 
 // fire stops an instrumented guest at its next loop iteration. It runs on
-// its own goroutine once the invocation's context ends.
+// its own goroutine once a one-shot guard's context ends.
 func (g *guard) fire() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -94,7 +150,41 @@ func (g *guard) fire() {
 	}
 }
 
-// check runs on the timer's goroutine.
+// halt stops the guest for cause. g.mu is held.
+func (g *guard) halt(cause error) {
+	if !g.reusable {
+		g.cancel(cause) // fire, or wazero's checks, do the rest
+		return
+	}
+	if g.fired {
+		return
+	}
+	g.cause, g.fired = cause, true
+	g.stopG.Set(1)
+	if g.wake != nil {
+		close(g.wake)
+	}
+}
+
+// sleepDone returns a channel that is closed when the guest is stopped,
+// for the sleeper.
+func (g *guard) sleepDone() <-chan struct{} {
+	if !g.reusable {
+		return g.ctx.Done()
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.wake == nil {
+		g.wake = make(chan struct{})
+		if g.fired {
+			close(g.wake)
+		}
+	}
+	return g.wake
+}
+
+// check runs on the timer's goroutine. On a reusable guard it may run late,
+// in the next call; it then checks that call's limits, which is harmless.
 func (g *guard) check() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -104,7 +194,7 @@ func (g *guard) check() {
 	now := time.Now()
 	left := g.deadline.Sub(now)
 	if left <= 0 {
-		g.cancel(errCauseTimeout)
+		g.halt(errCauseTimeout)
 		return
 	}
 	if g.budget > 0 {
@@ -112,7 +202,7 @@ func (g *guard) check() {
 		if ok {
 			cpuLeft := g.budget - (used - g.cpu0)
 			if cpuLeft <= 0 {
-				g.cancel(errCauseCPU)
+				g.halt(errCauseCPU)
 				return
 			}
 			left = min(left, cpuLeft)
@@ -126,32 +216,36 @@ func (g *guard) check() {
 // ErrCPUBudget or ErrCanceled (the caller's context ended). When it returns
 // a reason the instance may be stopped or half-stopped and must be
 // discarded even if the guest call itself returned. It must run on the
-// goroutine that called startGuard.
+// goroutine that called startGuard or begin.
 func (g *guard) stop() (time.Duration, error) {
 	used := threadCPU() - g.cpu0
 	g.mu.Lock()
 	g.done = true
 	g.timer.Stop()
-	fired := g.fired
+	fired, cause := g.fired, g.cause
 	g.mu.Unlock()
 	if g.unregister != nil {
 		g.unregister()
+		g.unregister = nil
 	}
 	goruntime.UnlockOSThread()
-	var kind error
-	if g.ctx.Err() != nil || fired {
-		switch context.Cause(g.ctx) {
-		case errCauseTimeout:
-			kind = ErrTimeout
-		case errCauseCPU:
-			kind = ErrCPUBudget
-		default:
-			kind = ErrCanceled
-			if errors.Is(g.parent.Err(), context.DeadlineExceeded) {
-				kind = ErrTimeout
-			}
+	if !g.reusable {
+		if g.ctx.Err() != nil || fired {
+			cause = context.Cause(g.ctx)
 		}
+		g.cancel(nil)
+	} else if cause == nil && g.parent.Err() != nil {
+		cause = errCauseCaller
 	}
-	g.cancel(nil)
-	return used, kind
+	switch {
+	case cause == nil && !fired:
+		return used, nil
+	case cause == errCauseTimeout:
+		return used, ErrTimeout
+	case cause == errCauseCPU:
+		return used, ErrCPUBudget
+	case errors.Is(g.parent.Err(), context.DeadlineExceeded):
+		return used, ErrTimeout
+	}
+	return used, ErrCanceled
 }

@@ -14,6 +14,7 @@ type sandbox struct {
 	mod    api.Module
 	mem    *memory
 	stopG  api.MutableGlobal // nil when wazero's termination checks are used
+	guard  *guard            // reused by the calls of a warm instance (stopG set)
 	sleep  *sleeper
 	stderr *capWriter
 }
@@ -53,7 +54,17 @@ func (sb *sandbox) close() {
 // the CPU time used, the failure if any, and whether the sandbox must be
 // discarded (the call failed or was stopped from outside).
 func (f *Function) guarded(ctx context.Context, sb *sandbox, during string, call func(*guard) error) (time.Duration, *InvokeError, bool) {
-	g := startGuard(ctx, f.spec.Limits.Timeout, f.spec.Limits.CPUTime, sb.sleep, sb.stopG)
+	l := f.spec.Limits
+	var g *guard
+	if sb.stopG != nil { // a warm, instrumented instance
+		if sb.guard == nil {
+			sb.guard = newReusableGuard(sb.stopG)
+		}
+		g = sb.guard
+		g.begin(ctx, l.Timeout, l.CPUTime, sb.sleep)
+	} else {
+		g = startGuard(ctx, l.Timeout, l.CPUTime, sb.sleep, nil)
+	}
 	err := call(g)
 	cpu, stopped := g.stop()
 	if err != nil {
