@@ -84,7 +84,7 @@ type cowMemory struct {
 	// fileBacked is set once Snapshot starts mapping a memfd: from then
 	// on the reservation is never recycled.
 	fileBacked bool
-	pm         []uint64 // pagemap entries, reused by Reset
+	scan       scanner // finds private pages for Reset and recycle
 }
 
 func roundUp(n uint64) uint64 { return (n + pageSize - 1) &^ (pageSize - 1) }
@@ -167,24 +167,9 @@ func (m *cowMemory) recycle() bool {
 		return false
 	}
 	n := roundUp(m.length)
-	ents, ok := m.readPagemap(n)
-	if !ok {
-		return false
-	}
-	touched := 0
-	for _, e := range ents {
-		if e&(pmPresent|pmSwapped) != 0 {
-			touched++
-		}
-	}
-	if touched > maxScrubPages {
-		return false
-	}
 	mem := m.bytes(n)
-	for i, e := range ents {
-		if e&(pmPresent|pmSwapped) != 0 {
-			clear(mem[uint64(i)*pageSize : uint64(i+1)*pageSize])
-		}
+	if _, ok := m.scan.privatePages(m.base, n, maxScrubPages, func(lo, hi uint64) { clear(mem[lo:hi]) }); !ok {
+		return false
 	}
 	spares.mu.Lock()
 	defer spares.mu.Unlock()
@@ -351,78 +336,22 @@ func (m *cowMemory) Reset() error {
 // all costs less than copying them at every reset.
 const maxCopyPages = 1024
 
-// pagemap bits, see the kernel's Documentation/admin-guide/mm/pagemap.rst.
-const (
-	pmPresent = 1 << 63
-	pmSwapped = 1 << 62
-	pmFile    = 1 << 61 // file page or shared anonymous
-)
-
-var pagemap = sync.OnceValue(func() *os.File {
-	f, err := os.Open("/proc/self/pagemap")
-	if err != nil {
-		return nil
-	}
-	return f
-})
-
 // restorePrivate copies the snapshot over every private page of [0, n)
 // and zeroes private pages past the snapshot. It reports false, having
 // changed nothing, when it cannot tell which pages are private or there
 // are too many of them.
 func (m *cowMemory) restorePrivate(n uint64) bool {
-	ents, ok := m.readPagemap(n)
-	if !ok {
-		return false
-	}
-	priv := 0
-	for _, e := range ents {
-		if isPrivate(e) {
-			priv++
-		}
-	}
-	if priv > maxCopyPages {
-		return false
-	}
 	mem := m.bytes(n)
 	view := unsafe.Slice((*byte)(m.m.view), m.snapLen)
-	for i, e := range ents {
-		if !isPrivate(e) {
-			continue
-		}
-		lo := uint64(i) * pageSize
-		page := mem[lo : lo+pageSize]
+	_, ok := m.scan.privatePages(m.base, n, maxCopyPages, func(lo, hi uint64) {
 		if lo < m.snapLen {
-			copy(page, view[lo:lo+pageSize])
-		} else {
-			clear(page)
+			e := min(hi, m.snapLen)
+			copy(mem[lo:e], view[lo:e])
+			lo = e
 		}
-	}
-	return true
+		if lo < hi {
+			clear(mem[lo:hi])
+		}
+	})
+	return ok
 }
-
-// readPagemap returns the pagemap entries of the first n bytes of m, in
-// storage m reuses.
-func (m *cowMemory) readPagemap(n uint64) ([]uint64, bool) {
-	pm := pagemap()
-	if pm == nil {
-		return nil, false
-	}
-	pages := int(n / pageSize)
-	if cap(m.pm) < pages {
-		m.pm = make([]uint64, pages)
-	}
-	ents := m.pm[:pages]
-	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(ents))), 8*pages)
-	off := int64(uintptr(m.base) / uintptr(pageSize) * 8)
-	if k, err := pm.ReadAt(raw, off); err != nil || k != len(raw) {
-		return nil, false
-	}
-	return ents, true
-}
-
-// isPrivate reports whether a pagemap entry may hold data that differs from
-// the snapshot: a page that is present or swapped out and is not a page of
-// the memfd. A read-only mapping of the zero page also qualifies; copying
-// over it costs one fault, once.
-func isPrivate(e uint64) bool { return e&(pmPresent|pmSwapped) != 0 && e&pmFile == 0 }

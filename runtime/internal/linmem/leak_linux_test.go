@@ -130,6 +130,27 @@ func TestCoWResetCopiesPrivatePages(t *testing.T) {
 	if !CoWSupported() {
 		t.Skip("KindCoW needs memfd_create, which this system refuses; the copy kind is tested instead")
 	}
+	forScanners(t, testCoWResetCopiesPrivatePages)
+}
+
+// forScanners runs f with PAGEMAP_SCAN (where the kernel has it) and with
+// read(2) of /proc/self/pagemap.
+func forScanners(t *testing.T, f func(t *testing.T)) {
+	saved := noScan.Load()
+	defer noScan.Store(saved)
+	for _, read := range []bool{false, true} {
+		name := "scan"
+		if read {
+			name = "read"
+		}
+		t.Run(name, func(t *testing.T) {
+			noScan.Store(read)
+			f(t)
+		})
+	}
+}
+
+func testCoWResetCopiesPrivatePages(t *testing.T) {
 	const pages = 2*maxCopyPages + 64
 	mem, err := newAlloc(t, KindCoW, 0).NewMemory(0, 2*pages*4096)
 	if err != nil {
@@ -203,6 +224,10 @@ func TestCoWRecycleScrubs(t *testing.T) {
 	if !CoWSupported() {
 		t.Skip("KindCoW needs memfd_create, which this system refuses; the copy kind is tested instead")
 	}
+	forScanners(t, testCoWRecycleScrubs)
+}
+
+func testCoWRecycleScrubs(t *testing.T) {
 	if pagemap() == nil {
 		t.Skip("/proc/self/pagemap is not readable here; memories are never recycled")
 	}
