@@ -11,4 +11,11 @@
 // reactor that exports the pooled ABI (gojinn_v1_reserve, gojinn_v1_handle),
 // so the same source serves both execution modes. See
 // docs/guest-protocol.md.
+//
+// As with net/http, the http.ResponseWriter (and the Header map it returns)
+// must not be used after the handler returns: a reactor reuses the writer,
+// its header map and its body buffer for the next request, because
+// allocation is the largest cost of a Go guest under WebAssembly. The
+// *http.Request, its URL and its Header are fresh for every request and may
+// be kept.
 package gojinn

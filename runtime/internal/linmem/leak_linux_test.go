@@ -194,6 +194,9 @@ func testCoWResetCopiesPrivatePages(t *testing.T) {
 	}
 }
 
+// readSink keeps test reads from being optimised away.
+var readSink byte
+
 // privatePages counts the pages of m's snapshot that pagemap reports as
 // private. (Past the snapshot, reading maps the zero page, which pagemap
 // does not tell from a private page.)
@@ -248,10 +251,10 @@ func testCoWRecycleScrubs(t *testing.T) {
 	for range 2000 {
 		b[rng.IntN(len(b))] = byte(1 + rng.IntN(255))
 	}
-	_ = b[len(b)-1] // a read maps the zero page
+	readSink = b[len(b)-1] // a read maps the zero page
 	m.Free()
 	for round := range 5 {
-		m, b = newMem()
+		m, _ = newMem()
 		if m.base != base {
 			t.Fatalf("round %d: the freed reservation was not reused", round)
 		}
@@ -266,8 +269,7 @@ func testCoWRecycleScrubs(t *testing.T) {
 	}
 
 	// Too many pages touched: unmapped, not kept.
-	m, b = newMem()
-	base = m.base
+	m, _ = newMem()
 	b = m.Reallocate(size)
 	for i := 0; i < len(b); i += 4096 {
 		b[i] = 1
