@@ -206,12 +206,22 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil
 	})
 
-	if !hasState {
+	switch {
+	case !hasState && cfg.Join:
+		// A leader adds this node; until then there is nothing to wait for.
+		n.log.Info("raft node waiting to be added to a cluster", "raft_addr", string(trans.LocalAddr()))
+		return n, nil
+	case !hasState:
 		boot := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: id, Address: trans.LocalAddr()}}}
 		if err := r.BootstrapCluster(boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			return nil, fmt.Errorf("raft: bootstrap a single-voter cluster: %w", err)
 		}
 		n.log.Info("bootstrapped a new single-voter raft cluster", "raft_addr", string(trans.LocalAddr()))
+	case !n.soleVoter():
+		// A member of a multi-node cluster restarts without waiting for a
+		// leader: it serves from local state and catches up once one is
+		// elected (writes fail with ErrUnavailable meanwhile).
+		return n, nil
 	}
 	if err := n.waitLeader(ctx); err != nil {
 		return nil, err

@@ -46,6 +46,10 @@ type Config struct {
 	// raft.NewInmemTransport); RaftBind and RaftAdvertise are then ignored.
 	// The Node closes it on Close when it has a Close method.
 	Transport raft.Transport
+	// Join makes a node with no Raft state wait to be added to an existing
+	// cluster (AddServer on its leader) instead of bootstrapping a
+	// single-voter cluster of its own. Default false.
+	Join bool
 	// FSM is the replicated state machine. Required.
 	FSM raft.FSM
 	// Logger receives the node's and Raft's logs. Default: discard.

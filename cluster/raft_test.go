@@ -490,9 +490,11 @@ func TestOpenLockedDataDir(t *testing.T) {
 	}
 }
 
-func TestOpenContextEnds(t *testing.T) {
+func TestOpenWithoutQuorum(t *testing.T) {
 	// A data directory whose configuration names a second voter that never
-	// answers cannot elect a leader; Open must give up when ctx ends.
+	// answers cannot elect a leader. Open does not wait for one (the node
+	// serves local reads and catches up once a leader exists), and writes
+	// fail with a clear ErrUnavailable instead of hanging.
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "node-id"), []byte("n1\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -523,11 +525,18 @@ func TestOpenContextEnds(t *testing.T) {
 	for range 2 { // the second round proves the first closed everything
 		cfg := inmemConfig(t, dir)
 		cfg.FSM = storage.NewRegistry()
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		_, err := Open(ctx, cfg)
+		n, err := Open(testCtx(t), cfg)
+		if err != nil {
+			t.Fatalf("Open without a quorum: %v", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		_, err = n.Apply(ctx, []byte("{}"))
 		cancel()
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Open without a quorum: %v, want DeadlineExceeded", err)
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("Apply without a quorum: %v, want ErrUnavailable", err)
+		}
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

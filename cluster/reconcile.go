@@ -63,7 +63,12 @@ type loadedFn struct {
 type failure struct {
 	version int64
 	err     error
+	retryAt time.Time // a transient failure (blob not fetched yet) is retried then
 }
+
+// retryInterval is how often Run retries versions that failed for a
+// reason that may pass (a module blob no peer could send yet).
+const retryInterval = 2 * time.Second
 
 // NewReconciler returns a reconciler; call Sync once, then Run.
 func NewReconciler(src RegistryView, blobs BlobReader, loader Loader, router *edge.Router, log *slog.Logger) *Reconciler {
@@ -81,12 +86,15 @@ func NewReconciler(src RegistryView, blobs BlobReader, loader Loader, router *ed
 func (r *Reconciler) Run(ctx context.Context) {
 	ch, cancel := r.src.Subscribe()
 	defer cancel()
+	tick := time.NewTicker(retryInterval)
+	defer tick.Stop()
 	for {
 		r.Sync(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-ch:
+		case <-tick.C:
 		}
 	}
 }
@@ -135,14 +143,21 @@ func (r *Reconciler) Sync(ctx context.Context) {
 		cur, isLoaded := r.loaded[name]
 		fail, isFailed := r.failed[name]
 		r.mu.Unlock()
-		if (isLoaded && cur.version == v.Version) || (isFailed && fail.version == v.Version) {
+		if isLoaded && cur.version == v.Version {
+			continue
+		}
+		if isFailed && fail.version == v.Version && (fail.retryAt.IsZero() || time.Now().Before(fail.retryAt)) {
 			continue
 		}
 		start := time.Now()
 		err := r.load(ctx, name, v)
 		r.mu.Lock()
 		if err != nil {
-			r.failed[name] = failure{v.Version, err}
+			f := failure{version: v.Version, err: err}
+			if errors.Is(err, storage.ErrBlobNotFound) || errors.Is(err, ErrUnavailable) {
+				f.retryAt = time.Now().Add(retryInterval)
+			}
+			r.failed[name] = f
 			r.log.Error("function version did not load; the previous version, if any, keeps serving",
 				"function", name, "version", v.Version, "err", err)
 		} else {
@@ -268,7 +283,7 @@ func (r *Reconciler) WaitReady(ctx context.Context, name string, version int64) 
 		switch {
 		case isLoaded && cur.version == version:
 			return nil
-		case isFailed && fail.version == version:
+		case isFailed && fail.version == version && fail.retryAt.IsZero():
 			return fmt.Errorf("%w: %s version %d: %w", ErrNotServable, name, version, fail.err)
 		}
 		select {
@@ -277,6 +292,22 @@ func (r *Reconciler) WaitReady(ctx context.Context, name string, version int64) 
 		case <-changed:
 		}
 	}
+}
+
+// VersionState says whether this node serves name at version.
+func (r *Reconciler) VersionState(name string, version int64) ReadyState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cur, ok := r.loaded[name]; ok && cur.version == version {
+		return ReadyState{State: "ready"}
+	}
+	if f, ok := r.failed[name]; ok && f.version == version {
+		if !f.retryAt.IsZero() {
+			return ReadyState{State: "pending", Reason: f.err.Error()}
+		}
+		return ReadyState{State: "failed", Reason: f.err.Error()}
+	}
+	return ReadyState{State: "pending"}
 }
 
 // Ready reports whether the last pass covered the registry's current

@@ -1,0 +1,357 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gojinn/gojinn/storage"
+)
+
+// The peer API is how nodes talk to each other: joining the Raft cluster,
+// forwarding writes to the leader, fetching module blobs and asking
+// whether a version is servable. It is never exposed to clients; every
+// call is authenticated by PeerAuth (mutual TLS with the cluster CA in
+// production).
+
+// PeerAuth authenticates a node-to-node request; nil error means allowed.
+type PeerAuth func(r *http.Request) error
+
+// RequireClientCert allows requests whose TLS client certificate verified
+// against the server's ClientCAs (the cluster CA).
+func RequireClientCert(r *http.Request) error {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+		return errors.New("a cluster client certificate is required")
+	}
+	return nil
+}
+
+// SharedSecretAuth allows requests carrying the cluster secret as a bearer
+// token (compared in constant time). It is for in-process test clusters
+// and setups that terminate mutual TLS elsewhere.
+func SharedSecretAuth(secret string) PeerAuth {
+	want := sha256.Sum256([]byte(secret))
+	return func(r *http.Request) error {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		got := sha256.Sum256([]byte(tok))
+		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			return errors.New("wrong or missing cluster secret")
+		}
+		return nil
+	}
+}
+
+// ReadyState is what a node says about one function version.
+type ReadyState struct {
+	// State is "ready", "failed" or "pending".
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// JoinRequest asks the leader to add a server.
+type JoinRequest struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	Voter    bool   `json:"voter"`
+}
+
+// PeerAPIConfig configures NewPeerAPI.
+type PeerAPIConfig struct {
+	Store  *Store
+	Rec    *Reconciler
+	Auth   PeerAuth
+	Logger *slog.Logger
+}
+
+type peerAPI struct {
+	cfg PeerAPIConfig
+	log *slog.Logger
+}
+
+// NewPeerAPI returns the node-to-node HTTP handler.
+func NewPeerAPI(cfg PeerAPIConfig) (http.Handler, error) {
+	if cfg.Store == nil || cfg.Auth == nil {
+		return nil, errors.New("cluster: PeerAPIConfig needs Store and Auth")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	p := &peerAPI{cfg: cfg, log: cfg.Logger.With("component", "peer-api")}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /peer/v1/join", p.join)
+	mux.HandleFunc("POST /peer/v1/apply", p.apply)
+	mux.HandleFunc("GET /peer/v1/blobs/{sha}", p.blob)
+	mux.HandleFunc("GET /peer/v1/ready/{name}/{version}", p.ready)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := cfg.Auth(r); err != nil {
+			p.log.Warn("peer request refused", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
+			peerError(w, http.StatusUnauthorized, "unauthorized", err.Error())
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}), nil
+}
+
+type peerErrorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func peerError(w http.ResponseWriter, status int, code, msg string) {
+	var b peerErrorBody
+	b.Error.Code, b.Error.Message = code, msg
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (p *peerAPI) join(w http.ResponseWriter, r *http.Request) {
+	var req JoinRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil || req.ID == "" || req.RaftAddr == "" {
+		peerError(w, http.StatusBadRequest, "bad_request", "want {id, raft_addr, voter}")
+		return
+	}
+	if err := p.cfg.Store.node.AddServer(r.Context(), req.ID, req.RaftAddr, req.Voter); err != nil {
+		p.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// applyResponse carries an ApplyResult across the wire.
+type applyResponse struct {
+	Version storage.Version `json:"version"`
+	Code    string          `json:"code,omitempty"`
+	Message string          `json:"message,omitempty"`
+}
+
+func (p *peerAPI) apply(w http.ResponseWriter, r *http.Request) {
+	cmd, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+	if err != nil {
+		peerError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	resp, err := p.cfg.Store.node.Apply(r.Context(), cmd)
+	if err != nil {
+		p.fail(w, err)
+		return
+	}
+	res, ok := resp.(storage.ApplyResult)
+	if !ok {
+		peerError(w, http.StatusInternalServerError, "internal", fmt.Sprintf("the state machine answered %T", resp))
+		return
+	}
+	out := applyResponse{Version: res.Version}
+	if res.Err != nil {
+		out.Code, out.Message = errorCode(res.Err), res.Err.Error()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (p *peerAPI) blob(w http.ResponseWriter, r *http.Request) {
+	rc, size, err := p.cfg.Store.blobs.Open(r.PathValue("sha"))
+	if err != nil {
+		p.fail(w, err)
+		return
+	}
+	defer func() { _ = rc.Close() }()
+	w.Header().Set("Content-Type", "application/wasm")
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	if _, err := io.Copy(w, rc); err != nil {
+		p.log.Warn("sending a blob to a peer", "sha256", r.PathValue("sha"), "err", err)
+	}
+}
+
+func (p *peerAPI) ready(w http.ResponseWriter, r *http.Request) {
+	v, err := strconv.ParseInt(r.PathValue("version"), 10, 64)
+	if err != nil || p.cfg.Rec == nil {
+		peerError(w, http.StatusBadRequest, "bad_request", "version must be an integer")
+		return
+	}
+	writeJSON(w, http.StatusOK, p.cfg.Rec.VersionState(r.PathValue("name"), v))
+}
+
+func (p *peerAPI) fail(w http.ResponseWriter, err error) {
+	var nl *NotLeaderError
+	switch {
+	case errors.As(err, &nl):
+		w.Header().Set("Retry-After", "1")
+		peerError(w, http.StatusServiceUnavailable, "not_leader", err.Error())
+	case errors.Is(err, ErrUnavailable):
+		w.Header().Set("Retry-After", "1")
+		peerError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+	case errors.Is(err, storage.ErrBlobNotFound):
+		peerError(w, http.StatusNotFound, "blob_not_found", err.Error())
+	case errors.Is(err, storage.ErrInvalid):
+		peerError(w, http.StatusBadRequest, "invalid", err.Error())
+	default:
+		peerError(w, http.StatusInternalServerError, "internal", err.Error())
+	}
+}
+
+// errorCode names a registry error for the wire; codeError reverses it.
+func errorCode(err error) string {
+	for code, s := range peerSentinels {
+		if errors.Is(err, s) {
+			return code
+		}
+	}
+	return "internal"
+}
+
+var peerSentinels = map[string]error{
+	"function_not_found": storage.ErrFunctionNotFound,
+	"version_not_found":  storage.ErrVersionNotFound,
+	"blob_not_found":     storage.ErrBlobNotFound,
+	"hash_mismatch":      storage.ErrHashMismatch,
+	"invalid":            storage.ErrInvalid,
+	"not_leader":         ErrNotLeader,
+	"unavailable":        ErrUnavailable,
+}
+
+func codeError(code, msg string) error {
+	if s, ok := peerSentinels[code]; ok {
+		return fmt.Errorf("%w: %s", s, msg)
+	}
+	return errors.New(msg)
+}
+
+// PeerResolver maps Raft server IDs to peer API base URLs.
+type PeerResolver interface {
+	PeerURL(id string) (string, bool)
+}
+
+// StaticPeers is a PeerResolver from a map kept up to date by its owner
+// (membership events in a node, the harness in tests).
+type StaticPeers struct {
+	mu   sync.RWMutex
+	urls map[string]string
+}
+
+// Set records id's peer API URL.
+func (s *StaticPeers) Set(id, url string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.urls == nil {
+		s.urls = map[string]string{}
+	}
+	s.urls[id] = url
+}
+
+// PeerURL implements PeerResolver.
+func (s *StaticPeers) PeerURL(id string) (string, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u, ok := s.urls[id]
+	return u, ok
+}
+
+// PeerClient calls other nodes' peer APIs.
+type PeerClient struct {
+	HTTP *http.Client
+	// Secret, when set, is sent as the bearer token (SharedSecretAuth).
+	Secret string
+}
+
+func (c *PeerClient) do(ctx context.Context, method, url string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return nil, err
+	}
+	if c.Secret != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Secret)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: peer %s: %w", ErrUnavailable, url, err)
+	}
+	if resp.StatusCode >= 300 {
+		defer func() { _ = resp.Body.Close() }()
+		var e peerErrorBody
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
+		if e.Error.Code == "" {
+			e.Error.Code, e.Error.Message = "internal", resp.Status
+		}
+		return nil, fmt.Errorf("peer %s: %w", url, codeError(e.Error.Code, e.Error.Message))
+	}
+	return resp, nil
+}
+
+// Apply sends an encoded command to the leader's peer API.
+func (c *PeerClient) Apply(ctx context.Context, base string, cmd []byte) (storage.ApplyResult, error) {
+	resp, err := c.do(ctx, "POST", base+"/peer/v1/apply", bytes.NewReader(cmd))
+	if err != nil {
+		return storage.ApplyResult{}, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var out applyResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return storage.ApplyResult{}, fmt.Errorf("peer %s: decode apply result: %w", base, err)
+	}
+	res := storage.ApplyResult{Version: out.Version}
+	if out.Code != "" {
+		res.Err = codeError(out.Code, out.Message)
+	}
+	return res, nil
+}
+
+// Join asks the node at base (the leader) to add a server.
+func (c *PeerClient) Join(ctx context.Context, base string, req JoinRequest) error {
+	b, _ := json.Marshal(req)
+	resp, err := c.do(ctx, "POST", base+"/peer/v1/join", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
+// FetchBlob copies the blob sha from the node at base into blobs, which
+// verifies the hash.
+func (c *PeerClient) FetchBlob(ctx context.Context, base, sha string, blobs *storage.Blobs, maxBytes int64) error {
+	resp, err := c.do(ctx, "GET", base+"/peer/v1/blobs/"+sha, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if _, err := blobs.Put(sha, resp.Body, maxBytes); err != nil {
+		return fmt.Errorf("blob %s from %s: %w", sha, base, err)
+	}
+	return nil
+}
+
+// Ready asks the node at base whether it serves name at version.
+func (c *PeerClient) Ready(ctx context.Context, base, name string, version int64) (ReadyState, error) {
+	resp, err := c.do(ctx, "GET", fmt.Sprintf("%s/peer/v1/ready/%s/%d", base, name, version), nil)
+	if err != nil {
+		return ReadyState{}, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var st ReadyState
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return ReadyState{}, fmt.Errorf("peer %s: decode ready state: %w", base, err)
+	}
+	return st, nil
+}
+
+// retryBackoff is the pause between forwarding attempts while the cluster
+// has no leader.
+const retryBackoff = 100 * time.Millisecond
