@@ -158,6 +158,7 @@ func (a *api) routes() http.Handler {
 		{"POST", "/v1/functions/{name}/rollback", true, a.rollback},
 		{"GET", "/v1/status", true, a.status},
 	}
+	table = append(table, a.kvRoutes()...)
 	mux := http.NewServeMux()
 	allow := map[string][]string{}
 	authed := map[string]bool{}
