@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -19,6 +20,17 @@ type Store struct {
 	reg   *storage.Registry
 	blobs *storage.Blobs
 	kv    *kvRuntime // KV limits and the leader's expiry loop (kv_expire.go)
+
+	// Set by EnableForwarding before use: writes on a follower go to
+	// the leader's peer API.
+	peerClient *PeerClient
+	peers      PeerResolver
+}
+
+// EnableForwarding makes writes proposed on a follower go to the leader
+// through its peer API. Call it before the store serves requests.
+func (s *Store) EnableForwarding(c *PeerClient, peers PeerResolver) {
+	s.peerClient, s.peers = c, peers
 }
 
 var _ Registry = (*Store)(nil)
@@ -110,7 +122,7 @@ func (s *Store) propose(ctx context.Context, c storage.Command) (storage.ApplyRe
 	if err != nil {
 		return storage.ApplyResult{}, fmt.Errorf("%s %q: %w", c.Op, c.Name, err)
 	}
-	resp, err := s.node.Apply(ctx, b)
+	resp, err := s.apply(ctx, b)
 	if err != nil {
 		return storage.ApplyResult{}, fmt.Errorf("%s %q: %w", c.Op, c.Name, err)
 	}
@@ -122,6 +134,41 @@ func (s *Store) propose(ctx context.Context, c storage.Command) (storage.ApplyRe
 		return res, res.Err
 	}
 	return res, nil
+}
+
+// apply proposes b on this node when it leads, else forwards it to the
+// leader. While there is no leader (an election), it retries until ctx's
+// deadline or the node's ApplyTimeout: leadership changes cost clients
+// latency, not errors. A write whose leader was lost mid-commit may be
+// applied and retried; registry commands tolerate that (a deploy may gain
+// an extra version).
+func (s *Store) apply(ctx context.Context, b []byte) (any, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.node.timeout(ctx))
+	defer cancel()
+	for {
+		resp, err := s.node.Apply(ctx, b)
+		if err == nil {
+			return resp, nil
+		}
+		var nl *NotLeaderError
+		if s.peerClient != nil && errors.As(err, &nl) && nl.LeaderID != "" && nl.LeaderID != s.node.ID() {
+			if url, ok := s.peers.PeerURL(nl.LeaderID); ok {
+				res, ferr := s.peerClient.Apply(ctx, url, b)
+				if ferr == nil {
+					return res, nil
+				}
+				err = ferr
+			}
+		}
+		if !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrNotLeader) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no leader accepted the write in time: %w", err)
+		case <-time.After(retryBackoff):
+		}
+	}
 }
 
 // State returns the local registry snapshot.
