@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 
 	"github.com/gojinn/gojinn/runtime"
@@ -38,6 +39,19 @@ const RetryAfterDeploying = "2"
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	function := h.Function
+	if p := r.URL.Path; strings.Contains(p, "/.") || strings.Contains(p, "//") {
+		// Route on the path the guest will see: /api/../admin must not
+		// match /api/*. Redirect like net/http's ServeMux does.
+		if clean := path.Clean(p); clean != p && clean+"/" != p {
+			u := *r.URL
+			u.Path = clean
+			if strings.HasSuffix(p, "/") && clean != "/" {
+				u.Path += "/"
+			}
+			http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
+			return
+		}
+	}
 	if h.Router != nil {
 		m, st := h.Router.Lookup(r.Host, r.URL.Path, r.Method)
 		switch st {

@@ -57,6 +57,25 @@ func TestHandlerRouting(t *testing.T) {
 	if resp, _ := do("GET", "a.example", "/only-post"); resp.StatusCode != 405 || resp.Header.Get("Allow") != "POST" {
 		t.Errorf("wrong method: %d Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
 	}
+	// Dot segments are cleaned by a redirect before routing, so
+	// /tiny/../only-post never reaches the /tiny/* function.
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for raw, want := range map[string]string{"/tiny/../only-post": "/only-post", "/tiny//x": "/tiny/x", "/tiny/./x/": "/tiny/x/"} {
+		req, _ := http.NewRequest("GET", srv.URL, nil)
+		req.URL.Opaque = raw // sent as is, not cleaned by the client
+		req.Host = "a.example"
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
+			t.Errorf("%s: %d Location %q, want 308 to %s", raw, resp.StatusCode, resp.Header.Get("Location"), want)
+		}
+	}
+	if resp, _ := do("GET", "a.example", "/.well-known/x"); resp.StatusCode != 404 {
+		t.Errorf("a clean path with a dot segment name was redirected: %d", resp.StatusCode)
+	}
 	resp, body := do("GET", "any.example", "/pending/x")
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != edge.RetryAfterDeploying || !strings.Contains(body, "not-loaded-yet") {
 		t.Errorf("deploying: %d Retry-After %q %q", resp.StatusCode, resp.Header.Get("Retry-After"), body)

@@ -260,7 +260,7 @@ func runCA(args []string, stdout, stderr io.Writer) int {
 	}
 	pem, err := edge.ExportCARoot(*data)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, edge.ErrNoCARoot) {
 			fmt.Fprintf(stderr, "gojinn-node: no internal CA in %s: start the node once with tls mode internal\n", *data)
 			return 1
 		}

@@ -62,6 +62,9 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.NodeName != "" {
+		log = log.With("node", cfg.NodeName)
+	}
 	n := &node{cfg: cfg, log: log, router: &edge.Router{}, adminCh: make(chan error, 1)}
 	defer func() {
 		if err != nil {
@@ -205,6 +208,10 @@ func tlsConfig(cfg Config) (edge.TLSConfig, error) {
 	tc := edge.TLSConfig{Mode: edge.TLSMode(cfg.TLS.Mode), DataDir: cfg.DataDir, Names: cfg.TLS.Names}
 	switch tc.Mode {
 	case edge.TLSModeACME:
+		// Names are obtained by ManageSync once the listeners are open:
+		// started earlier, CertMagic's solvers could bind :80 or :443
+		// before the edge does.
+		tc.Names = nil
 		tc.Email, tc.CA, tc.OnDemand = cfg.TLS.Email, cfg.TLS.CA, cfg.TLS.OnDemand
 		tc.DisableHTTPChallenge, tc.DisableTLSALPNChallenge = cfg.TLS.DisableHTTPChallenge, cfg.TLS.DisableTLSALPNChallenge
 	case edge.TLSModeFiles:
@@ -258,7 +265,9 @@ func (n *node) stop(ctx context.Context) {
 	if n.admin != nil {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if err := n.admin.Shutdown(sctx); err != nil {
+			// A deploy still waiting for readiness: cut it off.
 			n.log.Warn("admin api shutdown", "err", err)
+			_ = n.admin.Close()
 		}
 		cancel()
 	} else if n.adminL != nil {
