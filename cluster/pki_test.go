@@ -175,6 +175,48 @@ func TestClusterCACreateReload(t *testing.T) {
 	}
 }
 
+func TestClusterCAConcurrentCreate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cluster")
+	const n = 8
+	type result struct {
+		fp      [32]byte
+		key     *ecdsa.PrivateKey
+		created bool
+		err     error
+	}
+	results := make(chan result, n)
+	for range n {
+		go func() {
+			ca, created, err := LoadOrCreateClusterCA(filepath.Join(dir, ClusterCADirName))
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			key, err := LoadOrCreateNodeKey(dir)
+			results <- result{fp: ca.Fingerprint(), key: key, created: created, err: err}
+		}()
+	}
+	var first result
+	creators := 0
+	for i := range n {
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.created {
+			creators++
+		}
+		if i == 0 {
+			first = r
+		} else if r.fp != first.fp || !r.key.Equal(first.key) {
+			t.Error("concurrent starts ended with different CAs or node keys")
+		}
+	}
+	if creators != 1 {
+		t.Errorf("%d callers report creating the CA, want 1", creators)
+	}
+}
+
 func TestClusterCAIssueNode(t *testing.T) {
 	ca := newTestCA(t)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

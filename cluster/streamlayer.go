@@ -73,7 +73,8 @@ var _ raft.StreamLayer = (*tlsStreamLayer)(nil)
 // dials with id's certificates: both ends must present a certificate of
 // id's cluster CA that names a node, over TLS 1.3 with RaftALPN.
 // advertise is the address other nodes dial (nil: ln's address). The
-// layer owns ln and closes it in Close.
+// layer owns ln and closes it in Close. The connections it returns have
+// a ConnectionState() tls.ConnectionState method, for PeerNodeID.
 func NewTLSStreamLayer(ln net.Listener, advertise net.Addr, id *NodeIdentity) raft.StreamLayer {
 	return newTLSStreamLayer(ln, advertise, id, streamHandshakeTimeout, nil)
 }
@@ -168,7 +169,11 @@ func (l *tlsStreamLayer) handshake(c net.Conn) {
 	cancel()
 	if err != nil {
 		_ = sc.Close()
-		l.onReject(c.RemoteAddr(), err)
+		select {
+		case <-l.closeCh: // aborted by Close, not refused
+		default:
+			l.onReject(c.RemoteAddr(), err)
+		}
 		return
 	}
 	select {
