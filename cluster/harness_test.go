@@ -417,3 +417,77 @@ func TestPeerAPIAuth(t *testing.T) {
 	}
 	_ = filepath.Join
 }
+
+// servers returns the leader's view of the configuration: how many
+// servers and how many voters, and whether id is among them.
+func (h *harness) servers(id string) (total, voters int, present bool) {
+	l := h.leader()
+	if l == nil {
+		return 0, 0, false
+	}
+	ss, err := l.store.node.Servers()
+	if err != nil {
+		return 0, 0, false
+	}
+	for _, s := range ss {
+		if s.Voter {
+			voters++
+		}
+		present = present || s.ID == id
+	}
+	return len(ss), voters, present
+}
+
+// A voter that dies is removed after the dead-server timeout and a
+// healthy non-voter is promoted, so the cluster keeps three voters; a node
+// that leaves gracefully is removed at once; a sixth server asking to
+// vote joins as a non-voter because three vote already.
+func TestClusterAutopilot(t *testing.T) {
+	h := newHarness(t, false)
+	for i := range 5 {
+		h.Start(i < 3)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for _, n := range h.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.store.node.RunAutopilot(ctx, AutopilotConfig{MaxVoters: 3, DeadServerTimeout: 500 * time.Millisecond, Interval: 50 * time.Millisecond})
+		}()
+	}
+	l := h.waitLeader()
+	var victim *hnode
+	for _, n := range h.nodes[:3] {
+		if n != l {
+			victim = n
+			break
+		}
+	}
+	victimID := victim.store.node.ID()
+	h.Kill(victim.i)
+	waitFor(t, 20*time.Second, "the dead voter to be replaced", func() bool {
+		total, voters, present := h.servers(victimID)
+		return total == 4 && voters == 3 && !present
+	})
+
+	extra := h.Start(true)
+	if _, voters, present := h.servers(extra.store.node.ID()); !present || voters != 3 {
+		t.Fatalf("a sixth server asking to vote: present %v, voters %d (want 3)", present, voters)
+	}
+
+	leaver := h.nodes[4]
+	if leaver == h.leader() {
+		leaver = h.nodes[3]
+	}
+	lctx, lcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer lcancel()
+	if err := leaver.store.Leave(lctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, present := h.servers(leaver.store.node.ID()); present {
+		t.Fatal("a node that left is still in the configuration")
+	}
+	h.Kill(leaver.i)
+}

@@ -91,6 +91,7 @@ func NewPeerAPI(cfg PeerAPIConfig) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /peer/v1/join", p.join)
 	mux.HandleFunc("POST /peer/v1/apply", p.apply)
+	mux.HandleFunc("POST /peer/v1/remove", p.remove)
 	mux.HandleFunc("GET /peer/v1/blobs/{sha}", p.blob)
 	mux.HandleFunc("GET /peer/v1/ready/{name}/{version}", p.ready)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -130,7 +131,21 @@ func (p *peerAPI) join(w http.ResponseWriter, r *http.Request) {
 		peerError(w, http.StatusBadRequest, "bad_request", "want {id, raft_addr, voter}")
 		return
 	}
-	if err := p.cfg.Store.node.AddServer(r.Context(), req.ID, req.RaftAddr, req.Voter); err != nil {
+	voter := req.Voter && p.cfg.Store.node.joinAsVoter(req.ID)
+	if err := p.cfg.Store.node.AddServer(r.Context(), req.ID, req.RaftAddr, voter); err != nil {
+		p.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (p *peerAPI) remove(w http.ResponseWriter, r *http.Request) {
+	var req JoinRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil || req.ID == "" {
+		peerError(w, http.StatusBadRequest, "bad_request", "want {id}")
+		return
+	}
+	if err := p.cfg.Store.node.RemoveServer(r.Context(), req.ID); err != nil {
 		p.fail(w, err)
 		return
 	}
@@ -318,6 +333,16 @@ func (c *PeerClient) Apply(ctx context.Context, base string, cmd []byte) (storag
 func (c *PeerClient) Join(ctx context.Context, base string, req JoinRequest) error {
 	b, _ := json.Marshal(req)
 	resp, err := c.do(ctx, "POST", base+"/peer/v1/join", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
+// Remove asks the node at base (the leader) to remove a server.
+func (c *PeerClient) Remove(ctx context.Context, base, id string) error {
+	b, _ := json.Marshal(JoinRequest{ID: id})
+	resp, err := c.do(ctx, "POST", base+"/peer/v1/remove", bytes.NewReader(b))
 	if err != nil {
 		return err
 	}

@@ -93,6 +93,8 @@ type Node struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every raft observation
 	closed  bool          // set by Close before it waits for applies
+	// maxVoters is the autopilot's MaxVoters (0 until RunAutopilot).
+	maxVoters int
 
 	closeOnce sync.Once
 	closeErr  error

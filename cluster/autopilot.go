@@ -1,0 +1,144 @@
+package cluster
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// AutopilotConfig tunes voter management (the idea of Consul's autopilot):
+// the cluster keeps MaxVoters voters, removes servers that stopped
+// answering the leader for longer than DeadServerTimeout, and promotes a
+// healthy non-voter when a voter is missing.
+type AutopilotConfig struct {
+	// MaxVoters is how many servers vote: 3 (tolerates one failure) or 5
+	// (two). Default 3. Every other server is a non-voter that serves
+	// reads locally and does not slow commits.
+	MaxVoters int
+	// DeadServerTimeout is how long a server may miss the leader's
+	// heartbeats before it is removed. Default 30s.
+	DeadServerTimeout time.Duration
+	// Interval is how often the leader checks. Default 1s.
+	Interval time.Duration
+}
+
+func (c AutopilotConfig) withDefaults() AutopilotConfig {
+	if c.MaxVoters <= 0 {
+		c.MaxVoters = 3
+	}
+	if c.DeadServerTimeout <= 0 {
+		c.DeadServerTimeout = 30 * time.Second
+	}
+	if c.Interval <= 0 {
+		c.Interval = time.Second
+	}
+	return c
+}
+
+// RunAutopilot manages voters while this node leads, until ctx ends. The
+// caller owns the goroutine that runs it.
+func (n *Node) RunAutopilot(ctx context.Context, cfg AutopilotConfig) {
+	cfg = cfg.withDefaults()
+	n.mu.Lock()
+	n.maxVoters = cfg.MaxVoters
+	n.mu.Unlock()
+	obs := make(chan raft.Observation, 64)
+	o := raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+			return true
+		}
+		return false
+	})
+	n.raft.RegisterObserver(o)
+	defer n.raft.DeregisterObserver(o)
+	failing := map[raft.ServerID]time.Time{} // since when a server misses heartbeats
+	tick := time.NewTicker(cfg.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ob := <-obs:
+			switch d := ob.Data.(type) {
+			case raft.FailedHeartbeatObservation:
+				if _, ok := failing[d.PeerID]; !ok {
+					failing[d.PeerID] = d.LastContact
+				}
+			case raft.ResumedHeartbeatObservation:
+				delete(failing, d.PeerID)
+			}
+		case <-tick.C:
+			if n.raft.State() != raft.Leader {
+				clear(failing) // a new leader starts from fresh observations
+				continue
+			}
+			n.autopilotPass(ctx, cfg, failing)
+		}
+	}
+}
+
+func (n *Node) autopilotPass(ctx context.Context, cfg AutopilotConfig, failing map[raft.ServerID]time.Time) {
+	servers, err := n.Servers()
+	if err != nil {
+		return
+	}
+	voters := 0
+	for _, s := range servers {
+		since, bad := failing[raft.ServerID(s.ID)]
+		if bad && s.ID != n.ID() && time.Since(since) > cfg.DeadServerTimeout {
+			n.log.Warn("removing a server that stopped answering", "server_id", s.ID, "voter", s.Voter, "silent_for", time.Since(since).Round(time.Second))
+			if err := n.RemoveServer(ctx, s.ID); err != nil {
+				n.log.Warn("autopilot: remove failed", "server_id", s.ID, "err", err)
+				return
+			}
+			delete(failing, raft.ServerID(s.ID))
+			continue
+		}
+		if s.Voter {
+			voters++
+		}
+	}
+	if voters >= cfg.MaxVoters {
+		return
+	}
+	for _, s := range servers {
+		if s.Voter {
+			continue
+		}
+		if _, bad := failing[raft.ServerID(s.ID)]; bad {
+			continue
+		}
+		n.log.Info("promoting a healthy non-voter", "server_id", s.ID, "voters", voters, "max_voters", cfg.MaxVoters)
+		if err := n.AddServer(ctx, s.ID, s.Addr, true); err != nil {
+			n.log.Warn("autopilot: promotion failed", "server_id", s.ID, "err", err)
+		}
+		return // one change per pass; the next pass sees the result
+	}
+}
+
+// joinAsVoter says whether a server asking to vote gets to: only while the
+// cluster has fewer than MaxVoters voters.
+func (n *Node) joinAsVoter(id string) bool {
+	n.mu.Lock()
+	maxVoters := n.maxVoters
+	n.mu.Unlock()
+	if maxVoters == 0 {
+		maxVoters = 3
+	}
+	servers, err := n.Servers()
+	if err != nil {
+		return false
+	}
+	voters := 0
+	for _, s := range servers {
+		if s.ID == id && s.Voter {
+			return true // already a voter (a restart with a new address)
+		}
+		if s.Voter {
+			voters++
+		}
+	}
+	return voters < maxVoters
+}
