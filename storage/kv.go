@@ -9,6 +9,41 @@ import (
 	"unicode/utf8"
 )
 
+// Design notes for the KV store.
+//
+// Where it lives: in the registry FSM's immutable State, next to the
+// functions, so one Raft log, one snapshot and one apply goroutine cover
+// both. KV entries are tagged (KVCommandTag) so Apply dispatches without
+// decoding twice, and they neither advance State.Index nor notify
+// subscribers: the reconciler waits on that index and rebuilds the route
+// table on every notification, which KV traffic must not cause.
+//
+// Memory: each namespace is an immutable treap (kv_tree.go), and the
+// namespaces are one too. An apply copies O(log n) nodes; a published
+// State is never modified, so readers (the edge, guests via the runtime,
+// the API) read without locks and a snapshot just holds the pointer.
+// go-immutable-radix would give the same properties, but importing it
+// would change go.mod (tidy would make it a direct dependency), so the
+// ~150-line treap stands in for it.
+//
+// Determinism: Apply never reads the clock. The proposer stamps Now and
+// turns a TTL into an absolute ExpiresAt; conditional writes judge expiry
+// by the command's Now; kv_expire deletes what expired at its Now. The key
+// quota travels in each put (MaxKeys), so a leader's configuration decides
+// it the same way on every node. Errors are results: a rejected command
+// changes nothing, identically everywhere.
+//
+// Versions are the Raft index of a key's last write: unique, growing, and
+// free (no counter to snapshot). Reads filter expired keys by the reader's
+// clock, so a key disappears on time even if the purge runs late; the
+// purge (proposed by the leader every KVConfig.ExpireInterval, only when
+// something has expired) scans namespaces that hold TTL keys (ttlKeys > 0).
+// An expiry index would make that O(expired) instead of O(TTL keys).
+//
+// Sharing is state, not spec: a namespace's share list is a KV command
+// (kv_share), independent of deploys, so it survives redeploys and
+// rollbacks and can exist before the namespace has keys.
+
 // KV sentinel errors. Errors from the KV store wrap one of these, or
 // ErrInvalid for a malformed namespace, key or command.
 var (

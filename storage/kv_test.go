@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -482,12 +484,65 @@ func TestKVTreeAgainstMap(t *testing.T) {
 				t.Fatalf("version %d: Get(%s) = %d %v", hi, k, got, ok)
 			}
 		}
-		var fromK250 []string
-		h.tree.Ascend("k250", func(k string, _ int) bool { fromK250 = append(fromK250, k); return len(fromK250) < 3 })
-		for _, k := range fromK250 {
-			if k < "k250" {
-				t.Fatalf("Ascend(k250) gave %s", k)
+		for _, from := range []string{"", "k000", "k250", "k2500", "k499", "k5", "z"} {
+			var want, got []string
+			for k := range h.model {
+				if k >= from {
+					want = append(want, k)
+				}
+			}
+			slices.Sort(want)
+			h.tree.Ascend(from, func(k string, _ int) bool { got = append(got, k); return true })
+			if !slices.Equal(got, want) {
+				t.Fatalf("version %d: Ascend(%q) = %d keys, want %d", hi, from, len(got), len(want))
 			}
 		}
 	}
+}
+
+// TestKVConcurrentReaders reads published states from several goroutines
+// while KV commands apply: a state a reader holds never changes (run with
+// -race).
+func TestKVConcurrentReaders(t *testing.T) {
+	l := newKVLog(t)
+	l.must(kvPut("a", "k", "0"))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				st := l.r.State()
+				e, err := st.KVGet("a", "k", t0)
+				if err != nil {
+					t.Errorf("get: %v", err)
+					return
+				}
+				n := len(st.KVList("a", KVListOptions{Limit: 1000}, t0).Entries)
+				if e2, _ := st.KVGet("a", "k", t0); e2.Version != e.Version || string(e2.Value) != string(e.Value) {
+					t.Errorf("a held state changed: %+v then %+v", e, e2)
+					return
+				}
+				if n2 := len(st.KVList("a", KVListOptions{Limit: 1000}, t0).Entries); n2 != n {
+					t.Errorf("a held state's listing changed: %d then %d keys", n, n2)
+					return
+				}
+			}
+		}()
+	}
+	for i := 1; i <= 300; i++ {
+		l.must(kvPut("a", "k", fmt.Sprint(i)))
+		l.must(kvPut("a", fmt.Sprintf("n%03d", i), "v"))
+		if i%3 == 0 {
+			l.must(kvDel("a", fmt.Sprintf("n%03d", i-1)))
+		}
+	}
+	close(stop)
+	wg.Wait()
 }

@@ -17,7 +17,7 @@ import (
 //
 // hashicorp/go-immutable-radix would do the same job, but it is only an
 // indirect dependency in go.mod: importing it would make `go mod tidy`
-// (run by `make check`) rewrite go.mod. See storage/DESIGN-kv.md.
+// (run by `make check`) rewrite go.mod. See the design notes in kv.go.
 type kvTree[V any] struct {
 	root *kvNode[V]
 	len  int
