@@ -91,7 +91,8 @@ type KVWriteOptions struct {
 func (s *Store) KVLimits() storage.KVLimits { return s.kvConfig().Limits }
 
 // KVGet returns key of namespace ns: storage.ErrKVNotFound when it does not
-// exist or has expired by this node's clock.
+// exist or has expired by this node's clock. The entry's Value is shared
+// with the replicated state: copy it before modifying it.
 func (s *Store) KVGet(ctx context.Context, ns, key string, c Consistency) (storage.KVEntry, error) {
 	st, err := s.kvRead(ctx, c)
 	if err != nil {
