@@ -66,10 +66,20 @@ type JoinRequest struct {
 	Voter    bool   `json:"voter"`
 }
 
+// PeerInfo is what a node says about itself to peers.
+type PeerInfo struct {
+	NodeID     string `json:"node_id"`
+	GossipAddr string `json:"gossip_addr,omitempty"`
+}
+
 // PeerAPIConfig configures NewPeerAPI.
 type PeerAPIConfig struct {
-	Store  *Store
-	Rec    *Reconciler
+	Store *Store
+	// Rec answers readiness questions; Ready, when set, replaces it.
+	Rec   *Reconciler
+	Ready func(name string, version int64) ReadyState
+	// Info describes this node (GET /peer/v1/info).
+	Info   func() PeerInfo
 	Auth   PeerAuth
 	Logger *slog.Logger
 }
@@ -94,6 +104,7 @@ func NewPeerAPI(cfg PeerAPIConfig) (http.Handler, error) {
 	mux.HandleFunc("POST /peer/v1/remove", p.remove)
 	mux.HandleFunc("GET /peer/v1/blobs/{sha}", p.blob)
 	mux.HandleFunc("GET /peer/v1/ready/{name}/{version}", p.ready)
+	mux.HandleFunc("GET /peer/v1/info", p.info)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := cfg.Auth(r); err != nil {
 			p.log.Warn("peer request refused", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
@@ -131,8 +142,17 @@ func (p *peerAPI) join(w http.ResponseWriter, r *http.Request) {
 		peerError(w, http.StatusBadRequest, "bad_request", "want {id, raft_addr, voter}")
 		return
 	}
-	voter := req.Voter && p.cfg.Store.node.joinAsVoter(req.ID)
-	if err := p.cfg.Store.node.AddServer(r.Context(), req.ID, req.RaftAddr, voter); err != nil {
+	st := p.cfg.Store
+	voter := req.Voter && st.node.joinAsVoter(req.ID)
+	err := st.node.AddServer(r.Context(), req.ID, req.RaftAddr, voter)
+	var nl *NotLeaderError
+	if errors.As(err, &nl) && st.peerClient != nil && nl.LeaderID != "" && nl.LeaderID != st.node.ID() {
+		// Any node takes a join: a follower passes it to the leader.
+		if url, ok := st.peers.PeerURL(nl.LeaderID); ok {
+			err = st.peerClient.Join(r.Context(), url, req)
+		}
+	}
+	if err != nil {
 		p.fail(w, err)
 		return
 	}
@@ -198,11 +218,26 @@ func (p *peerAPI) blob(w http.ResponseWriter, r *http.Request) {
 
 func (p *peerAPI) ready(w http.ResponseWriter, r *http.Request) {
 	v, err := strconv.ParseInt(r.PathValue("version"), 10, 64)
-	if err != nil || p.cfg.Rec == nil {
+	if err != nil {
 		peerError(w, http.StatusBadRequest, "bad_request", "version must be an integer")
 		return
 	}
-	writeJSON(w, http.StatusOK, p.cfg.Rec.VersionState(r.PathValue("name"), v))
+	switch {
+	case p.cfg.Ready != nil:
+		writeJSON(w, http.StatusOK, p.cfg.Ready(r.PathValue("name"), v))
+	case p.cfg.Rec != nil:
+		writeJSON(w, http.StatusOK, p.cfg.Rec.VersionState(r.PathValue("name"), v))
+	default:
+		writeJSON(w, http.StatusOK, ReadyState{State: "pending"})
+	}
+}
+
+func (p *peerAPI) info(w http.ResponseWriter, _ *http.Request) {
+	info := PeerInfo{NodeID: p.cfg.Store.node.ID()}
+	if p.cfg.Info != nil {
+		info = p.cfg.Info()
+	}
+	writeJSON(w, http.StatusOK, info)
 }
 
 func (p *peerAPI) fail(w http.ResponseWriter, err error) {
@@ -329,7 +364,22 @@ func (c *PeerClient) Apply(ctx context.Context, base string, cmd []byte) (storag
 	return res, nil
 }
 
-// Join asks the node at base (the leader) to add a server.
+// Info asks the node at base about itself.
+func (c *PeerClient) Info(ctx context.Context, base string) (PeerInfo, error) {
+	resp, err := c.do(ctx, "GET", base+"/peer/v1/info", nil)
+	if err != nil {
+		return PeerInfo{}, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var info PeerInfo
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
+		return PeerInfo{}, fmt.Errorf("peer %s: decode info: %w", base, err)
+	}
+	return info, nil
+}
+
+// Join asks the node at base (any node; followers forward) to add a
+// server.
 func (c *PeerClient) Join(ctx context.Context, base string, req JoinRequest) error {
 	b, _ := json.Marshal(req)
 	resp, err := c.do(ctx, "POST", base+"/peer/v1/join", bytes.NewReader(b))

@@ -1,0 +1,473 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// AgentConfig configures a clustered node: its Raft server, peer API,
+// gossip membership and security material.
+type AgentConfig struct {
+	// Raft is the Raft node's configuration (DataDir, RaftBind,
+	// RaftAdvertise, timeouts). FSM and Transport are set by the agent.
+	Raft Config
+	// PeerListen is the peer API's host:port (mutual TLS; joiners enroll
+	// here). Required.
+	PeerListen string
+	// PeerAdvertise is the host:port other nodes dial for the peer API.
+	// Default: PeerListen's bound address.
+	PeerAdvertise string
+	// GossipBind and GossipAdvertise are memberlist's addresses.
+	GossipBind, GossipAdvertise string
+	// Profile is the gossip timing profile: lan, wan or local.
+	Profile string
+	// Join lists seed nodes' peer API addresses (host:port). Empty on the
+	// node that bootstraps the cluster.
+	Join []string
+	// JoinToken is the token printed by the bootstrap node; needed the
+	// first time a node joins (later starts use the stored identity).
+	JoinToken string
+	// Region tags the node in `members`.
+	Region string
+	// Version is the node's build version, shown in `members`.
+	Version string
+	// Autopilot manages voters.
+	Autopilot AutopilotConfig
+	// Logger receives cluster events.
+	Logger *slog.Logger
+}
+
+// Agent is a node's cluster side: the Raft store with write forwarding,
+// the peer API (mutual TLS), membership by gossip, voter management and
+// the enrollment of new nodes (on the node holding the cluster CA).
+//
+// Goroutines: the peer API server, the membership event loop, the
+// autopilot and, on a joining node, the Raft join loop; all stop in Close.
+type Agent struct {
+	cfg      AgentConfig
+	log      *slog.Logger
+	store    *Store
+	identity *NodeIdentity
+	members  *Membership
+	peers    *StaticPeers
+	client   *PeerClient
+	peerLn   net.Listener
+	peerSrv  *http.Server
+	peerURL  string
+	rec      atomic.Pointer[Reconciler]
+
+	// JoinTokenCreated is the join token when this start bootstrapped
+	// the cluster (print it once), else empty.
+	JoinTokenCreated string
+
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+// gossipKeyFile holds the memberlist key (base64, 0600).
+const gossipKeyFile = "gossip.key"
+
+// StartAgent starts the cluster side of a node. A data directory without
+// Raft state and without Join bootstraps a new cluster (creating its CA,
+// gossip key and a join token); with Join and JoinToken it enrolls at a
+// seed, then asks the leader to add it. A data directory with state
+// restarts and rejoins by itself, also on new addresses.
+func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.PeerListen == "" {
+		return nil, errors.New("cluster: AgentConfig.PeerListen is required")
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "cluster"), peers: &StaticPeers{}}
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	a.stop = stop
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	dir := ClusterDir(cfg.Raft.DataDir)
+	if err := os.MkdirAll(cfg.Raft.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("cluster: data directory: %w", err)
+	}
+	id, err := loadOrCreateNodeID(cfg.Raft.DataDir, cfg.Raft.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	nodeID := string(id)
+
+	// 1. Identity: stored, enrolled at a seed, or bootstrapped.
+	gossipKey, joining, err := a.identityFor(ctx, dir, nodeID)
+	if err != nil {
+		return nil, err
+	}
+
+	// 2. The peer API listener, so the advertised address is known.
+	if a.peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
+		return nil, fmt.Errorf("cluster: peer API listen on %s: %w", cfg.PeerListen, err)
+	}
+	adv := cfg.PeerAdvertise
+	if adv == "" {
+		adv = a.peerLn.Addr().String()
+	}
+	a.peerURL = "https://" + adv
+
+	// 3. Raft over mutual TLS.
+	rc := cfg.Raft
+	rc.Join = joining
+	rc.Logger = cfg.Logger
+	trans, err := NewTLSTransport(rc.withDefaults().RaftBind, rc.RaftAdvertise, a.identity, newHCLog(cfg.Logger, "raft-net", 0))
+	if err != nil {
+		return nil, err
+	}
+	rc.Transport = trans
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	a.store, err = OpenStore(openCtx, rc)
+	cancel()
+	if err != nil {
+		_ = trans.Close()
+		return nil, err
+	}
+	a.client = &PeerClient{HTTP: &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
+		TLSClientConfig: a.identity.ClientTLS(), TLSHandshakeTimeout: 10 * time.Second, MaxIdleConnsPerHost: 4,
+	}}}
+	a.store.EnableForwarding(a.client, a.peers)
+	a.peers.Set(nodeID, a.peerURL)
+
+	// 4. The peer API, with enrollment where the CA key lives.
+	if err := a.servePeerAPI(dir); err != nil {
+		return nil, err
+	}
+
+	// 5. Gossip membership; members' peer URLs feed the resolver.
+	a.members, err = StartMembership(ctx, MembershipConfig{
+		NodeName: nodeID, BindAddr: cfg.GossipBind, AdvertiseAddr: cfg.GossipAdvertise, Profile: cfg.Profile,
+		SecretKey: gossipKey,
+		Meta:      NodeMeta{Role: RoleServer, Region: cfg.Region, Version: cfg.Version, RaftAddr: a.store.node.Addr(), APIAddr: adv},
+		Logger:    cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.watchMembers(bg) }()
+
+	// 6. Join: gossip through the seeds, Raft through the leader.
+	if len(cfg.Join) > 0 {
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); a.joinLoop(bg) }()
+	}
+
+	// 7. Voter management, acting only while this node leads.
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.store.node.RunAutopilot(bg, cfg.Autopilot) }()
+	return a, nil
+}
+
+// identityFor loads or creates this node's TLS identity and gossip key,
+// and says whether the node must join an existing cluster.
+func (a *Agent) identityFor(ctx context.Context, dir, nodeID string) (gossipKey []byte, joining bool, err error) {
+	if id, err := LoadNodeIdentity(dir); err == nil {
+		a.identity = id
+		key, err := readGossipKey(dir)
+		return key, false, err
+	}
+	if len(a.cfg.Join) == 0 {
+		// Bootstrap: a new cluster CA, this node's certificate, a gossip
+		// key and a join token for the next nodes.
+		ca, id, err := BootstrapIdentity(dir, nodeID, nil, nil)
+		if err != nil {
+			return nil, false, err
+		}
+		a.identity = id
+		key, err := GenerateGossipKey()
+		if err != nil {
+			return nil, false, err
+		}
+		raw, _ := ParseGossipKey(key)
+		if err := writeGossipKey(dir, raw); err != nil {
+			return nil, false, err
+		}
+		tok, hash := NewJoinToken(ca)
+		if err := SaveJoinSecretHash(dir, hash); err != nil {
+			return nil, false, err
+		}
+		a.JoinTokenCreated = tok.Encode()
+		a.log.Info("bootstrapped a new cluster: certificate authority, gossip key and join token created")
+		return raw, false, nil
+	}
+	if a.cfg.JoinToken == "" {
+		return nil, false, errors.New("cluster: joining needs a join token (printed by the node that bootstrapped the cluster; set cluster.join_token)")
+	}
+	tok, err := ParseJoinToken(a.cfg.JoinToken)
+	if err != nil {
+		return nil, false, err
+	}
+	key, err := LoadOrCreateNodeKey(dir)
+	if err != nil {
+		return nil, false, err
+	}
+	var errs []error
+	for _, seed := range a.cfg.Join {
+		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		resp, err := RequestJoin(jctx, seed, tok, key, nodeID)
+		cancel()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := SaveNodeCert(dir, resp.NodeCert, resp.CACert); err != nil {
+			return nil, false, err
+		}
+		if len(resp.GossipKey) > 0 {
+			if err := writeGossipKey(dir, resp.GossipKey); err != nil {
+				return nil, false, err
+			}
+		}
+		if a.identity, err = LoadNodeIdentity(dir); err != nil {
+			return nil, false, err
+		}
+		a.log.Info("enrolled in the cluster", "seed", seed)
+		return resp.GossipKey, true, nil
+	}
+	return nil, false, fmt.Errorf("cluster: no seed enrolled this node (list the bootstrap node among cluster.join): %w", errors.Join(errs...))
+}
+
+func readGossipKey(dir string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(dir, gossipKeyFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: gossip key: %w", err)
+	}
+	return ParseGossipKey(strings.TrimSpace(string(b)))
+}
+
+func writeGossipKey(dir string, key []byte) error {
+	return writeSecretFile(filepath.Join(dir, gossipKeyFile), []byte(base64.StdEncoding.EncodeToString(key)+"\n"))
+}
+
+func (a *Agent) servePeerAPI(dir string) error {
+	api, err := NewPeerAPI(PeerAPIConfig{
+		Store: a.store, Auth: RequireClientCert, Logger: a.cfg.Logger,
+		Ready: func(name string, v int64) ReadyState {
+			if rec := a.rec.Load(); rec != nil {
+				return rec.VersionState(name, v)
+			}
+			return ReadyState{State: "pending"}
+		},
+		Info: func() PeerInfo {
+			info := PeerInfo{NodeID: a.store.node.ID()}
+			if a.members != nil {
+				info.GossipAddr = a.members.LocalAddr()
+			}
+			return info
+		},
+	})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", api)
+	if ca, err := LoadClusterCA(filepath.Join(dir, ClusterCADirName)); err == nil {
+		if hash, err := LoadJoinSecretHash(dir); err == nil {
+			mux.Handle(JoinPath, JoinHandler(ca, hash, JoinOptions{
+				GossipKey: func() ([]byte, error) { return readGossipKey(dir) },
+				Logger:    a.cfg.Logger,
+			}))
+		}
+	}
+	a.peerSrv = &http.Server{
+		Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(a.cfg.Logger.Handler(), slog.LevelDebug),
+	}
+	ln := tls.NewListener(a.peerLn, a.identity.APIServerTLS())
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.peerSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("peer API stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// watchMembers keeps the peer resolver in step with gossip.
+func (a *Agent) watchMembers(ctx context.Context) {
+	for _, m := range a.members.Members() {
+		if m.Meta.APIAddr != "" {
+			a.peers.Set(m.Name, "https://"+m.Meta.APIAddr)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-a.members.Events():
+			if ev.Member.Meta.APIAddr != "" {
+				a.peers.Set(ev.Member.Name, "https://"+ev.Member.Meta.APIAddr)
+			}
+		}
+	}
+}
+
+// joinLoop joins gossip through the seeds, then asks the Raft leader (via
+// any seed, which forwards) to add this node, retrying until it is in the
+// configuration. It also runs on restarts, so a node whose address
+// changed is updated in the configuration.
+func (a *Agent) joinLoop(ctx context.Context) {
+	backoff := 200 * time.Millisecond
+	gossipDone := false
+	for {
+		if !gossipDone {
+			var addrs []string
+			for _, seed := range a.cfg.Join {
+				ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				info, err := a.client.Info(ictx, "https://"+seed)
+				cancel()
+				if err == nil && info.GossipAddr != "" {
+					addrs = append(addrs, info.GossipAddr)
+				}
+			}
+			if len(addrs) > 0 {
+				jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				if n, err := a.members.JoinNow(jctx, addrs); err == nil && n > 0 {
+					gossipDone = true
+				}
+				cancel()
+			}
+		}
+		req := JoinRequest{ID: a.store.node.ID(), RaftAddr: a.store.node.Addr(), Voter: true}
+		for _, seed := range a.cfg.Join {
+			jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := a.client.Join(jctx, "https://"+seed, req)
+			cancel()
+			if err == nil && gossipDone {
+				a.log.Info("joined the cluster", "via", seed)
+				return
+			}
+			if err != nil {
+				a.log.Debug("raft join attempt failed; retrying", "seed", seed, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+// SetReconciler lets the peer API answer readiness questions.
+func (a *Agent) SetReconciler(r *Reconciler) { a.rec.Store(r) }
+
+// Store is the replicated registry (with KV) and its blobs.
+func (a *Agent) Store() *Store { return a.store }
+
+// Members lists the cluster's members as gossip sees them.
+func (a *Agent) Members() []Member { return a.members.Members() }
+
+// BlobReader returns modules from the local store or, when missing, from
+// a peer.
+func (a *Agent) BlobReader(maxBytes int64) BlobReader {
+	return &PeerBlobs{Local: a.store.Blobs(), Node: a.store.node, Client: a.client, Peers: a.peers, MaxBytes: maxBytes}
+}
+
+// PeerAddr is the peer API address other nodes use for this node; a new
+// node lists it in cluster.join.
+func (a *Agent) PeerAddr() string { return strings.TrimPrefix(a.peerURL, "https://") }
+
+// WaitServable waits until every live member serves name at version
+// (local included) and names the nodes that do not when ctx ends or one
+// fails to load it.
+func (a *Agent) WaitServable(ctx context.Context, name string, version int64) error {
+	if rec := a.rec.Load(); rec != nil {
+		if err := rec.WaitReady(ctx, name, version); err != nil {
+			return err
+		}
+	}
+	self := a.store.node.ID()
+	for {
+		var pending, failed []string
+		for _, m := range a.members.Members() {
+			if m.Name == self || m.Status != StatusAlive {
+				continue
+			}
+			url, ok := a.peers.PeerURL(m.Name)
+			if !ok {
+				pending = append(pending, m.Name)
+				continue
+			}
+			st, err := a.client.Ready(ctx, url, name, version)
+			switch {
+			case err != nil:
+				pending = append(pending, m.Name+" ("+err.Error()+")")
+			case st.State == "failed":
+				failed = append(failed, m.Name+": "+st.Reason)
+			case st.State != "ready":
+				pending = append(pending, m.Name)
+			}
+		}
+		if len(failed) > 0 {
+			return fmt.Errorf("%w: %s version %d failed on %s", ErrNotServable, name, version, strings.Join(failed, "; "))
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s version %d is not servable yet on: %s: %w", name, version, strings.Join(pending, ", "), context.Cause(ctx))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Leave removes this node from the cluster (Raft configuration and
+// gossip) before a permanent shutdown.
+func (a *Agent) Leave(ctx context.Context) error {
+	err := a.store.Leave(ctx)
+	if a.members != nil {
+		err = errors.Join(err, a.members.Leave(5*time.Second))
+	}
+	return err
+}
+
+// Close stops the agent without leaving: a restart rejoins by itself.
+func (a *Agent) Close() {
+	if a.stop != nil {
+		a.stop()
+	}
+	if a.peerSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := a.peerSrv.Shutdown(ctx); err != nil {
+			_ = a.peerSrv.Close()
+		}
+		cancel()
+	} else if a.peerLn != nil {
+		_ = a.peerLn.Close()
+	}
+	if a.members != nil {
+		_ = a.members.Shutdown()
+	}
+	a.wg.Wait()
+	if a.store != nil {
+		if err := a.store.Close(); err != nil {
+			a.log.Warn("raft shutdown", "err", err)
+		}
+	}
+}

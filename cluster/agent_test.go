@@ -1,0 +1,165 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gojinn/gojinn/edge"
+	"github.com/gojinn/gojinn/runtime/enginetest"
+	"github.com/gojinn/gojinn/storage"
+)
+
+type testAgent struct {
+	*Agent
+	dir     string
+	rec     *Reconciler
+	stopRec context.CancelFunc
+	recDone chan struct{}
+}
+
+func startTestAgent(t *testing.T, dir string, join []string, token string) (*testAgent, error) {
+	t.Helper()
+	rc := testConfig(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a, err := StartAgent(ctx, AgentConfig{
+		Raft: rc, PeerListen: "127.0.0.1:0", GossipBind: "127.0.0.1:0", Profile: "local",
+		Join: join, JoinToken: token, Version: "test",
+		Autopilot: AutopilotConfig{DeadServerTimeout: 2 * time.Second, Interval: 100 * time.Millisecond},
+		Logger:    rc.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ta := &testAgent{Agent: a, dir: dir}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ta.rec = NewReconciler(a.Store(), a.BlobReader(64<<20), enginetest.Engine(t), &edge.Router{}, log)
+	a.SetReconciler(ta.rec)
+	rctx, stop := context.WithCancel(context.Background())
+	ta.stopRec, ta.recDone = stop, make(chan struct{})
+	go func() { defer close(ta.recDone); ta.rec.Run(rctx) }()
+	t.Cleanup(ta.close)
+	return ta, nil
+}
+
+func (ta *testAgent) close() {
+	if ta.stopRec == nil {
+		return
+	}
+	ta.stopRec()
+	<-ta.recDone
+	ta.stopRec = nil
+	ta.Close()
+}
+
+// Three agents over real sockets with mutual TLS: the first bootstraps and
+// prints a join token; the others enroll with it and join Raft and gossip;
+// a deploy on the last is servable everywhere; a node with a wrong token is
+// refused; a restarted node rejoins on new addresses by itself.
+func TestAgentsFormACluster(t *testing.T) {
+	first, err := startTestAgent(t, t.TempDir(), nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.JoinTokenCreated == "" {
+		t.Fatal("bootstrap printed no join token")
+	}
+	seed := []string{first.PeerAddr()}
+	if _, err := startTestAgent(t, t.TempDir(), seed, strings.Repeat("A", 87)); err == nil {
+		t.Fatal("a node with a wrong token joined")
+	}
+	second, err := startTestAgent(t, t.TempDir(), seed, first.JoinTokenCreated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	third, err := startTestAgent(t, t.TempDir(), seed, first.JoinTokenCreated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agents := []*testAgent{first, second, third}
+	waitFor(t, 30*time.Second, "3 voters and 3 alive members", func() bool {
+		servers, err := first.Store().Node().Servers()
+		if err != nil {
+			return false
+		}
+		voters := 0
+		for _, s := range servers {
+			if s.Voter {
+				voters++
+			}
+		}
+		alive := 0
+		for _, m := range first.Members() {
+			if m.Status == StatusAlive {
+				alive++
+			}
+		}
+		return voters == 3 && alive == 3
+	})
+
+	// Deploy on the third node (not the leader): servable on all three.
+	module := wat(t)
+	spec := storage.Spec{Mode: storage.ModePooled, Routes: []storage.Route{{Path: "/t/*"}}}
+	spec.SHA256, spec.Size = putBlob(t, third.Store(), module)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	v, err := third.Store().Deploy(ctx, "tiny", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := third.WaitServable(ctx, "tiny", v.Version); err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range agents {
+		if st := a.rec.VersionState("tiny", v.Version); st.State != "ready" {
+			t.Fatalf("agent %d: %+v", i, st)
+		}
+	}
+
+	// Restart the second node: it rejoins with new addresses, no token.
+	dir := second.dir
+	second.close()
+	again, err := startTestAgent(t, dir, seed, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the restarted node back in the configuration at its new address", func() bool {
+		servers, err := first.Store().Node().Servers()
+		if err != nil {
+			return false
+		}
+		for _, s := range servers {
+			if s.ID == again.Store().Node().ID() {
+				return s.Addr == again.Store().Node().Addr()
+			}
+		}
+		return false
+	})
+	v2, err := first.Store().Deploy(ctx, "tiny", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.WaitServable(ctx, "tiny", v2.Version); err != nil {
+		t.Fatal(err)
+	}
+	if st := again.rec.VersionState("tiny", v2.Version); st.State != "ready" {
+		t.Fatalf("restarted node: %+v", st)
+	}
+}
+
+func putBlob(t *testing.T, s *Store, module []byte) (string, int64) {
+	t.Helper()
+	sum := sha256.Sum256(module)
+	sha := hex.EncodeToString(sum[:])
+	if _, err := s.Blobs().Put(sha, bytes.NewReader(module), 0); err != nil {
+		t.Fatal(err)
+	}
+	return sha, int64(len(module))
+}
