@@ -3,8 +3,11 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/gojinn/gojinn/storage"
 )
 
 // kvRuntime is a Store's KV configuration and its expiry loop.
@@ -66,6 +69,9 @@ func (s *Store) ConfigureKV(cfg KVConfig) error {
 		return err
 	}
 	k := s.kv
+	if k == nil {
+		return fmt.Errorf("cluster: ConfigureKV needs a Store from OpenStore: %w", storage.ErrInvalid)
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.halt()
