@@ -39,6 +39,10 @@ type AgentConfig struct {
 	// JoinToken is the token printed by the bootstrap node; needed the
 	// first time a node joins (later starts use the stored identity).
 	JoinToken string
+	// GossipKey, base64, overrides the gossip key kept in the data
+	// directory (created at bootstrap and handed to joiners). Rotate by
+	// installing the new key on every node (see DESIGN.md).
+	GossipKey string
 	// Region tags the node in `members`.
 	Region string
 	// Version is the node's build version, shown in `members`.
@@ -113,6 +117,11 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	gossipKey, joining, err := a.identityFor(ctx, dir, nodeID)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.GossipKey != "" {
+		if gossipKey, err = ParseGossipKey(cfg.GossipKey); err != nil {
+			return nil, fmt.Errorf("cluster: gossip key: %w", err)
+		}
 	}
 
 	// 2. The peer API listener, so the advertised address is known.
@@ -381,6 +390,34 @@ func (a *Agent) Store() *Store { return a.store }
 
 // Members lists the cluster's members as gossip sees them.
 func (a *Agent) Members() []Member { return a.members.Members() }
+
+// MemberInfos joins gossip's view with each member's Raft role, for the
+// admin API's GET /v1/members.
+func (a *Agent) MemberInfos() []MemberInfo {
+	roles := map[string]string{}
+	if servers, err := a.store.node.Servers(); err == nil {
+		for _, s := range servers {
+			switch {
+			case s.Leader:
+				roles[s.ID] = "leader"
+			case s.Voter:
+				roles[s.ID] = "voter"
+			default:
+				roles[s.ID] = "non-voter"
+			}
+		}
+	}
+	var out []MemberInfo
+	for _, m := range a.members.Members() {
+		role := roles[m.Name]
+		if role == "" {
+			role = "none"
+		}
+		out = append(out, MemberInfo{Name: m.Name, Addr: m.Addr, Status: string(m.Status), Role: role,
+			Region: m.Meta.Region, Version: m.Meta.Version, RaftAddr: m.Meta.RaftAddr})
+	}
+	return out
+}
 
 // BlobReader returns modules from the local store or, when missing, from
 // a peer.

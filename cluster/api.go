@@ -95,6 +95,9 @@ type APIConfig struct {
 	// Version is the node's build version, shown in /v1/status when the
 	// registry leaves it empty.
 	Version string
+	// Members lists the cluster's members for GET /v1/members; nil on a
+	// node without a cluster (the list then holds only this node).
+	Members func() []MemberInfo
 }
 
 // api holds the handlers. It has no mutable state of its own.
@@ -157,6 +160,7 @@ func (a *api) routes() http.Handler {
 		{"GET", "/v1/functions/{name}/versions", true, a.versions},
 		{"POST", "/v1/functions/{name}/rollback", true, a.rollback},
 		{"GET", "/v1/status", true, a.status},
+		{"GET", "/v1/members", true, a.members},
 	}
 	table = append(table, a.kvRoutes()...)
 	mux := http.NewServeMux()
@@ -329,6 +333,38 @@ func (a *api) status(w http.ResponseWriter, _ *http.Request) error {
 		st.Version = a.cfg.Version
 	}
 	a.writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+// MemberInfo is one node as GET /v1/members shows it.
+type MemberInfo struct {
+	Name     string `json:"name"`
+	Addr     string `json:"gossip_addr,omitempty"`
+	Status   string `json:"status"`
+	Role     string `json:"role"` // leader, voter, non-voter or none
+	Region   string `json:"region,omitempty"`
+	Version  string `json:"version,omitempty"`
+	RaftAddr string `json:"raft_addr,omitempty"`
+}
+
+// MemberList is the body of GET /v1/members.
+type MemberList struct {
+	Members []MemberInfo `json:"members"`
+}
+
+func (a *api) members(w http.ResponseWriter, _ *http.Request) error {
+	var list []MemberInfo
+	if a.cfg.Members != nil {
+		list = a.cfg.Members()
+	} else {
+		st := a.cfg.Registry.Status()
+		role := "voter"
+		if st.RaftState == "Leader" {
+			role = "leader"
+		}
+		list = []MemberInfo{{Name: st.NodeID, Status: "alive", Role: role, Version: a.cfg.Version}}
+	}
+	a.writeJSON(w, http.StatusOK, MemberList{Members: list})
 	return nil
 }
 

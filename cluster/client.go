@@ -188,6 +188,13 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return st, err
 }
 
+// Members returns the cluster's members with their Raft roles.
+func (c *Client) Members(ctx context.Context) ([]MemberInfo, error) {
+	var list MemberList
+	err := c.do(ctx, http.MethodGet, "/v1/members", nil, &list)
+	return list.Members, err
+}
+
 // Healthz returns nil when the node's API answers /healthz.
 func (c *Client) Healthz(ctx context.Context) error {
 	return c.do(ctx, http.MethodGet, "/healthz", nil, nil)

@@ -341,6 +341,41 @@ func (c cli) status(ctx context.Context, args []string) int {
 	return 0
 }
 
+func (c cli) members(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("members", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	var cf clientFlags
+	cf.register(fs, c.env)
+	if _, err := parseArgs(fs, args); err != nil {
+		return 2
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	list, err := cl.Members(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	if cf.json {
+		return c.printJSON(list)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tSTATUS\tROLE\tREGION\tVERSION\tGOSSIP\tRAFT")
+	for _, m := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Status, m.Role, dash(m.Region), dash(m.Version), dash(m.Addr), dash(m.RaftAddr))
+	}
+	_ = tw.Flush()
+	return 0
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 func modeOf(m string) string {
 	if m == "" {
 		return "isolated"

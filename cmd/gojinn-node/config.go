@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/gojinn/gojinn/cluster"
 )
 
 // Config is the node's configuration: a TOML file (`agent --config`),
@@ -29,7 +30,25 @@ type Config struct {
 	TLS     TLSFileConfig `toml:"tls"`
 	Admin   AdminConfig   `toml:"admin"`
 	Raft    RaftConfig    `toml:"raft"`
+	Cluster ClusterConfig `toml:"cluster"`
 	Runtime RuntimeConfig `toml:"runtime"`
+}
+
+// ClusterConfig is the [cluster] table.
+type ClusterConfig struct {
+	Enabled           bool     `toml:"enabled"`
+	PeerListen        string   `toml:"peer_listen"`
+	PeerAdvertise     string   `toml:"peer_advertise"`
+	GossipBind        string   `toml:"gossip_bind"`
+	GossipAdvertise   string   `toml:"gossip_advertise"`
+	Profile           string   `toml:"profile"`
+	Join              []string `toml:"join"`
+	JoinToken         string   `toml:"join_token"`
+	GossipKey         string   `toml:"gossip_key"`
+	Region            string   `toml:"region"`
+	MaxVoters         int      `toml:"max_voters"`
+	DeadServerTimeout duration `toml:"dead_server_timeout"`
+	LeaveOnShutdown   bool     `toml:"leave_on_shutdown"`
 }
 
 // EdgeConfig is the [edge] table.
@@ -114,6 +133,10 @@ func DefaultConfig() Config {
 		TLS:   TLSFileConfig{Mode: "acme"},
 		Admin: AdminConfig{Listen: "127.0.0.1:9090", MaxModuleBytes: 64 << 20},
 		Raft:  RaftConfig{Bind: "127.0.0.1:7947"},
+		Cluster: ClusterConfig{
+			PeerListen: ":7948", GossipBind: ":7946", Profile: "lan",
+			MaxVoters: 3, DeadServerTimeout: duration(30 * time.Second),
+		},
 		Runtime: RuntimeConfig{
 			CompiledIdleTimeout: duration(10 * time.Minute), PoolIdleTimeout: duration(60 * time.Second),
 			MaxConcurrentCompiles: 1,
@@ -312,5 +335,50 @@ func (c Config) Validate() error {
 	if err := addr("raft.bind", c.Raft.Bind, false); err != nil {
 		return err
 	}
-	return addr("raft.advertise", c.Raft.Advertise, true)
+	if err := addr("raft.advertise", c.Raft.Advertise, true); err != nil {
+		return err
+	}
+	return c.Cluster.validate(bad, addr)
+}
+
+func (c ClusterConfig) validate(bad func(key, format string, args ...any) error, addr func(key, v string, optional bool) error) error {
+	if !c.Enabled {
+		if len(c.Join) > 0 {
+			return bad("cluster.join", "is set but cluster.enabled is false; set cluster.enabled = true")
+		}
+		return nil
+	}
+	for _, k := range []struct {
+		key, v   string
+		optional bool
+	}{
+		{"cluster.peer_listen", c.PeerListen, false}, {"cluster.peer_advertise", c.PeerAdvertise, true},
+		{"cluster.gossip_bind", c.GossipBind, false}, {"cluster.gossip_advertise", c.GossipAdvertise, true},
+	} {
+		if err := addr(k.key, k.v, k.optional); err != nil {
+			return err
+		}
+	}
+	for i, j := range c.Join {
+		if err := addr(fmt.Sprintf("cluster.join[%d]", i), j, false); err != nil {
+			return err
+		}
+	}
+	switch c.Profile {
+	case "lan", "wan", "local":
+	default:
+		return bad("cluster.profile", "%q is not lan, wan or local", c.Profile)
+	}
+	if c.MaxVoters != 1 && c.MaxVoters != 3 && c.MaxVoters != 5 {
+		return bad("cluster.max_voters", "%d: use 3 (survives one failure) or 5 (two); 1 for a test cluster", c.MaxVoters)
+	}
+	if c.DeadServerTimeout <= 0 {
+		return bad("cluster.dead_server_timeout", "must be a positive duration")
+	}
+	if c.GossipKey != "" {
+		if _, err := cluster.ParseGossipKey(c.GossipKey); err != nil {
+			return bad("cluster.gossip_key", "%v (make one with `gojinn-node keygen`)", err)
+		}
+	}
+	return nil
 }

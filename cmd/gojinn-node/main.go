@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,9 +41,11 @@ client (talks to a node's admin API; --addr/GOJINN_ADDR, --token/GOJINN_TOKEN):
   deploy     deploy NAME FILE.wasm [--route R]... [--env K=V]... [flags]
   functions  list | show NAME | versions NAME | rm NAME | rollback NAME [--to N]
   status     the node's state
+  members    the cluster's nodes: status, Raft role, region, version
 
 other:
   ca export  print the internal CA's root certificate (PEM)
+  keygen     print a new gossip encryption key (cluster.gossip_key)
   version    print the version
 
 Run 'gojinn-node <command> -h' for a command's flags.
@@ -72,6 +75,15 @@ func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		return c.functions(ctx, args[1:])
 	case "status":
 		return c.status(ctx, args[1:])
+	case "members":
+		return c.members(ctx, args[1:])
+	case "keygen":
+		key, err := cluster.GenerateGossipKey()
+		if err != nil {
+			return c.fail(err)
+		}
+		fmt.Fprintln(stdout, key)
+		return 0
 	case "ca":
 		return runCA(args[1:], stdout, stderr)
 	case "version":
@@ -107,6 +119,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	cfgProbe := DefaultConfig()
 	nodeFlags(pre, &cfgProbe)
 	pre.String("tls-mode", "", "")
+	pre.Bool("cluster", false, "")
+	pre.String("join", "", "")
+	pre.String("join-token", "", "")
 	_ = pre.Parse(args)
 
 	cfg := DefaultConfig()
@@ -130,6 +145,17 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	fs.StringVar(&path, "config", path, "TOML config file (env GOJINN_CONFIG); docs/operations.md lists every key")
 	nodeFlags(fs, &cfg)
 	fs.StringVar(&cfg.TLS.Mode, "tls-mode", cfg.TLS.Mode, "acme, internal or files (tls.mode)")
+	fs.BoolVar(&cfg.Cluster.Enabled, "cluster", cfg.Cluster.Enabled, "run as a cluster member (cluster.enabled)")
+	fs.Func("join", "seed peer API address host:port, repeatable or comma-separated; implies --cluster (cluster.join)", func(v string) error {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				cfg.Cluster.Join = append(cfg.Cluster.Join, p)
+			}
+		}
+		cfg.Cluster.Enabled = true
+		return nil
+	})
+	fs.StringVar(&cfg.Cluster.JoinToken, "join-token", cfg.Cluster.JoinToken, "join token from the bootstrap node (cluster.join_token; env GOJINN_CLUSTER_JOIN_TOKEN)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -205,6 +231,12 @@ func printBanner(w io.Writer, n *node, dev bool) {
 		fmt.Fprintf(w, "  http3:  https://%s/ (QUIC)\n", h3)
 	}
 	fmt.Fprintf(w, "  admin:  http://%s/\n", n.adminL.Addr())
+	if n.agent != nil {
+		fmt.Fprintf(w, "  peer:   %s (node %s; other nodes join with cluster.join = [\"%s\"])\n", n.agent.PeerAddr(), n.store.Node().ID(), n.agent.PeerAddr())
+		if n.agent.JoinTokenCreated != "" {
+			fmt.Fprintf(w, "  cluster join token (printed once; give it to joining nodes as cluster.join_token): %s\n", n.agent.JoinTokenCreated)
+		}
+	}
 	if n.token != "" {
 		if dev {
 			fmt.Fprintf(w, "  admin token (dev; also in %s/%s): %s\n", n.cfg.DataDir, cluster.TokenFile, n.token)

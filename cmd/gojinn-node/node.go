@@ -28,6 +28,7 @@ type node struct {
 	log    *slog.Logger
 	engine *runtime.Engine
 	store  *cluster.Store
+	agent  *cluster.Agent // nil without [cluster] enabled
 	router *edge.Router
 	rec    *cluster.Reconciler
 	tls    *edge.TLS
@@ -87,10 +88,9 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		return nil, fmt.Errorf("runtime: %w", err)
 	}
 
-	// 2. The registry: a Raft state machine, a one-voter cluster for now.
+	// 2. The registry: a Raft state machine, alone or in a cluster.
 	cc := cluster.DefaultConfig()
 	cc.DataDir = cfg.DataDir
-	cc.NodeID = ""
 	cc.RaftBind = cfg.Raft.Bind
 	cc.RaftAdvertise = cfg.Raft.Advertise
 	cc.Logger = log
@@ -98,15 +98,36 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		fast := cluster.FastConfig()
 		cc.HeartbeatTimeout, cc.ElectionTimeout, cc.LeaderLeaseTimeout = fast.HeartbeatTimeout, fast.ElectionTimeout, fast.LeaderLeaseTimeout
 	}
-	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	n.store, err = cluster.OpenStore(openCtx, cc)
-	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("registry: %w", err)
+	var blobs cluster.BlobReader
+	if cfg.Cluster.Enabled {
+		c := cfg.Cluster
+		n.agent, err = cluster.StartAgent(ctx, cluster.AgentConfig{
+			Raft: cc, PeerListen: c.PeerListen, PeerAdvertise: c.PeerAdvertise,
+			GossipBind: c.GossipBind, GossipAdvertise: c.GossipAdvertise, Profile: c.Profile,
+			Join: c.Join, JoinToken: c.JoinToken, Region: c.Region, Version: version, GossipKey: c.GossipKey,
+			Autopilot: cluster.AutopilotConfig{MaxVoters: c.MaxVoters, DeadServerTimeout: time.Duration(c.DeadServerTimeout)},
+			Logger:    log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		n.store = n.agent.Store()
+		blobs = n.agent.BlobReader(cfg.Admin.MaxModuleBytes)
+	} else {
+		openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		n.store, err = cluster.OpenStore(openCtx, cc)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("registry: %w", err)
+		}
+		blobs = n.store.Blobs()
 	}
 
 	// 3. Serve what the registry holds before any listener opens.
-	n.rec = cluster.NewReconciler(n.store, n.store.Blobs(), n.engine, n.router, log)
+	n.rec = cluster.NewReconciler(n.store, blobs, n.engine, n.router, log)
+	if n.agent != nil {
+		n.agent.SetReconciler(n.rec)
+	}
 	n.rec.Sync(ctx)
 	recCtx, stopRec := context.WithCancel(context.WithoutCancel(ctx))
 	n.stopRec = stopRec
@@ -135,7 +156,7 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 	}
 
 	// 6. The admin API on its own listener.
-	api, err := cluster.NewAPI(cluster.APIConfig{
+	apiCfg := cluster.APIConfig{
 		Registry: n.store, Blobs: n.store.Blobs(), TokenHash: hash,
 		MaxModuleBytes: cfg.Admin.MaxModuleBytes,
 		Check:          n.rec.CheckDeploy,
@@ -143,7 +164,13 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		Ready:          n.rec.Ready,
 		Logger:         log.With("component", "api"),
 		Version:        version,
-	})
+	}
+	if n.agent != nil {
+		// A deploy is servable when every live node serves it.
+		apiCfg.WaitReady = n.agent.WaitServable
+		apiCfg.Members = n.agent.MemberInfos
+	}
+	api, err := cluster.NewAPI(apiCfg)
 	if err != nil {
 		return nil, fmt.Errorf("admin api: %w", err)
 	}
@@ -281,8 +308,19 @@ func (n *node) stop(ctx context.Context) {
 		_ = n.tls.Close()
 	}
 	n.wg.Wait()
-	// 4. Raft: after the API, so no write is proposed into a closed node.
-	if n.store != nil {
+	// 4. Raft (and in a cluster: gossip, the peer API, the autopilot),
+	// after the API, so no write is proposed into a closed node.
+	switch {
+	case n.agent != nil:
+		if n.cfg.Cluster.LeaveOnShutdown {
+			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := n.agent.Leave(lctx); err != nil {
+				n.log.Warn("leaving the cluster", "err", err)
+			}
+			cancel()
+		}
+		n.agent.Close()
+	case n.store != nil:
 		if err := n.store.Close(); err != nil {
 			n.log.Warn("raft shutdown", "err", err)
 		}

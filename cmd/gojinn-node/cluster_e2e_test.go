@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gojinn/gojinn/cluster"
+	"github.com/gojinn/gojinn/runtime/runtimetest"
+)
+
+// agentNode is a `gojinn-node agent --cluster` started by a test.
+type agentNode struct {
+	*devNode
+	peer, joinToken string
+}
+
+var (
+	peerRE  = regexp.MustCompile(`^\s+peer:\s+(\S+)`)
+	tokenRE = regexp.MustCompile(`cluster join token \([^)]*\): (\S+)`)
+)
+
+func startAgentNode(t *testing.T, dir string, extra ...string) *agentNode {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "node.toml")
+	body := `data_dir = "` + filepath.Join(dir, "data") + `"
+[edge]
+https = "127.0.0.1:0"
+http = "127.0.0.1:0"
+http_mode = "serve"
+[tls]
+mode = "internal"
+[admin]
+listen = "127.0.0.1:0"
+[raft]
+bind = "127.0.0.1:0"
+[cluster]
+enabled = true
+peer_listen = "127.0.0.1:0"
+gossip_bind = "127.0.0.1:0"
+profile = "local"
+dead_server_timeout = "2s"
+`
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	n := &agentNode{devNode: &devNode{t: t, data: filepath.Join(dir, "data"), cancel: cancel, done: make(chan int, 1), stderr: &lockedBuffer{}}}
+	go func() {
+		n.done <- runEnv(ctx, append([]string{"agent", "--config", conf}, extra...), pw, n.stderr, func(string) string { return "" })
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		line := sc.Text()
+		if m := bannerRE.FindStringSubmatch(line); m != nil {
+			switch m[1] {
+			case "http":
+				n.http = m[2]
+			case "admin":
+				n.admin = m[2]
+			}
+		}
+		if m := peerRE.FindStringSubmatch(line); m != nil {
+			n.peer = m[1]
+		}
+		if m := tokenRE.FindStringSubmatch(line); m != nil {
+			n.joinToken = m[1]
+		}
+		if i := strings.Index(line, "gjn_"); i >= 0 {
+			n.token = strings.Fields(line[i:])[0]
+		}
+		if strings.Contains(line, "trust the internal CA") {
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	if n.peer == "" || n.admin == "" || n.http == "" {
+		cancel()
+		t.Fatalf("incomplete agent banner (peer %q admin %q http %q)\nstderr: %s", n.peer, n.admin, n.http, n.stderr.String())
+	}
+	n.plainClient = &http.Client{Timeout: 30 * time.Second}
+	n.h1Client, n.h2 = n.plainClient, n.plainClient
+	n.closeH3 = func() {}
+	t.Cleanup(n.stop)
+	return n
+}
+
+// Three agent processes' worth of nodes in one test: the first bootstraps,
+// two join with its token; a deploy through a joined node's admin API
+// answers on every node; `members` shows the three with their roles; the
+// leader goes away and the survivors take the next deploy.
+func TestClusterEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three nodes (about 15 s); make test runs it")
+	}
+	dir := t.TempDir()
+	raw := writeModule(t, dir, "raw.wasm", runtimetest.WAT(t, "examples/raw-wat/main.wat"))
+	first := startAgentNode(t, filepath.Join(dir, "n1"))
+	if first.joinToken == "" || first.token == "" {
+		t.Fatalf("bootstrap banner lacks the join token or the admin token")
+	}
+	second := startAgentNode(t, filepath.Join(dir, "n2"), "--join", first.peer, "--join-token", first.joinToken)
+	third := startAgentNode(t, filepath.Join(dir, "n3"), "--join", first.peer, "--join-token", first.joinToken)
+	nodes := []*agentNode{first, second, third}
+
+	// Wait for three alive members, each with a Raft role.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var list []cluster.MemberInfo
+		_ = json.Unmarshal([]byte(first.cli(0, "members", "--json")), &list)
+		roles := map[string]int{}
+		for _, m := range list {
+			if m.Status == "alive" {
+				roles[m.Role]++
+			}
+		}
+		if roles["leader"] == 1 && roles["voter"] == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("members: %+v", list)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if table := first.cli(0, "members"); !strings.Contains(table, "leader") || strings.Count(table, "alive") != 3 {
+		t.Fatalf("members table:\n%s", table)
+	}
+
+	// Deploy through the third node; every node answers.
+	out := third.cli(0, "deploy", "raw", raw, "--route", "/raw")
+	if !strings.Contains(out, "deployed raw version 1") {
+		t.Fatalf("deploy: %q", out)
+	}
+	for i, n := range nodes {
+		if code, body, _ := n.get(n.plainClient, "http://"+n.http+"/raw"); code != 200 || body == "" {
+			t.Fatalf("node %d: %d %q", i+1, code, body)
+		}
+	}
+
+	// The first node (the leader, having bootstrapped) stops; the others
+	// elect a leader and take a deploy.
+	first.stop()
+	out = second.cli(0, "deploy", "raw2", raw, "--route", "/raw2")
+	if !strings.Contains(out, "deployed raw2 version 1") {
+		t.Fatalf("deploy after the leader stopped: %q", out)
+	}
+	for _, n := range []*agentNode{second, third} {
+		if code, _, _ := n.get(n.plainClient, "http://"+n.http+"/raw2"); code != 200 {
+			t.Fatalf("after failover: %d", code)
+		}
+	}
+}
