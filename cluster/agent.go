@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -36,6 +37,10 @@ type AgentConfig struct {
 	// Join lists seed nodes' peer API addresses (host:port). Empty on the
 	// node that bootstraps the cluster.
 	Join []string
+	// JoinRetryMax bounds enrollment rounds over the seeds (with
+	// exponential backoff up to 30 s); 0 retries until the start context
+	// ends. A refused token is never retried.
+	JoinRetryMax int
 	// JoinToken is the token printed by the bootstrap node; needed the
 	// first time a node joins (later starts use the stored identity).
 	JoinToken string
@@ -180,7 +185,12 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 		go func() { defer a.wg.Done(); a.joinLoop(bg) }()
 	}
 
-	// 7. Voter management, acting only while this node leads.
+	// 7. Every live version's module, not only active ones, so a rollback
+	// works on this node even if the node that had it is gone.
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.syncBlobs(bg) }()
+
+	// 8. Voter management, acting only while this node leads.
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.store.node.RunAutopilot(bg, cfg.Autopilot) }()
 	return a, nil
@@ -229,30 +239,57 @@ func (a *Agent) identityFor(ctx context.Context, dir, nodeID string) (gossipKey 
 	if err != nil {
 		return nil, false, err
 	}
-	var errs []error
-	for _, seed := range a.cfg.Join {
-		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		resp, err := RequestJoin(jctx, seed, tok, key, nodeID)
-		cancel()
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := SaveNodeCert(dir, resp.NodeCert, resp.CACert); err != nil {
-			return nil, false, err
-		}
-		if len(resp.GossipKey) > 0 {
-			if err := writeGossipKey(dir, resp.GossipKey); err != nil {
-				return nil, false, err
-			}
-		}
-		if a.identity, err = LoadNodeIdentity(dir); err != nil {
-			return nil, false, err
-		}
-		a.log.Info("enrolled in the cluster", "seed", seed)
-		return resp.GossipKey, true, nil
+	resp, seed, err := a.enroll(ctx, tok, key, nodeID)
+	if err != nil {
+		return nil, false, err
 	}
-	return nil, false, fmt.Errorf("cluster: no seed enrolled this node (list the bootstrap node among cluster.join): %w", errors.Join(errs...))
+	if err := SaveNodeCert(dir, resp.NodeCert, resp.CACert); err != nil {
+		return nil, false, err
+	}
+	if len(resp.GossipKey) > 0 {
+		if err := writeGossipKey(dir, resp.GossipKey); err != nil {
+			return nil, false, err
+		}
+	}
+	if a.identity, err = LoadNodeIdentity(dir); err != nil {
+		return nil, false, err
+	}
+	a.log.Info("enrolled in the cluster", "seed", seed)
+	return resp.GossipKey, true, nil
+}
+
+// enroll asks each seed in turn for a certificate, retrying with backoff
+// while seeds are unreachable (they may start later) until JoinRetryMax
+// rounds or ctx ends. A refused token ends it at once: retrying cannot
+// fix it.
+func (a *Agent) enroll(ctx context.Context, tok JoinToken, key crypto.Signer, nodeID string) (*JoinResponse, string, error) {
+	backoff := 500 * time.Millisecond
+	for round := 1; ; round++ {
+		var errs []error
+		for _, seed := range a.cfg.Join {
+			jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			resp, err := RequestJoin(jctx, seed, tok, key, nodeID)
+			cancel()
+			if err == nil {
+				return resp, seed, nil
+			}
+			if errors.Is(err, ErrJoinRefused) || errors.Is(err, ErrSeedNotTrusted) || errors.Is(err, ErrInvalidJoinToken) {
+				return nil, "", fmt.Errorf("cluster: seed %s refused this node: %w", seed, err)
+			}
+			errs = append(errs, err)
+		}
+		err := fmt.Errorf("cluster: no seed enrolled this node (list the bootstrap node among cluster.join): %w", errors.Join(errs...))
+		if a.cfg.JoinRetryMax > 0 && round >= a.cfg.JoinRetryMax {
+			return nil, "", err
+		}
+		a.log.Warn("enrollment failed; retrying", "round", round, "in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, "", fmt.Errorf("%w (gave up: %w)", err, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
 }
 
 func readGossipKey(dir string) ([]byte, error) {
@@ -379,6 +416,38 @@ func (a *Agent) joinLoop(ctx context.Context) {
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+// blobSyncInterval is how often a node checks it holds every live module.
+const blobSyncInterval = 10 * time.Second
+
+// syncBlobs fetches every module a registered version names that this
+// node lacks, after each registry change and periodically.
+func (a *Agent) syncBlobs(ctx context.Context) {
+	ch, unsubscribe := a.store.Subscribe()
+	defer unsubscribe()
+	tick := time.NewTicker(blobSyncInterval)
+	defer tick.Stop()
+	reader := a.BlobReader(0)
+	for {
+		for sha := range a.store.State().LiveBlobs() {
+			if ctx.Err() != nil {
+				return
+			}
+			if a.store.Blobs().Has(sha) {
+				continue
+			}
+			if _, err := reader.ReadAll(sha); err != nil {
+				a.log.Debug("module not fetched yet; will retry", "sha256", sha, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		case <-tick.C:
+		}
 	}
 }
 

@@ -163,3 +163,22 @@ func putBlob(t *testing.T, s *Store, module []byte) (string, int64) {
 	}
 	return sha, int64(len(module))
 }
+
+// Enrollment retries unreachable seeds JoinRetryMax times, then says
+// which seed failed and what to do.
+func TestAgentEnrollRetriesThenGivesUp(t *testing.T) {
+	first, err := startTestAgent(t, t.TempDir(), nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := testConfig(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = StartAgent(ctx, AgentConfig{
+		Raft: rc, PeerListen: "127.0.0.1:0", GossipBind: "127.0.0.1:0", Profile: "local",
+		Join: []string{"127.0.0.1:1"}, JoinToken: first.JoinTokenCreated, JoinRetryMax: 2, Logger: rc.Logger,
+	})
+	if err == nil || !strings.Contains(err.Error(), "no seed enrolled") || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -44,6 +44,7 @@ type ClusterConfig struct {
 	Profile           string   `toml:"profile"`
 	Join              []string `toml:"join"`
 	JoinToken         string   `toml:"join_token"`
+	JoinRetryMax      int      `toml:"join_retry_max"`
 	GossipKey         string   `toml:"gossip_key"`
 	Region            string   `toml:"region"`
 	MaxVoters         int      `toml:"max_voters"`
