@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -490,4 +491,36 @@ func TestClusterAutopilot(t *testing.T) {
 		t.Fatal("a node that left is still in the configuration")
 	}
 	h.Kill(leaver.i)
+}
+
+// KV writes on a follower are forwarded to the leader, results and
+// compare-and-set conflicts included.
+func TestClusterKVForwarding(t *testing.T) {
+	h := newHarness(t, false)
+	for range 3 {
+		h.Start(true)
+	}
+	l := h.waitLeader()
+	var f *hnode
+	for _, n := range h.nodes {
+		if n != l {
+			f = n
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := f.store.KVPut(ctx, "fn", "k", []byte("v1"), KVWriteOptions{})
+	if err != nil || v == 0 {
+		t.Fatalf("put on a follower: %d %v", v, err)
+	}
+	e, err := l.store.KVGet(ctx, "fn", "k", ConsistencyLinearizable)
+	if err != nil || string(e.Value) != "v1" {
+		t.Fatalf("leader read: %+v %v", e, err)
+	}
+	_, err = f.store.KVCAS(ctx, "fn", "k", []byte("v2"), v+100, 0)
+	var c *storage.KVConflictError
+	if !errors.As(err, &c) || c.Current != v {
+		t.Fatalf("CAS conflict through a follower: %v", err)
+	}
 }

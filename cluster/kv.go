@@ -212,9 +212,8 @@ func checkKVKey(ns, key string, l storage.KVLimits) error {
 	return nil
 }
 
-// proposeKV commits c through Raft on this node (the leader) and returns
-// the FSM's result. Writes are not forwarded yet: a follower answers
-// ErrNotLeader.
+// proposeKV commits c through Raft and returns the FSM's result; on a
+// follower the write is forwarded to the leader (see Store.apply).
 func (s *Store) proposeKV(ctx context.Context, c storage.KVCommand) (storage.KVResult, error) {
 	what := fmt.Sprintf("%s %s", c.Op, c.Namespace)
 	if c.Key != "" {
@@ -224,7 +223,7 @@ func (s *Store) proposeKV(ctx context.Context, c storage.KVCommand) (storage.KVR
 	if err != nil {
 		return storage.KVResult{}, fmt.Errorf("%s: %w", what, err)
 	}
-	resp, err := s.node.Apply(ctx, b)
+	resp, err := s.apply(ctx, b)
 	if err != nil {
 		return storage.KVResult{}, fmt.Errorf("%s: %w", what, err)
 	}

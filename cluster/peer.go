@@ -174,9 +174,13 @@ func (p *peerAPI) remove(w http.ResponseWriter, r *http.Request) {
 
 // applyResponse carries an ApplyResult across the wire.
 type applyResponse struct {
-	Version storage.Version `json:"version"`
-	Code    string          `json:"code,omitempty"`
-	Message string          `json:"message,omitempty"`
+	Version storage.Version  `json:"version"`
+	KV      storage.KVResult `json:"kv"`
+	Code    string           `json:"code,omitempty"`
+	Message string           `json:"message,omitempty"`
+	// Conflict carries a KV compare-and-set failure whole, so the caller
+	// sees the key's current version.
+	Conflict *storage.KVConflictError `json:"conflict,omitempty"`
 }
 
 func (p *peerAPI) apply(w http.ResponseWriter, r *http.Request) {
@@ -195,9 +199,13 @@ func (p *peerAPI) apply(w http.ResponseWriter, r *http.Request) {
 		peerError(w, http.StatusInternalServerError, "internal", fmt.Sprintf("the state machine answered %T", resp))
 		return
 	}
-	out := applyResponse{Version: res.Version}
+	out := applyResponse{Version: res.Version, KV: res.KV}
 	if res.Err != nil {
 		out.Code, out.Message = errorCode(res.Err), res.Err.Error()
+		var c *storage.KVConflictError
+		if errors.As(res.Err, &c) {
+			out.Conflict = c
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -276,6 +284,11 @@ var peerSentinels = map[string]error{
 	"invalid":            storage.ErrInvalid,
 	"not_leader":         ErrNotLeader,
 	"unavailable":        ErrUnavailable,
+	"kv_not_found":       storage.ErrKVNotFound,
+	"kv_conflict":        storage.ErrKVConflict,
+	"kv_too_large":       storage.ErrKVTooLarge,
+	"kv_quota":           storage.ErrKVQuota,
+	"kv_forbidden":       storage.ErrKVForbidden,
 }
 
 func codeError(code, msg string) error {
@@ -357,8 +370,11 @@ func (c *PeerClient) Apply(ctx context.Context, base string, cmd []byte) (storag
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return storage.ApplyResult{}, fmt.Errorf("peer %s: decode apply result: %w", base, err)
 	}
-	res := storage.ApplyResult{Version: out.Version}
-	if out.Code != "" {
+	res := storage.ApplyResult{Version: out.Version, KV: out.KV}
+	switch {
+	case out.Conflict != nil:
+		res.Err = out.Conflict
+	case out.Code != "":
 		res.Err = codeError(out.Code, out.Message)
 	}
 	return res, nil
