@@ -163,6 +163,7 @@ func (a *api) routes() http.Handler {
 		{"GET", "/v1/members", true, a.members},
 	}
 	table = append(table, a.kvRoutes()...)
+	table = append(table, a.backupRoutes()...)
 	mux := http.NewServeMux()
 	allow := map[string][]string{}
 	authed := map[string]bool{}

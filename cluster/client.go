@@ -195,6 +195,36 @@ func (c *Client) Members(ctx context.Context) ([]MemberInfo, error) {
 	return list.Members, err
 }
 
+// Backup streams a backup of the node's registry, KV and modules to w.
+func (c *Client) Backup(ctx context.Context, w io.Writer) error {
+	req, err := c.newRequest(ctx, http.MethodGet, "/v1/backup", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the node's API at %s: %w", c.base, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode >= 300 {
+		return readAPIError(resp)
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	return nil
+}
+
+// Restore replaces the cluster's state with a backup (the node must lead).
+func (c *Client) Restore(ctx context.Context, r io.Reader) error {
+	req, err := c.newRequest(ctx, http.MethodPost, "/v1/restore", r)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-tar")
+	return c.send(req, nil)
+}
+
 // Healthz returns nil when the node's API answers /healthz.
 func (c *Client) Healthz(ctx context.Context) error {
 	return c.do(ctx, http.MethodGet, "/healthz", nil, nil)

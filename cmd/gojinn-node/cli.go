@@ -369,6 +369,66 @@ func (c cli) members(ctx context.Context, args []string) int {
 	return 0
 }
 
+// backupRestore runs `backup FILE` (write a backup; "-" for stdout) and
+// `restore FILE` (replace the cluster's state with one).
+func (c cli) backupRestore(ctx context.Context, cmd string, args []string) int {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	var cf clientFlags
+	cf.register(fs, c.env)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(c.stderr, "usage: gojinn-node %s FILE\n", cmd)
+		return 2
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	if cmd == "restore" {
+		f, err := os.Open(pos[0])
+		if err != nil {
+			return c.fail(err)
+		}
+		defer func() { _ = f.Close() }()
+		if err := cl.Restore(ctx, f); err != nil {
+			return c.fail(err)
+		}
+		fmt.Fprintf(c.stdout, "restored %s\n", pos[0])
+		return 0
+	}
+	out := io.Writer(c.stdout)
+	var f *os.File
+	if pos[0] != "-" {
+		// Written next to the target, then renamed: a failed backup never
+		// leaves a truncated file under the name.
+		if f, err = os.CreateTemp(filepath.Dir(pos[0]), ".gojinn-backup-*"); err != nil {
+			return c.fail(err)
+		}
+		defer func() { _ = os.Remove(f.Name()) }()
+		out = f
+	}
+	if err := cl.Backup(ctx, out); err != nil {
+		if f != nil {
+			_ = f.Close()
+		}
+		return c.fail(err)
+	}
+	if f != nil {
+		if err := f.Close(); err != nil {
+			return c.fail(err)
+		}
+		if err := os.Rename(f.Name(), pos[0]); err != nil {
+			return c.fail(err)
+		}
+		fmt.Fprintf(c.stdout, "wrote %s\n", pos[0])
+	}
+	return 0
+}
+
 func dash(s string) string {
 	if s == "" {
 		return "-"

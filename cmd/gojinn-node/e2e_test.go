@@ -312,3 +312,36 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+// A backup taken through the CLI restores functions that were removed
+// since, and they answer again.
+func TestBackupRestore(t *testing.T) {
+	dir := t.TempDir()
+	raw := writeModule(t, dir, "raw.wasm", runtimetest.WAT(t, "examples/raw-wat/main.wat"))
+	n := startDev(t, filepath.Join(dir, "data"), "")
+	n.cli(0, "deploy", "raw", raw, "--route", "/raw")
+	backup := filepath.Join(dir, "backup.tar")
+	if out := n.cli(0, "backup", backup); !strings.Contains(out, "wrote") {
+		t.Fatalf("backup: %q", out)
+	}
+	n.cli(0, "functions", "rm", "raw")
+	if code, _, _ := n.get(n.plainClient, "http://"+n.http+"/raw"); code != 404 {
+		t.Fatalf("after rm: %d", code)
+	}
+	notBackup := writeModule(t, dir, "junk.tar", []byte("not a tar"))
+	if out := n.cli(1, "restore", notBackup); !strings.Contains(out, "not a valid gojinn backup") {
+		t.Fatalf("restoring junk: %q", out)
+	}
+	n.cli(0, "restore", backup)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, _, _ := n.get(n.plainClient, "http://"+n.http+"/raw")
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restored function answers %d", code)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -42,6 +42,8 @@ client (talks to a node's admin API; --addr/GOJINN_ADDR, --token/GOJINN_TOKEN):
   functions  list | show NAME | versions NAME | rm NAME | rollback NAME [--to N]
   status     the node's state
   members    the cluster's nodes: status, Raft role, region, version
+  backup     backup FILE: registry, KV and modules in one tar ("-": stdout)
+  restore    restore FILE: replace the cluster's state with a backup (disaster recovery)
 
 other:
   ca export  print the internal CA's root certificate (PEM)
@@ -77,6 +79,8 @@ func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		return c.status(ctx, args[1:])
 	case "members":
 		return c.members(ctx, args[1:])
+	case "backup", "restore":
+		return c.backupRestore(ctx, args[0], args[1:])
 	case "keygen":
 		key, err := cluster.GenerateGossipKey()
 		if err != nil {

@@ -1,0 +1,153 @@
+package cluster
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/gojinn/gojinn/storage"
+	"github.com/hashicorp/raft"
+)
+
+// A backup is a tar stream: "gojinn-backup.json" (format, time, index),
+// "registry.snapshot" (the state machine's snapshot: functions, versions,
+// KV) and "blobs/<sha256>" for every module a version names. It restores
+// into a fresh node or cluster (disaster recovery).
+
+const (
+	backupFormat       = "gojinn-backup/1"
+	backupManifestName = "gojinn-backup.json"
+	backupStateName    = "registry.snapshot"
+	backupBlobPrefix   = "blobs/"
+	// maxBackupState bounds the registry snapshot read into memory.
+	maxBackupState = 1 << 30
+)
+
+// ErrBadBackup means a restore's input is not a Gojinn backup or is
+// damaged.
+var ErrBadBackup = errors.New("not a valid gojinn backup")
+
+type backupManifest struct {
+	Format  string    `json:"format"`
+	Created time.Time `json:"created"`
+	Index   uint64    `json:"index"`
+	NodeID  string    `json:"node_id"`
+	Blobs   int       `json:"blobs"`
+}
+
+// Backup writes a consistent backup of this node's registry, KV and every
+// live module to w. It reads local state: take it from the leader (or
+// after a linearizable read) for the latest writes.
+func (s *Store) Backup(ctx context.Context, w io.Writer) error {
+	st := s.State()
+	var state bytes.Buffer
+	if err := st.Encode(&state); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	live := st.LiveBlobs()
+	tw := tar.NewWriter(w)
+	now := time.Now().UTC()
+	manifest, _ := json.Marshal(backupManifest{Format: backupFormat, Created: now, Index: st.Index(), NodeID: s.node.ID(), Blobs: len(live)})
+	file := func(name string, size int64, body io.Reader) error {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: size, ModTime: now, Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		_, err := io.Copy(tw, body)
+		return err
+	}
+	if err := file(backupManifestName, int64(len(manifest)), bytes.NewReader(manifest)); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if err := file(backupStateName, int64(state.Len()), &state); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	for sha := range live {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
+		rc, size, err := s.blobs.Open(sha)
+		if err != nil {
+			return fmt.Errorf("backup: module %s: %w", sha, err)
+		}
+		err = file(backupBlobPrefix+sha, size, rc)
+		_ = rc.Close()
+		if err != nil {
+			return fmt.Errorf("backup: module %s: %w", sha, err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	return nil
+}
+
+// Restore replaces the cluster's whole state (functions, versions, KV)
+// with a backup written by Backup. It runs on the leader only; modules go
+// into this node's blob store (verified) and reach the others by the
+// usual fetch. This is disaster recovery: every write since the backup is
+// lost, so use it on a fresh or broken cluster.
+func (s *Store) Restore(ctx context.Context, r io.Reader) error {
+	if !s.node.IsLeader() {
+		return fmt.Errorf("restore: %w: run it against the leader's admin API", s.node.notLeader(false))
+	}
+	tr := tar.NewReader(r)
+	var manifest *backupManifest
+	var state []byte
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("restore: %w: %w", ErrBadBackup, err)
+		}
+		switch {
+		case h.Name == backupManifestName:
+			var m backupManifest
+			if err := json.NewDecoder(io.LimitReader(tr, 64<<10)).Decode(&m); err != nil || m.Format != backupFormat {
+				return fmt.Errorf("restore: %w: manifest format %q, want %q", ErrBadBackup, m.Format, backupFormat)
+			}
+			manifest = &m
+		case manifest == nil:
+			return fmt.Errorf("restore: %w: the first entry must be %s (got %q)", ErrBadBackup, backupManifestName, h.Name)
+		case h.Name == backupStateName:
+			if state, err = io.ReadAll(io.LimitReader(tr, maxBackupState+1)); err != nil {
+				return fmt.Errorf("restore: %w: %w", ErrBadBackup, err)
+			}
+			if len(state) > maxBackupState {
+				return fmt.Errorf("restore: %w: registry snapshot over %d bytes", ErrBadBackup, maxBackupState)
+			}
+		case strings.HasPrefix(h.Name, backupBlobPrefix):
+			sha := strings.TrimPrefix(h.Name, backupBlobPrefix)
+			if _, err := s.blobs.Put(sha, tr, 0); err != nil {
+				return fmt.Errorf("restore: %w: module %s: %w", ErrBadBackup, sha, err)
+			}
+		default:
+			return fmt.Errorf("restore: %w: unexpected entry %q", ErrBadBackup, h.Name)
+		}
+	}
+	if manifest == nil || state == nil {
+		return fmt.Errorf("restore: %w: missing %s or %s", ErrBadBackup, backupManifestName, backupStateName)
+	}
+	st, err := storage.DecodeState(bytes.NewReader(state))
+	if err != nil {
+		return fmt.Errorf("restore: %w: %w", ErrBadBackup, err)
+	}
+	for sha := range st.LiveBlobs() {
+		if !s.blobs.Has(sha) {
+			return fmt.Errorf("restore: %w: module %s named by a version is not in the backup", ErrBadBackup, sha)
+		}
+	}
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: int64(len(state))}
+	if err := s.node.raft.Restore(meta, bytes.NewReader(state), s.node.timeout(ctx)); err != nil {
+		return fmt.Errorf("restore: %w", s.node.applyError(err))
+	}
+	s.node.log.Warn("state restored from a backup", "backup_index", manifest.Index, "backup_created", manifest.Created, "functions", st.Len())
+	return nil
+}
