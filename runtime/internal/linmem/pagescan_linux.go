@@ -86,7 +86,7 @@ func (s *scanner) privatePages(base unsafe.Pointer, n uint64, limit int, fn func
 // scan uses PAGEMAP_SCAN. supported is false when the kernel lacks it.
 func (s *scanner) scan(pm *os.File, base unsafe.Pointer, n uint64, limit int, fn func(lo, hi uint64)) (count int, ok, supported bool) {
 	if s.regions == nil {
-		s.regions = make([]pageRegion, 64)
+		s.regions = make([]pageRegion, 16)
 	}
 	start, end := uint64(uintptr(base)), uint64(uintptr(base))+n
 	runs := s.regions[:0]
