@@ -153,12 +153,25 @@ func (h *harness) boot(n *hnode, voter bool) {
 func (h *harness) join(n *hnode, voter bool) {
 	req := JoinRequest{ID: n.store.node.ID(), RaftAddr: n.store.node.Addr(), Voter: voter}
 	client := &PeerClient{HTTP: &http.Client{Timeout: 10 * time.Second}, Secret: h.secret}
+	var last error
+	h.t.Cleanup(func() {
+		if h.t.Failed() && last != nil {
+			h.t.Logf("node %d's last join error: %v", n.i, last)
+		}
+	})
 	waitFor(h.t, 30*time.Second, fmt.Sprintf("node %d to join", n.i), func() bool {
 		l := h.leader()
-		if l == nil || l == n {
+		switch {
+		case l == nil:
 			return false
+		case l == n:
+			// The restarted node won an election with its old
+			// configuration: it records its own new address.
+			last = n.store.node.AddServer(context.Background(), req.ID, req.RaftAddr, voter)
+		default:
+			last = client.Join(context.Background(), l.peer.URL, req)
 		}
-		return client.Join(context.Background(), l.peer.URL, req) == nil
+		return last == nil
 	})
 }
 
