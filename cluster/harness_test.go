@@ -161,10 +161,10 @@ func (h *harness) join(n *hnode, voter bool) {
 	})
 	waitFor(h.t, 30*time.Second, fmt.Sprintf("node %d to join", n.i), func() bool {
 		l := h.leader()
-		switch {
-		case l == nil:
+		switch l {
+		case nil:
 			return false
-		case l == n:
+		case n:
 			// The restarted node won an election with its old
 			// configuration: it records its own new address.
 			last = n.store.node.AddServer(context.Background(), req.ID, req.RaftAddr, voter)
