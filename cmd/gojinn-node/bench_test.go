@@ -4,24 +4,19 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gojinn/gojinn/edge"
+	"github.com/gojinn/gojinn/internal/loadgen"
 	"github.com/gojinn/gojinn/runtime/runtimetest"
-	"github.com/quic-go/quic-go"
-	"github.com/quic-go/quic-go/http3"
 )
 
 // The node benchmarks compare requests per second through a real node
@@ -29,13 +24,7 @@ import (
 // same protocol, measured in the same process on loopback. Each side gets
 // a warm-up and then one bounded run; b.N does not matter (run with
 // -benchtime 1x). docs/benchmarks.md records the figures.
-//
-// The load generator, clients and baselines below mirror
-// edge/internal/loadgen, which this package cannot import (Go's internal
-// rule allows only edge/...). They keep its semantics: closed-loop
-// workers, bodies read to the end, requests cut off by the end of the run
-// not counted, the same client and server settings. Once loadgen moves to
-// a root-level internal/ package, use it here and delete the mirror.
+// The load generator, clients and baselines are internal/loadgen's.
 const (
 	benchWarmup   = 500 * time.Millisecond
 	benchDuration = 3 * time.Second
@@ -48,8 +37,8 @@ const (
 	// same number on both sides keeps the comparison fair: the baseline
 	// and the node see the same offered load.
 	benchConcurrency = 32
-	// baselineBody is what the baseline servers answer, like loadgen's.
-	baselineBody = "hello, world"
+	// baselineBody is what the baseline servers answer.
+	baselineBody = loadgen.HelloBody
 )
 
 // benchNode is an in-process dev node on loopback serving the pooled
@@ -119,11 +108,8 @@ type side struct {
 // servers stop (cleanups run last-in first-out, and servers start first).
 func newSide(b *testing.B, name, url string, c *http.Client, proto int, body string) side {
 	b.Cleanup(func() {
-		c.CloseIdleConnections()
-		if closer, ok := c.Transport.(io.Closer); ok {
-			if err := closer.Close(); err != nil {
-				b.Errorf("closing the %s client: %v", name, err)
-			}
+		if err := loadgen.CloseClient(c); err != nil {
+			b.Errorf("closing the %s client: %v", name, err)
 		}
 	})
 	return side{name: name, url: url, client: c, proto: proto, wantBody: body}
@@ -150,12 +136,78 @@ func (s side) check(b *testing.B) {
 // may complete no request on a starved machine; compare checks the total.
 func (s side) load(b *testing.B, d time.Duration) loadResult {
 	b.Helper()
-	res := runLoad(b.Context(), s.url, s.client, benchConcurrency, d)
-	if res.errors != 0 || res.firstErr != nil {
-		b.Fatalf("%s: %d requests, %d errors, statuses %v, first error: %v",
-			s.name, res.requests, res.errors, res.statuses, res.firstErr)
+	before := processCPU()
+	res, err := loadgen.Run(b.Context(), loadgen.Config{URL: s.url, Client: s.client, Concurrency: benchConcurrency, Duration: d})
+	cpu := processCPU() - before
+	if err != nil || res.Errors != 0 {
+		b.Fatalf("%s: %d requests, %d errors, statuses %v, first error: %v (%v)",
+			s.name, res.Requests, res.Errors, res.Statuses, res.FirstError, err)
 	}
-	return res
+	return loadResult{requests: res.Requests, elapsed: res.Duration, cpu: cpu, p50s: []time.Duration{res.P50}, p99s: []time.Duration{res.P99}}
+}
+
+// loadResult adds up the slices of one side. Percentiles of the whole are
+// approximated from the slices' own: the median of their p50s and the
+// largest p99.
+type loadResult struct {
+	requests   int64
+	elapsed    time.Duration
+	cpu        time.Duration
+	p50s, p99s []time.Duration
+	rps        float64
+	p50, p99   time.Duration
+}
+
+func (r *loadResult) add(o loadResult) {
+	r.requests += o.requests
+	r.elapsed += o.elapsed
+	r.cpu += o.cpu
+	r.p50s = append(r.p50s, o.p50s...)
+	r.p99s = append(r.p99s, o.p99s...)
+}
+
+func (r *loadResult) finish() {
+	if r.elapsed > 0 {
+		r.rps = float64(r.requests) / r.elapsed.Seconds()
+	}
+	if len(r.p50s) > 0 {
+		slices.Sort(r.p50s)
+		r.p50 = r.p50s[len(r.p50s)/2]
+		r.p99 = slices.Max(r.p99s)
+	}
+}
+
+// processCPU returns the user and system CPU time the process has used,
+// or 0 if the kernel will not say.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuPerRequest is the process's CPU time per completed request.
+func (r *loadResult) cpuPerRequest() time.Duration {
+	if r.requests == 0 {
+		return 0
+	}
+	return r.cpu / time.Duration(r.requests)
+}
+
+// startBaseline starts a loadgen baseline that stops with the benchmark.
+func startBaseline(b *testing.B, start func() (*loadgen.Baseline, error)) *loadgen.Baseline {
+	b.Helper()
+	base, err := start()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := base.Close(); err != nil {
+			b.Errorf("stopping the baseline: %v", err)
+		}
+	})
+	return base
 }
 
 // compare measures the node and the baseline in alternating slices of
@@ -219,9 +271,9 @@ func compare(b *testing.B, nodeSide, baseSide side) {
 func BenchmarkNodeVsNativeH1(b *testing.B) {
 	n := startBenchNode(b)
 	_, _, plain := n.edge.Addrs()
-	baseURL := startNativeHello(b)
-	nodeSide := newSide(b, "node", "http://"+plain+"/", newH1Client(benchConcurrency), 1, "Hello, world!\n")
-	baseSide := newSide(b, "native net/http", baseURL, newH1Client(benchConcurrency), 1, baselineBody)
+	base := startBaseline(b, loadgen.StartNativeHello)
+	nodeSide := newSide(b, "node", "http://"+plain+"/", loadgen.NewH1Client(benchConcurrency, nil), 1, "Hello, world!\n")
+	baseSide := newSide(b, "native net/http", base.URL, loadgen.NewH1Client(benchConcurrency, nil), 1, baselineBody)
 	compare(b, nodeSide, baseSide)
 }
 
@@ -233,245 +285,8 @@ func BenchmarkNodeVsBareH3(b *testing.B) {
 	n := startBenchNode(b)
 	_, h3, _ := n.edge.Addrs()
 	clientTLS := n.clientTLS(b)
-	baseURL := startBareH3Hello(b, n.tls.QUICConfig())
-	nodeSide := newSide(b, "node", "https://"+h3+"/", newH3Client(clientTLS), 3, "Hello, world!\n")
-	baseSide := newSide(b, "bare quic-go", baseURL, newH3Client(clientTLS), 3, baselineBody)
+	base := startBaseline(b, loadgen.StartBareH3Hello)
+	nodeSide := newSide(b, "node", "https://"+h3+"/", loadgen.NewH3Client(clientTLS), 3, "Hello, world!\n")
+	baseSide := newSide(b, "bare quic-go", base.URL, loadgen.NewH3Client(base.ClientTLS), 3, baselineBody)
 	compare(b, nodeSide, baseSide)
-}
-
-// The mirror of edge/internal/loadgen starts here.
-
-func helloHandler(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = io.WriteString(w, baselineBody)
-}
-
-// startNativeHello serves helloHandler with net/http on loopback until
-// the end of the benchmark and returns its URL.
-func startNativeHello(b *testing.B) string {
-	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(helloHandler), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	serveUntilCleanup(b, "native baseline", func() error { return srv.Serve(ln) }, srv.Close)
-	return "http://" + ln.Addr().String() + "/"
-}
-
-// startBareH3Hello serves helloHandler with a bare quic-go http3.Server
-// (0-RTT off, as on the edge) until the end of the benchmark and returns
-// its URL. It borrows the node's QUIC TLS configuration so one client
-// configuration trusts both servers; the certificate costs one handshake
-// per run, nothing per request.
-func startBareH3Hello(b *testing.B, tlsCfg *tls.Config) string {
-	b.Helper()
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := &http3.Server{
-		Handler:   http.HandlerFunc(helloHandler),
-		TLSConfig: tlsCfg,
-		QUICConfig: &quic.Config{
-			Allow0RTT:            false,
-			HandshakeIdleTimeout: 5 * time.Second,
-			MaxIdleTimeout:       30 * time.Second,
-			MaxIncomingStreams:   10000,
-		},
-		IdleTimeout: 2 * time.Minute,
-	}
-	// The server closes its QUIC listener, not the socket it was given.
-	serveUntilCleanup(b, "HTTP/3 baseline", func() error { return srv.Serve(conn) },
-		func() error { return errors.Join(srv.Close(), conn.Close()) })
-	return "https://" + conn.LocalAddr().String() + "/"
-}
-
-// serveUntilCleanup runs serve on a goroutine that ends when stop runs at
-// the end of the benchmark, and waits for it.
-func serveUntilCleanup(b *testing.B, name string, serve, stop func() error) {
-	done := make(chan error, 1)
-	go func() { done <- serve() }()
-	b.Cleanup(func() {
-		serr := stop()
-		err := <-done
-		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, quic.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-			serr = errors.Join(serr, err)
-		}
-		if serr != nil {
-			b.Errorf("%s: %v", name, serr)
-		}
-	})
-}
-
-// newH1Client speaks HTTP/1.1 only and keeps conc idle connections alive,
-// so conc workers reuse their connections.
-func newH1Client(conc int) *http.Client {
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	return &http.Client{Transport: &http.Transport{
-		DialContext: dialer.DialContext, Protocols: &protocols,
-		MaxIdleConns: conc, MaxIdleConnsPerHost: conc, IdleConnTimeout: 90 * time.Second,
-		DisableCompression: true,
-	}}
-}
-
-// newH3Client speaks HTTP/3; all requests to one host share one QUIC
-// connection. It never attempts 0-RTT (no session cache).
-func newH3Client(tlsCfg *tls.Config) *http.Client {
-	return &http.Client{Transport: &http3.Transport{
-		TLSClientConfig: tlsCfg.Clone(),
-		QUICConfig: &quic.Config{
-			HandshakeIdleTimeout: 5 * time.Second,
-			MaxIdleTimeout:       30 * time.Second,
-			KeepAlivePeriod:      10 * time.Second,
-		},
-		DisableCompression: true,
-	}}
-}
-
-// loadResult summarizes one run or several, as loadgen.Result does.
-type loadResult struct {
-	requests, errors int64 // completed requests; those without a 2xx answer
-	statuses         map[int]int64
-	firstErr         error
-	elapsed          time.Duration
-	cpu              time.Duration   // the process's user+system CPU time
-	latencies        []time.Duration // of requests that got a response
-	// Set by finish.
-	rps      float64
-	p50, p99 time.Duration
-}
-
-// add merges o, a run after r's, into r.
-func (r *loadResult) add(o loadResult) {
-	r.requests += o.requests
-	r.errors += o.errors
-	if r.statuses == nil {
-		r.statuses = map[int]int64{}
-	}
-	for code, n := range o.statuses {
-		r.statuses[code] += n
-	}
-	if r.firstErr == nil {
-		r.firstErr = o.firstErr
-	}
-	r.elapsed += o.elapsed
-	r.cpu += o.cpu
-	r.latencies = append(r.latencies, o.latencies...)
-}
-
-// finish computes the rate and percentiles.
-func (r *loadResult) finish() {
-	if r.elapsed > 0 {
-		r.rps = float64(r.requests) / r.elapsed.Seconds()
-	}
-	slices.Sort(r.latencies)
-	pct := func(q float64) time.Duration {
-		if len(r.latencies) == 0 {
-			return 0
-		}
-		return r.latencies[min(int(q*float64(len(r.latencies))), len(r.latencies)-1)]
-	}
-	r.p50, r.p99 = pct(0.50), pct(0.99)
-}
-
-// loadWorker is one worker's tally; workers share nothing while running.
-type loadWorker struct {
-	requests, errors int64
-	statuses         map[int]int64
-	latencies        []time.Duration
-	firstErr         error
-}
-
-// runLoad sends GET url from conc closed-loop workers until d has passed
-// or ctx ends, and returns when every worker has.
-func runLoad(ctx context.Context, url string, c *http.Client, conc int, d time.Duration) loadResult {
-	runCtx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	workers := make([]*loadWorker, conc)
-	var wg sync.WaitGroup
-	cpu0 := processCPU()
-	start := time.Now()
-	for i := range workers {
-		w := &loadWorker{statuses: map[int]int64{}, latencies: make([]time.Duration, 0, 1<<12)}
-		workers[i] = w
-		wg.Go(func() { w.loop(runCtx, url, c) })
-	}
-	wg.Wait()
-	var res loadResult
-	for _, w := range workers {
-		res.add(loadResult{requests: w.requests, errors: w.errors, statuses: w.statuses, firstErr: w.firstErr, latencies: w.latencies})
-	}
-	res.elapsed = time.Since(start)
-	res.cpu = processCPU() - cpu0
-	if err := ctx.Err(); err != nil && res.firstErr == nil {
-		res.firstErr = fmt.Errorf("run ended early after %v: %w", res.elapsed, err)
-	}
-	res.finish()
-	return res
-}
-
-// processCPU returns the user and system CPU time the process has used,
-// or 0 if the kernel will not say.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// cpuPerRequest is the process's CPU time per completed request.
-func (r *loadResult) cpuPerRequest() time.Duration {
-	if r.requests == 0 {
-		return 0
-	}
-	return r.cpu / time.Duration(r.requests)
-}
-
-// loop is one worker: it owns w and returns when ctx ends.
-func (w *loadWorker) loop(ctx context.Context, url string, c *http.Client) {
-	for ctx.Err() == nil {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			w.fail(err)
-			return
-		}
-		t0 := time.Now()
-		resp, err := c.Do(req)
-		if err != nil {
-			if ctx.Err() != nil {
-				return // cut off by the end of the run
-			}
-			w.fail(err)
-			continue
-		}
-		_, err = io.Copy(io.Discard, resp.Body)
-		if cerr := resp.Body.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			w.fail(fmt.Errorf("reading the body of %s: %w", resp.Status, err))
-			continue
-		}
-		w.latencies = append(w.latencies, time.Since(t0))
-		w.requests++
-		w.statuses[resp.StatusCode]++
-		if resp.StatusCode < 200 || resp.StatusCode > 299 {
-			w.errors++
-		}
-	}
-}
-
-func (w *loadWorker) fail(err error) {
-	w.requests++
-	w.errors++
-	if w.firstErr == nil {
-		w.firstErr = err
-	}
 }
