@@ -11,7 +11,7 @@ GOLANGCI_VERSION := v2.15.0
 LDFLAGS   := -s -w
 export CGO_ENABLED := 0
 
-.PHONY: all deps build build-all run test test-short check lint fmt bench fuzz clean examples
+.PHONY: all deps build build-all run test test-short check lint fmt bench fuzz clean examples docker-test
 
 all: check test
 
@@ -57,6 +57,12 @@ test: deps
 ## test-short: the suite without the race detector, for a quick loop.
 test-short: deps
 	$(GO) test -count=1 $(PKGS)
+
+## docker-test: a three-node cluster in containers from deploy/docker/Dockerfile
+## (FROM scratch): join, deploy, the leader cut off and reconnected (about
+## 70 s; needs a Docker engine, pulls nothing; `make test` skips it).
+docker-test: deps build
+	GOJINN_DOCKER_TEST=1 $(GO) test -count=1 -timeout 10m ./test/docker/
 
 ## check: formatting, vet, lint and a tidy go.mod.
 check: deps lint
