@@ -228,6 +228,10 @@ func (c Config) raftConfig(id raft.ServerID) (*raft.Config, error) {
 	rc.SnapshotThreshold = c.SnapshotThreshold
 	rc.SnapshotInterval = c.SnapshotInterval
 	rc.TrailingLogs = c.TrailingLogs
+	// Concurrent writes (KV from many guests) are taken off the apply
+	// channel in batches of up to MaxAppendEntries and written to the log
+	// in one BoltDB transaction, instead of one transaction each.
+	rc.BatchApplyCh = true
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("cluster config: raft rejects it: %v: %w", err, storage.ErrInvalid)
 	}
