@@ -37,6 +37,11 @@ type Config struct {
 	// burst of deploys cannot multiply the compiler's peak memory.
 	// Default 1.
 	MaxConcurrentCompiles int
+	// KV is the key-value store guests use through the gojinn_kv_v1 host
+	// functions (nodes set it to the cluster's replicated KV). Default
+	// nil: modules importing those functions still load, and every call
+	// answers "KV is not available on this node".
+	KV KV
 }
 
 // DefaultConfig returns the production defaults.

@@ -36,8 +36,8 @@ type Engine struct {
 	shut bool
 }
 
-// NewEngine returns an engine with its wazero runtime and WASI host module
-// ready. Close releases it.
+// NewEngine returns an engine with its wazero runtimes and host modules
+// (WASI, gojinn_kv_v1) ready. Close releases it.
 func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -61,11 +61,19 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 	fast := wazero.NewRuntimeWithConfig(ctx, rc)
 	safe := wazero.NewRuntimeWithConfig(ctx, rc.WithCloseOnContextDone(true))
 	for _, rt := range []wazero.Runtime{fast, safe} {
-		if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		_, err := wasi_snapshot_preview1.Instantiate(ctx, rt)
+		if err != nil {
+			err = fmt.Errorf("instantiate WASI: %w", err)
+		} else {
+			// Always present, so modules importing it load; without
+			// cfg.KV its functions answer "not available".
+			err = instantiateKV(ctx, rt)
+		}
+		if err != nil {
 			_ = fast.Close(ctx)
 			_ = safe.Close(ctx)
 			_ = cache.Close(ctx)
-			return nil, fmt.Errorf("runtime: instantiate WASI: %w", err)
+			return nil, fmt.Errorf("runtime: %w", err)
 		}
 	}
 	e := &Engine{

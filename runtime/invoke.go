@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"time"
 
 	"github.com/tetratelabs/wazero/sys"
 
@@ -12,9 +13,17 @@ import (
 
 // invokePooled serves req with a warm instance from the function's pool.
 func (f *Function) invokePooled(ctx context.Context, p *pool, req *protocol.Request) (*Result, error) {
+	var kc *kvCall
+	if p.mod.kv {
+		// Before acquire: a new instance's initialisation may use KV too.
+		ctx, kc = f.withKVCall(ctx)
+	}
 	in, err := p.acquire(ctx, f.spec.Limits.QueueTimeout)
 	if err != nil {
 		return nil, err
+	}
+	if kc != nil {
+		kc.deadline = time.Now().Add(f.spec.Limits.Timeout) // the queue wait does not count
 	}
 	res, broken, err := in.serve(ctx, req)
 	if !broken && in.reset {
@@ -29,6 +38,9 @@ func (f *Function) invokePooled(ctx context.Context, p *pool, req *protocol.Requ
 
 // invokeIsolated serves req in a fresh sandbox that is closed afterwards.
 func (f *Function) invokeIsolated(ctx context.Context, m *module, req *protocol.Request) (*Result, error) {
+	if m.kv {
+		ctx, _ = f.withKVCall(ctx)
+	}
 	if m.abi == abiReactorV1 {
 		in := f.allocInstance(false)
 		defer in.sb.close()

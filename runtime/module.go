@@ -42,6 +42,7 @@ type module struct {
 	init     bool                   // exports _initialize
 	globals  []wasmbin.GlobalExport // mutable globals, exported by the rewrite
 	minMem   uint64                 // initial memory size in bytes
+	kv       bool                   // imports gojinn_kv_v1: invocations carry a kvCall
 	refs     int                    // guarded by moduleCache.mu
 }
 
@@ -191,8 +192,15 @@ func (m *module) inspect() error {
 	}
 	for _, f := range m.compiled.ImportedFunctions() {
 		mod, name, _ := f.Import()
-		if mod != "wasi_snapshot_preview1" {
-			return fmt.Errorf("%w: module imports %s.%s, which this node does not provide", ErrInvalidModule, mod, name)
+		switch mod {
+		case "wasi_snapshot_preview1":
+		case kvModule:
+			if err := kvImportOK(name, f); err != nil {
+				return err
+			}
+			m.kv = true
+		default:
+			return fmt.Errorf("%w: module imports %s.%s, which this node does not provide (host modules: wasi_snapshot_preview1, %s)", ErrInvalidModule, mod, name, kvModule)
 		}
 	}
 	return nil
