@@ -229,7 +229,7 @@ func (a *Agent) identityFor(ctx context.Context, dir, nodeID string) (gossipKey 
 		return raw, false, nil
 	}
 	if a.cfg.JoinToken == "" {
-		return nil, false, errors.New("cluster: joining needs a join token (printed by the node that bootstrapped the cluster; set cluster.join_token)")
+		return nil, false, errors.New("joining needs a join token (printed by the node that bootstrapped the cluster; set cluster.join_token or cluster.join_token_file)")
 	}
 	tok, err := ParseJoinToken(a.cfg.JoinToken)
 	if err != nil {
@@ -359,6 +359,8 @@ func (a *Agent) watchMembers(ctx context.Context) {
 			a.peers.Set(m.Name, "https://"+m.Meta.APIAddr)
 		}
 	}
+	tick := time.NewTicker(healInterval)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -367,7 +369,58 @@ func (a *Agent) watchMembers(ctx context.Context) {
 			if ev.Member.Meta.APIAddr != "" {
 				a.peers.Set(ev.Member.Name, "https://"+ev.Member.Meta.APIAddr)
 			}
+		case <-tick.C:
+			a.heal(ctx)
 		}
+	}
+}
+
+// healInterval is how often a node tries to reach members gossip gave up
+// on, and the leader re-adds live servers missing from Raft.
+const healInterval = 5 * time.Second
+
+// heal mends what a partition leaves behind. Gossip never probes a member
+// it declared dead again, so after a partition heals both sides would
+// keep seeing the other as dead: the node joins the dead members' gossip
+// addresses again (a real failure just makes that join fail). And a node
+// the autopilot removed while it was cut off comes back as an alive
+// member that Raft no longer lists: the leader adds it again (as a
+// non-voter if the voters are complete), so no operator has to.
+func (a *Agent) heal(ctx context.Context) {
+	var dead []string
+	for _, m := range a.members.Members() {
+		if m.Status == StatusDead && m.Addr != "" {
+			dead = append(dead, m.Addr)
+		}
+	}
+	if len(dead) > 0 {
+		jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if n, err := a.members.JoinNow(jctx, dead); err == nil && n > 0 {
+			a.log.Info("gossip reached members it had declared dead", "reached", n)
+		}
+		cancel()
+	}
+	if !a.store.node.IsLeader() {
+		return
+	}
+	servers, err := a.store.node.Servers()
+	if err != nil {
+		return
+	}
+	inRaft := map[string]bool{}
+	for _, s := range servers {
+		inRaft[s.ID] = true
+	}
+	for _, m := range a.members.Members() {
+		if m.Status != StatusAlive || inRaft[m.Name] || m.Meta.Role != RoleServer || m.Meta.RaftAddr == "" {
+			continue
+		}
+		voter := a.store.node.joinAsVoter(m.Name)
+		if err := a.store.node.AddServer(ctx, m.Name, m.Meta.RaftAddr, voter); err != nil {
+			a.log.Warn("re-adding a live server to Raft", "server_id", m.Name, "err", err)
+			continue
+		}
+		a.log.Info("re-added a live server that Raft had removed", "server_id", m.Name, "voter", voter)
 	}
 }
 

@@ -153,7 +153,12 @@ func (s *Store) apply(ctx context.Context, b []byte) (any, error) {
 		var nl *NotLeaderError
 		if s.peerClient != nil && errors.As(err, &nl) && nl.LeaderID != "" && nl.LeaderID != s.node.ID() {
 			if url, ok := s.peers.PeerURL(nl.LeaderID); ok {
-				res, ferr := s.peerClient.Apply(ctx, url, b)
+				// One attempt gets a slice of the budget: a leader that
+				// vanished (partitioned, killed) must not eat all of it
+				// while a new one is elected.
+				actx, acancel := context.WithTimeout(ctx, forwardAttemptTimeout)
+				res, ferr := s.peerClient.Apply(actx, url, b)
+				acancel()
 				if ferr == nil {
 					return res, nil
 				}
@@ -170,6 +175,10 @@ func (s *Store) apply(ctx context.Context, b []byte) (any, error) {
 		}
 	}
 }
+
+// forwardAttemptTimeout bounds one forwarded write; the retry loop asks
+// Raft for the current leader before the next attempt.
+const forwardAttemptTimeout = 3 * time.Second
 
 // State returns the local registry snapshot.
 func (s *Store) State() *storage.State { return s.reg.State() }
