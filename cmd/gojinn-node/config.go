@@ -44,6 +44,7 @@ type ClusterConfig struct {
 	Profile           string   `toml:"profile"`
 	Join              []string `toml:"join"`
 	JoinToken         string   `toml:"join_token"`
+	JoinTokenFile     string   `toml:"join_token_file"`
 	JoinRetryMax      int      `toml:"join_retry_max"`
 	GossipKey         string   `toml:"gossip_key"`
 	Region            string   `toml:"region"`
@@ -375,6 +376,9 @@ func (c ClusterConfig) validate(bad func(key, format string, args ...any) error,
 	}
 	if c.DeadServerTimeout <= 0 {
 		return bad("cluster.dead_server_timeout", "must be a positive duration")
+	}
+	if c.JoinToken != "" && c.JoinTokenFile != "" {
+		return bad("cluster.join_token_file", "set either cluster.join_token or cluster.join_token_file, not both")
 	}
 	if c.GossipKey != "" {
 		if _, err := cluster.ParseGossipKey(c.GossipKey); err != nil {

@@ -21,8 +21,9 @@ import (
 )
 
 // node is one running gojinn-node: the pieces below, wired together.
-// Start order: runtime, Raft store, reconciler (first pass loads every
-// function), TLS, admin API, edge. Stop runs in reverse.
+// Start order: Raft store, runtime (its KV host functions use the store),
+// reconciler (first pass loads every function), TLS, admin API, edge. Stop
+// runs in reverse.
 type node struct {
 	cfg    Config
 	log    *slog.Logger
@@ -76,19 +77,8 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		return nil, fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
 	}
 
-	// 1. The runtime, with its compilation cache in the data directory.
-	rc := runtime.DefaultConfig()
-	rc.CacheDir = filepath.Join(cfg.DataDir, "compilecache")
-	rc.Logger = log
-	rc.MaxModuleBytes = int(cfg.Admin.MaxModuleBytes)
-	rc.CompiledIdleTimeout = time.Duration(cfg.Runtime.CompiledIdleTimeout)
-	rc.PoolIdleTimeout = time.Duration(cfg.Runtime.PoolIdleTimeout)
-	rc.MaxConcurrentCompiles = cfg.Runtime.MaxConcurrentCompiles
-	if n.engine, err = runtime.NewEngine(ctx, rc); err != nil {
-		return nil, fmt.Errorf("runtime: %w", err)
-	}
-
-	// 2. The registry: a Raft state machine, alone or in a cluster.
+	// 1. The registry: a Raft state machine, alone or in a cluster. It
+	// comes before the runtime, whose KV host functions use it.
 	cc := cluster.DefaultConfig()
 	cc.DataDir = cfg.DataDir
 	cc.RaftBind = cfg.Raft.Bind
@@ -101,6 +91,15 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 	var blobs cluster.BlobReader
 	if cfg.Cluster.Enabled {
 		c := cfg.Cluster
+		if c.JoinTokenFile != "" && c.JoinToken == "" {
+			// A file keeps the token out of process listings and
+			// container logs; a missing file is fine once enrolled.
+			if b, err := os.ReadFile(c.JoinTokenFile); err == nil {
+				c.JoinToken = strings.TrimSpace(string(b))
+			} else if !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("config key cluster.join_token_file: %w", err)
+			}
+		}
 		n.agent, err = cluster.StartAgent(ctx, cluster.AgentConfig{
 			Raft: cc, PeerListen: c.PeerListen, PeerAdvertise: c.PeerAdvertise,
 			GossipBind: c.GossipBind, GossipAdvertise: c.GossipAdvertise, Profile: c.Profile,
@@ -113,6 +112,13 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		}
 		n.store = n.agent.Store()
 		blobs = n.agent.BlobReader(cfg.Admin.MaxModuleBytes)
+		if tok := n.agent.JoinTokenCreated; tok != "" && c.JoinTokenFile != "" {
+			// The bootstrap node hands the token over through the file
+			// (a volume shared with the next nodes, say).
+			if err := os.WriteFile(c.JoinTokenFile, []byte(tok+"\n"), 0o600); err != nil {
+				return nil, fmt.Errorf("config key cluster.join_token_file: write the new join token: %w", err)
+			}
+		}
 	} else {
 		openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		n.store, err = cluster.OpenStore(openCtx, cc)
@@ -121,6 +127,20 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 			return nil, fmt.Errorf("registry: %w", err)
 		}
 		blobs = n.store.Blobs()
+	}
+
+	// 2. The runtime, with its compilation cache in the data directory
+	// and the registry's KV behind the guests' gojinn_kv_v1 functions.
+	rc := runtime.DefaultConfig()
+	rc.CacheDir = filepath.Join(cfg.DataDir, "compilecache")
+	rc.Logger = log
+	rc.MaxModuleBytes = int(cfg.Admin.MaxModuleBytes)
+	rc.CompiledIdleTimeout = time.Duration(cfg.Runtime.CompiledIdleTimeout)
+	rc.PoolIdleTimeout = time.Duration(cfg.Runtime.PoolIdleTimeout)
+	rc.MaxConcurrentCompiles = cfg.Runtime.MaxConcurrentCompiles
+	rc.KV = cluster.NewHostKV(n.store)
+	if n.engine, err = runtime.NewEngine(ctx, rc); err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
 	}
 
 	// 3. Serve what the registry holds before any listener opens.
@@ -308,8 +328,16 @@ func (n *node) stop(ctx context.Context) {
 		_ = n.tls.Close()
 	}
 	n.wg.Wait()
-	// 4. Raft (and in a cluster: gossip, the peer API, the autopilot),
-	// after the API, so no write is proposed into a closed node.
+	// 4. The runtime: nothing invokes it any more, and no guest is left
+	// to call the KV.
+	if n.engine != nil {
+		if err := n.engine.Close(ctx); err != nil {
+			n.log.Warn("runtime shutdown", "err", err)
+		}
+	}
+	// 5. Raft (and in a cluster: gossip, the peer API, the autopilot),
+	// after the API and the runtime, so no write is proposed into a
+	// closed node.
 	switch {
 	case n.agent != nil:
 		if n.cfg.Cluster.LeaveOnShutdown {
@@ -323,12 +351,6 @@ func (n *node) stop(ctx context.Context) {
 	case n.store != nil:
 		if err := n.store.Close(); err != nil {
 			n.log.Warn("raft shutdown", "err", err)
-		}
-	}
-	// 5. The runtime last: nothing invokes it any more.
-	if n.engine != nil {
-		if err := n.engine.Close(ctx); err != nil {
-			n.log.Warn("runtime shutdown", "err", err)
 		}
 	}
 }
