@@ -28,7 +28,7 @@ var (
 	tokenRE = regexp.MustCompile(`cluster join token \([^)]*\): (\S+)`)
 )
 
-func startAgentNode(t *testing.T, dir string, extra ...string) *agentNode {
+func startAgentNode(t *testing.T, dir, clusterTOML string, extra ...string) *agentNode {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -51,7 +51,7 @@ peer_listen = "127.0.0.1:0"
 gossip_bind = "127.0.0.1:0"
 profile = "local"
 dead_server_timeout = "2s"
-`
+` + clusterTOML
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -108,12 +108,14 @@ func TestClusterEndToEnd(t *testing.T) {
 	}
 	dir := t.TempDir()
 	raw := writeModule(t, dir, "raw.wasm", runtimetest.WAT(t, "examples/raw-wat/main.wat"))
-	first := startAgentNode(t, filepath.Join(dir, "n1"))
+	tokenFile := filepath.Join(dir, "join-token")
+	first := startAgentNode(t, filepath.Join(dir, "n1"), `join_token_file = "`+tokenFile+`"`+"\n")
 	if first.joinToken == "" || first.token == "" {
 		t.Fatalf("bootstrap banner lacks the join token or the admin token")
 	}
-	second := startAgentNode(t, filepath.Join(dir, "n2"), "--join", first.peer, "--join-token", first.joinToken)
-	third := startAgentNode(t, filepath.Join(dir, "n3"), "--join", first.peer, "--join-token", first.joinToken)
+	second := startAgentNode(t, filepath.Join(dir, "n2"), "", "--join", first.peer, "--join-token", first.joinToken)
+	// The third reads the token from the file the first wrote.
+	third := startAgentNode(t, filepath.Join(dir, "n3"), `join_token_file = "`+tokenFile+`"`+"\n", "--join", first.peer)
 	nodes := []*agentNode{first, second, third}
 
 	// Wait for three alive members, each with a Raft role.
