@@ -62,6 +62,7 @@ func (c *clientFlags) client() (*cluster.Client, error) {
 type cli struct {
 	stdout, stderr io.Writer
 	env            func(string) string
+	stdin          io.Reader // `kv put NS KEY -` reads it; nil means os.Stdin
 }
 
 func (c cli) fail(err error) int {

@@ -1,6 +1,6 @@
 // Command gojinn-node is the Gojinn node and its command-line client: `dev`
-// and `agent` run a node; `deploy`, `functions` and `status` talk to a
-// node's admin API; `ca export` prints the internal CA's root.
+// and `agent` run a node; `deploy`, `functions`, `status` and `kv` talk to
+// a node's admin API; `ca export` prints the internal CA's root.
 package main
 
 import (
@@ -42,6 +42,7 @@ client (talks to a node's admin API; --addr/GOJINN_ADDR, --token/GOJINN_TOKEN):
   functions  list | show NAME | versions NAME | rm NAME | rollback NAME [--to N]
   status     the node's state
   members    the cluster's nodes: status, Raft role, region, version
+  kv         get|put|rm|ls NAMESPACE [KEY] [VALUE|-]: the replicated KV
   backup     backup FILE: registry, KV and modules in one tar ("-": stdout)
   restore    restore FILE: replace the cluster's state with a backup (disaster recovery)
 
@@ -79,6 +80,8 @@ func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		return c.status(ctx, args[1:])
 	case "members":
 		return c.members(ctx, args[1:])
+	case "kv":
+		return c.kv(ctx, args[1:])
 	case "backup", "restore":
 		return c.backupRestore(ctx, args[0], args[1:])
 	case "keygen":
