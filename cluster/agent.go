@@ -37,6 +37,10 @@ type AgentConfig struct {
 	// Join lists seed nodes' peer API addresses (host:port). Empty on the
 	// node that bootstraps the cluster.
 	Join []string
+	// BootstrapExpect, on the node that bootstraps, delays the first
+	// election until this many servers (itself included) asked to join;
+	// they all start as voters. 0 or 1: bootstrap alone at once.
+	BootstrapExpect int
 	// JoinRetryMax bounds enrollment rounds over the seeds (with
 	// exponential backoff up to 30 s); 0 retries until the start context
 	// ends. A refused token is never retried.
@@ -76,6 +80,12 @@ type Agent struct {
 	peerSrv  *http.Server
 	peerURL  string
 	rec      atomic.Pointer[Reconciler]
+
+	// bootstrap-expect: servers that asked to join before the first
+	// election, until expect is reached.
+	expectMu sync.Mutex
+	expect   int
+	pending  map[string]ServerInfo
 
 	// JoinTokenCreated is the join token when this start bootstrapped
 	// the cluster (print it once), else empty.
@@ -142,6 +152,11 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	// 3. Raft over mutual TLS.
 	rc := cfg.Raft
 	rc.Join = joining
+	if a.JoinTokenCreated != "" && cfg.BootstrapExpect > 1 {
+		// A new cluster waits for its voters before its first election.
+		rc.Join = true
+		a.expect, a.pending = cfg.BootstrapExpect, map[string]ServerInfo{}
+	}
 	rc.Logger = cfg.Logger
 	trans, err := NewTLSTransport(rc.withDefaults().RaftBind, rc.RaftAdvertise, a.identity, newHCLog(cfg.Logger, "raft-net", 0))
 	if err != nil {
@@ -310,6 +325,7 @@ func writeGossipKey(dir string, key []byte) error {
 func (a *Agent) servePeerAPI(dir string) error {
 	api, err := NewPeerAPI(PeerAPIConfig{
 		Store: a.store, Auth: RequireClientCert, Logger: a.cfg.Logger,
+		BeforeJoin: a.expectJoin,
 		Ready: func(name string, v int64) ReadyState {
 			if rec := a.rec.Load(); rec != nil {
 				return rec.VersionState(name, v)
@@ -502,6 +518,31 @@ func (a *Agent) syncBlobs(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// expectJoin collects join requests while the cluster waits for
+// BootstrapExpect servers, and bootstraps it with all of them as voters
+// once enough asked. Until then joiners get ErrUnavailable and retry.
+func (a *Agent) expectJoin(_ context.Context, req JoinRequest) (bool, error) {
+	a.expectMu.Lock()
+	defer a.expectMu.Unlock()
+	if a.pending == nil {
+		return false, nil // bootstrapped (or never waiting): the usual join
+	}
+	a.pending[req.ID] = ServerInfo{ID: req.ID, Addr: req.RaftAddr, Voter: true}
+	if len(a.pending)+1 < a.expect {
+		a.log.Info("waiting for the expected servers before the first election", "have", len(a.pending)+1, "expect", a.expect)
+		return true, fmt.Errorf("%w: the cluster waits for %d servers before its first election; %d so far", ErrUnavailable, a.expect, len(a.pending)+1)
+	}
+	servers := make([]ServerInfo, 0, len(a.pending))
+	for _, s := range a.pending {
+		servers = append(servers, s)
+	}
+	if err := a.store.node.BootstrapServers(servers); err != nil {
+		return true, err
+	}
+	a.pending = nil
+	return true, nil
 }
 
 // SetReconciler lets the peer API answer readiness questions.

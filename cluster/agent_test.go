@@ -25,13 +25,17 @@ type testAgent struct {
 }
 
 func startTestAgent(t *testing.T, dir string, join []string, token string) (*testAgent, error) {
+	return startTestAgentExpect(t, dir, join, token, 0)
+}
+
+func startTestAgentExpect(t *testing.T, dir string, join []string, token string, expect int) (*testAgent, error) {
 	t.Helper()
 	rc := testConfig(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	a, err := StartAgent(ctx, AgentConfig{
 		Raft: rc, PeerListen: "127.0.0.1:0", GossipBind: "127.0.0.1:0", Profile: "local",
-		Join: join, JoinToken: token, Version: "test",
+		Join: join, JoinToken: token, Version: "test", BootstrapExpect: expect,
 		Autopilot: AutopilotConfig{DeadServerTimeout: 2 * time.Second, Interval: 100 * time.Millisecond},
 		Logger:    rc.Logger,
 	})
@@ -181,4 +185,44 @@ func TestAgentEnrollRetriesThenGivesUp(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no seed enrolled") || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("got %v", err)
 	}
+}
+
+// With bootstrap-expect 3 the cluster holds its first election only once
+// three servers are there, and all three start as voters.
+func TestAgentsBootstrapExpect(t *testing.T) {
+	first, err := startTestAgentExpect(t, t.TempDir(), nil, "", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := []string{first.PeerAddr()}
+	second, err := startTestAgent(t, t.TempDir(), seed, first.JoinTokenCreated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two servers: no election yet, so no leader and no writes.
+	waitFor(t, 10*time.Second, "the second server's join to be seen", func() bool {
+		first.expectMu.Lock()
+		defer first.expectMu.Unlock()
+		return len(first.pending) == 1
+	})
+	if addr, _ := first.Store().Node().Leader(); addr != "" {
+		t.Fatalf("a leader (%s) before the expected servers arrived", addr)
+	}
+	if _, err := startTestAgent(t, t.TempDir(), seed, first.JoinTokenCreated); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "a leader with three voters", func() bool {
+		servers, err := second.Store().Node().Servers()
+		if err != nil {
+			return false
+		}
+		voters := 0
+		for _, s := range servers {
+			if s.Voter {
+				voters++
+			}
+		}
+		addr, _ := second.Store().Node().Leader()
+		return voters == 3 && addr != ""
+	})
 }

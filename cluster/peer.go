@@ -79,9 +79,13 @@ type PeerAPIConfig struct {
 	Rec   *Reconciler
 	Ready func(name string, version int64) ReadyState
 	// Info describes this node (GET /peer/v1/info).
-	Info   func() PeerInfo
-	Auth   PeerAuth
-	Logger *slog.Logger
+	Info func() PeerInfo
+	// BeforeJoin, when set, sees every join request first; handled means
+	// it answered (err nil: accepted), e.g. while a bootstrap waits for
+	// the expected servers.
+	BeforeJoin func(ctx context.Context, req JoinRequest) (handled bool, err error)
+	Auth       PeerAuth
+	Logger     *slog.Logger
 }
 
 type peerAPI struct {
@@ -141,6 +145,16 @@ func (p *peerAPI) join(w http.ResponseWriter, r *http.Request) {
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil || req.ID == "" || req.RaftAddr == "" {
 		peerError(w, http.StatusBadRequest, "bad_request", "want {id, raft_addr, voter}")
 		return
+	}
+	if p.cfg.BeforeJoin != nil {
+		if handled, err := p.cfg.BeforeJoin(r.Context(), req); handled {
+			if err != nil {
+				p.fail(w, err)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 	}
 	st := p.cfg.Store
 	voter := req.Voter && st.node.joinAsVoter(req.ID)

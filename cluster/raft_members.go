@@ -85,3 +85,21 @@ func (n *Node) WaitLeader(ctx context.Context) error {
 		}
 	}
 }
+
+// BootstrapServers bootstraps a new cluster whose voters are this node
+// and servers (bootstrap-expect). It is for a node opened with Join whose
+// data directory had no Raft state; raft refuses it otherwise
+// (ErrCantBootstrap).
+func (n *Node) BootstrapServers(servers []ServerInfo) error {
+	conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: n.id, Address: n.trans.LocalAddr()}}}
+	for _, s := range servers {
+		if s.ID != string(n.id) {
+			conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(s.ID), Address: raft.ServerAddress(s.Addr)})
+		}
+	}
+	if err := n.raft.BootstrapCluster(conf).Error(); err != nil {
+		return fmt.Errorf("raft: bootstrap %d voters: %w", len(conf.Servers), err)
+	}
+	n.log.Info("bootstrapped the cluster with the expected servers", "voters", len(conf.Servers))
+	return nil
+}

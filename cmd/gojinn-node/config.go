@@ -45,6 +45,7 @@ type ClusterConfig struct {
 	Join              []string `toml:"join"`
 	JoinToken         string   `toml:"join_token"`
 	JoinTokenFile     string   `toml:"join_token_file"`
+	BootstrapExpect   int      `toml:"bootstrap_expect"`
 	JoinRetryMax      int      `toml:"join_retry_max"`
 	GossipKey         string   `toml:"gossip_key"`
 	Region            string   `toml:"region"`
@@ -376,6 +377,9 @@ func (c ClusterConfig) validate(bad func(key, format string, args ...any) error,
 	}
 	if c.DeadServerTimeout <= 0 {
 		return bad("cluster.dead_server_timeout", "must be a positive duration")
+	}
+	if c.BootstrapExpect < 0 || c.BootstrapExpect > c.MaxVoters {
+		return bad("cluster.bootstrap_expect", "%d: use 0 (bootstrap alone) up to cluster.max_voters (%d)", c.BootstrapExpect, c.MaxVoters)
 	}
 	if c.JoinToken != "" && c.JoinTokenFile != "" {
 		return bad("cluster.join_token_file", "set either cluster.join_token or cluster.join_token_file, not both")

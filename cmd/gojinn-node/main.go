@@ -129,6 +129,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	pre.Bool("cluster", false, "")
 	pre.String("join", "", "")
 	pre.String("join-token", "", "")
+	pre.Int("bootstrap-expect", 0, "")
 	_ = pre.Parse(args)
 
 	cfg := DefaultConfig()
@@ -162,6 +163,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		cfg.Cluster.Enabled = true
 		return nil
 	})
+	fs.IntVar(&cfg.Cluster.BootstrapExpect, "bootstrap-expect", cfg.Cluster.BootstrapExpect, "on the bootstrapping node: hold the first election until this many servers joined (cluster.bootstrap_expect)")
 	fs.StringVar(&cfg.Cluster.JoinToken, "join-token", cfg.Cluster.JoinToken, "join token from the bootstrap node (cluster.join_token; env GOJINN_CLUSTER_JOIN_TOKEN)")
 	if err := fs.Parse(args); err != nil {
 		return 2
