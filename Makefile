@@ -80,11 +80,14 @@ lint: $(GOLANGCI)
 $(GOLANGCI):
 	$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
 
-## bench: the runtime benchmarks, then requests per second through a node
-## against native baselines (about 30 s; see docs/benchmarks.md).
+## bench: the runtime benchmarks, requests per second through a node
+## against native baselines, then the cluster's deploy propagation,
+## failover, gossip and KV write benchmarks (about 5 min in all; see
+## docs/benchmarks.md).
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 -benchtime 2s ./runtime/... ./sdk/go/protocol/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./cmd/gojinn-node/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 20m ./cluster/
 
 ## fuzz: run every fuzz target for FUZZTIME each.
 FUZZTIME ?= 30s
