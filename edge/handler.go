@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/gojinn/gojinn/runtime"
 	"github.com/gojinn/gojinn/sdk/go/protocol"
@@ -30,6 +31,8 @@ type Handler struct {
 	Dev bool
 	// Logger receives one line per failed invocation. Default slog.Default().
 	Logger *slog.Logger
+	// Metrics, when set, counts requests and invocations.
+	Metrics *Metrics
 }
 
 // RetryAfterDeploying is the Retry-After value, in seconds, sent with the
@@ -38,6 +41,12 @@ const RetryAfterDeploying = "2"
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	code := h.serve(w, r)
+	h.Metrics.request(r.ProtoMajor, code)
+}
+
+// serve answers r and returns the status it sent.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
 	function := h.Function
 	if p := r.URL.Path; strings.Contains(p, "/.") || strings.Contains(p, "//") {
 		// Route on the path the guest will see: /api/../admin must not
@@ -49,7 +58,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				u.Path += "/"
 			}
 			http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
-			return
+			return http.StatusPermanentRedirect
 		}
 	}
 	if h.Router != nil {
@@ -60,10 +69,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case MethodNotAllowed:
 			w.Header().Set("Allow", strings.Join(m.Allowed, ", "))
 			http.Error(w, fmt.Sprintf("method %s is not allowed here; allowed: %s", r.Method, strings.Join(m.Allowed, ", ")), http.StatusMethodNotAllowed)
-			return
+			return http.StatusMethodNotAllowed
 		default:
 			http.Error(w, "no function is routed at this host and path", http.StatusNotFound)
-			return
+			return http.StatusNotFound
 		}
 	}
 	limit := h.MaxBody
@@ -75,12 +84,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			http.Error(w, fmt.Sprintf("request body exceeds %d bytes", limit), http.StatusRequestEntityTooLarge)
-			return
+			return http.StatusRequestEntityTooLarge
 		}
 		http.Error(w, "reading request body: "+err.Error(), http.StatusBadRequest)
-		return
+		return http.StatusBadRequest
 	}
+	start := time.Now()
 	res, err := h.Invoker.Invoke(r.Context(), function, req)
+	h.Metrics.invocation(function, err, time.Since(start), len(req.Body), res)
 	if err != nil {
 		if h.Router != nil && errors.Is(err, runtime.ErrUnknownFunction) {
 			// A route names it, so the registry has it: this node has not
@@ -88,15 +99,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", RetryAfterDeploying)
 			w.Header().Set("X-Request-Id", req.RequestID)
 			http.Error(w, fmt.Sprintf("function %s is being deployed on this node; retry shortly", function), http.StatusServiceUnavailable)
-			return
+			return http.StatusServiceUnavailable
 		}
-		h.fail(w, function, req, err)
-		return
+		return h.fail(w, function, req, err)
 	}
 	WriteResponse(w, res.Response)
+	return res.Response.StatusOrDefault()
 }
 
-func (h *Handler) fail(w http.ResponseWriter, function string, req *protocol.Request, err error) {
+func (h *Handler) fail(w http.ResponseWriter, function string, req *protocol.Request, err error) int {
 	log := h.Logger
 	if log == nil {
 		log = slog.Default()
@@ -116,4 +127,5 @@ func (h *Handler) fail(w http.ResponseWriter, function string, req *protocol.Req
 	}
 	w.Header().Set("X-Request-Id", req.RequestID)
 	http.Error(w, msg, status)
+	return status
 }

@@ -19,6 +19,8 @@ import (
 
 	"github.com/gojinn/gojinn/cluster"
 	"github.com/gojinn/gojinn/runtime/runtimetest"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 )
@@ -343,5 +345,96 @@ func TestBackupRestore(t *testing.T) {
 			t.Fatalf("restored function answers %d", code)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// /metrics on the admin listener needs the token and, after some
+// requests, carries the edge, runtime and Raft series, parsed with the
+// Prometheus text parser.
+func TestMetrics(t *testing.T) {
+	dir := t.TempDir()
+	raw := writeModule(t, dir, "raw.wasm", runtimetest.WAT(t, "examples/raw-wat/main.wat"))
+	n := startDev(t, filepath.Join(dir, "data"), "")
+	n.cli(0, "deploy", "raw", raw, "--route", "/raw")
+	for range 3 {
+		if code, _, _ := n.get(n.plainClient, "http://"+n.http+"/raw"); code != 200 {
+			t.Fatalf("raw: %d", code)
+		}
+	}
+	if code, _, _ := n.get(n.plainClient, "http://"+n.http+"/nothing-here"); code != 404 {
+		t.Fatalf("unrouted: %d", code)
+	}
+	if code, _, _ := n.get(n.plainClient, "http://"+n.admin+"/metrics"); code != http.StatusUnauthorized {
+		t.Fatalf("metrics without the token: %d", code)
+	}
+	req, _ := http.NewRequest("GET", "http://"+n.admin+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+n.token)
+	resp, err := n.plainClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	value := func(name string, labels map[string]string) (float64, bool) {
+		f := families[name]
+		if f == nil {
+			return 0, false
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			for k, v := range labels {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == k && lp.GetValue() == v {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue(), true
+			case m.Gauge != nil:
+				return m.Gauge.GetValue(), true
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount()), true
+			}
+		}
+		return 0, false
+	}
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		min    float64
+	}{
+		{"gojinn_invocations_total", map[string]string{"function": "raw", "outcome": "ok"}, 3},
+		{"gojinn_function_duration_seconds", map[string]string{"function": "raw", "outcome": "ok"}, 3},
+		{"gojinn_edge_requests_total", map[string]string{"protocol": "h1", "code": "200"}, 3},
+		{"gojinn_edge_requests_total", map[string]string{"protocol": "h1", "code": "404"}, 1},
+		{"gojinn_raft_state", map[string]string{"state": "Leader"}, 1},
+		{"gojinn_raft_applied_index", nil, 1},
+		{"gojinn_functions_loaded", nil, 1},
+		{"gojinn_function_cpu_seconds_total", map[string]string{"function": "raw"}, 0},
+	} {
+		v, ok := value(c.name, c.labels)
+		if !ok || v < c.min {
+			t.Errorf("%s%v = %v (present %v), want >= %v", c.name, c.labels, v, ok, c.min)
+		}
+	}
+	// Bounded labels: no series carries a request path.
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if strings.Contains(lp.GetValue(), "nothing-here") {
+					t.Errorf("%s has a label with a request path: %s=%s", name, lp.GetName(), lp.GetValue())
+				}
+			}
+		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -18,6 +19,9 @@ import (
 	"github.com/gojinn/gojinn/cluster"
 	"github.com/gojinn/gojinn/edge"
 	"github.com/gojinn/gojinn/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // node is one running gojinn-node: the pieces below, wired together.
@@ -36,6 +40,9 @@ type node struct {
 	edge   *edge.Server
 	admin  *http.Server
 	adminL net.Listener
+
+	metrics     *prometheus.Registry
+	edgeMetrics *edge.Metrics
 
 	token   string // set when created or in dev mode: printed once
 	created bool
@@ -194,13 +201,24 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 	if err != nil {
 		return nil, fmt.Errorf("admin api: %w", err)
 	}
+	// Metrics on the admin listener, behind the same token: series
+	// name functions, which is more than strangers need to know.
+	n.metrics = prometheus.NewRegistry()
+	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		cluster.NewCollector(n.store.Node(), n.agent, n.engine))
+	if n.edgeMetrics, err = edge.NewMetrics(n.metrics); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	adminMux := http.NewServeMux()
+	adminMux.Handle("/metrics", requireToken(hash, promhttp.HandlerFor(n.metrics, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})))
+	adminMux.Handle("/", api)
 	if n.adminL, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 		return nil, fmt.Errorf("admin api: listen on %s (config key admin.listen): %w", cfg.Admin.Listen, err)
 	}
 	n.admin = &http.Server{
 		// Deploys stream modules up to admin.max_module_bytes and may wait
 		// up to 10 minutes for readiness, so reads and writes get room.
-		Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Minute,
+		Handler: adminMux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Minute,
 		WriteTimeout: 11 * time.Minute, IdleTimeout: 120 * time.Second,
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -232,7 +250,7 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 	if n.tls != nil {
 		sc.TCPTLS, sc.QUICTLS, sc.PlainWrap = n.tls.TCPConfig(), n.tls.QUICConfig(), n.tls.HTTPChallengeHandler
 	}
-	h := &edge.Handler{Invoker: n.engine, Router: n.router, MaxBody: cfg.Edge.MaxBodyBytes, Dev: cfg.Edge.DevErrors, Logger: log}
+	h := &edge.Handler{Invoker: n.engine, Router: n.router, MaxBody: cfg.Edge.MaxBodyBytes, Dev: cfg.Edge.DevErrors, Logger: log, Metrics: n.edgeMetrics}
 	if n.edge, err = edge.NewServer(sc, h); err != nil {
 		return nil, err
 	}
@@ -248,6 +266,21 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		}()
 	}
 	return n, nil
+}
+
+// requireToken guards next with the admin token (compared by hash in
+// constant time), as the admin API does for /v1/.
+func requireToken(hash [32]byte, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		got := cluster.HashToken(tok)
+		if !ok || subtle.ConstantTimeCompare(got[:], hash[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gojinn"`)
+			http.Error(w, "metrics need the admin token: Authorization: Bearer <token> (Prometheus: authorization.credentials)", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // tlsConfig maps the [tls] table to the edge's TLS configuration.

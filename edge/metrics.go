@@ -1,0 +1,122 @@
+package edge
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/gojinn/gojinn/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the edge's Prometheus series. Labels stay bounded: the
+// protocol, the status code, the function's name (functions are
+// registered by operators) and an outcome from a fixed set; never paths,
+// hosts or other request data.
+type Metrics struct {
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	invokes   *prometheus.CounterVec
+	reqBytes  *prometheus.CounterVec
+	respBytes *prometheus.CounterVec
+	cpu       *prometheus.CounterVec
+}
+
+// Outcomes of an invocation, as the outcome label names them.
+const (
+	OutcomeOK          = "ok"
+	OutcomeTimeout     = "timeout"
+	OutcomeCPU         = "cpu_budget"
+	OutcomeMemory      = "memory"
+	OutcomeTrap        = "trap"
+	OutcomeBadResponse = "bad_response"
+	OutcomeRejected    = "rejected" // busy, too large, deploying, canceled
+	OutcomeError       = "error"
+)
+
+// NewMetrics registers the edge's series with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gojinn_edge_requests_total", Help: "HTTP requests answered by the edge, by protocol and status code.",
+		}, []string{"protocol", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "gojinn_function_duration_seconds", Help: "Invocation time as the edge sees it, by function and outcome.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"function", "outcome"}),
+		invokes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gojinn_invocations_total", Help: "Invocations by function and outcome.",
+		}, []string{"function", "outcome"}),
+		reqBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gojinn_function_request_bytes_total", Help: "Request body bytes passed to functions.",
+		}, []string{"function"}),
+		respBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gojinn_function_response_bytes_total", Help: "Response body bytes returned by functions.",
+		}, []string{"function"}),
+		cpu: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gojinn_function_cpu_seconds_total", Help: "CPU time used by invocations, measured on the guest's thread.",
+		}, []string{"function"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.invokes, m.reqBytes, m.respBytes, m.cpu} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Outcome names an invocation error for the outcome label.
+func Outcome(err error) string {
+	switch {
+	case err == nil:
+		return OutcomeOK
+	case errors.Is(err, runtime.ErrTimeout):
+		return OutcomeTimeout
+	case errors.Is(err, runtime.ErrCPUBudget):
+		return OutcomeCPU
+	case errors.Is(err, runtime.ErrMemoryLimit):
+		return OutcomeMemory
+	case errors.Is(err, runtime.ErrTrap), errors.Is(err, runtime.ErrExit):
+		return OutcomeTrap
+	case errors.Is(err, runtime.ErrBadResponse):
+		return OutcomeBadResponse
+	case errors.Is(err, runtime.ErrBusy), errors.Is(err, runtime.ErrRequestTooLarge),
+		errors.Is(err, runtime.ErrCanceled), errors.Is(err, runtime.ErrUnknownFunction):
+		return OutcomeRejected
+	}
+	return OutcomeError
+}
+
+// protoLabel keeps the protocol label to three values.
+func protoLabel(major int) string {
+	switch major {
+	case 3:
+		return "h3"
+	case 2:
+		return "h2"
+	}
+	return "h1"
+}
+
+func (m *Metrics) request(major, code int) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(protoLabel(major), strconv.Itoa(code)).Inc()
+}
+
+func (m *Metrics) invocation(function string, err error, d time.Duration, in int, res *runtime.Result) {
+	if m == nil {
+		return
+	}
+	outcome := Outcome(err)
+	m.duration.WithLabelValues(function, outcome).Observe(d.Seconds())
+	m.invokes.WithLabelValues(function, outcome).Inc()
+	m.reqBytes.WithLabelValues(function).Add(float64(in))
+	if res != nil {
+		if res.Response != nil {
+			m.respBytes.WithLabelValues(function).Add(float64(len(res.Response.Body)))
+		}
+		m.cpu.WithLabelValues(function).Add(res.CPUTime.Seconds())
+	}
+}
