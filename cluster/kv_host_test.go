@@ -74,3 +74,33 @@ func TestHostKV(t *testing.T) {
 		t.Fatalf("shared namespace: %v", err)
 	}
 }
+
+// On a follower, a guest's put is forwarded to the leader and returns
+// once the follower's own replica has it: the next local read sees it.
+func TestHostKVReadsOwnWritesOnFollowers(t *testing.T) {
+	h := newHarness(t, false)
+	for range 3 {
+		h.Start(true)
+	}
+	leader := h.waitLeader()
+	ctx := testCtx(t)
+	for _, n := range h.nodes {
+		if n == leader {
+			continue
+		}
+		kv := NewHostKV(n.store)
+		key := "k-" + n.store.Node().ID()
+		version := uint64(0)
+		for i := range 20 {
+			v, err := kv.Put(ctx, "counter", key, []byte{byte(i)}, 0, int64(version))
+			if err != nil {
+				t.Fatalf("put %d on a follower: %v", i, err)
+			}
+			val, got, err := kv.Get(ctx, "counter", key, false)
+			if err != nil || got != v || val[0] != byte(i) {
+				t.Fatalf("local read after put %d: %v %d %v, want version %d", i, val, got, err, v)
+			}
+			version = v
+		}
+	}
+}
