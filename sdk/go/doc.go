@@ -12,6 +12,10 @@
 // so the same source serves both execution modes. See
 // docs/guest-protocol.md.
 //
+// Functions keep state in the node's replicated key-value store through
+// KV, KVNamespace and the KVGet, KVPut, KVDelete and KVList shortcuts
+// (kv.go; the gojinn_kv_v1 host functions).
+//
 // As with net/http, the http.ResponseWriter (and the Header map it returns)
 // must not be used after the handler returns: a reactor reuses the writer,
 // its header map and its body buffer for the next request, because

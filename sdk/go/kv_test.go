@@ -1,0 +1,51 @@
+package gojinn
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseList(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		next string
+		keys []string
+	}{
+		{"", "", nil},
+		{"\x00", "", nil},
+		{"\x00a\x00b/c\x00", "", []string{"a", "b/c"}},
+		{"b\x00a\x00b\x00", "b", []string{"a", "b"}},
+	} {
+		next, keys := parseList([]byte(c.in))
+		if next != c.next || !reflect.DeepEqual(keys, c.keys) {
+			t.Errorf("parseList(%q) = %q %q, want %q %q", c.in, next, keys, c.next, c.keys)
+		}
+	}
+}
+
+// Outside a wasip1 guest every call fails with ErrKVUnavailable and says
+// why; the status codes map to their sentinels.
+func TestKVOutsideAGuest(t *testing.T) {
+	_, _, err := KVGet("k")
+	var ke *KVError
+	if !errors.Is(err, ErrKVUnavailable) || !errors.As(err, &ke) || !strings.Contains(err.Error(), "GOOS=wasip1") || ke.Op != "get" {
+		t.Fatalf("KVGet: %v", err)
+	}
+	if _, err := KVNamespace("team").Put("k", nil); !errors.Is(err, ErrKVUnavailable) || !strings.Contains(err.Error(), `kv put "k" in team`) {
+		t.Fatalf("Put: %v", err)
+	}
+	if _, err := KV().PutWith("k", nil, KVPutOptions{TTL: -1}); !errors.Is(err, ErrKVInvalid) {
+		t.Fatalf("negative TTL: %v", err)
+	}
+	for status, want := range map[int32]error{-1: ErrKVNotFound, -2: ErrKVConflict, -3: ErrKVForbidden, -4: ErrKVInvalid,
+		-5: ErrKVTooLarge, -6: ErrKVQuota, -7: ErrKVUnavailable, -8: ErrKVInternal, -99: ErrKVInternal} {
+		if got := kindOf(status); got != want {
+			t.Errorf("status %d: %v, want %v", status, got, want)
+		}
+	}
+	if e := kvFail("put", "", "k", kvConflict, 7).(*KVError); e.Version != 7 {
+		t.Fatalf("conflict version %d", e.Version)
+	}
+}
