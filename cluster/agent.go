@@ -81,6 +81,8 @@ type Agent struct {
 	peerURL  string
 	rec      atomic.Pointer[Reconciler]
 
+	gossipKey []byte // the key gossip uses
+
 	// bootstrap-expect: servers that asked to join before the first
 	// election, until expect is reached.
 	expectMu sync.Mutex
@@ -138,6 +140,7 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 			return nil, fmt.Errorf("cluster: gossip key: %w", err)
 		}
 	}
+	a.gossipKey = gossipKey // what enrollment hands to joiners
 
 	// 2. The peer API listener, so the advertised address is known.
 	if a.peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
@@ -348,7 +351,7 @@ func (a *Agent) servePeerAPI(dir string) error {
 	if ca, err := LoadClusterCA(filepath.Join(dir, ClusterCADirName)); err == nil {
 		if hash, err := LoadJoinSecretHash(dir); err == nil {
 			mux.Handle(JoinPath, JoinHandler(ca, hash, JoinOptions{
-				GossipKey: func() ([]byte, error) { return readGossipKey(dir) },
+				GossipKey: func() ([]byte, error) { return a.gossipKey, nil },
 				Logger:    a.cfg.Logger,
 			}))
 		}

@@ -129,7 +129,21 @@ func TestAgentsFormACluster(t *testing.T) {
 
 	// Restart the second node: it rejoins with new addresses, no token.
 	dir := second.dir
+	secondID := second.Store().Node().ID()
 	second.close()
+	// Restart once the cluster has noticed the node is gone, as a real
+	// restart would. (An instant restart whose new address reaches the
+	// leader while its replication pipeline to the old address is failing
+	// trips a data race inside hashicorp/raft v1.7.3: replication.go logs
+	// s.peer without peerLock while startStopReplication updates it.)
+	waitFor(t, 30*time.Second, "gossip to see the stopped node go", func() bool {
+		for _, m := range first.Members() {
+			if m.Name == secondID {
+				return m.Status != StatusAlive
+			}
+		}
+		return true
+	})
 	again, err := startTestAgent(t, dir, seed, "")
 	if err != nil {
 		t.Fatal(err)
@@ -142,6 +156,14 @@ func TestAgentsFormACluster(t *testing.T) {
 		for _, s := range servers {
 			if s.ID == again.Store().Node().ID() {
 				return s.Addr == again.Store().Node().Addr()
+			}
+		}
+		return false
+	})
+	waitFor(t, 30*time.Second, "gossip to see the restarted node alive", func() bool {
+		for _, m := range first.Members() {
+			if m.Name == secondID {
+				return m.Status == StatusAlive
 			}
 		}
 		return false
