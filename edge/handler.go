@@ -11,6 +11,7 @@ import (
 
 	"github.com/gojinn/gojinn/runtime"
 	"github.com/gojinn/gojinn/sdk/go/protocol"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Handler routes requests to functions and runs them. It is the edge's
@@ -33,6 +34,9 @@ type Handler struct {
 	Logger *slog.Logger
 	// Metrics, when set, counts requests and invocations.
 	Metrics *Metrics
+	// Tracer, when set, makes a span per request and per invocation.
+	// When nil (no exporter configured) the handler does no span work.
+	Tracer *Tracer
 }
 
 // RetryAfterDeploying is the Retry-After value, in seconds, sent with the
@@ -41,8 +45,15 @@ const RetryAfterDeploying = "2"
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var span trace.Span
+	if h.Tracer != nil {
+		r, span = h.Tracer.startServer(r)
+	}
 	code := h.serve(w, r)
 	h.Metrics.request(r.ProtoMajor, code)
+	if span != nil {
+		endServer(span, code)
+	}
 }
 
 // serve answers r and returns the status it sent.
@@ -89,9 +100,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
 		http.Error(w, "reading request body: "+err.Error(), http.StatusBadRequest)
 		return http.StatusBadRequest
 	}
+	ctx := r.Context()
+	var span trace.Span
+	if h.Tracer != nil {
+		ctx, span = h.Tracer.startInvoke(ctx, h.Invoker, function, req)
+	}
 	start := time.Now()
-	res, err := h.Invoker.Invoke(r.Context(), function, req)
+	res, err := h.Invoker.Invoke(ctx, function, req)
 	h.Metrics.invocation(function, err, time.Since(start), len(req.Body), res)
+	if span != nil {
+		endInvoke(span, err)
+	}
 	if err != nil {
 		if h.Router != nil && errors.Is(err, runtime.ErrUnknownFunction) {
 			// A route names it, so the registry has it: this node has not

@@ -43,6 +43,7 @@ type node struct {
 
 	metrics     *prometheus.Registry
 	edgeMetrics *edge.Metrics
+	tracing     *tracing // nil unless OTEL_* asks for trace export (otel.go)
 
 	token   string // set when created or in dev mode: printed once
 	created bool
@@ -251,6 +252,7 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		sc.TCPTLS, sc.QUICTLS, sc.PlainWrap = n.tls.TCPConfig(), n.tls.QUICConfig(), n.tls.HTTPChallengeHandler
 	}
 	h := &edge.Handler{Invoker: n.engine, Router: n.router, MaxBody: cfg.Edge.MaxBodyBytes, Dev: cfg.Edge.DevErrors, Logger: log, Metrics: n.edgeMetrics}
+	n.tracing = startTracing(ctx, log, h)
 	if n.edge, err = edge.NewServer(sc, h); err != nil {
 		return nil, err
 	}
@@ -386,4 +388,5 @@ func (n *node) stop(ctx context.Context) {
 			n.log.Warn("raft shutdown", "err", err)
 		}
 	}
+	n.tracing.shutdown(ctx) // 6. Trace export: flush the spans of everything above.
 }
