@@ -15,10 +15,10 @@ const kvModule = "gojinn_kv_v1"
 
 // Bounds the host applies before asking the store.
 const (
-	kvMaxNamespace   = 63   // storage.ValidateName's longest name
-	kvDefaultList    = 100  // list's page size when the guest passes <= 0
-	kvMaxList        = 1000 // list's largest page
-	kvFlagLinearized = 1    // get's flags bit 0
+	kvMaxNamespace     = 63   // storage.ValidateName's longest name
+	kvDefaultList      = 100  // list's page size when the guest passes <= 0
+	kvMaxList          = 1000 // list's largest page
+	kvFlagLinearizable = 1    // get's flags bit 0
 )
 
 // errKVNoStore is what every call answers on a node without a KV.
@@ -32,19 +32,20 @@ type kvFunc struct {
 	fn      func(ctx context.Context, a *kvArgs) int32
 }
 
-var (
-	i32 = api.ValueTypeI32
-	i64 = api.ValueTypeI64
+// Shorthands for kvFuncs.
+const (
+	kvI32 = api.ValueTypeI32
+	kvI64 = api.ValueTypeI64
 )
 
 // kvFuncs is the gojinn_kv_v1 ABI; docs/guest-protocol.md describes it.
 var kvFuncs = []kvFunc{
-	{"get", []api.ValueType{i32, i32, i32, i32, i32, i32}, []api.ValueType{i32}, kvGet},
-	{"put", []api.ValueType{i32, i32, i32, i32, i32, i32, i64, i64, i32}, []api.ValueType{i32}, kvPut},
-	{"delete", []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}, kvDelete},
-	{"list", []api.ValueType{i32, i32, i32, i32, i32, i32, i32}, []api.ValueType{i32}, kvList},
-	{"result_len", nil, []api.ValueType{i32}, nil},
-	{"result_read", []api.ValueType{i32, i32}, []api.ValueType{i32}, nil},
+	{"get", []api.ValueType{kvI32, kvI32, kvI32, kvI32, kvI32, kvI32}, []api.ValueType{kvI32}, kvGet},
+	{"put", []api.ValueType{kvI32, kvI32, kvI32, kvI32, kvI32, kvI32, kvI64, kvI64, kvI32}, []api.ValueType{kvI32}, kvPut},
+	{"delete", []api.ValueType{kvI32, kvI32, kvI32, kvI32}, []api.ValueType{kvI32}, kvDelete},
+	{"list", []api.ValueType{kvI32, kvI32, kvI32, kvI32, kvI32, kvI32, kvI32}, []api.ValueType{kvI32}, kvList},
+	{"result_len", nil, []api.ValueType{kvI32}, nil},
+	{"result_read", []api.ValueType{kvI32, kvI32}, []api.ValueType{kvI32}, nil},
 }
 
 // instantiateKV adds the gojinn_kv_v1 host module to rt.
@@ -68,8 +69,8 @@ func instantiateKV(ctx context.Context, rt wazero.Runtime) error {
 	return nil
 }
 
-// kvImportOK reports whether a module may import name from gojinn_kv_v1
-// with the given signature.
+// kvImportOK returns nil when a module may import name from gojinn_kv_v1
+// with def's signature, else an ErrInvalidModule error saying why.
 func kvImportOK(name string, def api.FunctionDefinition) error {
 	for _, f := range kvFuncs {
 		if f.name == name {
@@ -222,12 +223,12 @@ func kvGet(ctx context.Context, a *kvArgs) int32 {
 		return c.fail(err)
 	}
 	flags := a.u32(4)
-	if flags&^kvFlagLinearized != 0 {
+	if flags&^kvFlagLinearizable != 0 {
 		return c.fail(fmt.Errorf("%w: unknown get flags %#x (bit 0 is linearizable)", ErrKVInvalid, flags))
 	}
 	kctx, cancel := c.context(ctx)
 	defer cancel()
-	value, version, err := c.kv.Get(kctx, ns, key, flags&kvFlagLinearized != 0)
+	value, version, err := c.kv.Get(kctx, ns, key, flags&kvFlagLinearizable != 0)
 	if err != nil {
 		return c.fail(err)
 	}
