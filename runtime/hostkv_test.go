@@ -255,3 +255,27 @@ func TestKVImportChecks(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkKVGet measures a pooled Go guest answering from KV: one get of
+// a 100-byte value through the SDK, against a request that makes no KV
+// call (404).
+func BenchmarkKVGet(b *testing.B) {
+	kv := runtime.NewMemKV()
+	if _, err := kv.Put(context.Background(), "bench", "a", make([]byte, 100), 0, runtime.KVNoCAS); err != nil {
+		b.Fatal(err)
+	}
+	e := kvEngine(b, kv)
+	f := load(b, e, runtime.FunctionSpec{Name: "bench", Module: kvGuest(b, false), Mode: runtime.ModePooled})
+	for _, target := range []string{"/none", "/get?k=a"} {
+		b.Run(strings.TrimPrefix(target, "/"), func(b *testing.B) {
+			req := get(target)
+			b.ReportAllocs()
+			for b.Loop() {
+				res, err := f.Invoke(context.Background(), req)
+				if err != nil || res.Response.StatusOrDefault() >= 500 {
+					b.Fatal(res, err)
+				}
+			}
+		})
+	}
+}
