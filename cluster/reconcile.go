@@ -49,7 +49,8 @@ type Reconciler struct {
 	log    *slog.Logger
 
 	mu      sync.Mutex
-	loaded  map[string]loadedFn // what the runtime serves now
+	loaded  map[string]loadedFn // what the runtime has loaded
+	served  map[string]int64    // versions the installed route table reaches
 	failed  map[string]failure  // versions that did not load
 	applied uint64              // registry index of the last finished pass
 	changed chan struct{}       // closed and replaced after every pass
@@ -187,9 +188,11 @@ func (r *Reconciler) load(ctx context.Context, name string, v storage.Version) e
 func (r *Reconciler) swapRoutes(want map[string]storage.Version, index uint64, final bool) {
 	r.mu.Lock()
 	routes := make(map[string][]storage.Route, len(want))
+	served := make(map[string]int64, len(want))
 	for name, v := range want {
 		if cur, ok := r.loaded[name]; ok {
 			routes[name] = cur.routes
+			served[name] = cur.version
 		} else {
 			routes[name] = v.Routes
 		}
@@ -200,13 +203,16 @@ func (r *Reconciler) swapRoutes(want map[string]storage.Version, index uint64, f
 		r.log.Error("function routes skipped: they conflict with another function's", "function", name, "err", err)
 	}
 	r.router.Swap(table)
+	// Only now do requests reach these versions through their routes:
+	// WaitReady (deploy --wait) answers from served, not from loaded.
+	r.mu.Lock()
+	r.served = served
 	if final {
-		r.mu.Lock()
 		r.applied = index
 		close(r.changed)
 		r.changed = make(chan struct{})
-		r.mu.Unlock()
 	}
+	r.mu.Unlock()
 }
 
 // buildTable adds functions in name order and skips any whose routes
@@ -276,12 +282,12 @@ func (r *Reconciler) CheckDeploy(ctx context.Context, name string, spec storage.
 func (r *Reconciler) WaitReady(ctx context.Context, name string, version int64) error {
 	for {
 		r.mu.Lock()
-		cur, isLoaded := r.loaded[name]
+		cur, isServed := r.served[name]
 		fail, isFailed := r.failed[name]
 		changed := r.changed
 		r.mu.Unlock()
 		switch {
-		case isLoaded && cur.version == version:
+		case isServed && cur == version:
 			return nil
 		case isFailed && fail.version == version && fail.retryAt.IsZero():
 			return fmt.Errorf("%w: %s version %d: %w", ErrNotServable, name, version, fail.err)
@@ -298,7 +304,7 @@ func (r *Reconciler) WaitReady(ctx context.Context, name string, version int64) 
 func (r *Reconciler) VersionState(name string, version int64) ReadyState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if cur, ok := r.loaded[name]; ok && cur.version == version {
+	if cur, ok := r.served[name]; ok && cur == version {
 		return ReadyState{State: "ready"}
 	}
 	if f, ok := r.failed[name]; ok && f.version == version {
