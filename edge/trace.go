@@ -117,7 +117,7 @@ func (t *Tracer) startInvoke(ctx context.Context, inv Invoker, function string, 
 				attrs = append(attrs, AttrFunctionVersion.String(f.Version()), AttrMode.String(string(f.Mode())))
 			}
 		}
-		// TODO(runtime): pool wait and compile time are runtime internals;
+		// Pool wait and compile time are runtime internals, not recorded yet;
 		// the runtime can record them as events or child spans of
 		// trace.SpanFromContext(ctx).
 		span.SetAttributes(attrs...)
