@@ -375,11 +375,14 @@ func (c *benchCluster) waitReadyAll(ctx context.Context, name string, version in
 func BenchmarkClusterFailover(b *testing.B) {
 	defaults := DefaultConfig()
 	defaults.RaftBind = "127.0.0.1:0"
+	lan := LANConfig()
+	lan.RaftBind = "127.0.0.1:0"
 	for _, p := range []struct {
 		name string
 		cfg  Config
 	}{
 		{"timeouts-200ms", FastConfig()},
+		{"lan-500ms", lan},
 		{"raft-defaults-1s", defaults},
 	} {
 		b.Run(p.name, func(b *testing.B) {

@@ -92,10 +92,18 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 	cc.RaftBind = cfg.Raft.Bind
 	cc.RaftAdvertise = cfg.Raft.Advertise
 	cc.Logger = log
-	if dev {
-		fast := cluster.FastConfig()
-		cc.HeartbeatTimeout, cc.ElectionTimeout, cc.LeaderLeaseTimeout = fast.HeartbeatTimeout, fast.ElectionTimeout, fast.LeaderLeaseTimeout
+	// Raft's timing follows the cluster profile: lan 500 ms (failover in
+	// about 1 s), wan raft's 1 s defaults, local (and dev) 200 ms.
+	var timing cluster.Config
+	switch {
+	case dev || cfg.Cluster.Enabled && cfg.Cluster.Profile == "local":
+		timing = cluster.FastConfig()
+	case cfg.Cluster.Enabled && cfg.Cluster.Profile == "lan":
+		timing = cluster.LANConfig()
+	default:
+		timing = cluster.DefaultConfig()
 	}
+	cc.HeartbeatTimeout, cc.ElectionTimeout, cc.LeaderLeaseTimeout = timing.HeartbeatTimeout, timing.ElectionTimeout, timing.LeaderLeaseTimeout
 	var blobs cluster.BlobReader
 	if cfg.Cluster.Enabled {
 		c := cfg.Cluster
