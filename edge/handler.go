@@ -132,7 +132,15 @@ func (h *Handler) fail(w http.ResponseWriter, function string, req *protocol.Req
 		log = slog.Default()
 	}
 	status := runtime.HTTPStatus(err)
-	log.Warn("invocation failed", "function", function, "request_id", req.RequestID, "status", status, "err", err)
+	attrs := []any{"function", function, "request_id", req.RequestID, "status", status, "err", err}
+	var ie *runtime.InvokeError
+	if errors.As(err, &ie) && ie.Version != "" {
+		attrs = append(attrs, "version", ie.Version)
+	}
+	if id := traceID(req.TraceParent); id != "" {
+		attrs = append(attrs, "trace_id", id)
+	}
+	log.Warn("invocation failed", attrs...)
 	if errors.Is(err, runtime.ErrBusy) {
 		w.Header().Set("Retry-After", "1")
 	}
@@ -147,4 +155,13 @@ func (h *Handler) fail(w http.ResponseWriter, function string, req *protocol.Req
 	w.Header().Set("X-Request-Id", req.RequestID)
 	http.Error(w, msg, status)
 	return status
+}
+
+// traceID returns the trace id of a W3C traceparent
+// ("00-<32 hex>-<16 hex>-<2 hex>"), or "" when tp is not one.
+func traceID(tp string) string {
+	if len(tp) < 55 || tp[2] != '-' || tp[35] != '-' {
+		return ""
+	}
+	return tp[3:35]
 }

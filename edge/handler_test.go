@@ -103,3 +103,14 @@ func TestServerSlowHeaders(t *testing.T) {
 		t.Fatalf("connection held for %s with incomplete headers", waited)
 	}
 }
+
+func TestTraceID(t *testing.T) {
+	for tp, want := range map[string]string{
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01": "4bf92f3577b34da6a3ce929d0e0e4736",
+		"": "", "garbage": "", "00-short-00f067aa0ba902b7-01": "",
+	} {
+		if got := edge.TraceIDForTest(tp); got != want {
+			t.Errorf("traceID(%q) = %q, want %q", tp, got, want)
+		}
+	}
+}

@@ -1,0 +1,4 @@
+package edge
+
+// TraceIDForTest exposes traceID to the external tests.
+var TraceIDForTest = traceID
