@@ -352,6 +352,7 @@ func (a *Agent) servePeerAPI(dir string) error {
 		if hash, err := LoadJoinSecretHash(dir); err == nil {
 			mux.Handle(JoinPath, JoinHandler(ca, hash, JoinOptions{
 				GossipKey: func() ([]byte, error) { return a.gossipKey, nil },
+				Admit:     a.admit,
 				Logger:    a.cfg.Logger,
 			}))
 		}
@@ -368,6 +369,23 @@ func (a *Agent) servePeerAPI(dir string) error {
 			a.log.Error("peer API stopped", "err", err)
 		}
 	}()
+	return nil
+}
+
+// admit refuses to enroll a node under the ID of a server the cluster
+// already has: a token holder must not obtain a certificate that
+// impersonates a member. (A member that lost its data directory gets a
+// new ID on its next start; remove the old one first if it was kept.)
+func (a *Agent) admit(_ context.Context, nodeID string) error {
+	servers, err := a.store.node.Servers()
+	if err != nil {
+		return err
+	}
+	for _, s := range servers {
+		if s.ID == nodeID {
+			return fmt.Errorf("node ID %s already belongs to a server of this cluster; a new node generates its own ID (delete DATA/node-id on a copied data directory)", nodeID)
+		}
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -247,4 +248,30 @@ func TestAgentsBootstrapExpect(t *testing.T) {
 		addr, _ := second.Store().Node().Leader()
 		return voters == 3 && addr != ""
 	})
+}
+
+// Enrollment refuses a node ID the cluster already has, so a token holder
+// cannot get a certificate naming an existing member.
+func TestAgentEnrollRefusesExistingID(t *testing.T) {
+	first, err := startTestAgent(t, t.TempDir(), nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := ParseJoinToken(first.JoinTokenCreated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := LoadOrCreateNodeKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = RequestJoin(ctx, first.PeerAddr(), tok, key, first.Store().Node().ID())
+	if !errors.Is(err, ErrJoinRefused) || !strings.Contains(err.Error(), "already belongs") {
+		t.Fatalf("enrolling under the leader's ID: %v", err)
+	}
+	if _, err := RequestJoin(ctx, first.PeerAddr(), tok, key, "fresh-node-1"); err != nil {
+		t.Fatalf("a new ID: %v", err)
+	}
 }
