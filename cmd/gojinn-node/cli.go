@@ -79,6 +79,30 @@ func (c cli) printJSON(v any) int {
 	return 0
 }
 
+// flagSet is a client subcommand's flag set, reporting to stderr.
+func (c cli) flagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	return fs
+}
+
+// connect adds the client flags to fs, parses args and returns a client
+// for the node, the flags and the positional arguments. A non-zero code
+// means the command ends with it (the problem is already printed).
+func (c cli) connect(fs *flag.FlagSet, args []string) (*cluster.Client, clientFlags, []string, int) {
+	var cf clientFlags
+	cf.register(fs, c.env)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, cf, nil, 2
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return nil, cf, nil, c.fail(err)
+	}
+	return cl, cf, pos, 0
+}
+
 // multiFlag collects a repeatable flag.
 type multiFlag []string
 
@@ -316,16 +340,9 @@ func (c cli) functions(ctx context.Context, args []string) int {
 }
 
 func (c cli) status(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	var cf clientFlags
-	cf.register(fs, c.env)
-	if _, err := parseArgs(fs, args); err != nil {
-		return 2
-	}
-	cl, err := cf.client()
-	if err != nil {
-		return c.fail(err)
+	cl, cf, _, code := c.connect(c.flagSet("status"), args)
+	if code != 0 {
+		return code
 	}
 	st, err := cl.Status(ctx)
 	if err != nil {
@@ -343,16 +360,9 @@ func (c cli) status(ctx context.Context, args []string) int {
 }
 
 func (c cli) members(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("members", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	var cf clientFlags
-	cf.register(fs, c.env)
-	if _, err := parseArgs(fs, args); err != nil {
-		return 2
-	}
-	cl, err := cf.client()
-	if err != nil {
-		return c.fail(err)
+	cl, cf, _, code := c.connect(c.flagSet("members"), args)
+	if code != 0 {
+		return code
 	}
 	list, err := cl.Members(ctx)
 	if err != nil {
@@ -373,21 +383,13 @@ func (c cli) members(ctx context.Context, args []string) int {
 // backupRestore runs `backup FILE` (write a backup; "-" for stdout) and
 // `restore FILE` (replace the cluster's state with one).
 func (c cli) backupRestore(ctx context.Context, cmd string, args []string) int {
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	var cf clientFlags
-	cf.register(fs, c.env)
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return 2
+	cl, _, pos, code := c.connect(c.flagSet(cmd), args)
+	if code != 0 {
+		return code
 	}
 	if len(pos) != 1 {
 		fmt.Fprintf(c.stderr, "usage: gojinn-node %s FILE\n", cmd)
 		return 2
-	}
-	cl, err := cf.client()
-	if err != nil {
-		return c.fail(err)
 	}
 	if cmd == "restore" {
 		f, err := os.Open(pos[0])
@@ -406,6 +408,7 @@ func (c cli) backupRestore(ctx context.Context, cmd string, args []string) int {
 	if pos[0] != "-" {
 		// Written next to the target, then renamed: a failed backup never
 		// leaves a truncated file under the name.
+		var err error
 		if f, err = os.CreateTemp(filepath.Dir(pos[0]), ".gojinn-backup-*"); err != nil {
 			return c.fail(err)
 		}
