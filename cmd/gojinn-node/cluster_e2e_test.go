@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -55,40 +52,18 @@ dead_server_timeout = "2s"
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	n := &agentNode{devNode: &devNode{t: t, data: filepath.Join(dir, "data"), cancel: cancel, done: make(chan int, 1), stderr: &lockedBuffer{}}}
-	go func() {
-		n.done <- runEnv(ctx, append([]string{"agent", "--config", conf}, extra...), pw, n.stderr, func(string) string { return "" })
-		pw.Close()
-	}()
-	sc := bufio.NewScanner(pr)
-	for sc.Scan() {
-		line := sc.Text()
-		if m := bannerRE.FindStringSubmatch(line); m != nil {
-			switch m[1] {
-			case "http":
-				n.http = m[2]
-			case "admin":
-				n.admin = m[2]
-			}
-		}
+	n := &agentNode{devNode: &devNode{t: t, data: filepath.Join(dir, "data")}}
+	lines := n.launch(append([]string{"agent", "--config", conf}, extra...), func(string) string { return "" })
+	for _, line := range lines {
 		if m := peerRE.FindStringSubmatch(line); m != nil {
 			n.peer = m[1]
 		}
 		if m := tokenRE.FindStringSubmatch(line); m != nil {
 			n.joinToken = m[1]
 		}
-		if i := strings.Index(line, "gjn_"); i >= 0 {
-			n.token = strings.Fields(line[i:])[0]
-		}
-		if strings.Contains(line, "trust the internal CA") {
-			break
-		}
 	}
-	go func() { _, _ = io.Copy(io.Discard, pr) }()
 	if n.peer == "" || n.admin == "" || n.http == "" {
-		cancel()
+		n.cancel()
 		t.Fatalf("incomplete agent banner (peer %q admin %q http %q)\nstderr: %s", n.peer, n.admin, n.http, n.stderr.String())
 	}
 	n.plainClient = &http.Client{Timeout: 30 * time.Second}

@@ -62,39 +62,11 @@ var bannerRE = regexp.MustCompile(`^\s+(http|https|http3|admin):\s+(?:https?://)
 // banner. module is deployed as hello at /*.
 func startDev(t *testing.T, data, module string) *devNode {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	n := &devNode{t: t, data: data, cancel: cancel, done: make(chan int, 1), stderr: &lockedBuffer{}}
-	go func() {
-		n.done <- run(ctx, []string{"dev", "--data", data, "--module", module,
-			"--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, pw, n.stderr)
-		pw.Close()
-	}()
-	sc := bufio.NewScanner(pr)
-	for sc.Scan() {
-		line := sc.Text()
-		if m := bannerRE.FindStringSubmatch(line); m != nil {
-			switch m[1] {
-			case "http":
-				n.http = m[2]
-			case "https":
-				n.https = m[2]
-			case "http3":
-				n.h3 = m[2]
-			case "admin":
-				n.admin = m[2]
-			}
-		}
-		if i := strings.Index(line, "gjn_"); i >= 0 {
-			n.token = strings.TrimSpace(line[i:])
-		}
-		if strings.Contains(line, "trust the internal CA") {
-			break
-		}
-	}
-	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	n := &devNode{t: t, data: data}
+	n.launch([]string{"dev", "--data", data, "--module", module,
+		"--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, os.Getenv)
 	if n.admin == "" || n.token == "" || n.https == "" || n.h3 == "" || n.http == "" {
-		cancel()
+		n.cancel()
 		t.Fatalf("incomplete banner (admin %q https %q h3 %q http %q token set %v)\nstderr: %s", n.admin, n.https, n.h3, n.http, n.token != "", n.stderr.String())
 	}
 	t.Cleanup(n.stop)
@@ -116,6 +88,45 @@ func startDev(t *testing.T, data, module string) *devNode {
 	n.closeH3 = func() { _ = h3t.Close() }
 	n.plainClient = &http.Client{Timeout: 30 * time.Second}
 	return n
+}
+
+// launch runs the node command args through runEnv (with env), reads its
+// banner up to the internal CA line, records the addresses and the admin
+// token, and returns the banner's lines for callers that want more.
+func (n *devNode) launch(args []string, env func(string) string) []string {
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel, n.done, n.stderr = cancel, make(chan int, 1), &lockedBuffer{}
+	pr, pw := io.Pipe()
+	go func() {
+		n.done <- runEnv(ctx, args, pw, n.stderr, env)
+		pw.Close()
+	}()
+	var lines []string
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		line := sc.Text()
+		lines = append(lines, line)
+		if m := bannerRE.FindStringSubmatch(line); m != nil {
+			switch m[1] {
+			case "http":
+				n.http = m[2]
+			case "https":
+				n.https = m[2]
+			case "http3":
+				n.h3 = m[2]
+			case "admin":
+				n.admin = m[2]
+			}
+		}
+		if i := strings.Index(line, "gjn_"); i >= 0 {
+			n.token = strings.Fields(line[i:])[0]
+		}
+		if strings.Contains(line, "trust the internal CA") {
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	return lines
 }
 
 func (n *devNode) stop() {
