@@ -1,10 +1,6 @@
 package runtime
 
-import (
-	"context"
-	"crypto/sha256"
-	"fmt"
-)
+import "context"
 
 // Check validates spec and compiles its module exactly as Load would,
 // without making it a function: a deploy path calls it to reject a bad
@@ -12,14 +8,10 @@ import (
 // compiled code lands in the disk cache, so the Load that follows is
 // cheap.
 func (e *Engine) Check(ctx context.Context, spec FunctionSpec) error {
-	if err := spec.normalize(); err != nil {
+	f, err := e.compile(ctx, spec)
+	if err != nil {
 		return err
 	}
-	if len(spec.Module) > e.cfg.MaxModuleBytes {
-		return fmt.Errorf("%w: module is %d bytes, the node accepts at most %d (Config.MaxModuleBytes)", ErrInvalidModule, len(spec.Module), e.cfg.MaxModuleBytes)
-	}
-	f := newFunction(e, spec, sha256.Sum256(spec.Module))
-	defer f.close(ctx)
-	_, _, err := f.ensureCompiled(ctx)
-	return err
+	f.close(ctx)
+	return nil
 }

@@ -97,15 +97,8 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 // replaced; its in-flight invocations finish on the old version. A module
 // that fails to compile is rejected and the old version keeps serving.
 func (e *Engine) Load(ctx context.Context, spec FunctionSpec) (*Function, error) {
-	if err := spec.normalize(); err != nil {
-		return nil, err
-	}
-	if len(spec.Module) > e.cfg.MaxModuleBytes {
-		return nil, fmt.Errorf("%w: module is %d bytes, the node accepts at most %d (Config.MaxModuleBytes)", ErrInvalidModule, len(spec.Module), e.cfg.MaxModuleBytes)
-	}
-	spec.Module = append([]byte(nil), spec.Module...)
-	f := newFunction(e, spec, sha256.Sum256(spec.Module))
-	if _, _, err := f.ensureCompiled(ctx); err != nil {
+	f, err := e.compile(ctx, spec)
+	if err != nil {
 		return nil, err
 	}
 	e.mu.Lock()
@@ -121,6 +114,25 @@ func (e *Engine) Load(ctx context.Context, spec FunctionSpec) (*Function, error)
 		old.close(ctx)
 	}
 	e.log.Info("function loaded", "function", spec.Name, "version", spec.Version, "mode", spec.Mode, "reset", spec.Reset, "sha256", fmt.Sprintf("%x", f.hash))
+	return f, nil
+}
+
+// compile validates spec and returns a function for it with its module
+// compiled (or its compiled code shared), not yet registered: Load and
+// Check differ only in what they do with it.
+func (e *Engine) compile(ctx context.Context, spec FunctionSpec) (*Function, error) {
+	if err := spec.normalize(); err != nil {
+		return nil, err
+	}
+	if len(spec.Module) > e.cfg.MaxModuleBytes {
+		return nil, fmt.Errorf("%w: module is %d bytes, the node accepts at most %d (Config.MaxModuleBytes)", ErrInvalidModule, len(spec.Module), e.cfg.MaxModuleBytes)
+	}
+	spec.Module = append([]byte(nil), spec.Module...)
+	f := newFunction(e, spec, sha256.Sum256(spec.Module))
+	if _, _, err := f.ensureCompiled(ctx); err != nil {
+		f.close(ctx)
+		return nil, err
+	}
 	return f, nil
 }
 
