@@ -37,6 +37,16 @@ type Handler struct {
 	// Tracer, when set, makes a span per request and per invocation.
 	// When nil (no exporter configured) the handler does no span work.
 	Tracer *Tracer
+	// AccessLog logs one Info line per request to Logger: method, path
+	// (never the query, which may carry secrets), protocol, status,
+	// duration, and for routed requests function, version, request id
+	// and trace id.
+	AccessLog bool
+}
+
+// served is what a request turned into, for the access log.
+type served struct {
+	function, version, requestID, traceID string
 }
 
 // RetryAfterDeploying is the Retry-After value, in seconds, sent with the
@@ -49,15 +59,49 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.Tracer != nil {
 		r, span = h.Tracer.startServer(r)
 	}
-	code := h.serve(w, r)
+	var start time.Time
+	var info *served
+	if h.AccessLog {
+		start, info = time.Now(), &served{}
+	}
+	code := h.serve(w, r, info)
 	h.Metrics.request(r.ProtoMajor, code)
 	if span != nil {
 		endServer(span, code)
 	}
+	if info != nil {
+		h.logAccess(r, code, time.Since(start), info)
+	}
 }
 
-// serve answers r and returns the status it sent.
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
+// logAccess writes the access log line of r.
+func (h *Handler) logAccess(r *http.Request, code int, d time.Duration, info *served) {
+	attrs := make([]slog.Attr, 0, 10)
+	attrs = append(attrs,
+		slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.String("proto", r.Proto), slog.Int("status", code),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("remote", r.RemoteAddr))
+	for _, a := range []struct{ k, v string }{
+		{"function", info.function}, {"version", info.version},
+		{"request_id", info.requestID}, {"trace_id", info.traceID},
+	} {
+		if a.v != "" {
+			attrs = append(attrs, slog.String(a.k, a.v))
+		}
+	}
+	h.logger().LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+}
+
+func (h *Handler) logger() *slog.Logger {
+	if h.Logger == nil {
+		return slog.Default()
+	}
+	return h.Logger
+}
+
+// serve answers r and returns the status it sent; it fills info when not
+// nil.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) int {
 	function := h.Function
 	if p := r.URL.Path; strings.Contains(p, "/.") || strings.Contains(p, "//") {
 		// Route on the path the guest will see: /api/../admin must not
@@ -100,6 +144,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
 		http.Error(w, "reading request body: "+err.Error(), http.StatusBadRequest)
 		return http.StatusBadRequest
 	}
+	if info != nil {
+		info.function, info.requestID = function, req.RequestID
+		defer func() {
+			// After the invocation: the runtime fills in the version, and
+			// the tracer the invocation's traceparent.
+			info.version, info.traceID = req.FunctionVersion, traceID(req.TraceParent)
+		}()
+	}
 	ctx := r.Context()
 	var span trace.Span
 	if h.Tracer != nil {
@@ -127,10 +179,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
 }
 
 func (h *Handler) fail(w http.ResponseWriter, function string, req *protocol.Request, err error) int {
-	log := h.Logger
-	if log == nil {
-		log = slog.Default()
-	}
+	log := h.logger()
 	status := runtime.HTTPStatus(err)
 	attrs := []any{"function", function, "request_id", req.RequestID, "status", status, "err", err}
 	var ie *runtime.InvokeError

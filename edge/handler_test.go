@@ -1,13 +1,16 @@
 package edge_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,4 +116,87 @@ func TestTraceID(t *testing.T) {
 			t.Errorf("traceID(%q) = %q, want %q", tp, got, want)
 		}
 	}
+}
+
+// With AccessLog, every request logs one line: routed ones with the
+// function, its version, the request id and the trace id of the caller's
+// traceparent; the edge's own answers without them; never the query
+// string.
+func TestAccessLog(t *testing.T) {
+	e := enginetest.Engine(t)
+	if _, err := e.Load(context.Background(), runtime.FunctionSpec{Name: "tiny", Version: "v7", Module: runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat"), Mode: runtime.ModePooled}); err != nil {
+		t.Fatal(err)
+	}
+	table, err := edge.NewRouteTable([]edge.Route{{Path: "/tiny/*", Function: "tiny"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	router := &edge.Router{}
+	router.Swap(table)
+	var buf syncBuffer
+	srv := httptest.NewServer(&edge.Handler{Invoker: e, Router: router, AccessLog: true, Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+	defer srv.Close()
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, path := range []string{"/tiny/x?token=s3cret", "/elsewhere"} {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Header.Set("Traceparent", tp)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	srv.Close() // the handler has returned: every line is written
+	out := buf.String()
+	if strings.Contains(out, "s3cret") {
+		t.Errorf("the access log carries the query string: %s", out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d log lines for 2 requests:\n%s", len(lines), out)
+	}
+	want := []map[string]any{
+		{"msg": "request", "method": "GET", "path": "/tiny/x", "status": 200.0, "proto": "HTTP/1.1",
+			"function": "tiny", "version": "v7", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"},
+		{"msg": "request", "path": "/elsewhere", "status": 404.0},
+	}
+	for i, line := range lines {
+		var got map[string]any
+		if err := json.Unmarshal([]byte(line), &got); err != nil {
+			t.Fatalf("line %d is not JSON: %v: %s", i, err, line)
+		}
+		for k, v := range want[i] {
+			if got[k] != v {
+				t.Errorf("line %d: %s = %v, want %v (%s)", i, k, got[k], v, line)
+			}
+		}
+		if _, ok := got["duration_ms"]; !ok {
+			t.Errorf("line %d has no duration_ms: %s", i, line)
+		}
+		if id, _ := got["request_id"].(string); (i == 0) != (id != "") {
+			t.Errorf("line %d: request_id %q (only routed requests have one)", i, id)
+		}
+		if i == 1 && got["function"] != nil {
+			t.Errorf("an unrouted request names a function: %s", line)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the handler's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
