@@ -2,6 +2,7 @@ package edge
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -11,15 +12,19 @@ import (
 
 // Metrics are the edge's Prometheus series. Labels stay bounded: the
 // protocol, the status code, the function's name (functions are
-// registered by operators) and an outcome from a fixed set; never paths,
-// hosts or other request data.
+// registered by operators), an outcome from a fixed set, the TLS
+// transport and handshake result, and a served certificate's name (from
+// configuration, routes or certificate files); never paths, SNI names,
+// client addresses or other request data.
 type Metrics struct {
-	requests  *prometheus.CounterVec
-	duration  *prometheus.HistogramVec
-	invokes   *prometheus.CounterVec
-	reqBytes  *prometheus.CounterVec
-	respBytes *prometheus.CounterVec
-	cpu       *prometheus.CounterVec
+	requests   *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	invokes    *prometheus.CounterVec
+	reqBytes   *prometheus.CounterVec
+	respBytes  *prometheus.CounterVec
+	cpu        *prometheus.CounterVec
+	handshakes *prometheus.CounterVec // counted through ServerConfig.Metrics
+	certs      *certExpiryCollector   // reads the TLS given to ReportCertificates
 }
 
 // Outcomes of an invocation, as the outcome label names them.
@@ -56,13 +61,35 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		cpu: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gojinn_function_cpu_seconds_total", Help: "CPU time used by invocations, measured on the guest's thread.",
 		}, []string{"function"}),
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gojinn_tls_handshakes_total", Help: "Server-side TLS handshakes on the HTTPS listeners, by transport (tcp, quic) and result (ok, error).",
+		}, []string{"transport", "result"}),
+		certs: newCertExpiryCollector(),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.invokes, m.reqBytes, m.respBytes, m.cpu} {
+	// Every combination exists from the start, so rate() and alerts see
+	// zero rather than no series.
+	for _, tr := range []string{transportTCP, transportQUIC} {
+		for _, res := range []string{handshakeOK, handshakeError} {
+			m.handshakes.WithLabelValues(tr, res)
+		}
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.invokes, m.reqBytes, m.respBytes, m.cpu, m.handshakes, m.certs} {
 		if err := reg.Register(c); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("edge: registering metrics: %w", err)
 		}
 	}
 	return m, nil
+}
+
+// ReportCertificates makes gojinn_tls_certificate_expiry_timestamp_seconds
+// report the certificates t serves, read from t at each scrape; nil stops
+// the reporting. Handshakes are counted by the Server whose
+// ServerConfig.Metrics is m.
+func (m *Metrics) ReportCertificates(t *TLS) {
+	if m == nil {
+		return
+	}
+	m.certs.tls.Store(t)
 }
 
 // Outcome names an invocation error for the outcome label.

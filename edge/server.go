@@ -74,6 +74,9 @@ type ServerConfig struct {
 	ShutdownGrace time.Duration
 	// Logger receives listener events. Default slog.Default().
 	Logger *slog.Logger
+	// Metrics counts the TLS handshakes of the HTTPS listeners (TCP and
+	// QUIC) in gojinn_tls_handshakes_total. Default nil: not counted.
+	Metrics *Metrics
 }
 
 // DefaultServerConfig returns the production defaults.
@@ -246,6 +249,9 @@ func (s *Server) listen() error {
 		return nil
 	}
 	s.transport = &quic.Transport{Conn: s.udp}
+	if s.cfg.Metrics != nil {
+		s.transport.ConnContext = s.cfg.Metrics.quicConnContext
+	}
 	qln, err := s.transport.ListenEarly(http3.ConfigureTLSConfig(s.cfg.QUICTLS), &quic.Config{
 		// 0-RTT data can be replayed by an attacker; refuse it for every
 		// method rather than trust each function to be idempotent.
@@ -288,7 +294,10 @@ func (s *Server) serve() {
 			Port:           s.udp.LocalAddr().(*net.UDPAddr).Port,
 			Logger:         s.cfg.Logger,
 		}
-		ln := &quicLimitListener{EarlyListener: s.quicLn, sem: make(chan struct{}, s.cfg.MaxConns)}
+		var ln http3.QUICListener = &quicLimitListener{EarlyListener: s.quicLn, sem: make(chan struct{}, s.cfg.MaxConns)}
+		if s.cfg.Metrics != nil {
+			ln = quicHandshakeListener{ln}
+		}
 		s.goServe("http3", func() error { return s.h3.ServeListener(ln) })
 	}
 	if s.tcpTLS != nil {
@@ -298,7 +307,12 @@ func (s *Server) serve() {
 		}
 		s.h1 = newHTTP(h)
 		s.h1.TLSConfig = s.cfg.TCPTLS.Clone()
-		s.goServe("https", func() error { return s.h1.ServeTLS(s.tcpTLS, "", "") })
+		ln := s.tcpTLS
+		if s.cfg.Metrics != nil {
+			ln = handshakeListener{ln}
+			s.h1.ConnState = s.cfg.Metrics.tcpConnState
+		}
+		s.goServe("https", func() error { return s.h1.ServeTLS(ln, "", "") })
 	}
 	if s.plain != nil {
 		h := s.handler

@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -36,6 +37,13 @@ type acmeTLS struct {
 	onDemand     *certmagic.Config // nil when off; set once, read by the cache's goroutine
 	managedNames map[string]bool
 
+	// namesMu guards cachedNames: the names of certificates CertMagic put
+	// in the cache, each with the sequence number of the last time, for
+	// servedLeaves. It is never held while calling into CertMagic.
+	namesMu     sync.Mutex
+	cachedNames map[string]uint64
+	namesSeq    uint64
+
 	closeOnce sync.Once
 }
 
@@ -45,7 +53,7 @@ func newACMETLS(ctx context.Context, cfg TLSConfig, allow func(string) bool, log
 	if storage == nil {
 		storage = &certmagic.FileStorage{Path: filepath.Join(cfg.DataDir, "tls", "certmagic")}
 	}
-	a := &acmeTLS{managedNames: make(map[string]bool)}
+	a := &acmeTLS{managedNames: make(map[string]bool), cachedNames: make(map[string]uint64)}
 	a.ctx, a.cancel = context.WithCancel(ctx)
 
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{
@@ -53,7 +61,7 @@ func newACMETLS(ctx context.Context, cfg TLSConfig, allow func(string) bool, log
 		Logger:           zl,
 	})
 	newConfig := func(od *certmagic.OnDemandConfig) (*certmagic.Config, *certmagic.ACMEIssuer) {
-		magic := certmagic.New(a.cache, certmagic.Config{Storage: storage, Logger: zl, OnDemand: od})
+		magic := certmagic.New(a.cache, certmagic.Config{Storage: storage, Logger: zl, OnDemand: od, OnEvent: a.onEvent})
 		issuer := certmagic.NewACMEIssuer(magic, certmagic.ACMEIssuer{
 			CA:                      cfg.CA, // "" means certmagic's default: Let's Encrypt production
 			Email:                   cfg.Email,
@@ -164,4 +172,80 @@ func (a *acmeTLS) Close() {
 		a.cancel()
 		a.cache.Stop()
 	})
+}
+
+// onEvent records the names of every certificate CertMagic puts in the
+// cache (loaded from storage or obtained; a renewal replaces one under
+// the same names), for servedLeaves: the cache has no exported way to
+// list its certificates, only to look them up by name.
+func (a *acmeTLS) onEvent(_ context.Context, event string, data map[string]any) error {
+	if event != "cached_managed_cert" && event != "cached_unmanaged_cert" {
+		return nil
+	}
+	names, _ := data["sans"].([]string)
+	a.namesMu.Lock()
+	defer a.namesMu.Unlock()
+	for _, n := range names {
+		a.namesSeq++
+		a.cachedNames[n] = a.namesSeq
+	}
+	return nil
+}
+
+// servedLeaves returns the leaves of the certificates in the cache. A
+// name that no cached certificate covers any more (it was removed from
+// the cache) is forgotten, unless it was cached again meanwhile.
+func (a *acmeTLS) servedLeaves() []*x509.Certificate {
+	a.namesMu.Lock()
+	names := make(map[string]uint64, len(a.cachedNames))
+	for n, seq := range a.cachedNames {
+		names[n] = seq
+	}
+	a.namesMu.Unlock()
+
+	seen := make(map[string]bool)
+	var out []*x509.Certificate
+	var gone []string
+	for n := range names {
+		certs := a.cache.AllMatchingCertificates(n)
+		if len(certs) == 0 {
+			gone = append(gone, n)
+		}
+		for _, c := range certs {
+			if seen[c.Hash()] {
+				continue
+			}
+			seen[c.Hash()] = true
+			if leaf := certLeaf(c.Certificate); leaf != nil {
+				out = append(out, leaf)
+			}
+		}
+	}
+	if len(gone) > 0 {
+		a.namesMu.Lock()
+		for _, n := range gone {
+			// The event comes after the certificate is cached, so an
+			// unchanged number means none was cached since the lookup.
+			if a.cachedNames[n] == names[n] {
+				delete(a.cachedNames, n)
+			}
+		}
+		a.namesMu.Unlock()
+	}
+	return out
+}
+
+// certLeaf returns c's parsed leaf, parsing it when CertMagic did not.
+func certLeaf(c tls.Certificate) *x509.Certificate {
+	if c.Leaf != nil {
+		return c.Leaf
+	}
+	if len(c.Certificate) == 0 {
+		return nil
+	}
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		return nil
+	}
+	return leaf
 }
