@@ -1,0 +1,121 @@
+package main
+
+// Tests named by docs/security-model.md for the secrets a cluster agent
+// writes at its first start and for the admin listener's /metrics.
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A bootstrapping agent creates its data directory with mode 0700, prints
+// the join token once on stdout (never in the log), writes it to
+// cluster.join_token_file with mode 0600, and keeps it in clear in no file
+// of the data directory. A restart prints no join token and leaves the
+// file alone; a data directory that already exists keeps its mode.
+func TestAgentJoinTokenAndDataDir(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an agent twice (a few seconds); make test runs it")
+	}
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "join-token")
+	conf := `join_token_file = "` + tokenFile + `"` + "\n"
+	n := startAgentNode(t, filepath.Join(dir, "n1"), conf)
+	tok := n.joinToken
+	if tok == "" {
+		t.Fatal("the bootstrap node printed no join token")
+	}
+	if m := filePerm(t, n.data); m != 0o700 {
+		t.Errorf("data directory: mode %o, want 700", m)
+	}
+	if m := filePerm(t, tokenFile); m != 0o600 {
+		t.Errorf("join token file: mode %o, want 600", m)
+	}
+	if b, _ := os.ReadFile(tokenFile); strings.TrimSpace(string(b)) != tok {
+		t.Fatalf("join token file holds %q, want the printed token", b)
+	}
+	n.stop()
+	if strings.Contains(n.stderr.String(), tok) {
+		t.Errorf("the join token reached the log:\n%s", n.stderr.String())
+	}
+	err := filepath.WalkDir(n.data, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte(tok)) {
+			t.Errorf("%s holds the join token in clear", path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart over the same data directory, made group-readable meanwhile.
+	if err := os.Chmod(n.data, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	again := startAgentNode(t, filepath.Join(dir, "n1"), conf)
+	if again.joinToken != "" {
+		t.Errorf("a restart printed the join token again")
+	}
+	again.stop()
+	if strings.Contains(again.stderr.String(), tok) {
+		t.Errorf("the join token reached the log on restart:\n%s", again.stderr.String())
+	}
+	if b, _ := os.ReadFile(tokenFile); strings.TrimSpace(string(b)) != tok {
+		t.Errorf("a restart rewrote the join token file: %q", b)
+	}
+	if m := filePerm(t, n.data); m != 0o750 {
+		t.Errorf("an existing data directory: mode %o, want it kept at 750", m)
+	}
+}
+
+// /metrics on the admin listener refuses a missing, wrong, truncated or
+// non-Bearer token with 401, and serves the admin token.
+func TestMetricsTokenChecks(t *testing.T) {
+	n := startAgentNode(t, t.TempDir(), "")
+	if n.token == "" {
+		t.Fatal("the agent printed no admin token")
+	}
+	for _, c := range []struct {
+		auth string
+		want int
+	}{
+		{"", http.StatusUnauthorized},
+		{"Bearer gjn_wrong", http.StatusUnauthorized},
+		{"Bearer " + n.token[:len(n.token)-1], http.StatusUnauthorized},
+		{"Basic " + n.token, http.StatusUnauthorized},
+		{"Bearer " + n.token, http.StatusOK},
+	} {
+		req, _ := http.NewRequest("GET", "http://"+n.admin+"/metrics", nil)
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		resp, err := n.plainClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("/metrics with Authorization %q: %d, want %d", strings.Replace(c.auth, n.token, "<token>", 1), resp.StatusCode, c.want)
+		}
+	}
+}
+
+func filePerm(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode().Perm()
+}

@@ -1,0 +1,88 @@
+package runtime
+
+// Internal tests named by docs/security-model.md: limits whose values or
+// mechanisms are not observable from outside the package.
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	goruntime "runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gojinn/gojinn/runtime/runtimetest"
+)
+
+// The per-function limits take the defaults the security model states
+// when a spec leaves them zero, and so does the engine's module size cap.
+func TestLimitsDefaults(t *testing.T) {
+	spec := FunctionSpec{Name: "f"}
+	if err := spec.normalize(); err != nil {
+		t.Fatal(err)
+	}
+	l := spec.Limits
+	for _, c := range []struct {
+		what      string
+		got, want int64
+	}{
+		{"MemoryBytes", int64(l.MemoryBytes), 128 << 20},
+		{"Timeout", int64(l.Timeout), int64(10 * time.Second)},
+		{"MaxRequestBody", l.MaxRequestBody, 10 << 20},
+		{"MaxResponseBody", l.MaxResponseBody, 10 << 20},
+		{"MaxStdout", l.MaxStdout, 64 << 10},
+		{"MaxStderr", l.MaxStderr, 64 << 10},
+		{"MaxInstances", int64(l.MaxInstances), int64(max(4, 2*goruntime.GOMAXPROCS(0)))},
+		{"QueueTimeout", int64(l.QueueTimeout), int64(time.Second)},
+		{"Config.MaxModuleBytes", int64(DefaultConfig().MaxModuleBytes), 64 << 20},
+		{"Config.MaxConcurrentCompiles", int64(DefaultConfig().MaxConcurrentCompiles), 1},
+	} {
+		if c.got != c.want {
+			t.Errorf("default %s = %d, want %d", c.what, c.got, c.want)
+		}
+	}
+	// A zero CPU budget means the timeout bounds CPU time as well.
+	if l.CPUTime != 0 {
+		t.Errorf("default CPUTime = %v, want 0 (bounded by the timeout)", l.CPUTime)
+	}
+}
+
+// Compilations are bounded by MaxConcurrentCompiles: while every slot is
+// taken a Load waits (and gives up with its context), and it proceeds once
+// a slot is free.
+func TestCompileSemaphore(t *testing.T) {
+	tiny := runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat")
+	for _, n := range []int{1, 3} {
+		cfg := DefaultConfig()
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		cfg.MaxConcurrentCompiles = n
+		e, err := NewEngine(context.Background(), cfg) // no disk cache: Load compiles
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cap(e.mods.compiling); got != n {
+			t.Errorf("MaxConcurrentCompiles %d: %d compile slots", n, got)
+		}
+		for range n { // every slot busy, as if n compilations were running
+			e.mods.compiling <- struct{}{}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_, err = e.Load(ctx, FunctionSpec{Name: "f", Module: tiny, Mode: ModePooled})
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "waiting to compile") {
+			t.Errorf("MaxConcurrentCompiles %d, all slots busy: Load gave %v, want it to wait for a slot until its context ended", n, err)
+		}
+		<-e.mods.compiling // one compilation finishes
+		if _, err := e.Load(context.Background(), FunctionSpec{Name: "f", Module: tiny, Mode: ModePooled}); err != nil {
+			t.Errorf("MaxConcurrentCompiles %d, a slot free: %v", n, err)
+		}
+		for range n - 1 {
+			<-e.mods.compiling
+		}
+		if err := e.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
