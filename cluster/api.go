@@ -98,6 +98,12 @@ type APIConfig struct {
 	// Members lists the cluster's members for GET /v1/members; nil on a
 	// node without a cluster (the list then holds only this node).
 	Members func() []MemberInfo
+	// Logs holds the guest log lines GET /v1/functions/{name}/logs
+	// serves (the node's *guestlog.Buffer); nil answers 501.
+	Logs LogSource
+	// LogHeartbeat is how often a log follower with nothing new gets a
+	// keepalive line. Default DefaultLogHeartbeat (15 s).
+	LogHeartbeat time.Duration
 }
 
 // api holds the handlers. It has no mutable state of its own.
@@ -163,6 +169,7 @@ func (a *api) routes() http.Handler {
 		{"GET", "/v1/members", true, a.members},
 	}
 	table = append(table, a.kvRoutes()...)
+	table = append(table, a.logRoutes()...)
 	table = append(table, a.backupRoutes()...)
 	mux := http.NewServeMux()
 	allow := map[string][]string{}

@@ -3,6 +3,7 @@ package runtime
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	goruntime "runtime"
 	"sort"
 	"strings"
@@ -42,6 +43,23 @@ type Config struct {
 	// nil: modules importing those functions still load, and every call
 	// answers "KV is not available on this node".
 	KV KV
+	// Metrics, when set, receives the engine's internal series (pool
+	// waits, instantiations, compilations, evictions, resets). One Metrics
+	// serves one Engine. Default nil: nothing is recorded.
+	Metrics *Metrics
+	// Logs receives guest log records (gojinn_log_v1 lines and the lines
+	// of stdout and stderr). Default nil: each record goes to Logger at
+	// its level, with the record's attributes (LogRecord.Attrs).
+	Logs LogSink
+	// LogRate is how many log lines per second each loaded function may
+	// emit on average (a token bucket per function; lines over it are
+	// dropped and counted in Stats.LogsDropped). Zero means
+	// DefaultLogRate (100); a negative rate means no limit.
+	LogRate float64
+	// LogBurst is how many lines a function may emit at once before
+	// LogRate applies. Zero means DefaultLogBurst (1000); it must not be
+	// negative.
+	LogBurst int
 }
 
 // DefaultConfig returns the production defaults.
@@ -68,6 +86,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: MaxModuleBytes must be positive, got %d", ErrInvalidSpec, c.MaxModuleBytes)
 	case c.MaxConcurrentCompiles <= 0:
 		return fmt.Errorf("%w: MaxConcurrentCompiles must be positive, got %d", ErrInvalidSpec, c.MaxConcurrentCompiles)
+	case math.IsNaN(c.LogRate) || math.IsInf(c.LogRate, 0):
+		return fmt.Errorf("%w: LogRate must be a number of lines per second (negative: no limit), got %v", ErrInvalidSpec, c.LogRate)
+	case c.LogBurst < 0:
+		return fmt.Errorf("%w: LogBurst must not be negative, got %d (for no limit set a negative LogRate)", ErrInvalidSpec, c.LogBurst)
 	}
 	return nil
 }

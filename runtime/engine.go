@@ -37,7 +37,7 @@ type Engine struct {
 }
 
 // NewEngine returns an engine with its wazero runtimes and host modules
-// (WASI, gojinn_kv_v1) ready. Close releases it.
+// (WASI, gojinn_kv_v1, gojinn_log_v1) ready. Close releases it.
 func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -68,6 +68,9 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 			// Always present, so modules importing it load; without
 			// cfg.KV its functions answer "not available".
 			err = instantiateKV(ctx, rt)
+		}
+		if err == nil {
+			err = instantiateLog(ctx, rt)
 		}
 		if err != nil {
 			_ = fast.Close(ctx)
@@ -147,6 +150,7 @@ func (e *Engine) Unload(ctx context.Context, name string) error {
 		return fmt.Errorf("%w: %q", ErrUnknownFunction, name)
 	}
 	f.close(ctx)
+	e.cfg.Metrics.forget(name)
 	return nil
 }
 

@@ -57,8 +57,9 @@ type InvokeError struct {
 	Msg string
 	// Cause is the underlying error from wazero or a decoder, if any.
 	Cause error
-	// Stderr holds the tail of what the guest wrote to stderr, which
-	// usually explains a trap or an exit.
+	// Stderr holds what the guest wrote to stderr (the first
+	// Limits.MaxStderr bytes, marked when truncated), which usually
+	// explains a trap or an exit.
 	Stderr []byte
 }
 

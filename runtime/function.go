@@ -23,6 +23,7 @@ type Function struct {
 
 	lastUsed atomic.Int64 // unix nanos of the last invocation start
 	inflight atomic.Int64
+	logs     logState // log rate limit and counters (logs.go)
 
 	mu     sync.Mutex
 	mod    *module // nil while evicted
@@ -82,7 +83,12 @@ func (f *Function) ensureCompiled(ctx context.Context) (*module, *pool, error) {
 	if f.mod != nil {
 		return f.mod, f.pool, nil
 	}
-	m, err := f.engine.mods.acquire(ctx, f.hash, f.spec.Module)
+	start := time.Now()
+	m, source, err := f.engine.mods.acquire(ctx, f.hash, f.spec.Module)
+	f.engine.cfg.Metrics.compiled(f.spec.Name, source, time.Since(start), err)
+	if source != SourceMemory {
+		recordSpan(ctx, "compile "+f.spec.Name, start, err != nil, AttrCompileSource.String(source))
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -130,13 +136,20 @@ func (f *Function) Invoke(ctx context.Context, req *protocol.Request) (res *Resu
 	if err != nil {
 		return nil, err
 	}
+	if m.log {
+		ctx = f.withLogCall(ctx, req)
+	}
 	if p != nil {
 		res, err = f.invokePooled(ctx, p, req)
 	} else {
 		res, err = f.invokeIsolated(ctx, m, req)
 	}
+	f.logOutput(req, res, err) // stdout and stderr lines become log records
 	if res != nil {
 		res.Duration = time.Since(start)
+		if span := recording(ctx); span != nil {
+			span.SetAttributes(AttrCPUTime.Int64(res.CPUTime.Microseconds()))
+		}
 	}
 	return res, err
 }
@@ -148,7 +161,7 @@ func (f *Function) sweep(now time.Time, poolIdle, compiledIdle time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.pool != nil && idle >= poolIdle {
-		f.pool.shrink()
+		f.engine.cfg.Metrics.evicted(f.spec.Name, "instance", f.pool.shrink())
 	}
 	if f.mod == nil || idle < compiledIdle || f.inflight.Load() > 0 || (f.pool != nil && f.pool.live() > 0) {
 		return
@@ -159,6 +172,7 @@ func (f *Function) sweep(now time.Time, poolIdle, compiledIdle time.Duration) {
 	}
 	f.engine.mods.release(context.Background(), f.mod)
 	f.mod = nil
+	f.engine.cfg.Metrics.evicted(f.spec.Name, "compiled", 1)
 	f.engine.log.Debug("compiled code evicted", "function", f.spec.Name, "idle", idle)
 }
 
@@ -195,13 +209,19 @@ type Stats struct {
 	Idle int
 	// InFlight is the number of invocations running now.
 	InFlight int64
+	// LogLines is how many log records this loaded version emitted
+	// (gojinn_log_v1 lines and lines of stdout and stderr).
+	LogLines uint64
+	// LogsDropped is how many log lines the rate limit (Config.LogRate,
+	// Config.LogBurst) refused.
+	LogsDropped uint64
 }
 
 // Stats returns the function's current state.
 func (f *Function) Stats() Stats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s := Stats{Compiled: f.mod != nil, InFlight: f.inflight.Load()}
+	s := Stats{Compiled: f.mod != nil, InFlight: f.inflight.Load(), LogLines: f.logs.lines.Load(), LogsDropped: f.logs.dropped.Load()}
 	if f.pool != nil {
 		s.Instances, s.Idle = f.pool.live(), len(f.pool.idle)
 	}

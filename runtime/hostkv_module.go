@@ -8,6 +8,9 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // kvModule is the import module name of the KV host functions.
@@ -114,7 +117,12 @@ func kvHandler(f kvFunc) api.GoModuleFunc {
 			// a message.
 			st = kvUnavailable
 		} else {
+			var span trace.Span
+			ctx, span = startSpan(ctx, "kv."+f.name, attribute.String("db.system.name", "gojinn_kv"), attribute.String("db.operation.name", f.name))
 			st = f.fn(ctx, a)
+			if span != nil {
+				endKVSpan(span, st)
+			}
 		}
 		stack[0] = api.EncodeI32(st)
 	}
@@ -383,4 +391,26 @@ func kvResultRead(ctx context.Context, mod api.Module, stack []uint64) {
 		a.trap("destination (%d bytes at %#x) is outside linear memory", k, ptr)
 	}
 	stack[0] = api.EncodeI32(int32(k))
+}
+
+// kvStatusNames name the gojinn_kv_v1 status codes for span attributes.
+var kvStatusNames = map[int32]string{
+	kvNotFound: "not_found", kvConflict: "conflict", kvForbidden: "forbidden", kvInvalid: "invalid",
+	kvTooLarge: "too_large", kvQuota: "quota", kvUnavailable: "unavailable", kvInternal: "internal",
+}
+
+// endKVSpan ends a KV host call's span with its result: "ok" or the name
+// of the status code. Keys, values and namespaces stay out of spans
+// (they are the function's data); not_found and conflict are answers,
+// not errors.
+func endKVSpan(span trace.Span, st int32) {
+	result := "ok"
+	if st < 0 {
+		result = kvStatusNames[st]
+		if st != kvNotFound && st != kvConflict {
+			span.SetStatus(codes.Error, result)
+		}
+	}
+	span.SetAttributes(attribute.String("gojinn.kv.result", result))
+	span.End()
 }

@@ -247,7 +247,7 @@ func TestKVImportChecks(t *testing.T) {
 	for name, want := range map[string]string{
 		"kv-import-unknown":  "gojinn_kv_v1.frobnicate, which this node does not provide",
 		"kv-import-badsig":   "gojinn_kv_v1.get has the wrong signature",
-		"kv-import-othermod": "env.now, which this node does not provide (host modules: wasi_snapshot_preview1, gojinn_kv_v1)",
+		"kv-import-othermod": "env.now, which this node does not provide (host modules: wasi_snapshot_preview1, gojinn_kv_v1, gojinn_log_v1)",
 	} {
 		_, err := e.Load(context.Background(), runtime.FunctionSpec{Name: "imp", Module: wat(t, name)})
 		if !errors.Is(err, runtime.ErrInvalidModule) || !strings.Contains(err.Error(), want) {

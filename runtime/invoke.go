@@ -18,7 +18,13 @@ func (f *Function) invokePooled(ctx context.Context, p *pool, req *protocol.Requ
 		// Before acquire: a new instance's initialisation may use KV too.
 		ctx, kc = f.withKVCall(ctx)
 	}
+	start := time.Now()
 	in, err := p.acquire(ctx, f.spec.Limits.QueueTimeout)
+	wait := time.Since(start)
+	f.engine.cfg.Metrics.waited(f.spec.Name, wait)
+	if span := recording(ctx); span != nil {
+		span.SetAttributes(AttrPoolWait.Int64(wait.Microseconds()))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -27,8 +33,11 @@ func (f *Function) invokePooled(ctx context.Context, p *pool, req *protocol.Requ
 	}
 	res, broken, err := in.serve(ctx, req)
 	if !broken && in.reset {
-		if rerr := in.restore(); rerr != nil {
-			f.engine.log.Error("instance reset failed; discarding it", "function", f.spec.Name, "err", rerr)
+		rstart := time.Now()
+		rerr := in.restore()
+		f.engine.cfg.Metrics.reset(f.reset, time.Since(rstart))
+		if rerr != nil {
+			f.engine.log.Error("instance reset failed; discarding it", "function", f.spec.Name, "version", f.spec.Version, "request_id", req.RequestID, "err", rerr)
 			broken = true
 		}
 	}

@@ -43,6 +43,7 @@ type module struct {
 	globals  []wasmbin.GlobalExport // mutable globals, exported by the rewrite
 	minMem   uint64                 // initial memory size in bytes
 	kv       bool                   // imports gojinn_kv_v1: invocations carry a kvCall
+	log      bool                   // imports gojinn_log_v1: invocations carry a logCall
 	refs     int                    // guarded by moduleCache.mu
 }
 
@@ -65,38 +66,39 @@ func newModuleCache(fast, safe wazero.Runtime, concurrent int, prep prepCache, l
 }
 
 // acquire returns the compiled module for bin (whose sha256 is hash),
-// compiling it when no function holds it. Compilation of the same module
-// by concurrent callers is not deduplicated; wazero's cache makes the
-// second one cheap.
-func (c *moduleCache) acquire(ctx context.Context, hash [32]byte, bin []byte) (*module, error) {
+// compiling it when no function holds it, and where it came from
+// (SourceMemory, SourceDisk or SourceCompiled). Compilation of the same
+// module by concurrent callers is not deduplicated; wazero's cache makes
+// the second one cheap.
+func (c *moduleCache) acquire(ctx context.Context, hash [32]byte, bin []byte) (*module, string, error) {
 	c.mu.Lock()
 	if m := c.mods[hash]; m != nil {
 		m.refs++
 		c.mu.Unlock()
-		return m, nil
+		return m, SourceMemory, nil
 	}
 	c.mu.Unlock()
 
 	select {
 	case c.compiling <- struct{}{}:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting to compile: %w", context.Cause(ctx))
+		return nil, SourceCompiled, fmt.Errorf("waiting to compile: %w", context.Cause(ctx))
 	}
-	m, err := c.compile(ctx, hash, bin)
+	m, source, err := c.compile(ctx, hash, bin)
 	<-c.compiling
 	if err != nil {
-		return nil, err
+		return nil, source, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if prev := c.mods[hash]; prev != nil { // lost a race: use the winner's
 		prev.refs++
 		_ = m.compiled.Close(ctx)
-		return prev, nil
+		return prev, SourceMemory, nil
 	}
 	m.refs = 1
 	c.mods[hash] = m
-	return m, nil
+	return m, source, nil
 }
 
 // release drops one reference, closing the compiled code with the last.
@@ -113,11 +115,11 @@ func (c *moduleCache) release(ctx context.Context, m *module) {
 	}
 }
 
-func (c *moduleCache) compile(ctx context.Context, hash [32]byte, bin []byte) (*module, error) {
+func (c *moduleCache) compile(ctx context.Context, hash [32]byte, bin []byte) (*module, string, error) {
 	if p := c.prep.load(hash); p != nil {
 		m, err := c.compilePrepared(ctx, hash, p)
 		if err == nil {
-			return m, nil
+			return m, SourceDisk, nil
 		}
 		// The node prepared these bytes itself, so this should not happen;
 		// prepare the upload again rather than trust the file.
@@ -125,16 +127,16 @@ func (c *moduleCache) compile(ctx context.Context, hash [32]byte, bin []byte) (*
 	}
 	p, err := prepare(bin)
 	if err != nil {
-		return nil, err
+		return nil, SourceCompiled, err
 	}
 	m, err := c.compilePrepared(ctx, hash, p)
 	if err != nil {
-		return nil, err
+		return nil, SourceCompiled, err
 	}
 	if err := c.prep.store(hash, p); err != nil {
 		c.log.Warn("cannot cache the prepared module; a restart will prepare it again", "err", err)
 	}
-	return m, nil
+	return m, SourceCompiled, nil
 }
 
 // compilePrepared compiles a prepared module with the runtime it needs.
@@ -199,8 +201,13 @@ func (m *module) inspect() error {
 				return err
 			}
 			m.kv = true
+		case logModule:
+			if err := logImportOK(name, f); err != nil {
+				return err
+			}
+			m.log = true
 		default:
-			return fmt.Errorf("%w: module imports %s.%s, which this node does not provide (host modules: wasi_snapshot_preview1, %s)", ErrInvalidModule, mod, name, kvModule)
+			return fmt.Errorf("%w: module imports %s.%s, which this node does not provide (host modules: wasi_snapshot_preview1, %s, %s)", ErrInvalidModule, mod, name, kvModule, logModule)
 		}
 	}
 	return nil

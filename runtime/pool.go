@@ -76,14 +76,16 @@ func (p *pool) discard(in *instance) {
 	<-p.slots
 }
 
-// shrink closes every idle instance.
-func (p *pool) shrink() {
+// shrink closes every idle instance and returns how many it closed.
+func (p *pool) shrink() int {
+	n := 0
 	for {
 		select {
 		case in := <-p.idle:
 			p.discard(in)
+			n++
 		default:
-			return
+			return n
 		}
 	}
 }

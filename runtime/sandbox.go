@@ -26,7 +26,13 @@ type sandbox struct {
 // own termination checks may have.
 func (f *Function) newSandbox(g *guard, m *module, kind memKind, cfg wazero.ModuleConfig, sb *sandbox) error {
 	alloc := newMemAllocator(kind, f.spec.Limits.MemoryBytes)
+	start := time.Now()
 	mod, err := alloc.instantiate(g.ctx, m.rt, m, cfg.WithStartFunctions())
+	f.engine.cfg.Metrics.instantiated(f.spec.Name, err)
+	if parent := recording(g.ctx); parent != nil {
+		parent.SetAttributes(AttrInstantiated.Bool(true))
+		recordSpan(g.ctx, "instantiate "+f.spec.Name, start, err != nil)
+	}
 	sb.mem = alloc.mem
 	if err != nil {
 		return err

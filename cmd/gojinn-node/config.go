@@ -70,6 +70,7 @@ type EdgeConfig struct {
 	MaxConcurrentStreams int      `toml:"max_concurrent_streams"`
 	ShutdownGrace        duration `toml:"shutdown_grace"`
 	DevErrors            bool     `toml:"dev_errors"`
+	AccessLog            bool     `toml:"access_log"`
 }
 
 // TLSFileConfig is the [tls] table.
@@ -103,6 +104,8 @@ type RuntimeConfig struct {
 	CompiledIdleTimeout   duration `toml:"compiled_idle_timeout"`
 	PoolIdleTimeout       duration `toml:"pool_idle_timeout"`
 	MaxConcurrentCompiles int      `toml:"max_concurrent_compiles"`
+	LogRate               int      `toml:"log_rate"`
+	LogBurst              int      `toml:"log_burst"`
 }
 
 // duration reads "10s"-style strings from TOML and environment variables.
@@ -142,7 +145,7 @@ func DefaultConfig() Config {
 		},
 		Runtime: RuntimeConfig{
 			CompiledIdleTimeout: duration(10 * time.Minute), PoolIdleTimeout: duration(60 * time.Second),
-			MaxConcurrentCompiles: 1,
+			MaxConcurrentCompiles: 1, LogRate: 100, LogBurst: 1000,
 		},
 	}
 }
@@ -156,6 +159,7 @@ func DevConfig() Config {
 	c.Edge.HTTP = "127.0.0.1:8080"
 	c.Edge.HTTPMode = "serve"
 	c.Edge.DevErrors = true
+	c.Edge.AccessLog = true
 	c.Edge.ShutdownGrace = duration(3 * time.Second)
 	c.TLS = TLSFileConfig{Mode: "internal"}
 	c.Raft.Bind = "127.0.0.1:0"
@@ -316,6 +320,12 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			return bad(key, "must be a positive duration, got %s", time.Duration(d))
 		}
+	}
+	if c.Runtime.LogRate == 0 {
+		return bad("runtime.log_rate", "is 0; set lines per second per function, or -1 for no limit")
+	}
+	if c.Runtime.LogBurst <= 0 {
+		return bad("runtime.log_burst", "must be positive, got %d", c.Runtime.LogBurst)
 	}
 	if c.Edge.HTTPS != "" {
 		switch c.TLS.Mode {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gojinn/gojinn/cluster"
 	"github.com/gojinn/gojinn/edge"
+	"github.com/gojinn/gojinn/runtime"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -63,6 +64,9 @@ func registeredSeries(t *testing.T) map[string]series {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		cluster.NewCollector(nil, nil, nil))
 	if _, err := edge.NewMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runtime.NewMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]series{}
@@ -174,7 +178,7 @@ func checkQuery(t *testing.T, reg map[string]series, where, q, legend string, us
 	for _, n := range names {
 		base, ok := resolve(reg, n)
 		if !ok {
-			t.Errorf("%s: %s is not registered by the node (edge/metrics.go, cluster/metrics.go, Go and process collectors)", where, n)
+			t.Errorf("%s: %s is not registered by the node (edge/metrics.go, runtime/metrics.go, cluster/metrics.go, Go and process collectors)", where, n)
 			continue
 		}
 		used[base] = true

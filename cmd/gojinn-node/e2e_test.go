@@ -367,14 +367,29 @@ func TestMetrics(t *testing.T) {
 	raw := writeModule(t, dir, "raw.wasm", runtimetest.WAT(t, "examples/raw-wat/main.wat"))
 	n := startDev(t, filepath.Join(dir, "data"), "")
 	n.cli(0, "deploy", "raw", raw, "--route", "/raw")
+	n.cli(0, "deploy", "rawtwin", raw, "--route", "/rawtwin")
+	tiny := writeModule(t, dir, "tiny.wasm", runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat"))
+	n.cli(0, "deploy", "rawpool", tiny, "--route", "/rawpool", "--mode", "pooled")
 	for range 3 {
-		if code, _, _ := n.get(n.plainClient, "http://"+n.http+"/raw"); code != 200 {
-			t.Fatalf("raw: %d", code)
+		for _, path := range []string{"/raw", "/rawpool"} {
+			if code, _, _ := n.get(n.plainClient, "http://"+n.http+path); code != 200 {
+				t.Fatalf("%s: %d", path, code)
+			}
 		}
 	}
 	if code, _, _ := n.get(n.plainClient, "http://"+n.http+"/nothing-here"); code != 404 {
 		t.Fatalf("unrouted: %d", code)
 	}
+	// TLS over TCP and QUIC, and a KV write, for their series.
+	for _, c := range []struct {
+		client *http.Client
+		url    string
+	}{{n.h2, "https://" + n.https + "/raw"}, {n.h3Client, "https://" + n.h3 + "/raw"}} {
+		if code, _, _ := n.get(c.client, c.url); code != 200 {
+			t.Fatalf("%s: %d", c.url, code)
+		}
+	}
+	n.cli(0, "kv", "put", "raw", "k", "v")
 	if code, _, _ := n.get(n.plainClient, "http://"+n.admin+"/metrics"); code != http.StatusUnauthorized {
 		t.Fatalf("metrics without the token: %d", code)
 	}
@@ -432,6 +447,20 @@ func TestMetrics(t *testing.T) {
 		{"gojinn_raft_applied_index", nil, 1},
 		{"gojinn_functions_loaded", nil, 1},
 		{"gojinn_function_cpu_seconds_total", map[string]string{"function": "raw"}, 0},
+		// The runtime's own series: isolated mode makes a sandbox per
+		// request, the pool one for all three; a function with the same
+		// module bytes shares the compiled code.
+		{"gojinn_instantiations_total", map[string]string{"function": "raw", "outcome": "ok"}, 3},
+		{"gojinn_instantiations_total", map[string]string{"function": "rawpool", "outcome": "ok"}, 1},
+		{"gojinn_pool_wait_seconds", map[string]string{"function": "rawpool"}, 3},
+		{"gojinn_compilations_total", map[string]string{"function": "raw", "source": "compiled", "outcome": "ok"}, 1},
+		{"gojinn_compilations_total", map[string]string{"function": "rawtwin", "source": "memory", "outcome": "ok"}, 1},
+		{"gojinn_compile_seconds", map[string]string{"source": "compiled"}, 1},
+		{"gojinn_active_sandboxes", map[string]string{"function": "rawpool"}, 1},
+		{"gojinn_tls_handshakes_total", map[string]string{"transport": "tcp", "result": "ok"}, 1},
+		{"gojinn_tls_handshakes_total", map[string]string{"transport": "quic", "result": "ok"}, 1},
+		{"gojinn_tls_certificate_expiry_timestamp_seconds", map[string]string{"name": "localhost"}, float64(time.Now().Unix())},
+		{"gojinn_kv_operations_total", map[string]string{"op": "put", "result": "ok"}, 1},
 	} {
 		v, ok := value(c.name, c.labels)
 		if !ok || v < c.min {

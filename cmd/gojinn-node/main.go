@@ -43,6 +43,7 @@ client (talks to a node's admin API; --addr/GOJINN_ADDR, --token/GOJINN_TOKEN):
   status     the node's state
   members    the cluster's nodes: status, Raft role, region, version
   kv         get|put|rm|ls NAMESPACE [KEY] [VALUE|-]: the replicated KV
+  logs       logs FUNCTION [--follow] [-n N] [--trace-id ID] [--json]: a function's log lines on this node
   backup     backup FILE: registry, KV and modules in one tar ("-": stdout)
   restore    restore FILE: replace the cluster's state with a backup (disaster recovery)
 
@@ -82,6 +83,8 @@ func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		return c.members(ctx, args[1:])
 	case "kv":
 		return c.kv(ctx, args[1:])
+	case "logs":
+		return c.logs(ctx, args[1:])
 	case "backup", "restore":
 		return c.backupRestore(ctx, args[0], args[1:])
 	case "keygen":

@@ -19,6 +19,7 @@ import (
 	"github.com/gojinn/gojinn/cluster"
 	"github.com/gojinn/gojinn/edge"
 	"github.com/gojinn/gojinn/runtime"
+	"github.com/gojinn/gojinn/runtime/guestlog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -44,6 +45,8 @@ type node struct {
 	metrics     *prometheus.Registry
 	edgeMetrics *edge.Metrics
 	tracing     *tracing // nil unless OTEL_* asks for trace export (otel.go)
+
+	logs *guestlog.Buffer // guests' recent log lines, for `gojinn-node logs`
 
 	token   string // set when created or in dev mode: printed once
 	created bool
@@ -155,6 +158,15 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 	rc.PoolIdleTimeout = time.Duration(cfg.Runtime.PoolIdleTimeout)
 	rc.MaxConcurrentCompiles = cfg.Runtime.MaxConcurrentCompiles
 	rc.KV = cluster.NewHostKV(n.store)
+	// Guest log lines: kept per function for the logs endpoint and
+	// written to the node's log.
+	n.logs = guestlog.New(guestlog.Config{Logger: log})
+	rc.Logs, rc.LogRate, rc.LogBurst = n.logs, float64(cfg.Runtime.LogRate), cfg.Runtime.LogBurst
+	// The node's Prometheus registry, served on the admin listener below.
+	n.metrics = prometheus.NewRegistry()
+	if rc.Metrics, err = runtime.NewMetrics(n.metrics); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	if n.engine, err = runtime.NewEngine(ctx, rc); err != nil {
 		return nil, fmt.Errorf("runtime: %w", err)
 	}
@@ -200,6 +212,7 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		Ready:          n.rec.Ready,
 		Logger:         log.With("component", "api"),
 		Version:        version,
+		Logs:           n.logs,
 	}
 	if n.agent != nil {
 		// A deploy is servable when every live node serves it.
@@ -212,7 +225,6 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 	}
 	// Metrics on the admin listener, behind the same token: series
 	// name functions, which is more than strangers need to know.
-	n.metrics = prometheus.NewRegistry()
 	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		cluster.NewCollector(n.store.Node(), n.agent, n.engine))
 	if n.edgeMetrics, err = edge.NewMetrics(n.metrics); err != nil {
@@ -232,6 +244,7 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	n.admin.RegisterOnShutdown(n.logs.Close) // log followers end, so shutdown need not wait for them
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -258,8 +271,11 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 	}
 	if n.tls != nil {
 		sc.TCPTLS, sc.QUICTLS, sc.PlainWrap = n.tls.TCPConfig(), n.tls.QUICConfig(), n.tls.HTTPChallengeHandler
+		// Handshake counts and certificate expiry on /metrics.
+		sc.Metrics = n.edgeMetrics
+		n.edgeMetrics.ReportCertificates(n.tls)
 	}
-	h := &edge.Handler{Invoker: n.engine, Router: n.router, MaxBody: cfg.Edge.MaxBodyBytes, Dev: cfg.Edge.DevErrors, Logger: log, Metrics: n.edgeMetrics}
+	h := &edge.Handler{Invoker: n.engine, Router: n.router, MaxBody: cfg.Edge.MaxBodyBytes, Dev: cfg.Edge.DevErrors, Logger: log, Metrics: n.edgeMetrics, AccessLog: cfg.Edge.AccessLog}
 	n.tracing = startTracing(ctx, log, h)
 	if n.edge, err = edge.NewServer(sc, h); err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gojinn/gojinn/edge"
+	"github.com/gojinn/gojinn/runtime/runtimetest"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -332,9 +333,65 @@ func testTracingExport(t *testing.T, protocol, guest string) {
 			}
 		}
 	}
+	testTracingHostCalls(t, n, rc)
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	if rc.res["service.name"] != defaultServiceName {
 		t.Errorf("service.name %q, want %q", rc.res["service.name"], defaultServiceName)
+	}
+}
+
+// testTracingHostCalls sends a request to the counter example (pooled; it
+// reads and compare-and-sets a KV key) inside a new trace: under the
+// invocation span, which carries the pool wait, come one span per KV host
+// call with its result, and none records the key.
+func testTracingHostCalls(t *testing.T, n *devNode, rc *otlpReceiver) {
+	t.Helper()
+	n.cli(0, "deploy", "counter", writeModule(t, t.TempDir(), "counter.wasm", runtimetest.BuildGo(t, "examples/counter", true)),
+		"--mode", "pooled", "--route", "/count/*")
+	const tidHex = "0af7651916cd43dd8448eb211c80319c"
+	req, err := http.NewRequest(http.MethodGet, "http://"+n.http+"/count/trace-key", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Traceparent", "00-"+tidHex+"-b7ad6b7169203331-01")
+	resp, err := n.plainClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /count/trace-key: %d %q", resp.StatusCode, body)
+	}
+	tid, _ := hex.DecodeString(tidHex)
+	byName := map[string]*tracepb.Span{}
+	for _, s := range rc.find(t, tid, 4) { // server, invoke, kv.get, kv.put
+		byName[s.GetName()] = s
+	}
+	invoke := byName["invoke counter"]
+	if invoke == nil || byName["HTTP GET"] == nil {
+		t.Fatalf("want spans HTTP GET and invoke counter, got %v", byName)
+	}
+	if _, ok := attrs(invoke)["gojinn.pool.wait_us"]; !ok {
+		t.Errorf("the pooled invocation span has no pool wait: %v", attrs(invoke))
+	}
+	for name, result := range map[string]string{"kv.get": "not_found", "kv.put": "ok"} {
+		s := byName[name]
+		if s == nil {
+			t.Errorf("no %s span under the invocation; spans: %v", name, byName)
+			continue
+		}
+		if string(s.GetParentSpanId()) != string(invoke.GetSpanId()) {
+			t.Errorf("%s parent %x, want the invocation span %x", name, s.GetParentSpanId(), invoke.GetSpanId())
+		}
+		if a := attrs(s); a["gojinn.kv.result"] != result || a["db.system.name"] != "gojinn_kv" {
+			t.Errorf("%s attributes %v, want gojinn.kv.result %s", name, a, result)
+		}
+		for k, v := range attrs(s) {
+			if strings.Contains(v, "trace-key") {
+				t.Errorf("%s attribute %s = %q records the key", name, k, v)
+			}
+		}
 	}
 }

@@ -1,6 +1,7 @@
 // Command echo answers with what it received: method, path, query, headers
 // and body. The status comes from ?status=, extra response headers from
 // ?set=Name:value (repeatable), and a binary body is echoed byte for byte.
+// Every request logs one line with the method, path and body size.
 package main
 
 import (
@@ -40,6 +41,8 @@ func echo(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// One structured log line per request (`gojinn-node logs echo`).
+	gojinn.LogInfo("echo", "method", r.Method, "path", r.URL.Path, "bytes", len(body))
 	if r.URL.Path == "/raw" { // the body back, byte for byte
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.WriteHeader(status)

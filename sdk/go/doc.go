@@ -14,7 +14,9 @@
 //
 // Functions keep state in the node's replicated key-value store through
 // KV, KVNamespace and the KVGet, KVPut, KVDelete and KVList shortcuts
-// (kv.go; the gojinn_kv_v1 host functions).
+// (kv.go; the gojinn_kv_v1 host functions), and send structured log
+// lines with LogInfo (and LogDebug, LogWarn, LogError, Log) or through
+// log/slog with LogHandler (log.go; the gojinn_log_v1 host function).
 //
 // As with net/http, the http.ResponseWriter (and the Header map it returns)
 // must not be used after the handler returns: a reactor reuses the writer,

@@ -1,0 +1,93 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gojinn/gojinn/runtime"
+)
+
+// latencyKV answers every read after a delay, as a store behind a slow
+// network would: the guest waits in a host call.
+type latencyKV struct {
+	*runtime.MemKV
+	delay time.Duration
+}
+
+func (k latencyKV) Get(ctx context.Context, ns, key string, lin bool) ([]byte, uint64, error) {
+	select {
+	case <-time.After(k.delay):
+	case <-ctx.Done():
+		return nil, 0, ctx.Err()
+	}
+	return k.MemKV.Get(ctx, ns, key, lin)
+}
+
+// The CPU budget charges what the guest computes, not what it waits for:
+// a guest spinning in a loop is stopped at its budget, long before its
+// wall-clock timeout, while a guest that waits on a slow host call (or
+// sleeps) for four times its budget finishes and is charged a fraction of
+// it. Every mode.
+func TestCPUBudgetChargesComputeNotWaits(t *testing.T) {
+	const budget = 100 * time.Millisecond
+	const wait = 4 * budget
+	limits := runtime.Limits{CPUTime: budget, Timeout: 20 * time.Second}
+	e := kvEngine(t, latencyKV{runtime.NewMemKV(), wait})
+	for _, mc := range allModes {
+		t.Run(mc.name, func(t *testing.T) {
+			kv := load(t, e, runtime.FunctionSpec{Name: "kvwait-" + mc.name, Module: kvGuest(t, mc.cmd), Mode: mc.mode, Reset: mc.reset, Limits: limits})
+			start := time.Now()
+			res, err := invoke(t, kv, get("/get?k=absent"))
+			took := time.Since(start)
+			if err != nil {
+				t.Fatalf("waiting %v on a host call with a %v CPU budget: %v", wait, budget, err)
+			}
+			if st := res.Response.StatusOrDefault(); st != 404 {
+				t.Fatalf("get of an absent key: %d %q, want 404", st, res.Response.Body)
+			}
+			if took < wait {
+				t.Fatalf("the invocation took %v, less than the host call's %v delay: the wait did not happen", took, wait)
+			}
+			if res.CPUTime >= budget {
+				t.Fatalf("charged %v of CPU for a %v wait; the budget is %v", res.CPUTime, took, budget)
+			}
+
+			mod := abuseReactor(t)
+			if mc.cmd {
+				mod = abuseCommand(t)
+			}
+			ab := load(t, e, runtime.FunctionSpec{Name: "budget-" + mc.name, Module: mod, Mode: mc.mode, Reset: mc.reset, Limits: limits})
+			res, err = invoke(t, ab, get("/sleep?n=400"))
+			if err != nil || string(res.Response.Body) != "slept" {
+				t.Fatalf("sleeping %v with a %v CPU budget: %v", wait, budget, err)
+			}
+			if res.CPUTime >= budget {
+				t.Fatalf("charged %v of CPU for a 400ms sleep; the budget is %v", res.CPUTime, budget)
+			}
+
+			start = time.Now()
+			_, err = invoke(t, ab, get("/loop"))
+			took = time.Since(start)
+			if !errors.Is(err, runtime.ErrCPUBudget) {
+				t.Fatalf("an endless loop with a %v CPU budget: %v, want ErrCPUBudget", budget, err)
+			}
+			if took > limits.Timeout/2 {
+				t.Fatalf("the loop ran %v; the CPU budget is %v", took, budget)
+			}
+			if msg := err.Error(); !strings.Contains(msg, "CPU time") || !strings.Contains(msg, budget.String()) {
+				t.Fatalf("error %q does not say the CPU budget (%v) was used up", msg, budget)
+			}
+			if status := runtime.HTTPStatus(err); status != http.StatusServiceUnavailable {
+				t.Fatalf("a client sees %d for an exhausted CPU budget, want 503", status)
+			}
+			// The function serves the next request.
+			if res, err := invoke(t, ab, get("/ok")); err != nil || string(res.Response.Body) != "ok" {
+				t.Fatalf("after the budget stop: %v", err)
+			}
+		})
+	}
+}
