@@ -335,6 +335,7 @@ func (a *Agent) servePeerAPI(dir string) error {
 			}
 			return ReadyState{State: "pending"}
 		},
+		Artifacts: a.artifacts,
 		Info: func() PeerInfo {
 			info := PeerInfo{NodeID: a.store.node.ID()}
 			if a.members != nil {

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gojinn/gojinn/runtime"
 	"github.com/gojinn/gojinn/storage"
 )
 
@@ -80,6 +81,9 @@ type PeerAPIConfig struct {
 	Ready func(name string, version int64) ReadyState
 	// Info describes this node (GET /peer/v1/info).
 	Info func() PeerInfo
+	// Artifacts returns this node's compiled artifacts of a module (GET
+	// /peer/v1/artifacts/{sha}); when nil, Rec's are served, if any.
+	Artifacts func(sha string) (*runtime.Artifacts, error)
 	// BeforeJoin, when set, sees every join request first; handled means
 	// it answered (err nil: accepted), e.g. while a bootstrap waits for
 	// the expected servers.
@@ -107,6 +111,7 @@ func NewPeerAPI(cfg PeerAPIConfig) (http.Handler, error) {
 	mux.HandleFunc("POST /peer/v1/apply", p.apply)
 	mux.HandleFunc("POST /peer/v1/remove", p.remove)
 	mux.HandleFunc("GET /peer/v1/blobs/{sha}", p.blob)
+	mux.HandleFunc("GET /peer/v1/artifacts/{sha}", p.artifacts)
 	mux.HandleFunc("GET /peer/v1/ready/{name}/{version}", p.ready)
 	mux.HandleFunc("GET /peer/v1/info", p.info)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -21,6 +21,9 @@ type PeerBlobs struct {
 	MaxBytes int64
 	// Timeout bounds one fetch. Default 2 minutes.
 	Timeout time.Duration
+	// ArtifactTimeout bounds fetching compiled artifacts from one peer
+	// (FetchArtifacts), and twice that from all. Default 5 seconds.
+	ArtifactTimeout time.Duration
 }
 
 // ReadAll implements BlobReader.

@@ -177,6 +177,8 @@ func (r *Reconciler) load(ctx context.Context, name string, v storage.Version) e
 	if err != nil {
 		return fmt.Errorf("read module %s: %w", v.SHA256, err)
 	}
+	// Compiled on another node already? Then only load its code.
+	r.fetchArtifacts(ctx, name, v)
 	_, err = r.loader.Load(ctx, RuntimeSpec(name, v, module))
 	return err
 }

@@ -1,12 +1,14 @@
 package runtime
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -86,7 +88,15 @@ func (c prepCache) load(hash [32]byte) *prepared {
 		return nil
 	}
 	b, err := os.ReadFile(c.path(hash))
-	if err != nil || len(b) < 8 || [4]byte(b[:4]) != prepMagic {
+	if err != nil {
+		return nil
+	}
+	return decodePrep(b)
+}
+
+// decodePrep parses a prep file, or returns nil when it is damaged.
+func decodePrep(b []byte) *prepared {
+	if len(b) < 8 || [4]byte(b[:4]) != prepMagic {
 		return nil
 	}
 	rest := b[8:]
@@ -119,7 +129,12 @@ func (c prepCache) store(hash [32]byte, p *prepared) error {
 	b = binary.AppendUvarint(b, uint64(len(meta)))
 	b = append(append(b, meta...), p.bin...)
 	binary.LittleEndian.PutUint32(b[4:8], crc32.Checksum(b[8:], castagnoli))
-	path := c.path(hash)
+	return writeAtomic(c.path(hash), bytes.NewReader(b))
+}
+
+// writeAtomic writes r to path through a temporary file in the same
+// directory and a rename, so a reader sees the whole file or none.
+func writeAtomic(path string, r io.Reader) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
@@ -127,7 +142,7 @@ func (c prepCache) store(hash [32]byte, p *prepared) error {
 	if err != nil {
 		return err
 	}
-	_, werr := f.Write(b)
+	_, werr := io.Copy(f, r)
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
