@@ -93,7 +93,8 @@ func (s *Store) KVLimits() storage.KVLimits { return s.kvConfig().Limits }
 // KVGet returns key of namespace ns: storage.ErrKVNotFound when it does not
 // exist or has expired by this node's clock. The entry's Value is shared
 // with the replicated state: copy it before modifying it.
-func (s *Store) KVGet(ctx context.Context, ns, key string, c Consistency) (storage.KVEntry, error) {
+func (s *Store) KVGet(ctx context.Context, ns, key string, c Consistency) (_ storage.KVEntry, err error) {
+	defer func() { s.node.kvMetrics.countOp(kvOpGet, err) }()
 	st, err := s.kvRead(ctx, c)
 	if err != nil {
 		return storage.KVEntry{}, fmt.Errorf("kv get %s/%q: %w", ns, key, err)
@@ -102,7 +103,8 @@ func (s *Store) KVGet(ctx context.Context, ns, key string, c Consistency) (stora
 }
 
 // KVList returns a page of the keys of ns, in key order.
-func (s *Store) KVList(ctx context.Context, ns string, opts storage.KVListOptions, c Consistency) (storage.KVPage, error) {
+func (s *Store) KVList(ctx context.Context, ns string, opts storage.KVListOptions, c Consistency) (_ storage.KVPage, err error) {
+	defer func() { s.node.kvMetrics.countOp(kvOpList, err) }()
 	st, err := s.kvRead(ctx, c)
 	if err != nil {
 		return storage.KVPage{}, fmt.Errorf("kv list %s: %w", ns, err)
@@ -141,7 +143,12 @@ func (s *Store) kvRead(ctx context.Context, c Consistency) (*storage.State, erro
 
 // KVPut sets key of namespace ns to value once committed, and returns its
 // new version (the Raft index of the write).
-func (s *Store) KVPut(ctx context.Context, ns, key string, value []byte, opts KVWriteOptions) (uint64, error) {
+func (s *Store) KVPut(ctx context.Context, ns, key string, value []byte, opts KVWriteOptions) (_ uint64, err error) {
+	op := kvOpPut
+	if opts.CAS != nil {
+		op = kvOpCAS
+	}
+	defer func() { s.node.kvMetrics.countOp(op, err) }()
 	cfg := s.kvConfig()
 	if err := checkKVKey(ns, key, cfg.Limits); err != nil {
 		return 0, fmt.Errorf("kv put: %w", err)
@@ -170,14 +177,15 @@ func (s *Store) KVCAS(ctx context.Context, ns, key string, value []byte, version
 
 // KVDelete deletes key of namespace ns once committed; deleting a missing
 // key succeeds. opts.CAS makes it conditional.
-func (s *Store) KVDelete(ctx context.Context, ns, key string, opts KVWriteOptions) error {
+func (s *Store) KVDelete(ctx context.Context, ns, key string, opts KVWriteOptions) (err error) {
+	defer func() { s.node.kvMetrics.countOp(kvOpDelete, err) }()
 	if err := checkKVKey(ns, key, s.kvConfig().Limits); err != nil {
 		return fmt.Errorf("kv delete: %w", err)
 	}
 	if opts.TTL != 0 {
 		return fmt.Errorf("kv delete %s/%q: %w: a delete takes no ttl", ns, key, storage.ErrInvalid)
 	}
-	_, err := s.proposeKV(ctx, storage.KVCommand{Op: storage.OpKVDelete, Namespace: ns, Key: key, CAS: opts.CAS, Now: time.Now().UTC()})
+	_, err = s.proposeKV(ctx, storage.KVCommand{Op: storage.OpKVDelete, Namespace: ns, Key: key, CAS: opts.CAS, Now: time.Now().UTC()})
 	return err
 }
 
@@ -213,23 +221,27 @@ func checkKVKey(ns, key string, l storage.KVLimits) error {
 }
 
 // proposeKV commits c through Raft and returns the FSM's result; on a
-// follower the write is forwarded to the leader (see Store.apply).
+// follower the write is forwarded to the leader (see Store.apply). On the
+// leader, concurrent KV writes share Raft entries (kv_batch.go).
 func (s *Store) proposeKV(ctx context.Context, c storage.KVCommand) (storage.KVResult, error) {
-	what := fmt.Sprintf("%s %s", c.Op, c.Namespace)
-	if c.Key != "" {
-		what += fmt.Sprintf("/%q", c.Key)
+	// Named only on error: formatting it for every write costs CPU.
+	what := func() string {
+		if c.Key != "" {
+			return fmt.Sprintf("%s %s/%q", c.Op, c.Namespace, c.Key)
+		}
+		return fmt.Sprintf("%s %s", c.Op, c.Namespace)
 	}
 	b, err := storage.EncodeKVCommand(c)
 	if err != nil {
-		return storage.KVResult{}, fmt.Errorf("%s: %w", what, err)
+		return storage.KVResult{}, fmt.Errorf("%s: %w", what(), err)
 	}
 	resp, err := s.apply(ctx, b)
 	if err != nil {
-		return storage.KVResult{}, fmt.Errorf("%s: %w", what, err)
+		return storage.KVResult{}, fmt.Errorf("%s: %w", what(), err)
 	}
 	res, ok := resp.(storage.ApplyResult)
 	if !ok {
-		return storage.KVResult{}, fmt.Errorf("%s: the state machine answered %T, not an ApplyResult", what, resp)
+		return storage.KVResult{}, fmt.Errorf("%s: the state machine answered %T, not an ApplyResult", what(), resp)
 	}
 	if res.Err != nil {
 		// The storage errors name the key already.

@@ -10,13 +10,15 @@ import (
 
 // Collector exposes the node's Raft, membership and runtime state as
 // Prometheus gauges, read at scrape time: no goroutine, no bookkeeping on
-// the request path.
+// the request path beyond the KV counters (kv_metrics.go: atomic adds in
+// the Store's KV methods and the apply batcher).
 type Collector struct {
 	node   *Node
 	agent  *Agent          // nil without a cluster
 	engine *runtime.Engine // nil: no runtime series
 
 	raftState, term, commit, applied, lastContact, members, sandboxes, idle, inflight, functions *prometheus.Desc
+	kv                                                                                           kvDescs
 }
 
 // NewCollector returns a collector for node (and agent's membership, and
@@ -37,12 +39,13 @@ func NewCollector(node *Node, agent *Agent, engine *runtime.Engine) *Collector {
 		idle:        d("gojinn_idle_sandboxes", "Idle pooled instances of a function.", "function"),
 		inflight:    d("gojinn_inflight_invocations", "Invocations of a function running now.", "function"),
 		functions:   d("gojinn_functions_loaded", "Functions loaded in this node's runtime."),
+		kv:          newKVDescs(),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.raftState, c.term, c.commit, c.applied, c.lastContact, c.members, c.sandboxes, c.idle, c.inflight, c.functions} {
+	for _, d := range []*prometheus.Desc{c.raftState, c.term, c.commit, c.applied, c.lastContact, c.members, c.sandboxes, c.idle, c.inflight, c.functions, c.kv.ops, c.kv.batch} {
 		ch <- d
 	}
 }
@@ -71,6 +74,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	g(c.lastContact, last)
+	c.node.kvMetrics.collect(c.kv, ch)
 	if c.agent != nil {
 		counts := map[MemberStatus]int{StatusAlive: 0, StatusLeaving: 0, StatusLeft: 0, StatusDead: 0}
 		for _, m := range c.agent.Members() {

@@ -73,8 +73,10 @@ func (e *NotLeaderError) Is(target error) bool {
 //
 // Goroutines: raft's own (stopped by Shutdown in Close); observe, which
 // turns raft observations into logs and wake-ups for waitLeader (stopped by
-// stopCh in Close); and one waiter per in-flight Apply (tracked by applies,
-// ended by raft resolving the future, at the latest on Shutdown).
+// stopCh in Close); the KV apply batcher's loop (kv_batch.go, stopped in
+// Close right after Shutdown); and one waiter per in-flight Apply or batch
+// (tracked by applies, ended by raft resolving the future, at the latest
+// on Shutdown).
 type Node struct {
 	cfg       Config
 	id        raft.ServerID
@@ -89,10 +91,19 @@ type Node struct {
 	stopCh   chan struct{}
 	doneCh   chan struct{}
 	applies  sync.WaitGroup
+	batcher  *applyBatcher
+	// kvMetrics counts KV operations (Store) and batch sizes (batcher)
+	// for the Collector.
+	kvMetrics kvMetrics
 
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced on every raft observation
-	closed  bool          // set by Close before it waits for applies
+	// proposeMu is held for reading across every raft.Apply call and for
+	// writing while Close sets closed, so nothing is proposed once
+	// Shutdown may have begun: raft would leave such a future
+	// unresolved.
+	proposeMu sync.RWMutex
+	mu        sync.Mutex
+	changed   chan struct{} // closed and replaced on every raft observation
+	closed    bool          // set by Close before it waits for applies
 	// maxVoters is the autopilot's MaxVoters (0 until RunAutopilot).
 	maxVoters int
 
@@ -205,6 +216,11 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		r.DeregisterObserver(n.observer)
 		close(n.stopCh)
 		<-n.doneCh
+		return nil
+	})
+	n.batcher = newApplyBatcher(n)
+	closers = append(closers, func() error {
+		n.batcher.stop() // nothing was submitted: the node was not returned
 		return nil
 	})
 
@@ -430,6 +446,10 @@ func (n *Node) timeout(ctx context.Context) time.Duration {
 // deadline, or Config.ApplyTimeout without one. On a follower it fails
 // with a *NotLeaderError (errors.Is ErrNotLeader) naming the leader. When
 // ctx ends first the entry may still be committed later.
+//
+// Binary KV commands (storage.EncodeKVCommand) go through the apply
+// batcher, which may propose them together with concurrent ones in one
+// entry; the response is still this command's own storage.ApplyResult.
 func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("raft apply: %w", err)
@@ -437,14 +457,17 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
 	if n.raft.State() != raft.Leader {
 		return nil, n.notLeader(false)
 	}
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
+	if batchable(cmd) {
+		return n.batcher.apply(ctx, cmd)
+	}
+	n.proposeMu.RLock()
+	if n.isClosed() {
+		n.proposeMu.RUnlock()
 		return nil, fmt.Errorf("raft apply: %w: the node is closed", ErrUnavailable)
 	}
 	n.applies.Add(1)
-	n.mu.Unlock()
 	f := n.raft.Apply(cmd, n.timeout(ctx))
+	n.proposeMu.RUnlock()
 	done := make(chan error, 1)
 	go func() {
 		defer n.applies.Done()
@@ -459,6 +482,13 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("raft apply: %w (the entry may still be committed; read the state before retrying)", ctx.Err())
 	}
+}
+
+// isClosed reports whether Close has begun.
+func (n *Node) isClosed() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.closed
 }
 
 func (n *Node) applyError(err error) error {
@@ -540,13 +570,16 @@ func (n *Node) Status() Status {
 // is safe to call more than once; later calls return the first result.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		n.proposeMu.Lock() // waits for proposals in progress
 		n.mu.Lock()
 		n.closed = true
 		n.mu.Unlock()
+		n.proposeMu.Unlock()
 		var errs []error
 		if err := n.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
 		}
+		n.batcher.stop() // after Shutdown: a proposal cannot block; queued writes fail
 		n.raft.DeregisterObserver(n.observer)
 		close(n.stopCh)
 		<-n.doneCh

@@ -240,10 +240,11 @@ func (c Config) raftConfig(id raft.ServerID) (*raft.Config, error) {
 	rc.SnapshotThreshold = c.SnapshotThreshold
 	rc.SnapshotInterval = c.SnapshotInterval
 	rc.TrailingLogs = c.TrailingLogs
-	// Concurrent writes (KV from many guests) are taken off the apply
-	// channel in batches of up to MaxAppendEntries and written to the log
-	// in one BoltDB transaction, instead of one transaction each.
-	rc.BatchApplyCh = true
+	// BatchApplyCh stays off: concurrent KV writes are coalesced into one
+	// entry by the apply batcher (kv_batch.go), and raft still writes the
+	// entries waiting on its apply channel in one BoltDB transaction.
+	// With the channel buffered, a future enqueued as raft shuts down is
+	// never resolved, and its waiter would hang Close.
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("cluster config: raft rejects it: %v: %w", err, storage.ErrInvalid)
 	}

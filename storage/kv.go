@@ -13,10 +13,11 @@ import (
 //
 // Where it lives: in the registry FSM's immutable State, next to the
 // functions, so one Raft log, one snapshot and one apply goroutine cover
-// both. KV entries are tagged (KVCommandTag) so Apply dispatches without
-// decoding twice, and they neither advance State.Index nor notify
-// subscribers: the reconciler waits on that index and rebuilds the route
-// table on every notification, which KV traffic must not cause.
+// both. KV entries are tagged (kv_codec.go: old JSON, binary, or a batch
+// of either) so Apply dispatches without decoding twice, and they neither
+// advance State.Index nor notify subscribers: the reconciler waits on that
+// index and rebuilds the route table on every notification, which KV
+// traffic must not cause.
 //
 // Memory: each namespace is an immutable treap (kv_tree.go), and the
 // namespaces are one too. An apply copies O(log n) nodes; a published

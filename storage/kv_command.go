@@ -22,14 +22,16 @@ const (
 	OpKVShare = "kv_share"
 )
 
-// KVCommandTag is the first byte of a KV command's Raft entry; the JSON
+// KVCommandTag is the first byte of a KV command's Raft entry in the
+// JSON encoding nodes wrote before the binary one (kv_codec.go); the JSON
 // command follows. Registry commands are bare JSON objects, so the FSM
-// tells the two apart without decoding twice (Consul tags its entries the
+// tells them apart without decoding twice (Consul tags its entries the
 // same way).
 const KVCommandTag = 'K'
 
-// KVCommand is one change to the KV store: the payload of a Raft entry
-// (after KVCommandTag), as JSON. Apply never reads the clock: the proposer
+// KVCommand is one change to the KV store: the payload of a Raft entry,
+// binary since EncodeKVCommand stopped writing JSON (kv_codec.go; the JSON
+// tags describe the old entries). Apply never reads the clock: the proposer
 // stamps Now, and a put carries its expiry as an absolute time.
 type KVCommand struct {
 	// Op is OpKVPut, OpKVDelete, OpKVExpire or OpKVShare.
@@ -73,27 +75,28 @@ var (
 	kvMaxTime = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
-// EncodeKVCommand validates c and encodes it for a Raft entry.
-func EncodeKVCommand(c KVCommand) ([]byte, error) {
-	if err := c.Validate(); err != nil {
-		return nil, err
+// IsKVCommand reports whether a Raft entry holds KV commands: one, in
+// either encoding, or a batch.
+func IsKVCommand(data []byte) bool {
+	if len(data) == 0 {
+		return false
 	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s command: %w", c.Op, err)
+	switch data[0] {
+	case KVCommandTag, KVBinaryTag, KVBatchTag:
+		return true
 	}
-	return append([]byte{KVCommandTag}, b...), nil
+	return false
 }
 
-// IsKVCommand reports whether a Raft entry holds a KV command.
-func IsKVCommand(data []byte) bool { return len(data) > 0 && data[0] == KVCommandTag }
-
-// DecodeKVCommand decodes and validates a Raft entry written by
-// EncodeKVCommand. Unknown JSON fields are ignored, as for registry
-// commands.
+// DecodeKVCommand decodes and validates one KV command, in the binary
+// encoding or the old JSON one (whose unknown fields are ignored, as for
+// registry commands). A batch is not one command: see EncodeKVBatch.
 func DecodeKVCommand(data []byte) (KVCommand, error) {
-	if !IsKVCommand(data) {
-		return KVCommand{}, fmt.Errorf("%w: not a KV command (no %q tag)", ErrInvalid, KVCommandTag)
+	switch {
+	case len(data) > 0 && data[0] == KVBinaryTag:
+		return decodeKVBinary(data)
+	case len(data) == 0 || data[0] != KVCommandTag:
+		return KVCommand{}, fmt.Errorf("%w: not a single KV command (no %q or %#x tag)", ErrInvalid, KVCommandTag, KVBinaryTag)
 	}
 	var c KVCommand
 	if err := json.Unmarshal(data[1:], &c); err != nil {

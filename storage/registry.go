@@ -24,6 +24,11 @@ type ApplyResult struct {
 	Err error
 	// KV is a KV command's result.
 	KV KVResult
+	// Batch holds, for a batch of KV commands (EncodeKVBatch), each
+	// command's result in order; Err is then set only when the batch
+	// itself is malformed (and nothing applied). A command's error fails
+	// that command alone.
+	Batch []ApplyResult
 }
 
 // entry is the registry's record of one name. It survives a remove (with a
@@ -168,22 +173,43 @@ func (r *Registry) notify() {
 	}
 }
 
-// Apply implements raft.FSM. It decodes the entry as a KV command (tagged
-// with KVCommandTag) or a registry Command and applies it, returning an
+// Apply implements raft.FSM. It decodes the entry as KV commands (tagged,
+// see kv_codec.go) or a registry Command and applies it, returning an
 // ApplyResult (never a nil value and never a panic, for any
 // bytes).
 func (r *Registry) Apply(l *raft.Log) any {
 	return r.ApplyCommand(l.Index, l.Data)
 }
 
-// ApplyCommand applies an encoded Command, or a KV command from
-// EncodeKVCommand, as the Raft entry at index. It is what Apply does; tests
-// and tools may call it directly. A KV command changes neither Index nor
-// notifies subscribers.
+// ApplyCommand applies an encoded Command, a KV command from
+// EncodeKVCommand (or its old JSON form) or a batch from EncodeKVBatch, as
+// the Raft entry at index. It is what Apply does; tests and tools may call
+// it directly. KV commands change neither Index nor notify subscribers.
+//
+// Every command of a batch applies at the batch's index, so a put's
+// version is that index: the batcher never puts two writes of one key in
+// one batch, which keeps each key's versions strictly increasing.
 func (r *Registry) ApplyCommand(index uint64, data []byte) ApplyResult {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 	cur := r.state.Load()
+	if IsKVBatch(data) {
+		cmds, err := decodeKVBatch(data)
+		if err != nil {
+			return ApplyResult{Err: err}
+		}
+		next := *cur
+		results := make([]ApplyResult, len(cmds))
+		for i, c := range cmds {
+			if IsKVBatch(c) || !IsKVCommand(c) {
+				results[i].Err = fmt.Errorf("%w: a KV batch holds single KV commands only", ErrInvalid)
+				continue
+			}
+			next.kv, results[i] = next.applyKV(index, c)
+		}
+		r.state.Store(&next)
+		return ApplyResult{Batch: results}
+	}
 	if IsKVCommand(data) {
 		kv, res := cur.applyKV(index, data)
 		next := *cur
