@@ -246,7 +246,7 @@ func TestClientLogsFollow(t *testing.T) {
 		select {
 		case err := <-done2:
 			// Closed before the follow began: 503; during it: the end.
-			if err == nil || !(strings.Contains(err.Error(), "ended the log stream") || errors.Is(err, ErrUnavailable)) {
+			if err == nil || !strings.Contains(err.Error(), "ended the log stream") && !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("follow after Close: %v", err)
 			}
 			return

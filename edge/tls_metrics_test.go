@@ -249,7 +249,8 @@ func TestTLSMetricsInternalCA(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	h3 := &http3.Transport{TLSClientConfig: &tls.Config{}}
-	if _, err := (&http.Client{Transport: h3, Timeout: 10 * time.Second}).Get("https://" + e.udp + "/"); err == nil {
+	if resp, err := (&http.Client{Transport: h3, Timeout: 10 * time.Second}).Get("https://" + e.udp + "/"); err == nil {
+		resp.Body.Close()
 		t.Fatal("an HTTP/3 client without the internal root completed a handshake")
 	}
 	h3.Close()
