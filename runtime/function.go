@@ -121,6 +121,11 @@ func (f *Function) Invoke(ctx context.Context, req *protocol.Request) (res *Resu
 	f.lastUsed.Store(start.UnixNano())
 	f.inflight.Add(1)
 	defer f.inflight.Add(-1)
+	if ctx.Err() != nil {
+		// The guard would stop the guest too, but a short call can finish
+		// before its watcher runs: a caller that is gone gets nothing.
+		return nil, f.errorf(ErrCanceled, context.Cause(ctx), "the caller went away before the invocation started")
+	}
 	if int64(len(req.Body)) > f.spec.Limits.MaxRequestBody {
 		return nil, f.errorf(ErrRequestTooLarge, nil, "body is %d bytes, the limit is %d", len(req.Body), f.spec.Limits.MaxRequestBody)
 	}
