@@ -125,13 +125,18 @@ func (s *Store) kvRead(ctx context.Context, c Consistency) (*storage.State, erro
 	switch c {
 	case "", ConsistencyLocal:
 	case ConsistencyLinearizable:
-		// A barrier commits an entry in this leader's term and returns once
-		// the FSM applied everything before it: no acknowledged write is
-		// missing from the state read next.
-		if !s.node.IsLeader() {
-			return nil, fmt.Errorf("linearizable read: %w", s.node.notLeader(false))
+		// On the leader, a barrier commits an entry in this leader's term
+		// and returns once the FSM applied everything before it: no
+		// acknowledged write is missing from the state read next. A
+		// follower gets that index from the leader and waits to apply it
+		// (readindex.go).
+		var err error
+		if s.node.IsLeader() {
+			err = s.node.Barrier(ctx)
+		} else {
+			err = s.followerReadBarrier(ctx)
 		}
-		if err := s.node.Barrier(ctx); err != nil {
+		if err != nil {
 			return nil, fmt.Errorf("linearizable read: %w", err)
 		}
 	default:

@@ -11,7 +11,7 @@ import (
 
 // HostKV is the Store's KV as the runtime's host functions need it
 // (runtime.KV): guests read this node's replica unless they ask for a
-// linearizable read (which needs the leader), and their writes commit
+// linearizable read (which needs a reachable leader), and their writes commit
 // through Raft, forwarded to the leader from a follower, exactly like
 // the admin API's; a put returns once this node's replica has it too, so
 // a guest reads its own writes. Errors keep the store's message and also match the

@@ -109,6 +109,7 @@ func NewPeerAPI(cfg PeerAPIConfig) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /peer/v1/join", p.join)
 	mux.HandleFunc("POST /peer/v1/apply", p.apply)
+	mux.HandleFunc("POST /peer/v1/readindex", p.readIndex)
 	mux.HandleFunc("POST /peer/v1/remove", p.remove)
 	mux.HandleFunc("GET /peer/v1/blobs/{sha}", p.blob)
 	mux.HandleFunc("GET /peer/v1/artifacts/{sha}", p.artifacts)

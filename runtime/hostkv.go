@@ -23,8 +23,8 @@ var (
 	// ErrKVQuota means the namespace holds as many keys as allowed.
 	ErrKVQuota = errors.New("namespace key quota exceeded")
 	// ErrKVUnavailable means the store cannot answer now (no KV on this
-	// node, no Raft leader, a linearizable read on a follower, or the
-	// invocation's deadline passed); the guest may retry.
+	// node, no reachable Raft leader for a write or a linearizable read,
+	// or the invocation's deadline passed); the guest may retry.
 	ErrKVUnavailable = errors.New("KV unavailable")
 )
 

@@ -53,7 +53,7 @@ func (c cli) kv(ctx context.Context, args []string) int {
 		cas = &v
 		return nil
 	})
-	linear := fs.Bool("linearizable", false, "get, ls: read on the leader after a Raft barrier instead of this node's replica")
+	linear := fs.Bool("linearizable", false, "get, ls: see every acknowledged write (the node asks the leader for a read index) instead of reading this node's replica as it is")
 	limit := fs.Int("limit", 0, "ls: list at most N keys (default all)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {

@@ -24,9 +24,9 @@ var (
 	ErrKVTooLarge = errors.New("gojinn: value too large")
 	// ErrKVQuota means the namespace holds as many keys as allowed.
 	ErrKVQuota = errors.New("gojinn: namespace key quota exceeded")
-	// ErrKVUnavailable means the node cannot answer now: it has no KV, the
-	// cluster has no leader, a linearizable read reached a follower, or
-	// the invocation ran out of time. Retrying later may succeed.
+	// ErrKVUnavailable means the node cannot answer now: it has no KV, no
+	// leader is reachable for a write or a linearizable read, or the
+	// invocation ran out of time. Retrying later may succeed.
 	ErrKVUnavailable = errors.New("gojinn: KV unavailable")
 	// ErrKVInternal means the node failed in a way the ABI has no code for.
 	ErrKVInternal = errors.New("gojinn: KV internal error")
