@@ -59,6 +59,8 @@ func TestPeerAPIRequiresNodeCertificate(t *testing.T) {
 		{"GET", "/peer/v1/blobs/" + strings.Repeat("0", 64), ""},
 		{"GET", "/peer/v1/ready/f/1", ""},
 		{"GET", "/peer/v1/info", ""},
+		{"GET", "/peer/v1/artifacts/" + strings.Repeat("0", 64), ""},
+		{"POST", "/peer/v1/readindex", ""},
 		{"GET", "/peer/v1/no-such-endpoint", ""},
 	}
 
