@@ -31,6 +31,7 @@ import (
 	"github.com/gojinn/gojinn/edge"
 	"github.com/gojinn/gojinn/runtime"
 	"github.com/gojinn/gojinn/runtime/runtimetest"
+	"github.com/gojinn/gojinn/sdk/go/protocol"
 	"github.com/gojinn/gojinn/storage"
 )
 
@@ -655,4 +656,96 @@ func BenchmarkClusterKVPut(b *testing.B) {
 			b.ReportMetric(float64(cmds1-cmds0)/float64(max(entries1-entries0, 1)), "cmds/entry")
 		})
 	}
+}
+
+// KV: local reads from a guest. A pooled KV guest (the runtime's test
+// guest) on a follower of 3 voters reads one key per request through the
+// gojinn_kv_v1 host functions and HostKV, with as many concurrent callers
+// as the pool has instances, for 3 s. reads/s counts whole invocations
+// (one read each); direct-reads/s is HostKV.Get alone, the store's share.
+func BenchmarkClusterKVGuestLocalReads(b *testing.B) {
+	c := newBenchCluster(b, FastConfig(), false)
+	for range 3 {
+		c.start(true)
+	}
+	l := c.waitStable(3)
+	var f *bnode
+	for _, n := range c.nodes {
+		if n != l {
+			f = n
+			break
+		}
+	}
+	ctx := context.Background()
+	v, err := l.store.KVPut(ctx, "reader", "a", bytes.Repeat([]byte("v"), 100), KVWriteOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for {
+		if e, err := f.store.KVGet(ctx, "reader", "a", ConsistencyLocal); err == nil && e.Version == v {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cfg := runtime.DefaultConfig()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg.CacheDir = filepath.Join(b.TempDir(), "cache")
+	cfg.KV = NewHostKV(f.store)
+	e, err := runtime.NewEngine(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = e.Close(context.Background()) })
+	const workers = 4
+	fn, err := e.Load(ctx, runtime.FunctionSpec{Name: "reader", Module: runtimetest.BuildGo(b, "runtime/testdata/guests/kv", true),
+		Mode: runtime.ModePooled, Limits: runtime.Limits{MaxInstances: workers}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := &protocol.Request{Method: "GET", URI: "/get?k=a", Path: "/get", RawQuery: "k=a", Host: "bench", Scheme: "https", Proto: "HTTP/1.1"}
+	run := func(read func() error) (float64, time.Duration) {
+		const runFor = 3 * time.Second
+		var n atomic.Int64
+		errs := make([]error, workers)
+		cpu0 := cpuTime(b)
+		start := time.Now()
+		deadline := start.Add(runFor)
+		var wg sync.WaitGroup
+		for i := range workers {
+			wg.Go(func() {
+				for time.Now().Before(deadline) {
+					if err := read(); err != nil {
+						errs[i] = err
+						return
+					}
+					n.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		elapsed, cpu := time.Since(start), cpuTime(b)-cpu0
+		if err := errors.Join(errs...); err != nil {
+			b.Fatal(err)
+		}
+		return float64(n.Load()) / elapsed.Seconds(), cpu / time.Duration(max(n.Load(), 1))
+	}
+	b.ResetTimer()
+	guest, guestCPU := run(func() error {
+		res, err := fn.Invoke(ctx, req)
+		if err == nil && res.Response.StatusOrDefault() != http.StatusOK {
+			err = fmt.Errorf("get: %d %q", res.Response.StatusOrDefault(), res.Response.Body)
+		}
+		return err
+	})
+	hk := NewHostKV(f.store)
+	direct, directCPU := run(func() error {
+		_, _, err := hk.Get(ctx, "reader", "a", false)
+		return err
+	})
+	b.StopTimer()
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(guest, "reads/s")
+	b.ReportMetric(float64(guestCPU.Nanoseconds())/1e3, "cpu-us/read")
+	b.ReportMetric(direct, "direct-reads/s")
+	b.ReportMetric(float64(directCPU.Nanoseconds())/1e3, "direct-cpu-us/read")
 }
