@@ -19,6 +19,7 @@ import (
 
 	"github.com/gojinn/gojinn/cluster"
 	"github.com/gojinn/gojinn/runtime/runtimetest"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/quic-go/quic-go"
@@ -393,47 +394,8 @@ func TestMetrics(t *testing.T) {
 	if code, _, _ := n.get(n.plainClient, "http://"+n.admin+"/metrics"); code != http.StatusUnauthorized {
 		t.Fatalf("metrics without the token: %d", code)
 	}
-	req, _ := http.NewRequest("GET", "http://"+n.admin+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+n.token)
-	resp, err := n.plainClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	value := func(name string, labels map[string]string) (float64, bool) {
-		f := families[name]
-		if f == nil {
-			return 0, false
-		}
-	next:
-		for _, m := range f.GetMetric() {
-			for k, v := range labels {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == k && lp.GetValue() == v {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue(), true
-			case m.Gauge != nil:
-				return m.Gauge.GetValue(), true
-			case m.Histogram != nil:
-				return float64(m.Histogram.GetSampleCount()), true
-			}
-		}
-		return 0, false
-	}
+	families := n.scrape()
+	value := func(name string, labels map[string]string) (float64, bool) { return metricValue(families, name, labels) }
 	for _, c := range []struct {
 		name   string
 		labels map[string]string
@@ -477,4 +439,55 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 	}
+}
+
+// scrape reads the node's /metrics with the admin token and parses it
+// with the Prometheus text parser.
+func (n *devNode) scrape() map[string]*dto.MetricFamily {
+	n.t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+n.admin+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+n.token)
+	resp, err := n.plainClient.Do(req)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		n.t.Fatalf("parse /metrics: %v", err)
+	}
+	return families
+}
+
+// metricValue is the value of the first series of name whose labels
+// include labels (a histogram's sample count), and whether there is one.
+func metricValue(families map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
+	f := families[name]
+	if f == nil {
+		return 0, false
+	}
+next:
+	for _, m := range f.GetMetric() {
+		for k, v := range labels {
+			found := false
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == k && lp.GetValue() == v {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount()), true
+		}
+	}
+	return 0, false
 }
