@@ -64,6 +64,8 @@ func startBenchNode(b *testing.B) *benchNode {
 	cfg.Edge.HTTP = "127.0.0.1:0"
 	cfg.Edge.HTTPS = "127.0.0.1:0"
 	cfg.Admin.Listen = "127.0.0.1:0"
+	// As in production (DefaultConfig): no access log line per request.
+	cfg.Edge.AccessLog = false
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	n, err := startNode(b.Context(), cfg, log, true)
 	if err != nil {
