@@ -377,22 +377,7 @@ func (c *benchCluster) compilations(source string) float64 {
 		if !node.up || node.reg == nil {
 			continue
 		}
-		mfs, err := node.reg.Gather()
-		if err != nil {
-			c.tb.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() != "gojinn_compilations_total" {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				for _, l := range m.GetLabel() {
-					if l.GetName() == "source" && l.GetValue() == source {
-						n += m.GetCounter().GetValue()
-					}
-				}
-			}
-		}
+		n += runtimetest.Compilations(c.tb, node.reg, source)
 	}
 	return n
 }

@@ -14,36 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/gojinn/gojinn/runtime"
 	"github.com/gojinn/gojinn/runtime/runtimetest"
 	"github.com/gojinn/gojinn/storage"
 )
-
-// compilations reads gojinn_compilations_total{source} from reg, summed
-// over functions and outcomes.
-func compilations(t *testing.T, reg *prometheus.Registry, source string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != "gojinn_compilations_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "source" && l.GetValue() == source {
-					n += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return n
-}
 
 // A deploy checked (so compiled) on the node that takes it is loaded by
 // every other node from the artifacts it fetched from a peer: the others
@@ -77,10 +51,10 @@ func TestClusterDeployFetchesArtifacts(t *testing.T) {
 		if n == origin {
 			wantCompiled = 1 // CheckDeploy
 		}
-		if got := compilations(t, n.reg, runtime.SourceCompiled); got != wantCompiled {
+		if got := runtimetest.Compilations(t, n.reg, runtime.SourceCompiled); got != wantCompiled {
 			t.Errorf("node %d compiled %v times, want %v", n.i, got, wantCompiled)
 		}
-		if got := compilations(t, n.reg, runtime.SourceDisk); got != 1 {
+		if got := runtimetest.Compilations(t, n.reg, runtime.SourceDisk); got != 1 {
 			t.Errorf("node %d loaded from its disk cache %v times, want 1", n.i, got)
 		}
 		if !n.engine.HasArtifacts(hash) {

@@ -39,29 +39,6 @@ func artifactEngine(t *testing.T) (*Engine, *prometheus.Registry) {
 	return e, reg
 }
 
-// compilations is gojinn_compilations_total{source} summed over functions.
-func compilations(t *testing.T, reg *prometheus.Registry, source string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != "gojinn_compilations_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "source" && l.GetValue() == source {
-					n += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return n
-}
-
 func artifactWAT(t *testing.T, name string) []byte {
 	return runtimetest.WAT(t, "runtime/testdata/wat/"+name+".wat")
 }
@@ -122,7 +99,7 @@ func exportArtifacts(t *testing.T, bin []byte) []byte {
 	if err := src.Check(context.Background(), FunctionSpec{Name: "f", Module: bin, Mode: ModePooled}); err != nil {
 		t.Fatal(err)
 	}
-	if compilations(t, reg, SourceCompiled) != 1 {
+	if runtimetest.Compilations(t, reg, SourceCompiled) != 1 {
 		t.Fatal("the exporting engine did not compile")
 	}
 	a, err := src.Artifacts(sha256.Sum256(bin))
@@ -172,7 +149,7 @@ func TestArtifactsRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d, c := compilations(t, reg, SourceDisk), compilations(t, reg, SourceCompiled); d != 1 || c != 0 {
+			if d, c := runtimetest.Compilations(t, reg, SourceDisk), runtimetest.Compilations(t, reg, SourceCompiled); d != 1 || c != 0 {
 				t.Fatalf("compilations: disk %v, compiled %v; want 1 and 0", d, c)
 			}
 			after, err := os.Stat(code)
@@ -256,7 +233,7 @@ func TestArtifactsRefused(t *testing.T) {
 			if _, err := e.Load(context.Background(), FunctionSpec{Name: "f", Module: bin, Mode: ModePooled}); err != nil {
 				t.Fatal(err)
 			}
-			if compilations(t, reg, SourceCompiled) != 1 {
+			if runtimetest.Compilations(t, reg, SourceCompiled) != 1 {
 				t.Fatal("the engine did not compile after refusing the artifacts")
 			}
 		})

@@ -180,6 +180,28 @@ func (n *devNode) get(c *http.Client, url string) (int, string, http.Header) {
 	return resp.StatusCode, string(b), resp.Header
 }
 
+// getTraced GETs url over plain HTTP with a W3C traceparent naming trace
+// id tid (and any more headers, as name-value pairs); it returns the
+// status and body.
+func (n *devNode) getTraced(url, tid string, headers ...string) (int, string) {
+	n.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	req.Header.Set("Traceparent", "00-"+tid+"-00f067aa0ba902b7-01")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := n.plainClient.Do(req)
+	if err != nil {
+		n.t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 func writeModule(t *testing.T, dir, name string, b []byte) string {
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, b, 0o644); err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,18 +32,8 @@ func TestLogsEndToEnd(t *testing.T) {
 	)
 	send := func(path, trace string) {
 		t.Helper()
-		req, err := http.NewRequest("GET", "http://"+n.http+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Traceparent", "00-"+trace+"-00f067aa0ba902b7-01")
-		resp, err := n.plainClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		if code, _ := n.getTraced("http://"+n.http+path, trace); code != 200 {
+			t.Fatalf("GET %s: %d", path, code)
 		}
 	}
 	send("/echo/first", trace1)

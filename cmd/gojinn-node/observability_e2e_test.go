@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -30,16 +29,9 @@ func TestCPUBudgetThroughTheNode(t *testing.T) {
 
 	const tid = "5bf92f3577b34da6a3ce929d0e0e4736"
 	get := func(path string) (int, string, time.Duration) {
-		req, _ := http.NewRequest("GET", "http://"+n.http+path, nil)
-		req.Header.Set("Traceparent", "00-"+tid+"-00f067aa0ba902b7-01")
 		start := time.Now()
-		resp, err := n.plainClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b), time.Since(start)
+		code, body := n.getTraced("http://"+n.http+path, tid)
+		return code, body, time.Since(start)
 	}
 	if code, body, took := get("/sleep?n=400"); code != 200 || body != "slept" || took < 400*time.Millisecond {
 		t.Fatalf("sleeping 400ms under a 100ms CPU budget: %d %q after %v", code, body, took)

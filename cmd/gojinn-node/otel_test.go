@@ -268,20 +268,9 @@ func testTracingExport(t *testing.T, protocol, guest string) {
 	n.cli(0, "deploy", "tp", guest, "--mode", "isolated", "--route", "/tp/*")
 
 	const tidHex, parentHex = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-	req, err := http.NewRequest(http.MethodGet, "http://"+n.http+"/tp/x?token=s3cr3t", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Traceparent", "00-"+tidHex+"-"+parentHex+"-01")
-	req.Header.Set("Tracestate", "vendor=abc")
-	resp, err := n.plainClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /tp/x: %d %q", resp.StatusCode, body)
+	code, body := n.getTraced("http://"+n.http+"/tp/x?token=s3cr3t", tidHex, "Traceparent", "00-"+tidHex+"-"+parentHex+"-01", "Tracestate", "vendor=abc")
+	if code != http.StatusOK {
+		t.Fatalf("GET /tp/x: %d %q", code, body)
 	}
 
 	tid, _ := hex.DecodeString(tidHex)
@@ -350,19 +339,8 @@ func testTracingHostCalls(t *testing.T, n *devNode, rc *otlpReceiver) {
 	n.cli(0, "deploy", "counter", writeModule(t, t.TempDir(), "counter.wasm", runtimetest.BuildGo(t, "examples/counter", true)),
 		"--mode", "pooled", "--route", "/count/*")
 	const tidHex = "0af7651916cd43dd8448eb211c80319c"
-	req, err := http.NewRequest(http.MethodGet, "http://"+n.http+"/count/trace-key", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Traceparent", "00-"+tidHex+"-b7ad6b7169203331-01")
-	resp, err := n.plainClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /count/trace-key: %d %q", resp.StatusCode, body)
+	if code, body := n.getTraced("http://"+n.http+"/count/trace-key", tidHex); code != http.StatusOK {
+		t.Fatalf("GET /count/trace-key: %d %q", code, body)
 	}
 	tid, _ := hex.DecodeString(tidHex)
 	byName := map[string]*tracepb.Span{}
