@@ -417,7 +417,9 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("metrics without the token: %d", code)
 	}
 	families := n.scrape()
-	value := func(name string, labels map[string]string) (float64, bool) { return metricValue(families, name, labels) }
+	value := func(name string, labels map[string]string) (float64, bool) {
+		return metricValue(families, name, labels)
+	}
 	for _, c := range []struct {
 		name   string
 		labels map[string]string
