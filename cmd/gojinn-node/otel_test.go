@@ -235,9 +235,12 @@ func buildWAT(t *testing.T, dir, name, src string) string {
 func attrs(s *tracepb.Span) map[string]string {
 	m := map[string]string{}
 	for _, kv := range s.GetAttributes() {
-		if iv, ok := kv.GetValue().GetValue().(*commonpb.AnyValue_IntValue); ok {
-			m[kv.GetKey()] = strconv.FormatInt(iv.IntValue, 10)
-		} else {
+		switch v := kv.GetValue().GetValue().(type) {
+		case *commonpb.AnyValue_IntValue:
+			m[kv.GetKey()] = strconv.FormatInt(v.IntValue, 10)
+		case *commonpb.AnyValue_BoolValue:
+			m[kv.GetKey()] = strconv.FormatBool(v.BoolValue)
+		default:
 			m[kv.GetKey()] = kv.GetValue().GetStringValue()
 		}
 	}
@@ -344,15 +347,20 @@ func testTracingHostCalls(t *testing.T, n *devNode, rc *otlpReceiver) {
 	}
 	tid, _ := hex.DecodeString(tidHex)
 	byName := map[string]*tracepb.Span{}
-	for _, s := range rc.find(t, tid, 4) { // server, invoke, kv.get, kv.put
+	for _, s := range rc.find(t, tid, 5) { // server, invoke, instantiate, kv.get, kv.put
 		byName[s.GetName()] = s
 	}
 	invoke := byName["invoke counter"]
 	if invoke == nil || byName["HTTP GET"] == nil {
 		t.Fatalf("want spans HTTP GET and invoke counter, got %v", byName)
 	}
-	if _, ok := attrs(invoke)["gojinn.pool.wait_us"]; !ok {
-		t.Errorf("the pooled invocation span has no pool wait: %v", attrs(invoke))
+	if a := attrs(invoke); a["gojinn.pool.wait_us"] == "" || a["gojinn.instantiated"] != "true" {
+		t.Errorf("the first pooled invocation's span lacks its pool wait or instantiation: %v", a)
+	}
+	// The runtime's own span: the pool's first instance was created for
+	// this request.
+	if s := byName["instantiate counter"]; s == nil || string(s.GetParentSpanId()) != string(invoke.GetSpanId()) {
+		t.Errorf("no runtime span instantiate counter under the invocation; spans: %v", byName)
 	}
 	for name, result := range map[string]string{"kv.get": "not_found", "kv.put": "ok"} {
 		s := byName[name]
