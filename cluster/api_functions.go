@@ -117,8 +117,10 @@ func (a *api) waitBound(wait *bool, d storage.Duration) (time.Duration, error) {
 	return a.cfg.WaitTimeout, nil
 }
 
-// waitReady waits up to d for this node to serve name at version. The
-// version is committed either way; the error says so.
+// waitReady waits up to d for name at version to be served: on this node,
+// or on every live member of a cluster (APIConfig.WaitReady decides, and
+// its error names the nodes). The version is committed either way; the
+// error says so.
 func (a *api) waitReady(ctx context.Context, name string, version int64, d time.Duration) error {
 	if d == 0 {
 		return nil
@@ -133,11 +135,11 @@ func (a *api) waitReady(ctx context.Context, name string, version int64, d time.
 		return err // the client went away
 	case errors.Is(err, context.DeadlineExceeded):
 		return apiErrorf(http.StatusGatewayTimeout, CodeWaitTimeout,
-			"version %d of %q is committed, but this node did not serve it within %v: %v; it may still become ready: check GET /v1/functions/%s, or deploy without waiting",
+			"version %d of %q is committed, but it was not served within %v: %v; it may still become ready: check GET /v1/functions/%s, or deploy without waiting",
 			version, name, d, err, name)
 	default:
 		return apiErrorf(http.StatusInternalServerError, CodeNotReady,
-			"version %d of %q is committed, but this node cannot serve it: %v; roll back with POST /v1/functions/%s/rollback",
+			"version %d of %q is committed, but it cannot be served: %v; roll back with POST /v1/functions/%s/rollback",
 			version, name, err, name)
 	}
 }

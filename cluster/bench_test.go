@@ -308,7 +308,10 @@ func singleLoads(b *testing.B, module []byte, n int) (loads []time.Duration, cpu
 // admin API does (CheckDeploy compiles it, before the clock starts) and
 // forwards it to the leader; every other node fetches the blob and the
 // compiled artifacts from a peer (or compiles, when no peer has them).
-// Target: p99 <= 1.5 s for a ~3 MB Go module.
+// Target: p99 <= 1.5 s for a ~3 MB Go module. The request-all5 metrics
+// time what a client waits instead: from the deploy request (the module
+// already uploaded) through that one compile and the commit to servable
+// on all 5.
 func BenchmarkClusterDeployPropagation(b *testing.B) {
 	for _, g := range []struct {
 		name, dir string
@@ -327,13 +330,14 @@ func BenchmarkClusterDeployPropagation(b *testing.B) {
 			}
 			c.waitStable(3)
 			from := c.nodes[4]
-			var all, first, cpus []time.Duration
+			var all, first, requests, cpus []time.Duration
 			compiles := 0.0 // after the commit, on any node
 			b.ResetTimer()
 			for r := range g.rounds {
 				module := withCustomSection(base, "gojinn-bench", fmt.Appendf(nil, "%s-%d", g.name, r))
 				spec := storage.Spec{SHA256: benchBlob(b, from.store, module), Mode: storage.ModePooled, Routes: []storage.Route{{Path: "/bench/*"}}}
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				requested := time.Now()
 				if err := from.rec.CheckDeploy(ctx, "bench", spec); err != nil {
 					cancel()
 					b.Fatal(err)
@@ -345,9 +349,11 @@ func BenchmarkClusterDeployPropagation(b *testing.B) {
 					cancel()
 					b.Fatal(err)
 				}
-				ready := c.waitReadyAll(ctx, "bench", v.Version, time.Now())
+				committed := time.Now()
+				ready := c.waitReadyAll(ctx, "bench", v.Version, committed)
 				cancel()
 				all = append(all, slices.Max(ready))
+				requests = append(requests, committed.Sub(requested)+slices.Max(ready))
 				first = append(first, slices.Min(ready))
 				// The whole process's CPU time per node and round: the
 				// five nodes' fetches, loads and any compiles share the
@@ -359,6 +365,7 @@ func BenchmarkClusterDeployPropagation(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 			b.ReportMetric(float64(len(base))/1e6, "module-MB")
 			reportPcts(b, "all5-", all, 0.5, 0.99)
+			reportPcts(b, "request-all5-", requests, 0.5, 0.99)
 			b.ReportMetric(pct(first, 0.5), "first-node-p50-s")
 			b.ReportMetric(pct(cpus, 0.5), "cpu-per-node-p50-s")
 			b.ReportMetric(compiles/float64(g.rounds), "compiles-per-deploy")

@@ -60,8 +60,9 @@ const (
 	// the leader by the replication lag. The default.
 	ConsistencyLocal Consistency = "local"
 	// ConsistencyLinearizable reads on the leader after a Raft barrier:
-	// the read sees every write acknowledged before it started. Followers
-	// answer ErrNotLeader until reads are forwarded.
+	// the read sees every write acknowledged before it started. A
+	// follower asks the leader for that index and waits to apply it
+	// (readindex.go).
 	ConsistencyLinearizable Consistency = "linearizable"
 )
 

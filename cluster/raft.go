@@ -25,7 +25,8 @@ import (
 // ErrNotLeader means a write reached a node that is not the Raft leader.
 // The error is a *NotLeaderError naming the leader when one is known; it
 // also matches ErrUnavailable and raft's own error of the kind, so the API
-// answers 503 until leader forwarding exists.
+// answers 503 when a follower cannot forward the write to a leader
+// (Store forwards it when it can).
 var ErrNotLeader = errors.New("not the raft leader")
 
 // NotLeaderError is the error of a write on a node that is not (or stopped
@@ -68,8 +69,9 @@ func (e *NotLeaderError) Is(target error) bool {
 
 // Node is one Raft server: a hashicorp/raft instance with a BoltDB log and
 // stable store (DATA/raft/raft.db), file snapshots (DATA/raft/snapshots)
-// and a TCP transport. Open bootstraps a new data directory as a
-// single-voter cluster; later issues add peers.
+// and a TCP transport (Config.Transport: mutual TLS in a cluster). Open
+// bootstraps a new data directory as a single-voter cluster unless
+// Config.Join says a leader will add it.
 //
 // Goroutines: raft's own (stopped by Shutdown in Close); observe, which
 // turns raft observations into logs and wake-ups for waitLeader (stopped by

@@ -34,8 +34,10 @@ type BlobReader interface {
 	ReadAll(sha string) ([]byte, error)
 }
 
-// ErrNotServable means a version could not be loaded on this node.
-var ErrNotServable = errors.New("version is not servable on this node")
+// ErrNotServable means a version could not be loaded: on this node
+// (Reconciler.WaitReady) or on the members the error names
+// (Agent.WaitServable).
+var ErrNotServable = errors.New("version is not servable")
 
 // Reconciler makes this node serve what the registry says: it loads every
 // function's active version into the runtime (compiling it before any
@@ -292,7 +294,7 @@ func (r *Reconciler) WaitReady(ctx context.Context, name string, version int64) 
 		case isServed && cur == version:
 			return nil
 		case isFailed && fail.version == version && fail.retryAt.IsZero():
-			return fmt.Errorf("%w: %s version %d: %w", ErrNotServable, name, version, fail.err)
+			return fmt.Errorf("%w on this node: %s version %d: %w", ErrNotServable, name, version, fail.err)
 		}
 		select {
 		case <-ctx.Done():
