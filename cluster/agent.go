@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,10 +48,15 @@ type AgentConfig struct {
 	// JoinToken is the token printed by the bootstrap node; needed the
 	// first time a node joins (later starts use the stored identity).
 	JoinToken string
-	// GossipKey, base64, overrides the gossip key kept in the data
-	// directory (created at bootstrap and handed to joiners). Rotate by
-	// installing the new key on every node (see DESIGN.md).
-	GossipKey string
+	// GossipKey and GossipKeys, base64, make up the gossip keyring:
+	// GossipKey (when set) then GossipKeys, the first being the key
+	// gossip encrypts with; every key decrypts. When both are empty the
+	// keyring kept in the data directory is used (created at bootstrap,
+	// handed over at enrollment). Enrollment hands joiners the whole
+	// keyring. Rotate a key with three rolling restarts: [old, new],
+	// [new, old], [new] (docs/operations.md).
+	GossipKey  string
+	GossipKeys []string
 	// Region tags the node in `members`.
 	Region string
 	// Version is the node's build version, shown in `members`.
@@ -66,8 +71,10 @@ type AgentConfig struct {
 // the peer API (mutual TLS), membership by gossip, voter management and
 // the enrollment of new nodes (on the node holding the cluster CA).
 //
-// Goroutines: the peer API server, the membership event loop, the
-// autopilot and, on a joining node, the Raft join loop; all stop in Close.
+// Goroutines: the peer API server, the membership event loop (which also
+// keeps DATA/cluster/peers), the blob sync, the autopilot and, on a node
+// with seeds (cluster.join or the peers file), the join loop; all stop in
+// Close.
 type Agent struct {
 	cfg      AgentConfig
 	log      *slog.Logger
@@ -75,13 +82,14 @@ type Agent struct {
 	identity *NodeIdentity
 	members  *Membership
 	peers    *StaticPeers
+	known    *knownPeers // DATA/cluster/peers; owned by watchMembers once started
 	client   *PeerClient
 	peerLn   net.Listener
 	peerSrv  *http.Server
 	peerURL  string
 	rec      atomic.Pointer[Reconciler]
 
-	gossipKey []byte // the key gossip uses
+	gossipKeys [][]byte // the keyring gossip uses, primary first
 
 	// bootstrap-expect: servers that asked to join before the first
 	// election, until expect is reached.
@@ -96,9 +104,6 @@ type Agent struct {
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 }
-
-// gossipKeyFile holds the memberlist key (base64, 0600).
-const gossipKeyFile = "gossip.key"
 
 // StartAgent starts the cluster side of a node. A data directory without
 // Raft state and without Join bootstraps a new cluster (creating its CA,
@@ -131,16 +136,28 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	nodeID := string(id)
 
 	// 1. Identity: stored, enrolled at a seed, or bootstrapped.
-	gossipKey, joining, err := a.identityFor(ctx, dir, nodeID)
+	gossipKeys, joining, err := a.identityFor(ctx, dir, nodeID)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.GossipKey != "" {
-		if gossipKey, err = ParseGossipKey(cfg.GossipKey); err != nil {
-			return nil, fmt.Errorf("cluster: gossip key: %w", err)
+	if cfg.GossipKey != "" || len(cfg.GossipKeys) > 0 {
+		stored := gossipKeys
+		if gossipKeys, err = ParseGossipKeyring(cfg.GossipKey, cfg.GossipKeys); err != nil {
+			return nil, fmt.Errorf("cluster: gossip keyring: %w", err)
+		}
+		// The data directory keeps the keyring the node last ran with, so
+		// dropping the keys from the configuration later does not bring
+		// back a stale one.
+		if !sameKeyring(stored, gossipKeys) {
+			if err := writeGossipKeyring(dir, gossipKeys); err != nil {
+				return nil, err
+			}
 		}
 	}
-	a.gossipKey = gossipKey // what enrollment hands to joiners
+	a.gossipKeys = gossipKeys // what gossip uses and enrollment hands to joiners
+	if a.known, err = loadKnownPeers(dir, nodeID); err != nil {
+		a.log.Warn("starting without the last-known peers", "err", err)
+	}
 
 	// 2. The peer API listener, so the advertised address is known.
 	if a.peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
@@ -187,9 +204,9 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	// 5. Gossip membership; members' peer URLs feed the resolver.
 	a.members, err = StartMembership(ctx, MembershipConfig{
 		NodeName: nodeID, BindAddr: cfg.GossipBind, AdvertiseAddr: cfg.GossipAdvertise, Profile: cfg.Profile,
-		SecretKey: gossipKey,
-		Meta:      NodeMeta{Role: RoleServer, Region: cfg.Region, Version: cfg.Version, RaftAddr: a.store.node.Addr(), APIAddr: adv},
-		Logger:    cfg.Logger,
+		SecretKey: primaryKey(gossipKeys), SecretKeys: secondaryKeys(gossipKeys),
+		Meta:   NodeMeta{Role: RoleServer, Region: cfg.Region, Version: cfg.Version, RaftAddr: a.store.node.Addr(), APIAddr: adv},
+		Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -197,10 +214,13 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.watchMembers(bg) }()
 
-	// 6. Join: gossip through the seeds, Raft through the leader.
-	if len(cfg.Join) > 0 {
+	// 6. Join: gossip through the seeds, Raft through the leader. The
+	// seeds are cluster.join and the members last seen (DATA/cluster/peers),
+	// so a restart finds the cluster without cluster.join (the bootstrap
+	// node) and after addresses changed.
+	if seeds := a.joinSeeds(); len(seeds) > 0 {
 		a.wg.Add(1)
-		go func() { defer a.wg.Done(); a.joinLoop(bg) }()
+		go func() { defer a.wg.Done(); a.joinLoop(bg, seeds) }()
 	}
 
 	// 7. Every live version's module, not only active ones, so a rollback
@@ -216,11 +236,11 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 
 // identityFor loads or creates this node's TLS identity and gossip key,
 // and says whether the node must join an existing cluster.
-func (a *Agent) identityFor(ctx context.Context, dir, nodeID string) (gossipKey []byte, joining bool, err error) {
+func (a *Agent) identityFor(ctx context.Context, dir, nodeID string) (gossipKeys [][]byte, joining bool, err error) {
 	if id, err := LoadNodeIdentity(dir); err == nil {
 		a.identity = id
-		key, err := readGossipKey(dir)
-		return key, false, err
+		ring, err := readGossipKeyring(dir)
+		return ring, false, err
 	}
 	if len(a.cfg.Join) == 0 {
 		// Bootstrap: a new cluster CA, this node's certificate, a gossip
@@ -235,7 +255,7 @@ func (a *Agent) identityFor(ctx context.Context, dir, nodeID string) (gossipKey 
 			return nil, false, err
 		}
 		raw, _ := ParseGossipKey(key)
-		if err := writeGossipKey(dir, raw); err != nil {
+		if err := writeGossipKeyring(dir, [][]byte{raw}); err != nil {
 			return nil, false, err
 		}
 		tok, hash := NewJoinToken(ca)
@@ -244,7 +264,7 @@ func (a *Agent) identityFor(ctx context.Context, dir, nodeID string) (gossipKey 
 		}
 		a.JoinTokenCreated = tok.Encode()
 		a.log.Info("bootstrapped a new cluster: certificate authority, gossip key and join token created")
-		return raw, false, nil
+		return [][]byte{raw}, false, nil
 	}
 	if a.cfg.JoinToken == "" {
 		return nil, false, errors.New("joining needs a join token (printed by the node that bootstrapped the cluster; set cluster.join_token or cluster.join_token_file)")
@@ -264,16 +284,17 @@ func (a *Agent) identityFor(ctx context.Context, dir, nodeID string) (gossipKey 
 	if err := SaveNodeCert(dir, resp.NodeCert, resp.CACert); err != nil {
 		return nil, false, err
 	}
-	if len(resp.GossipKey) > 0 {
-		if err := writeGossipKey(dir, resp.GossipKey); err != nil {
+	ring := resp.Keyring()
+	if len(ring) > 0 {
+		if err := writeGossipKeyring(dir, ring); err != nil {
 			return nil, false, err
 		}
 	}
 	if a.identity, err = LoadNodeIdentity(dir); err != nil {
 		return nil, false, err
 	}
-	a.log.Info("enrolled in the cluster", "seed", seed)
-	return resp.GossipKey, true, nil
+	a.log.Info("enrolled in the cluster", "seed", seed, "gossip_keys", keyringFingerprints(ring))
+	return ring, true, nil
 }
 
 // enroll asks each seed in turn for a certificate, retrying with backoff
@@ -310,21 +331,6 @@ func (a *Agent) enroll(ctx context.Context, tok JoinToken, key crypto.Signer, no
 	}
 }
 
-func readGossipKey(dir string) ([]byte, error) {
-	b, err := os.ReadFile(filepath.Join(dir, gossipKeyFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cluster: gossip key: %w", err)
-	}
-	return ParseGossipKey(strings.TrimSpace(string(b)))
-}
-
-func writeGossipKey(dir string, key []byte) error {
-	return writeSecretFile(filepath.Join(dir, gossipKeyFile), []byte(base64.StdEncoding.EncodeToString(key)+"\n"))
-}
-
 func (a *Agent) servePeerAPI(dir string) error {
 	api, err := NewPeerAPI(PeerAPIConfig{
 		Store: a.store, Auth: RequireClientCert, Logger: a.cfg.Logger,
@@ -349,14 +355,23 @@ func (a *Agent) servePeerAPI(dir string) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
-	if ca, err := LoadClusterCA(filepath.Join(dir, ClusterCADirName)); err == nil {
-		if hash, err := LoadJoinSecretHash(dir); err == nil {
-			mux.Handle(JoinPath, JoinHandler(ca, hash, JoinOptions{
-				GossipKey: func() ([]byte, error) { return a.gossipKey, nil },
-				Admit:     a.admit,
-				Logger:    a.cfg.Logger,
-			}))
-		}
+	// Any node holding the CA and the join secret's hash enrolls: the
+	// bootstrap node, or a voter they were copied to (docs/operations.md,
+	// "Replacing a dead node").
+	ca, caErr := LoadClusterCA(filepath.Join(dir, ClusterCADirName))
+	hash, hashErr := LoadJoinSecretHash(dir)
+	switch {
+	case caErr == nil && hashErr == nil:
+		mux.Handle(JoinPath, JoinHandler(ca, hash, JoinOptions{
+			GossipKeys: func() ([][]byte, error) { return a.gossipKeys, nil },
+			Admit:      a.admit,
+			Logger:     a.cfg.Logger,
+		}))
+		a.log.Info("this node enrolls new nodes (it holds the cluster CA and the join secret's hash)")
+	case caErr == nil:
+		a.log.Info("this node holds the cluster CA but no join secret's hash: it enrolls no nodes", "err", hashErr)
+	case !errors.Is(caErr, ErrNoClusterCA):
+		a.log.Warn("the cluster CA in the data directory does not load: this node enrolls no nodes", "err", caErr)
 	}
 	a.peerSrv = &http.Server{
 		Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
@@ -390,27 +405,55 @@ func (a *Agent) admit(_ context.Context, nodeID string) error {
 	return nil
 }
 
-// watchMembers keeps the peer resolver in step with gossip.
+// watchMembers keeps the peer resolver and the peers file in step with
+// gossip.
 func (a *Agent) watchMembers(ctx context.Context) {
 	for _, m := range a.members.Members() {
 		if m.Meta.APIAddr != "" {
 			a.peers.Set(m.Name, "https://"+m.Meta.APIAddr)
 		}
 	}
+	a.saveKnownPeers()
 	tick := time.NewTicker(healInterval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case ev := <-a.members.Events():
+		case ev, ok := <-a.members.Events():
+			if !ok {
+				return // gossip shut down
+			}
 			if ev.Member.Meta.APIAddr != "" {
 				a.peers.Set(ev.Member.Name, "https://"+ev.Member.Meta.APIAddr)
 			}
+			a.saveKnownPeers()
 		case <-tick.C:
 			a.heal(ctx)
+			a.saveKnownPeers() // catches changes whose events were dropped
 		}
 	}
+}
+
+// saveKnownPeers records the members' peer API addresses in
+// DATA/cluster/peers when they changed.
+func (a *Agent) saveKnownPeers() {
+	if _, err := a.known.update(a.members.Members(), time.Now()); err != nil {
+		a.log.Warn("could not record the members' addresses for the next restart", "err", err)
+	}
+}
+
+// joinSeeds lists the peer API addresses joinLoop tries: cluster.join
+// first, then the members this node last saw, most recent first.
+func (a *Agent) joinSeeds() []string {
+	own := a.PeerAddr()
+	var seeds []string
+	for _, s := range append(slices.Clone(a.cfg.Join), a.known.seeds(own)...) {
+		if s != own && !slices.Contains(seeds, s) {
+			seeds = append(seeds, s)
+		}
+	}
+	return seeds
 }
 
 // healInterval is how often a node tries to reach members gossip gave up
@@ -465,31 +508,22 @@ func (a *Agent) heal(ctx context.Context) {
 // joinLoop joins gossip through the seeds, then asks the Raft leader (via
 // any seed, which forwards) to add this node, retrying until it is in the
 // configuration. It also runs on restarts, so a node whose address
-// changed is updated in the configuration.
-func (a *Agent) joinLoop(ctx context.Context) {
+// changed is updated in the configuration (AddServer with its ID and new
+// address), and one the autopilot removed meanwhile is added back.
+func (a *Agent) joinLoop(ctx context.Context, seeds []string) {
 	backoff := 200 * time.Millisecond
 	gossipDone := false
 	for {
-		if !gossipDone {
-			var addrs []string
-			for _, seed := range a.cfg.Join {
-				ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				info, err := a.client.Info(ictx, "https://"+seed)
-				cancel()
-				if err == nil && info.GossipAddr != "" {
-					addrs = append(addrs, info.GossipAddr)
-				}
+		live, gossipAddrs := a.probeSeeds(ctx, seeds)
+		if !gossipDone && len(gossipAddrs) > 0 {
+			jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if n, err := a.members.JoinNow(jctx, gossipAddrs); err == nil && n > 0 {
+				gossipDone = true
 			}
-			if len(addrs) > 0 {
-				jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				if n, err := a.members.JoinNow(jctx, addrs); err == nil && n > 0 {
-					gossipDone = true
-				}
-				cancel()
-			}
+			cancel()
 		}
 		req := JoinRequest{ID: a.store.node.ID(), RaftAddr: a.store.node.Addr(), Voter: true}
-		for _, seed := range a.cfg.Join {
+		for _, seed := range live {
 			jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			err := a.client.Join(jctx, "https://"+seed, req)
 			cancel()
@@ -508,6 +542,41 @@ func (a *Agent) joinLoop(ctx context.Context) {
 		}
 		backoff = min(backoff*2, 10*time.Second)
 	}
+}
+
+// probeSeeds asks every seed for its gossip address, all at once, so
+// stale seeds (a peers file lists old addresses too) cost one timeout a
+// round, not one each. It returns the seeds that answered, in the order
+// given, and their gossip addresses; a seed that turns out to be this
+// node is left out.
+func (a *Agent) probeSeeds(ctx context.Context, seeds []string) (live, gossipAddrs []string) {
+	infos := make([]PeerInfo, len(seeds))
+	errs := make([]error, len(seeds))
+	var wg sync.WaitGroup
+	for i, seed := range seeds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			infos[i], errs[i] = a.client.Info(ictx, "https://"+seed)
+		}()
+	}
+	wg.Wait()
+	for i, seed := range seeds {
+		if errs[i] != nil {
+			a.log.Debug("seed not reachable", "seed", seed, "err", errs[i])
+			continue
+		}
+		if infos[i].NodeID == a.store.node.ID() {
+			continue
+		}
+		live = append(live, seed)
+		if infos[i].GossipAddr != "" {
+			gossipAddrs = append(gossipAddrs, infos[i].GossipAddr)
+		}
+	}
+	return live, gossipAddrs
 }
 
 // blobSyncInterval is how often a node checks it holds every live module.
@@ -624,6 +693,7 @@ func (a *Agent) WaitServable(ctx context.Context, name string, version int64) er
 		}
 	}
 	self := a.store.node.ID()
+	var prev []string // the pending list of the last complete round
 	for {
 		var pending, failed []string
 		for _, m := range a.members.Members() {
@@ -651,6 +721,13 @@ func (a *Agent) WaitServable(ctx context.Context, name string, version int64) er
 		if len(pending) == 0 {
 			return nil
 		}
+		if ctx.Err() != nil && prev != nil {
+			// The deadline cut this round short: the nodes asked after it
+			// answered nothing, which says nothing about them. Name the
+			// last complete round's laggards instead.
+			pending = prev
+		}
+		prev = pending
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s version %d is not servable yet on: %s: %w", name, version, strings.Join(pending, ", "), context.Cause(ctx))

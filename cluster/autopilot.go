@@ -46,7 +46,7 @@ func (n *Node) RunAutopilot(ctx context.Context, cfg AutopilotConfig) {
 	obs := make(chan raft.Observation, 64)
 	o := raft.NewObserver(obs, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
-		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.PeerObservation:
 			return true
 		}
 		return false
@@ -54,6 +54,13 @@ func (n *Node) RunAutopilot(ctx context.Context, cfg AutopilotConfig) {
 	n.raft.RegisterObserver(o)
 	defer n.raft.DeregisterObserver(o)
 	failing := map[raft.ServerID]time.Time{} // since when a server misses heartbeats
+	// A removed server's replication goroutine lives on for up to ~40 s
+	// (raft's best-effort final replication sleeps out its backoff) and
+	// keeps reporting failed heartbeats with its frozen last contact. If
+	// the server rejoins meanwhile (a restart on a new address), those
+	// reports must not remove it again: gone keeps the last contact of
+	// removed servers, and reports no newer than it are ignored.
+	gone := map[raft.ServerID]goneServer{}
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
 	for {
@@ -63,23 +70,46 @@ func (n *Node) RunAutopilot(ctx context.Context, cfg AutopilotConfig) {
 		case ob := <-obs:
 			switch d := ob.Data.(type) {
 			case raft.FailedHeartbeatObservation:
+				if g, ok := gone[d.PeerID]; ok && !d.LastContact.After(g.lastContact) {
+					continue // the removed server's old replication
+				}
 				if _, ok := failing[d.PeerID]; !ok {
 					failing[d.PeerID] = d.LastContact
 				}
 			case raft.ResumedHeartbeatObservation:
 				delete(failing, d.PeerID)
+			case raft.PeerObservation:
+				if since, ok := failing[d.Peer.ID]; ok && d.Removed {
+					gone[d.Peer.ID] = goneServer{lastContact: since, at: time.Now()}
+				}
+				delete(failing, d.Peer.ID)
 			}
 		case <-tick.C:
 			if n.raft.State() != raft.Leader {
 				clear(failing) // a new leader starts from fresh observations
+				clear(gone)
 				continue
 			}
-			n.autopilotPass(ctx, cfg, failing)
+			for id, g := range gone {
+				if time.Since(g.at) > goneMemory {
+					delete(gone, id)
+				}
+			}
+			n.autopilotPass(ctx, cfg, failing, gone)
 		}
 	}
 }
 
-func (n *Node) autopilotPass(ctx context.Context, cfg AutopilotConfig, failing map[raft.ServerID]time.Time) {
+// goneMemory is how long the autopilot remembers a removed server's last
+// contact: longer than raft's longest replication backoff (10 ms << 12).
+const goneMemory = 2 * time.Minute
+
+type goneServer struct {
+	lastContact time.Time // the removed server's, frozen in its old replication
+	at          time.Time // when it was removed
+}
+
+func (n *Node) autopilotPass(ctx context.Context, cfg AutopilotConfig, failing map[raft.ServerID]time.Time, gone map[raft.ServerID]goneServer) {
 	servers, err := n.Servers()
 	if err != nil {
 		return
@@ -93,6 +123,7 @@ func (n *Node) autopilotPass(ctx context.Context, cfg AutopilotConfig, failing m
 				n.log.Warn("autopilot: remove failed", "server_id", s.ID, "err", err)
 				return
 			}
+			gone[raft.ServerID(s.ID)] = goneServer{lastContact: since, at: time.Now()}
 			delete(failing, raft.ServerID(s.ID))
 			continue
 		}

@@ -182,6 +182,14 @@ func checkJoinResponse(jr *JoinResponse, fingerprint [32]byte, pub crypto.Public
 	if got != nodeID {
 		return fmt.Errorf("the certificate in the answer names node %q, not %q: %w", got, nodeID, ErrInvalidIdentity)
 	}
+	if len(jr.GossipKeys) > 0 && !bytes.Equal(jr.GossipKeys[0], jr.GossipKey) {
+		return errors.New("the gossip keyring in the answer does not start with its primary key")
+	}
+	for i, k := range jr.Keyring() {
+		if err := validateGossipKey(k); err != nil {
+			return fmt.Errorf("the gossip keyring in the answer, key %d: %w", i, err)
+		}
+	}
 	if k, ok := pub.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(cert.PublicKey) {
 		return fmt.Errorf("the certificate in the answer is not for this node's key: %w", ErrInvalidIdentity)
 	}

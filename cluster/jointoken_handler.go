@@ -59,9 +59,27 @@ type JoinResponse struct {
 	// CACert is the cluster CA certificate (DER), the only root the node
 	// will trust.
 	CACert []byte `json:"ca_cert"`
-	// GossipKey is the memberlist encryption key; empty until the seed
-	// hands one out (JoinOptions.GossipKey).
+	// GossipKey is the memberlist key the seed encrypts with (its
+	// keyring's primary); empty when the seed hands out none
+	// (JoinOptions.GossipKeys).
 	GossipKey []byte `json:"gossip_key,omitempty"`
+	// GossipKeys is the seed's whole gossip keyring, primary first (so
+	// GossipKeys[0] is GossipKey). A node that enrolls while a key
+	// rotation is under way needs every key: some members may still
+	// encrypt with the old key, others already with the new one.
+	GossipKeys [][]byte `json:"gossip_keys,omitempty"`
+}
+
+// Keyring is the gossip keyring the answer hands over, primary first:
+// GossipKeys, or GossipKey alone from a seed that sends only that.
+func (r *JoinResponse) Keyring() [][]byte {
+	if len(r.GossipKeys) > 0 {
+		return r.GossipKeys
+	}
+	if len(r.GossipKey) > 0 {
+		return [][]byte{r.GossipKey}
+	}
+	return nil
 }
 
 // JoinOptions configures the seed side of joining. The zero value works.
@@ -70,8 +88,9 @@ type JoinOptions struct {
 	// and before a certificate is issued; an error refuses the join with
 	// its message (e.g. the node ID belongs to another live member).
 	Admit func(ctx context.Context, nodeID string) error
-	// GossipKey, when set, supplies JoinResponse.GossipKey.
-	GossipKey func() ([]byte, error)
+	// GossipKeys, when set, supplies the gossip keyring handed to the
+	// joiner, primary first (JoinResponse.GossipKeys and GossipKey).
+	GossipKeys func() ([][]byte, error)
 	// MaxFailures is how many failed joins an address may make in a row
 	// before it is refused (default 5); FailureRefill is how often it
 	// regains one attempt (default 12 s, so 5 a minute).
@@ -193,12 +212,14 @@ func (h *joinHandler) join(r *http.Request) (*JoinResponse, error) {
 		return nil, apiErrorf(http.StatusBadRequest, CodeInvalid, "%v", err)
 	}
 	resp := &JoinResponse{NodeID: req.NodeID, NodeCert: der, CACert: h.ca.cert.Raw}
-	if h.opts.GossipKey != nil {
-		k, err := h.opts.GossipKey()
+	if h.opts.GossipKeys != nil {
+		ring, err := h.opts.GossipKeys()
 		if err != nil {
-			return nil, apiErrorf(http.StatusInternalServerError, CodeInternal, "read the gossip key: %v", err)
+			return nil, apiErrorf(http.StatusInternalServerError, CodeInternal, "read the gossip keyring: %v", err)
 		}
-		resp.GossipKey = k
+		if len(ring) > 0 {
+			resp.GossipKey, resp.GossipKeys = ring[0], ring
+		}
 	}
 	return resp, nil
 }

@@ -170,7 +170,9 @@ func newJoinSeed(t *testing.T, opts JoinOptions) *joinSeed {
 		s.admitted = append(s.admitted, nodeID)
 		return nil
 	}
-	opts.GossipKey = func() ([]byte, error) { return []byte("0123456789abcdef0123456789abcdef"), nil }
+	opts.GossipKeys = func() ([][]byte, error) {
+		return [][]byte{[]byte("0123456789abcdef0123456789abcdef"), []byte("fedcba9876543210")}, nil
+	}
 	opts.now = func() time.Time {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -208,6 +210,9 @@ func TestJoinHappyPath(t *testing.T) {
 	}
 	if string(resp.GossipKey) != "0123456789abcdef0123456789abcdef" || resp.NodeID != "node-2" {
 		t.Errorf("response: node %q gossip key %q", resp.NodeID, resp.GossipKey)
+	}
+	if ring := resp.Keyring(); len(ring) != 2 || string(ring[0]) != string(resp.GossipKey) || string(ring[1]) != "fedcba9876543210" {
+		t.Errorf("response: gossip keyring %q, want the primary then the secondary", ring)
 	}
 	if len(seed.admitted) != 1 || seed.admitted[0] != "node-2" {
 		t.Errorf("Admit saw %v", seed.admitted)

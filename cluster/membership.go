@@ -109,7 +109,10 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 		return nil, fmt.Errorf("gossip: start on %s: %w (%s)", cfg.BindAddr, err, hint)
 	}
 	m.ml = ml
-	log.Info("gossip started", "addr", m.LocalAddr(), "profile", cfg.Profile, "encrypted", mc.Keyring != nil, "seeds", len(cfg.Join))
+	// The keys by fingerprint, primary first, so each step of a rotation
+	// can be checked in the log without showing a key.
+	log.Info("gossip started", "addr", m.LocalAddr(), "profile", cfg.Profile, "encrypted", mc.Keyring != nil,
+		"keys", m.KeyFingerprints(), "seeds", len(cfg.Join))
 
 	if len(cfg.Join) == 0 {
 		close(m.joinDone)

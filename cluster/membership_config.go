@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
@@ -73,6 +74,13 @@ type MembershipConfig struct {
 	// Nil leaves gossip unencrypted, which is logged as a warning.
 	// Encryption cannot be switched on or off while running.
 	SecretKey []byte
+	// SecretKeys are further keys installed in the keyring beside
+	// SecretKey: gossip decrypts with any of them but encrypts with
+	// SecretKey only. Default none. They need SecretKey and must differ
+	// from it and from each other. A node restarted with [old, new], then
+	// [new, old], then [new] rotates the key while every node can read
+	// every other (docs/operations.md).
+	SecretKeys [][]byte
 	// Meta is what this node announces (role, region, version, Raft and
 	// API addresses). Encoded it must fit 512 bytes (ErrMetaTooLarge).
 	Meta NodeMeta
@@ -162,6 +170,22 @@ func (c MembershipConfig) Validate() error {
 	if c.SecretKey != nil {
 		if err := validateGossipKey(c.SecretKey); err != nil {
 			return fmt.Errorf("membership config: SecretKey: %w", err)
+		}
+	}
+	if len(c.SecretKeys) > 0 && c.SecretKey == nil {
+		return bad("SecretKeys needs SecretKey, the key gossip encrypts with")
+	}
+	for i, k := range c.SecretKeys {
+		if err := validateGossipKey(k); err != nil {
+			return fmt.Errorf("membership config: SecretKeys[%d]: %w", i, err)
+		}
+		if bytes.Equal(k, c.SecretKey) {
+			return bad("SecretKeys[%d] is SecretKey again (fingerprint %s)", i, keyFingerprint(k))
+		}
+		for j := range i {
+			if bytes.Equal(k, c.SecretKeys[j]) {
+				return bad("SecretKeys[%d] is SecretKeys[%d] again (fingerprint %s)", i, j, keyFingerprint(k))
+			}
 		}
 	}
 	if err := validateMeta(c.Meta); err != nil {
@@ -268,7 +292,8 @@ func (c MembershipConfig) memberlistConfig() (*memberlist.Config, error) {
 	}
 	mc.DeadNodeReclaimTime = c.DeadNodeReclaimTime
 	if c.SecretKey != nil {
-		kr, err := memberlist.NewKeyring(nil, append([]byte(nil), c.SecretKey...))
+		// memberlist keeps the slices: give it copies.
+		kr, err := memberlist.NewKeyring(cloneKeys(c.SecretKeys), bytes.Clone(c.SecretKey))
 		if err != nil {
 			return nil, fmt.Errorf("membership: keyring: %w", err)
 		}

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -139,4 +143,133 @@ func TestClusterEndToEnd(t *testing.T) {
 			t.Fatalf("after failover: %d", code)
 		}
 	}
+}
+
+// Five nodes through the binary's code path: three servers vote, two more
+// join through one seed and become non-voters; `members --json` shows each
+// with its role, region and version; one deploy answers on every edge; a
+// KV value written before the leader dies is read back linearizably on a
+// survivor, which also takes the next deploy.
+func TestClusterFiveNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts five nodes (about 10 s); make test runs it")
+	}
+	dir := t.TempDir()
+	raw := writeModule(t, dir, "raw.wasm", runtimetest.WAT(t, "examples/raw-wat/main.wat"))
+	region := func(i int) string { return fmt.Sprintf("region = \"r%d\"\n", i) }
+	// The first three are the initial servers: the cluster elects its
+	// first leader once all three are there.
+	first := startAgentNode(t, filepath.Join(dir, "n1"), region(1)+"bootstrap_expect = 3\n")
+	nodes := []*agentNode{first}
+	join := func(i int) {
+		nodes = append(nodes, startAgentNode(t, filepath.Join(dir, fmt.Sprintf("n%d", i)), region(i), "--join", first.peer, "--join-token", first.joinToken))
+	}
+	join(2)
+	join(3)
+	waitMembers(t, first, func(roles map[string]int) bool { return roles["leader"] == 1 && roles["voter"] == 2 })
+	// Two more join through the same one seed and become non-voters.
+	join(4)
+	join(5)
+	members := waitMembers(t, first, func(roles map[string]int) bool {
+		return roles["leader"] == 1 && roles["voter"] == 2 && roles["non-voter"] == 2
+	})
+	for _, m := range members {
+		n := nodeNamed(t, nodes, m.Name)
+		i := slices.Index(nodes, n) + 1
+		if want := fmt.Sprintf("r%d", i); m.Region != want || m.Version != version || m.RaftAddr == "" {
+			t.Fatalf("member %d: region %q (want %q), version %q (want %q), raft address %q", i, m.Region, want, m.Version, version, m.RaftAddr)
+		}
+		if nonVoter := m.Role == "non-voter"; nonVoter != (i > 3) {
+			t.Fatalf("member %d is a %s; the first three vote, the later two do not", i, m.Role)
+		}
+	}
+
+	// One deploy, five edges.
+	if out := nodes[4].cli(0, "deploy", "raw", raw, "--route", "/raw"); !strings.Contains(out, "deployed raw version 1") {
+		t.Fatalf("deploy: %q", out)
+	}
+	for i, n := range nodes {
+		if code, body, _ := n.get(n.plainClient, "http://"+n.http+"/raw"); code != 200 || body == "" {
+			t.Fatalf("node %d: %d %q", i+1, code, body)
+		}
+	}
+	nodes[3].cli(0, "kv", "put", "raw", "greeting", "survives")
+
+	// Kill the leader; a survivor reads the value linearizably and takes a
+	// deploy.
+	var leader *agentNode
+	var survivors []*agentNode
+	for _, m := range waitMembers(t, first, func(roles map[string]int) bool { return roles["leader"] == 1 }) {
+		if m.Role == "leader" {
+			leader = nodeNamed(t, nodes, m.Name)
+		}
+	}
+	for _, n := range nodes {
+		if n != leader {
+			survivors = append(survivors, n)
+		}
+	}
+	leader.stop()
+	s := survivors[len(survivors)-1]
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var out, errb bytes.Buffer
+		code := runEnv(context.Background(), []string{"kv", "get", "raw", "greeting", "--linearizable", "--addr", s.admin, "--token", s.token}, &out, &errb, func(string) string { return "" })
+		if code == 0 && strings.TrimSpace(out.String()) == "survives" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("linearizable read after the leader died: exit %d %q %q", code, out.String(), errb.String())
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval
+	}
+	if out := s.cli(0, "deploy", "raw2", raw, "--route", "/raw2"); !strings.Contains(out, "deployed raw2 version 1") {
+		t.Fatalf("deploy after the leader died: %q", out)
+	}
+	for i, n := range survivors {
+		if code, _, _ := n.get(n.plainClient, "http://"+n.http+"/raw2"); code != 200 {
+			t.Fatalf("survivor %d after failover: %d", i+1, code)
+		}
+	}
+	// The autopilot replaces the dead voter with a non-voter.
+	waitMembers(t, s, func(roles map[string]int) bool {
+		return roles["leader"] == 1 && roles["voter"] == 2 && roles["non-voter"] == 1
+	})
+}
+
+// waitMembers polls n's `members --json` until the alive members' roles
+// satisfy ok, and returns them.
+func waitMembers(t *testing.T, n *agentNode, ok func(roles map[string]int) bool) []cluster.MemberInfo {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var list, alive []cluster.MemberInfo
+		_ = json.Unmarshal([]byte(n.cli(0, "members", "--json")), &list)
+		roles := map[string]int{}
+		for _, m := range list {
+			if m.Status == "alive" {
+				roles[m.Role]++
+				alive = append(alive, m)
+			}
+		}
+		if ok(roles) {
+			return alive
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("members: %+v", list)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval
+	}
+}
+
+// nodeNamed returns the test node whose data directory holds node ID id.
+func nodeNamed(t *testing.T, nodes []*agentNode, id string) *agentNode {
+	t.Helper()
+	for _, n := range nodes {
+		if b, err := os.ReadFile(filepath.Join(n.data, "node-id")); err == nil && strings.TrimSpace(string(b)) == id {
+			return n
+		}
+	}
+	t.Fatalf("no test node has node ID %s", id)
+	return nil
 }

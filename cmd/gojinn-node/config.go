@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -48,6 +49,7 @@ type ClusterConfig struct {
 	BootstrapExpect   int      `toml:"bootstrap_expect"`
 	JoinRetryMax      int      `toml:"join_retry_max"`
 	GossipKey         string   `toml:"gossip_key"`
+	GossipKeys        []string `toml:"gossip_keys"`
 	Region            string   `toml:"region"`
 	MaxVoters         int      `toml:"max_voters"`
 	DeadServerTimeout duration `toml:"dead_server_timeout"`
@@ -394,10 +396,75 @@ func (c ClusterConfig) validate(bad func(key, format string, args ...any) error,
 	if c.JoinToken != "" && c.JoinTokenFile != "" {
 		return bad("cluster.join_token_file", "set either cluster.join_token or cluster.join_token_file, not both")
 	}
-	if c.GossipKey != "" {
-		if _, err := cluster.ParseGossipKey(c.GossipKey); err != nil {
-			return bad("cluster.gossip_key", "%v (make one with `gojinn-node keygen`)", err)
+	return c.validateGossipKeys(bad)
+}
+
+// validateGossipKeys checks the keyring cluster.gossip_key and
+// cluster.gossip_keys make (gossip_key first, when set): every key parses
+// and appears once. Errors name the key by its index, never its value.
+func (c ClusterConfig) validateGossipKeys(bad func(key, format string, args ...any) error) error {
+	var ring [][]byte
+	var names []string
+	add := func(key, s string) error {
+		k, err := cluster.ParseGossipKey(s)
+		if err != nil {
+			return bad(key, "%v (make one with `gojinn-node keygen`)", err)
 		}
+		for j, prev := range ring {
+			if bytes.Equal(prev, k) {
+				return bad(key, "is the same key as %s; list every key once (the keyring is cluster.gossip_key, when set, then cluster.gossip_keys; the first one encrypts)", names[j])
+			}
+		}
+		ring, names = append(ring, k), append(names, key)
+		return nil
+	}
+	if c.GossipKey != "" {
+		if err := add("cluster.gossip_key", c.GossipKey); err != nil {
+			return err
+		}
+	}
+	for i, s := range c.GossipKeys {
+		if err := add(fmt.Sprintf("cluster.gossip_keys[%d]", i), s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyAdvertise is the --advertise flag: raft.advertise,
+// cluster.peer_advertise and cluster.gossip_advertise that are still empty
+// become host with the port of raft.bind, cluster.peer_listen and
+// cluster.gossip_bind respectively. A key already set (file, environment)
+// wins. host must be an IP address, because gossip does not resolve
+// names, and each listener it applies to needs a fixed port.
+func (c *Config) applyAdvertise(host string) error {
+	bad := func(key, format string, args ...any) error {
+		return fmt.Errorf("config key %s: %s", key, fmt.Sprintf(format, args...))
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	if ip == nil || ip.IsUnspecified() {
+		return fmt.Errorf("flag --advertise: %q is not one IP address other nodes can reach (no port, no DNS name, not 0.0.0.0); set raft.advertise, cluster.peer_advertise and cluster.gossip_advertise for anything else", host)
+	}
+	for _, f := range []struct {
+		adv        *string
+		advKey     string
+		bind, bKey string
+	}{
+		{&c.Raft.Advertise, "raft.advertise", c.Raft.Bind, "raft.bind"},
+		{&c.Cluster.PeerAdvertise, "cluster.peer_advertise", c.Cluster.PeerListen, "cluster.peer_listen"},
+		{&c.Cluster.GossipAdvertise, "cluster.gossip_advertise", c.Cluster.GossipBind, "cluster.gossip_bind"},
+	} {
+		if *f.adv != "" {
+			continue
+		}
+		_, port, err := net.SplitHostPort(f.bind)
+		if err != nil || port == "" {
+			return bad(f.bKey, "%q is not HOST:PORT (e.g. \":7947\")", f.bind)
+		}
+		if port == "0" {
+			return bad(f.bKey, "port 0 cannot be advertised with --advertise: set a fixed port, or set %s", f.advKey)
+		}
+		*f.adv = net.JoinHostPort(ip.String(), port)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gojinn/gojinn/cluster"
 )
 
 func TestConfigDefaultsValidate(t *testing.T) {
@@ -235,5 +238,124 @@ func TestConfigKeysDocumented(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The gossip keyring: cluster.gossip_keys from the file or, comma-
+// separated, from GOJINN_CLUSTER_GOSSIP_KEYS, beside cluster.gossip_key.
+// A bad or repeated key is refused naming the key by its index, and the
+// error never holds key material.
+func TestConfigGossipKeys(t *testing.T) {
+	keys := make([]string, 3)
+	for i := range keys {
+		k, err := cluster.GenerateGossipKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[i] = k
+	}
+	p := filepath.Join(t.TempDir(), "node.toml")
+	body := "[tls]\nmode = \"internal\"\n[cluster]\nenabled = true\ngossip_key = \"" + keys[0] + "\"\ngossip_keys = [\"" + keys[1] + "\"]\n"
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfigFile(p, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Cluster.GossipKey != keys[0] || len(cfg.Cluster.GossipKeys) != 1 || cfg.Cluster.GossipKeys[0] != keys[1] {
+		t.Fatalf("decoded gossip_key %q gossip_keys %q", cfg.Cluster.GossipKey, cfg.Cluster.GossipKeys)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("a primary and a secondary: %v", err)
+	}
+	env := map[string]string{"GOJINN_CLUSTER_GOSSIP_KEYS": keys[2] + ", " + keys[1]}
+	if err := applyEnv(&cfg, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.Cluster.GossipKeys, ",") != keys[2]+","+keys[1] {
+		t.Fatalf("env GOJINN_CLUSTER_GOSSIP_KEYS: %q", cfg.Cluster.GossipKeys)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("keys from the environment: %v", err)
+	}
+
+	short := "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" // 30 bytes: base64 but no AES key size
+	for _, c := range []struct {
+		name      string
+		primary   string
+		more      []string
+		key, want string
+	}{
+		{"not base64", "", []string{keys[0], "not-a-key!"}, "cluster.gossip_keys[1]", "not valid base64"},
+		{"wrong size", keys[0], []string{short}, "cluster.gossip_keys[0]", "30 bytes"},
+		{"empty entry", "", []string{""}, "cluster.gossip_keys[0]", "empty"},
+		{"repeats gossip_key", keys[0], []string{keys[1], keys[0]}, "cluster.gossip_keys[1]", "same key as cluster.gossip_key"},
+		{"repeats itself", "", []string{keys[0], keys[1], keys[1]}, "cluster.gossip_keys[2]", "same key as cluster.gossip_keys[1]"},
+		{"bad primary", "c2hvcnQ=", []string{keys[0]}, "cluster.gossip_key", "5 bytes"},
+	} {
+		cfg := DevConfig()
+		cfg.Cluster.Enabled = true
+		cfg.Cluster.GossipKey, cfg.Cluster.GossipKeys = c.primary, c.more
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), "config key "+c.key+":") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want an error naming %s and saying %q", c.name, err, c.key, c.want)
+			continue
+		}
+		for _, k := range append([]string{c.primary, short}, c.more...) {
+			if len(k) > 8 && strings.Contains(err.Error(), k) {
+				t.Errorf("%s: the error echoes a key: %v", c.name, err)
+			}
+		}
+	}
+}
+
+// --advertise HOST sets the three advertised addresses that are not set
+// to HOST with the port of their listener; keys set in the file or the
+// environment win; anything but one IP, or a listener on port 0, is
+// refused naming the problem.
+func TestAgentAdvertiseFlag(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	base := []string{"--tls-mode", "internal", "--cluster"}
+	cfg, err := agentConfig(append(base, "--advertise", "203.0.113.7", "--raft-bind", "0.0.0.0:7000"), io.Discard, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Raft.Advertise != "203.0.113.7:7000" || cfg.Cluster.PeerAdvertise != "203.0.113.7:7948" || cfg.Cluster.GossipAdvertise != "203.0.113.7:7946" {
+		t.Fatalf("raft %q peer %q gossip %q", cfg.Raft.Advertise, cfg.Cluster.PeerAdvertise, cfg.Cluster.GossipAdvertise)
+	}
+
+	// IPv6, and an explicit key from the environment wins.
+	env := func(k string) string {
+		if k == "GOJINN_CLUSTER_PEER_ADVERTISE" {
+			return "peer.example:443"
+		}
+		return ""
+	}
+	cfg, err = agentConfig(append(base, "--advertise", "2001:db8::5"), io.Discard, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Raft.Advertise != "[2001:db8::5]:7947" || cfg.Cluster.PeerAdvertise != "peer.example:443" || cfg.Cluster.GossipAdvertise != "[2001:db8::5]:7946" {
+		t.Fatalf("raft %q peer %q gossip %q", cfg.Raft.Advertise, cfg.Cluster.PeerAdvertise, cfg.Cluster.GossipAdvertise)
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--advertise", "node1.example"}, "flag --advertise"},
+		{[]string{"--advertise", "10.0.0.1:7000"}, "flag --advertise"},
+		{[]string{"--advertise", "0.0.0.0"}, "flag --advertise"},
+		{[]string{"--advertise", "10.0.0.1", "--raft-bind", "127.0.0.1:0"}, "config key raft.bind: port 0"},
+	} {
+		var errb bytes.Buffer
+		if _, err := agentConfig(append(base, c.args...), &errb, noEnv); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: got %v, want %q", c.args, err, c.want)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := runEnv(context.Background(), append([]string{"agent"}, append(base, "--advertise", "node1.example")...), &out, &errb, noEnv); code != 2 || !strings.Contains(errb.String(), "--advertise") {
+		t.Errorf("agent with a bad --advertise: exit %d: %s", code, errb.String())
 	}
 }

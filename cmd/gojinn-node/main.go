@@ -49,7 +49,7 @@ client (talks to a node's admin API; --addr/GOJINN_ADDR, --token/GOJINN_TOKEN):
 
 other:
   ca export  print the internal CA's root certificate (PEM)
-  keygen     print a new gossip encryption key (cluster.gossip_key)
+  keygen     print a new gossip encryption key (cluster.gossip_key, cluster.gossip_keys)
   version    print the version
 
 Run 'gojinn-node <command> -h' for a command's flags.
@@ -120,8 +120,24 @@ func nodeFlags(fs *flag.FlagSet, cfg *Config) {
 }
 
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string) int {
-	// The config file comes first, then the environment, then flags: parse
-	// once to find --config, then again over the loaded config.
+	cfg, err := agentConfig(args, stderr, env)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) && !errors.Is(err, errFlagParse) {
+			fmt.Fprintln(stderr, "gojinn-node agent:", err)
+		}
+		return 2
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	return serve(ctx, cfg, log, stdout, false, nil)
+}
+
+// errFlagParse: the flag package has already reported the problem.
+var errFlagParse = errors.New("bad flags")
+
+// agentConfig is the agent's validated configuration from the config
+// file, then the environment, then flags, each overriding the earlier.
+func agentConfig(args []string, stderr io.Writer, env func(string) string) (Config, error) {
+	// Parse once to find --config, then again over the loaded config.
 	var path string
 	pre := flag.NewFlagSet("agent", flag.ContinueOnError)
 	pre.SetOutput(io.Discard)
@@ -133,14 +149,14 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	pre.String("join", "", "")
 	pre.String("join-token", "", "")
 	pre.Int("bootstrap-expect", 0, "")
+	pre.String("advertise", "", "")
 	_ = pre.Parse(args)
 
 	cfg := DefaultConfig()
 	if path != "" {
 		var err error
 		if cfg, err = loadConfigFile(path, cfg); err != nil {
-			fmt.Fprintln(stderr, "gojinn-node agent:", err)
-			return 2
+			return cfg, err
 		}
 	}
 	lookup := func(k string) (string, bool) {
@@ -148,8 +164,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return v, v != ""
 	}
 	if err := applyEnv(&cfg, lookup); err != nil {
-		fmt.Fprintln(stderr, "gojinn-node agent:", err)
-		return 2
+		return cfg, err
 	}
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -168,15 +183,20 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	})
 	fs.IntVar(&cfg.Cluster.BootstrapExpect, "bootstrap-expect", cfg.Cluster.BootstrapExpect, "on the bootstrapping node: hold the first election until this many servers joined (cluster.bootstrap_expect)")
 	fs.StringVar(&cfg.Cluster.JoinToken, "join-token", cfg.Cluster.JoinToken, "join token from the bootstrap node (cluster.join_token; env GOJINN_CLUSTER_JOIN_TOKEN)")
+	advertise := fs.String("advertise", "", "IP other nodes reach this one at: sets raft.advertise, cluster.peer_advertise and cluster.gossip_advertise that are not set to IP:port of raft.bind, cluster.peer_listen and cluster.gossip_bind")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, err
+		}
+		return cfg, errFlagParse
 	}
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintln(stderr, "gojinn-node agent:", err)
-		return 2
+	if *advertise != "" {
+		// After every flag, so --raft-bind given after --advertise counts.
+		if err := cfg.applyAdvertise(*advertise); err != nil {
+			return cfg, err
+		}
 	}
-	log := newLogger(stderr, cfg.LogLevel)
-	return serve(ctx, cfg, log, stdout, false, nil)
+	return cfg, cfg.Validate()
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
