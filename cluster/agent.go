@@ -496,8 +496,8 @@ func (a *Agent) heal(ctx context.Context) {
 		if m.Status != StatusAlive || inRaft[m.Name] || m.Meta.Role != RoleServer || m.Meta.RaftAddr == "" {
 			continue
 		}
-		voter := a.store.node.joinAsVoter(m.Name)
-		if err := a.store.node.AddServer(ctx, m.Name, m.Meta.RaftAddr, voter); err != nil {
+		voter, err := a.store.node.addServerCapped(ctx, m.Name, m.Meta.RaftAddr, true)
+		if err != nil {
 			a.log.Warn("re-adding a live server to Raft", "server_id", m.Name, "err", err)
 			continue
 		}

@@ -142,15 +142,27 @@ func (n *Node) autopilotPass(ctx context.Context, cfg AutopilotConfig, failing m
 			continue
 		}
 		n.log.Info("promoting a healthy non-voter", "server_id", s.ID, "voters", voters, "max_voters", cfg.MaxVoters)
-		if err := n.AddServer(ctx, s.ID, s.Addr, true); err != nil {
+		if _, err := n.addServerCapped(ctx, s.ID, s.Addr, true); err != nil {
 			n.log.Warn("autopilot: promotion failed", "server_id", s.ID, "err", err)
 		}
 		return // one change per pass; the next pass sees the result
 	}
 }
 
+// addServerCapped adds id at addr (or updates its address), as a voter
+// when it asks to be one and the cluster has fewer than MaxVoters voters.
+// joinMu makes the count and the change one step, so joins, re-adds and
+// promotions arriving together cannot take the cluster past MaxVoters (the
+// autopilot never demotes). It returns whether id was added as a voter.
+func (n *Node) addServerCapped(ctx context.Context, id, addr string, wantVoter bool) (bool, error) {
+	n.joinMu.Lock()
+	defer n.joinMu.Unlock()
+	voter := wantVoter && n.joinAsVoter(id)
+	return voter, n.AddServer(ctx, id, addr, voter)
+}
+
 // joinAsVoter says whether a server asking to vote gets to: only while the
-// cluster has fewer than MaxVoters voters.
+// cluster has fewer than MaxVoters voters. Callers hold joinMu.
 func (n *Node) joinAsVoter(id string) bool {
 	n.mu.Lock()
 	maxVoters := n.maxVoters

@@ -163,8 +163,7 @@ func (p *peerAPI) join(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	st := p.cfg.Store
-	voter := req.Voter && st.node.joinAsVoter(req.ID)
-	err := st.node.AddServer(r.Context(), req.ID, req.RaftAddr, voter)
+	_, err := st.node.addServerCapped(r.Context(), req.ID, req.RaftAddr, req.Voter)
 	var nl *NotLeaderError
 	if errors.As(err, &nl) && st.peerClient != nil && nl.LeaderID != "" && nl.LeaderID != st.node.ID() {
 		// Any node takes a join: a follower passes it to the leader.

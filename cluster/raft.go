@@ -103,6 +103,7 @@ type Node struct {
 	// Shutdown may have begun: raft would leave such a future
 	// unresolved.
 	proposeMu sync.RWMutex
+	joinMu    sync.Mutex // serializes voter-count checks with the membership change (autopilot.go)
 	mu        sync.Mutex
 	changed   chan struct{} // closed and replaced on every raft observation
 	closed    bool          // set by Close before it waits for applies

@@ -13,9 +13,15 @@ import (
 // paper (section 6.4): the follower asks the leader for an index that
 // covers every write acknowledged before the read began (the leader runs a
 // barrier, which commits an entry in its term, so it is still the leader,
-// and applies everything before it), waits until its own state machine has
-// applied that index, and then reads its local state. The read costs one
-// round trip to the leader and no log entry of its own on the follower.
+// and applies everything before it, then answers the index of the last
+// command its state machine applied), waits until its own state machine
+// has applied that command, and then reads its local state. The read
+// costs one round trip to the leader and no log entry of its own on the
+// follower.
+//
+// Both sides use storage.State.Applied, not raft's AppliedIndex: raft
+// advances that when it hands entries to the state machine's goroutine,
+// before they are applied, so a read after it could miss them.
 
 // readIndexResponse is the leader's answer to /peer/v1/readindex.
 type readIndexResponse struct {
@@ -34,7 +40,7 @@ func (p *peerAPI) readIndex(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, readIndexResponse{Index: n.raft.AppliedIndex()})
+	writeJSON(w, http.StatusOK, readIndexResponse{Index: p.cfg.Store.reg.State().Applied()})
 }
 
 // ReadIndex asks the leader at base for a read index.
@@ -55,18 +61,18 @@ func (c *PeerClient) ReadIndex(ctx context.Context, base string) (uint64, error)
 // follower usually trails the leader by one replication round trip.
 const appliedPoll = time.Millisecond
 
-// WaitApplied returns once this node's state machine has applied index,
-// or ctx's error.
-func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
-	if n.raft.AppliedIndex() >= index {
+// waitApplied returns once this node's state machine has applied the
+// command at index (storage.State.Applied), or ctx's error.
+func (s *Store) waitApplied(ctx context.Context, index uint64) error {
+	if s.reg.State().Applied() >= index {
 		return nil
 	}
 	t := time.NewTicker(appliedPoll)
 	defer t.Stop()
-	for n.raft.AppliedIndex() < index {
+	for s.reg.State().Applied() < index {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: waiting to apply index %d (applied %d): %w", ErrUnavailable, index, n.raft.AppliedIndex(), context.Cause(ctx))
+			return fmt.Errorf("%w: waiting to apply index %d (applied %d): %w", ErrUnavailable, index, s.reg.State().Applied(), context.Cause(ctx))
 		case <-t.C:
 		}
 	}
@@ -97,7 +103,7 @@ func (s *Store) followerReadBarrier(ctx context.Context) error {
 				index, err = s.peerClient.ReadIndex(actx, url)
 				acancel()
 				if err == nil {
-					return s.node.WaitApplied(ctx, index)
+					return s.waitApplied(ctx, index)
 				}
 			}
 		}

@@ -232,3 +232,57 @@ func replaceIn(lines []string, old, repl string) []string {
 	}
 	return lines
 }
+
+// Applied is the index of the last entry applied, of any kind: registry
+// commands, KV commands and batches, failed ones included (the entry was
+// applied; its result is the error). Snapshots carry it; a snapshot from
+// before it existed restores it as the registry index.
+func TestStateApplied(t *testing.T) {
+	l := newKVLog(t)
+	l.r.ApplyCommand(l.next, mustEncode(t, deploy("a", "1")))
+	l.next++
+	if got := l.r.State().Applied(); got != 1 {
+		t.Fatalf("after a registry command at 1: Applied %d", got)
+	}
+	l.must(kvPut("a", "k", "v"))
+	if st := l.r.State(); st.Applied() != 2 || st.Index() != 1 {
+		t.Fatalf("after a KV put at 2: Applied %d, Index %d; want 2 and 1", st.Applied(), st.Index())
+	}
+	if res := l.apply(kvPut("a", "k", "x").cas(99)); res.Err == nil {
+		t.Fatal("a put at a wrong version succeeded")
+	}
+	if got := l.r.State().Applied(); got != 3 {
+		t.Fatalf("after a failed KV put at 3: Applied %d", got)
+	}
+	put, err := EncodeKVCommand(kvPut("a", "b", "v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.r.ApplyCommand(7, EncodeKVBatch([][]byte{put}))
+	if got := l.r.State().Applied(); got != 7 {
+		t.Fatalf("after a batch at 7: Applied %d", got)
+	}
+
+	var b strings.Builder
+	if err := l.r.State().Encode(&b); err != nil {
+		t.Fatal(err)
+	}
+	r2 := NewRegistry()
+	if err := r2.Restore(io.NopCloser(strings.NewReader(b.String()))); err != nil {
+		t.Fatal(err)
+	}
+	if got := r2.State().Applied(); got != 7 {
+		t.Fatalf("restored Applied %d, want 7", got)
+	}
+	old := strings.Replace(b.String(), `,"applied":7`, "", 1)
+	if old == b.String() {
+		t.Fatalf("the snapshot header has no applied field: %s", b.String()[:strings.IndexByte(b.String(), '\n')])
+	}
+	r3 := NewRegistry()
+	if err := r3.Restore(io.NopCloser(strings.NewReader(old))); err != nil {
+		t.Fatal(err)
+	}
+	if got := r3.State().Applied(); got != 1 {
+		t.Fatalf("a snapshot without applied restored Applied %d, want the registry index 1", got)
+	}
+}

@@ -50,7 +50,10 @@ type entry struct {
 // Functions and their Versions slices returned by a State are shared with
 // every other reader: treat them as read-only.
 type State struct {
-	index   uint64
+	index uint64
+	// applied is the Raft index of the last command of any kind (registry
+	// or KV) applied to this state; see Applied.
+	applied uint64
 	entries map[string]*entry
 	// sorted holds the registered functions by name, built once per State.
 	sorted []*Function
@@ -65,6 +68,13 @@ var emptyState = &State{entries: map[string]*entry{}}
 // commands, such as configuration changes and KV commands, do not advance
 // it: readers that wait for it (the reconciler) care about functions only.
 func (s *State) Index() uint64 { return s.index }
+
+// Applied is the Raft index of the last command of any kind (registry or
+// KV) applied to this state, carried through snapshots. Raft's own
+// AppliedIndex counts entries handed to the state machine, which may not
+// have applied them yet; a reader that must see everything up to an index
+// (a linearizable read on a follower) waits for Applied.
+func (s *State) Applied() uint64 { return s.applied }
 
 // Len is the number of registered functions.
 func (s *State) Len() int { return len(s.sorted) }
@@ -103,9 +113,9 @@ func (s *State) LiveBlobs() map[string]struct{} {
 // index set; the sorted list is rebuilt only when entries change.
 func (s *State) with(entries map[string]*entry, index uint64) *State {
 	if entries == nil {
-		return &State{index: index, entries: s.entries, sorted: s.sorted, kv: s.kv}
+		return &State{index: index, applied: max(s.applied, index), entries: s.entries, sorted: s.sorted, kv: s.kv}
 	}
-	next := &State{index: index, entries: entries, kv: s.kv}
+	next := &State{index: index, applied: max(s.applied, index), entries: entries, kv: s.kv}
 	for _, e := range entries {
 		if e.fn != nil {
 			next.sorted = append(next.sorted, e.fn)
@@ -207,6 +217,7 @@ func (r *Registry) ApplyCommand(index uint64, data []byte) ApplyResult {
 			}
 			next.kv, results[i] = next.applyKV(index, c)
 		}
+		next.applied = max(next.applied, index)
 		r.state.Store(&next)
 		return ApplyResult{Batch: results}
 	}
@@ -214,6 +225,7 @@ func (r *Registry) ApplyCommand(index uint64, data []byte) ApplyResult {
 		kv, res := cur.applyKV(index, data)
 		next := *cur
 		next.kv = kv
+		next.applied = max(next.applied, index)
 		r.state.Store(&next)
 		return res
 	}

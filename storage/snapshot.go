@@ -27,6 +27,9 @@ type snapshotHeader struct {
 	Names  int    `json:"names"`
 	// KVNamespaces counts the KV namespace records (format 2).
 	KVNamespaces int `json:"kv_namespaces,omitempty"`
+	// Applied is State.Applied; absent from older snapshots, which then
+	// restore it as Index.
+	Applied uint64 `json:"applied,omitempty"`
 }
 
 type snapshotRecord struct {
@@ -65,7 +68,7 @@ func (s *State) Encode(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	enc := json.NewEncoder(bw)
 	names := slices.Sorted(maps.Keys(s.entries))
-	h := snapshotHeader{Format: snapshotFormat, Index: s.index, Names: len(names), KVNamespaces: s.kv.Len()}
+	h := snapshotHeader{Format: snapshotFormat, Index: s.index, Applied: s.applied, Names: len(names), KVNamespaces: s.kv.Len()}
 	if err := enc.Encode(h); err != nil {
 		return fmt.Errorf("registry snapshot: write header: %w", err)
 	}
@@ -140,6 +143,7 @@ func DecodeState(rd io.Reader) (*State, error) {
 	}
 	st := emptyState.with(entries, h.Index)
 	st.kv = kv
+	st.applied = max(h.Applied, h.Index)
 	return st, nil
 }
 
