@@ -87,31 +87,6 @@ func (ea *edgeAgent) get(t *testing.T, path string) int {
 	return resp.StatusCode
 }
 
-// waitAgents waits until a's Raft configuration has voters voters and
-// gossip sees alive members alive.
-func waitAgents(t *testing.T, a *edgeAgent, voters, alive int) {
-	t.Helper()
-	waitFor(t, 30*time.Second, fmt.Sprintf("%d voters and %d alive members", voters, alive), func() bool {
-		servers, err := a.Store().Node().Servers()
-		if err != nil {
-			return false
-		}
-		v := 0
-		for _, s := range servers {
-			if s.Voter {
-				v++
-			}
-		}
-		n := 0
-		for _, m := range a.Members() {
-			if m.Status == StatusAlive {
-				n++
-			}
-		}
-		return v == voters && n == alive
-	})
-}
-
 // pickyLoader refuses to load the function named refuse and blocks
 // loading the one named block until release is closed; it loads others.
 type pickyLoader struct {
@@ -148,7 +123,7 @@ func TestAgentWaitServableNamesTheNodeThatFailed(t *testing.T) {
 	bad := startAgentWith(t, agentOpts{join: seed, token: first.JoinTokenCreated,
 		loader: func(l Loader) Loader { picky.Loader = l; return picky }})
 	t.Cleanup(func() { close(picky.release) }) // runs before bad's close
-	waitAgents(t, first, 3, 3)
+	waitConfig(t, first.testAgent, 3, 3)
 	badID, goodIDs := bad.Store().Node().ID(), []string{first.Store().Node().ID(), second.Store().Node().ID()}
 
 	api, err := NewAPI(APIConfig{
@@ -255,7 +230,7 @@ func TestAgentLateJoinersFetchEveryVersionsModule(t *testing.T) {
 		startAgentWith(t, agentOpts{join: seed, token: first.JoinTokenCreated}),
 		startAgentWith(t, agentOpts{join: seed, token: first.JoinTokenCreated}),
 	}
-	waitAgents(t, first, 3, 3)
+	waitConfig(t, first.testAgent, 3, 3)
 	for i, a := range late {
 		waitFor(t, 60*time.Second, fmt.Sprintf("late node %d to hold both modules", i), func() bool {
 			return a.Store().Blobs().Has(oldSHA) && a.Store().Blobs().Has(curSHA)
@@ -302,7 +277,7 @@ func TestAgentLeaveRemovesTheNode(t *testing.T) {
 	seed := []string{first.PeerAddr()}
 	second := startAgentWith(t, agentOpts{join: seed, token: first.JoinTokenCreated})
 	third := startAgentWith(t, agentOpts{join: seed, token: first.JoinTokenCreated})
-	waitAgents(t, first, 3, 3)
+	waitConfig(t, first.testAgent, 3, 3)
 	// The leaver is a follower here; Store.Leave's leadership hand-over
 	// is TestClusterAutopilot's and TestStoreLeave's.
 	leaver := third

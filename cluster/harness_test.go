@@ -230,6 +230,17 @@ func (h *harness) Restart(i int, voter bool) {
 	h.boot(n, voter)
 }
 
+// follower returns a node other than leader.
+func (h *harness) follower(leader *hnode) *hnode {
+	for _, n := range h.nodes {
+		if n != leader {
+			return n
+		}
+	}
+	h.t.Fatal("the cluster has no node but the leader")
+	return nil
+}
+
 // Partition cuts the listed nodes off from every other node, both for
 // Raft and for the peer API.
 func (h *harness) Partition(minority ...int) {
@@ -381,13 +392,7 @@ func TestClusterPartition(t *testing.T) {
 	}
 	l := h.waitLeader()
 	// Cut off one follower.
-	var minor *hnode
-	for _, n := range h.nodes {
-		if n != l {
-			minor = n
-			break
-		}
-	}
+	minor := h.follower(l)
 	h.Partition(minor.i)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	_, err := minor.store.Deploy(ctx, "x", putModule(t, minor.store, "minority"))
@@ -512,13 +517,7 @@ func TestClusterKVForwarding(t *testing.T) {
 		h.Start(true)
 	}
 	l := h.waitLeader()
-	var f *hnode
-	for _, n := range h.nodes {
-		if n != l {
-			f = n
-			break
-		}
-	}
+	f := h.follower(l)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	v, err := f.store.KVPut(ctx, "fn", "k", []byte("v1"), KVWriteOptions{})
