@@ -230,16 +230,7 @@ func TestAgentsMaxVotersFive(t *testing.T) {
 	defer tick.Stop()
 	for range 10 {
 		<-tick.C
-		servers, err := l.Store().Node().Servers()
-		if err != nil {
-			t.Fatal(err)
-		}
-		voters := 0
-		for _, s := range servers {
-			if s.Voter {
-				voters++
-			}
-		}
+		servers, voters := configuration(t, l.Store().Node())
 		if voters != 5 || len(servers) != 6 {
 			t.Fatalf("the leader's configuration changed to %d voters of %d servers: %+v", voters, len(servers), servers)
 		}

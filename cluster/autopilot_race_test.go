@@ -42,16 +42,7 @@ func TestConcurrentJoinsRespectMaxVoters(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
-	servers, err := leader.node.Servers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	voters := 0
-	for _, s := range servers {
-		if s.Voter {
-			voters++
-		}
-	}
+	servers, voters := configuration(t, leader.node)
 	if voters != 3 || len(servers) != 6 {
 		t.Fatalf("%d voters of %d servers after 5 concurrent joins; want 3 of 6", voters, len(servers))
 	}

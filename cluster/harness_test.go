@@ -230,6 +230,21 @@ func (h *harness) Restart(i int, voter bool) {
 	h.boot(n, voter)
 }
 
+// configuration returns n's Raft servers and how many of them vote.
+func configuration(t *testing.T, n *Node) (servers []ServerInfo, voters int) {
+	t.Helper()
+	servers, err := n.Servers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range servers {
+		if s.Voter {
+			voters++
+		}
+	}
+	return servers, voters
+}
+
 // follower returns a node other than leader.
 func (h *harness) follower(leader *hnode) *hnode {
 	for _, n := range h.nodes {
@@ -330,16 +345,7 @@ func TestClusterDeployEverywhereAndFailover(t *testing.T) {
 				h.Start(i < 3)
 			}
 			l := h.waitLeader()
-			servers, err := l.store.node.Servers()
-			if err != nil {
-				t.Fatal(err)
-			}
-			voters := 0
-			for _, s := range servers {
-				if s.Voter {
-					voters++
-				}
-			}
+			servers, voters := configuration(t, l.store.node)
 			if len(servers) != 5 || voters != 3 {
 				t.Fatalf("configuration: %+v, want 5 servers of which 3 voters", servers)
 			}
