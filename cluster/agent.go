@@ -695,7 +695,7 @@ func (a *Agent) WaitServable(ctx context.Context, name string, version int64) er
 	self := a.store.node.ID()
 	var prev []string // the pending list of the last complete round
 	for {
-		var pending, failed []string
+		var pending, failed, unasked []string
 		for _, m := range a.members.Members() {
 			if m.Name == self || m.Status != StatusAlive {
 				continue
@@ -707,6 +707,10 @@ func (a *Agent) WaitServable(ctx context.Context, name string, version int64) er
 			}
 			st, err := a.client.Ready(ctx, url, name, version)
 			switch {
+			case err != nil && ctx.Err() != nil:
+				// The deadline passed while asking: no answer, which says
+				// nothing about the node.
+				unasked = append(unasked, m.Name)
 			case err != nil:
 				pending = append(pending, m.Name+" ("+err.Error()+")")
 			case st.State == "failed":
@@ -718,19 +722,22 @@ func (a *Agent) WaitServable(ctx context.Context, name string, version int64) er
 		if len(failed) > 0 {
 			return fmt.Errorf("%w: %s version %d failed on %s", ErrNotServable, name, version, strings.Join(failed, "; "))
 		}
-		if len(pending) == 0 {
+		if len(pending) == 0 && len(unasked) == 0 {
 			return nil
 		}
-		if ctx.Err() != nil && prev != nil {
-			// The deadline cut this round short: the nodes asked after it
-			// answered nothing, which says nothing about them. Name the
-			// last complete round's laggards instead.
-			pending = prev
+		if len(unasked) > 0 && prev != nil {
+			// The deadline cut this round short: name the last complete
+			// round's laggards instead.
+			pending, unasked = prev, nil
 		}
 		prev = pending
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s version %d is not servable yet on: %s: %w", name, version, strings.Join(pending, ", "), context.Cause(ctx))
+			msg := strings.Join(pending, ", ")
+			if len(unasked) > 0 {
+				msg += " (the deadline passed before " + strings.Join(unasked, ", ") + " answered)"
+			}
+			return fmt.Errorf("%s version %d is not servable yet on: %s: %w", name, version, msg, context.Cause(ctx))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
