@@ -103,41 +103,23 @@ func (c *PeerClient) FetchArtifacts(ctx context.Context, base, sha string, limit
 }
 
 // FetchArtifacts implements ArtifactSource: it asks every other server in
-// turn, each for at most ArtifactTimeout and all for at most twice that,
+// turn (the leader first), each for at most ArtifactTimeout and all for at most twice that,
 // and stops at the first whose artifacts use accepts. A peer that has not compiled the module answers
 // 404 at once; the node that took the deploy has them from CheckDeploy.
 func (p *PeerBlobs) FetchArtifacts(ctx context.Context, sha string, limit int64, use func(*runtime.Artifacts) error) (string, error) {
-	servers, err := p.Node.Servers()
-	if err != nil {
-		return "", err
-	}
 	timeout := p.ArtifactTimeout
 	if timeout == 0 {
 		timeout = artifactTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*timeout)
 	defer cancel()
-	var errs []error
-	for _, s := range servers {
-		if s.ID == p.Node.ID() {
-			continue
-		}
-		url, ok := p.Peers.PeerURL(s.ID)
-		if !ok {
-			continue
-		}
-		fctx, cancel := context.WithTimeout(ctx, timeout)
-		err := p.Client.FetchArtifacts(fctx, url, sha, limit, use)
-		cancel()
-		if err == nil {
-			return s.ID, nil
-		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
-			break
-		}
+	id, err := p.askPeers(ctx, timeout, func(ctx context.Context, url string) error {
+		return p.Client.FetchArtifacts(ctx, url, sha, limit, use)
+	})
+	if err == nil {
+		return id, nil
 	}
-	return "", fmt.Errorf("no peer sent usable compiled artifacts for %s: %w", sha, errors.Join(errs...))
+	return "", fmt.Errorf("no peer sent usable compiled artifacts for %s: %w", sha, err)
 }
 
 // Artifacts returns the compiled artifacts this node's runtime holds for

@@ -32,20 +32,33 @@ func (p *PeerBlobs) ReadAll(sha string) ([]byte, error) {
 	if err == nil || !errors.Is(err, storage.ErrBlobNotFound) {
 		return b, err
 	}
-	servers, serr := p.Node.Servers()
-	if serr != nil {
-		return nil, serr
+	timeout := p.Timeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
 	}
-	// The leader first: a deploy's blob is on the node that took the
-	// upload, which is often the leader, and the leader is up.
+	_, err = p.askPeers(context.Background(), timeout, func(ctx context.Context, url string) error {
+		return p.Client.FetchBlob(ctx, url, sha, p.Local, p.MaxBytes)
+	})
+	if err == nil {
+		return p.Local.ReadAll(sha)
+	}
+	return nil, fmt.Errorf("%w: %s is not on this node and no peer sent it: %w", storage.ErrBlobNotFound, sha, err)
+}
+
+// askPeers calls try with the peer API URL of each other server, the
+// leader first (a deploy's blob and compiled code are on the node that
+// took it, which is often the leader), each call bounded by timeout, until
+// one succeeds or ctx ends. It returns the ID of the server that
+// succeeded, or the errors of all.
+func (p *PeerBlobs) askPeers(ctx context.Context, timeout time.Duration, try func(ctx context.Context, url string) error) (string, error) {
+	servers, err := p.Node.Servers()
+	if err != nil {
+		return "", err
+	}
 	for i, s := range servers {
 		if s.Leader && i > 0 {
 			servers[0], servers[i] = servers[i], servers[0]
 		}
-	}
-	timeout := p.Timeout
-	if timeout == 0 {
-		timeout = 2 * time.Minute
 	}
 	var errs []error
 	for _, s := range servers {
@@ -56,13 +69,16 @@ func (p *PeerBlobs) ReadAll(sha string) ([]byte, error) {
 		if !ok {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		err := p.Client.FetchBlob(ctx, url, sha, p.Local, p.MaxBytes)
+		tctx, cancel := context.WithTimeout(ctx, timeout)
+		err := try(tctx, url)
 		cancel()
 		if err == nil {
-			return p.Local.ReadAll(sha)
+			return s.ID, nil
 		}
 		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	return nil, fmt.Errorf("%w: %s is not on this node and no peer sent it: %w", storage.ErrBlobNotFound, sha, errors.Join(errs...))
+	return "", errors.Join(errs...)
 }
