@@ -18,6 +18,7 @@ import (
 func BenchmarkInvoke(b *testing.B) {
 	helloCmd := runtimetest.BuildGo(b, "examples/hello", false)
 	helloReactor := runtimetest.BuildGo(b, "examples/hello", true)
+	helloRaw := runtimetest.BuildGo(b, "examples/hello-raw", true)
 	cases := []struct {
 		name  string
 		mod   []byte
@@ -31,6 +32,9 @@ func BenchmarkInvoke(b *testing.B) {
 		{"pooled-go", helloReactor, runtime.ModePooled, runtime.ResetNone},
 		{"pooled-go-reset-copy", helloReactor, runtime.ModePooled, runtime.ResetCopy},
 		{"pooled-go-reset-cow", helloReactor, runtime.ModePooled, runtime.ResetCoW},
+		{"pooled-go-raw", helloRaw, runtime.ModePooled, runtime.ResetNone},
+		{"pooled-go-raw-reset-copy", helloRaw, runtime.ModePooled, runtime.ResetCopy},
+		{"pooled-go-raw-reset-cow", helloRaw, runtime.ModePooled, runtime.ResetCoW},
 	}
 	e := newEngine(b)
 	for _, c := range cases {

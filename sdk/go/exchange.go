@@ -3,6 +3,7 @@ package gojinn
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 
@@ -33,6 +34,7 @@ func init() {
 	wireWriter.body.Grow(4 << 10)
 	outBuf = make([]byte, 0, 8<<10)
 	warmAllocator()
+	warmFmt()
 }
 
 // warmSink keeps warmAllocator's objects from being optimised away.
@@ -53,11 +55,23 @@ func warmAllocator() {
 	warmSink = [2]any{}
 }
 
+// warmFmt formats once, so that fmt's cache of printers holds one in the
+// post-init snapshot. Without it, a handler that formats with fmt would,
+// after every reset, allocate a printer and the cache's per-P storage
+// again (about 3 µs of a pooled hello request after a reset,
+// docs/benchmarks.md).
+func warmFmt() {
+	fmt.Fprintf(io.Discard, "%s %d %v", "", 0, nil)
+}
+
 // handleWire serves the request whose wire form is in in and returns the
 // response's wire form. The result is valid until the next call.
 func handleWire(in []byte) []byte {
 	if cap(outBuf) > maxKeep {
 		outBuf = make([]byte, 0, 8<<10)
+	}
+	if rawHandler != nil {
+		return handleRawWire(in)
 	}
 	ex := new(exchange)
 	if err := protocol.DecodeRequestWireInto(&ex.req, in, ex.vals[:]); err != nil {

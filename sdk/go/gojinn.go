@@ -20,7 +20,7 @@ func Handle(h http.Handler) {
 	if h == nil {
 		panic("gojinn: Handle called with a nil handler")
 	}
-	handler = h
+	handler, rawHandler = h, nil
 }
 
 // HandleFunc registers f as the function's handler.
@@ -72,6 +72,9 @@ func Info(r *http.Request) *protocol.Request {
 // handler becomes a 500 response and a stack trace on stderr. Commands use
 // it; reactors use the wire path in exchange.go, which reuses its writer.
 func serve(req *protocol.Request) *protocol.Response {
+	if rawHandler != nil {
+		return serveRawRequest(req)
+	}
 	w := &responseWriter{header: make(http.Header, 4)}
 	ex := new(exchange)
 	ex.req = *req

@@ -31,3 +31,20 @@ func TestDecodeWireAllocations(t *testing.T) {
 		t.Errorf("DecodeResponseWire: %v allocations, want at most 12", n)
 	}
 }
+
+// TestFieldsWireAllocations guards the raw handlers' path: one allocation
+// to decode a small request (the string behind its fields) when the field
+// slice has room, none to encode a response.
+func TestFieldsWireAllocations(t *testing.T) {
+	req := AppendRequestWire(nil, benchRequest())
+	var r Request
+	hdr := make([]HeaderField, 0, 16)
+	if n := testing.AllocsPerRun(100, func() { hdr, _ = DecodeRequestWireFields(&r, hdr[:0], req) }); n != 1 {
+		t.Errorf("DecodeRequestWireFields: %v allocations, want 1", n)
+	}
+	out := make([]byte, 0, 4096)
+	fields := []HeaderField{{"Content-Type", "text/plain"}, {"Cache-Control", "no-store"}}
+	if n := testing.AllocsPerRun(100, func() { out, _ = AppendResponseWireFields(out[:0], 200, fields, []byte("hello")) }); n != 0 {
+		t.Errorf("AppendResponseWireFields: %v allocations, want 0", n)
+	}
+}
