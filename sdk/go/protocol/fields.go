@@ -198,4 +198,3 @@ func sortFields(hdr []HeaderField) {
 		}
 	}
 }
-
