@@ -41,8 +41,13 @@ const (
 	baselineBody = loadgen.HelloBody
 )
 
-// benchNode is an in-process dev node on loopback serving the pooled
-// hello example at /*.
+// benchExamples are the pooled Go guests the node benchmarks serve, each
+// answering "Hello, world!\n": examples/hello (a net/http handler) and
+// examples/hello-raw (the same through the SDK's raw handler API).
+var benchExamples = []string{"hello", "hello-raw"}
+
+// benchNode is an in-process dev node on loopback serving a pooled hello
+// example at /*.
 type benchNode struct {
 	*node
 	dataDir string
@@ -50,13 +55,14 @@ type benchNode struct {
 
 // startBenchNode starts a node with every listener on 127.0.0.1:0 and
 // logs discarded (so logging costs nothing it would not cost in
-// production at info level), deploys the pooled hello example and waits
-// until it serves. The node stops at the end of the benchmark.
-func startBenchNode(b *testing.B) *benchNode {
+// production at info level), deploys the pooled example (examples/NAME)
+// as the hello function and waits until it serves. The node stops at the
+// end of the benchmark.
+func startBenchNode(b *testing.B, example string) *benchNode {
 	b.Helper()
 	dir := b.TempDir()
 	mod := filepath.Join(dir, "hello.pooled.wasm")
-	if err := os.WriteFile(mod, runtimetest.BuildGo(b, "examples/hello", true), 0o644); err != nil {
+	if err := os.WriteFile(mod, runtimetest.BuildGo(b, "examples/"+example, true), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	cfg := DevConfig()
@@ -271,12 +277,16 @@ func compare(b *testing.B, nodeSide, baseSide side) {
 // (HTTP/1.1, keep-alive) serving the pooled Go hello with a net/http
 // hello-world server. Target: ratio >= 0.6.
 func BenchmarkNodeVsNativeH1(b *testing.B) {
-	n := startBenchNode(b)
-	_, _, plain := n.edge.Addrs()
-	base := startBaseline(b, loadgen.StartNativeHello)
-	nodeSide := newSide(b, "node", "http://"+plain+"/", loadgen.NewH1Client(benchConcurrency, nil), 1, "Hello, world!\n")
-	baseSide := newSide(b, "native net/http", base.URL, loadgen.NewH1Client(benchConcurrency, nil), 1, baselineBody)
-	compare(b, nodeSide, baseSide)
+	for _, example := range benchExamples {
+		b.Run(example, func(b *testing.B) {
+			n := startBenchNode(b, example)
+			_, _, plain := n.edge.Addrs()
+			base := startBaseline(b, loadgen.StartNativeHello)
+			nodeSide := newSide(b, "node", "http://"+plain+"/", loadgen.NewH1Client(benchConcurrency, nil), 1, "Hello, world!\n")
+			baseSide := newSide(b, "native net/http", base.URL, loadgen.NewH1Client(benchConcurrency, nil), 1, baselineBody)
+			compare(b, nodeSide, baseSide)
+		})
+	}
 }
 
 // BenchmarkNodeVsBareH3 compares the node's HTTP/3 listener serving the
@@ -284,11 +294,15 @@ func BenchmarkNodeVsNativeH1(b *testing.B) {
 // side's client multiplexes every worker over one QUIC connection.
 // Target: ratio >= 0.8.
 func BenchmarkNodeVsBareH3(b *testing.B) {
-	n := startBenchNode(b)
-	_, h3, _ := n.edge.Addrs()
-	clientTLS := n.clientTLS(b)
-	base := startBaseline(b, loadgen.StartBareH3Hello)
-	nodeSide := newSide(b, "node", "https://"+h3+"/", loadgen.NewH3Client(clientTLS), 3, "Hello, world!\n")
-	baseSide := newSide(b, "bare quic-go", base.URL, loadgen.NewH3Client(base.ClientTLS), 3, baselineBody)
-	compare(b, nodeSide, baseSide)
+	for _, example := range benchExamples {
+		b.Run(example, func(b *testing.B) {
+			n := startBenchNode(b, example)
+			_, h3, _ := n.edge.Addrs()
+			clientTLS := n.clientTLS(b)
+			base := startBaseline(b, loadgen.StartBareH3Hello)
+			nodeSide := newSide(b, "node", "https://"+h3+"/", loadgen.NewH3Client(clientTLS), 3, "Hello, world!\n")
+			baseSide := newSide(b, "bare quic-go", base.URL, loadgen.NewH3Client(base.ClientTLS), 3, baselineBody)
+			compare(b, nodeSide, baseSide)
+		})
+	}
 }
