@@ -3,10 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -514,4 +516,36 @@ next:
 		}
 	}
 	return 0, false
+}
+
+// TestHelloRawEndToEnd serves examples/hello-raw (the SDK's raw handler
+// API) through a dev node: as the hello function at /*, and deployed by the
+// CLI in pooled mode with a copy-on-write reset, over HTTP/1.1 and HTTP/3.
+// Every answer names its own request's caller.
+func TestHelloRawEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a Go example and starts a node; make test runs it")
+	}
+	dir := t.TempDir()
+	mod := writeModule(t, dir, "hello-raw.wasm", runtimetest.BuildGo(t, "examples/hello-raw", true))
+	n := startDev(t, filepath.Join(dir, "data"), mod)
+	if out := n.cli(0, "deploy", "rawcow", mod, "--mode", "pooled", "--reset", "cow", "--route", "/cow/*"); !strings.Contains(out, "deployed rawcow version 1") {
+		t.Fatalf("deploy: %q", out)
+	}
+	for i := range 20 {
+		for _, c := range []struct {
+			client *http.Client
+			url    string
+		}{{n.plainClient, "http://" + n.http + "/"}, {n.h3Client, "https://" + n.h3 + "/cow/x"}} {
+			name := fmt.Sprintf("caller-%d", i)
+			if i%5 == 0 {
+				name = "" // the default
+			}
+			code, body, hdr := n.get(c.client, c.url+"?name="+name)
+			want := "Hello, " + cmp.Or(name, "world") + "!\n"
+			if code != 200 || body != want || hdr.Get("Content-Type") != "text/plain; charset=utf-8" {
+				t.Fatalf("%s?name=%s: %d %q %q, want 200 %q", c.url, name, code, body, hdr.Get("Content-Type"), want)
+			}
+		}
+	}
 }

@@ -18,6 +18,12 @@
 // lines with LogInfo (and LogDebug, LogWarn, LogError, Log) or through
 // log/slog with LogHandler (log.go; the gojinn_log_v1 host function).
 //
+// HandleRaw registers a raw handler instead: it gets the request's fields
+// (RawRequest) and writes into a reused RawResponse, without the
+// *http.Request, URL and header maps a net/http handler needs, which are
+// most of a small pooled function's cost under WebAssembly. See
+// examples/hello-raw and docs/guest-protocol.md, "The Go SDK".
+//
 // As with net/http, the http.ResponseWriter (and the Header map it returns)
 // must not be used after the handler returns: a reactor reuses the writer,
 // its header map and its body buffer for the next request, because
