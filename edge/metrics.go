@@ -59,7 +59,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "gojinn_function_response_bytes_total", Help: "Response body bytes returned by functions.",
 		}, []string{"function"}),
 		cpu: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gojinn_function_cpu_seconds_total", Help: "CPU time used by invocations, measured on the guest's thread.",
+			Name: "gojinn_function_cpu_seconds_total", Help: "CPU time used by invocations, measured on the guest's thread (busy time for the first millisecond of a call without a CPU budget).",
 		}, []string{"function"}),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gojinn_tls_handshakes_total", Help: "Server-side TLS handshakes on the HTTPS listeners, by transport (tcp, quic) and result (ok, error).",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +88,94 @@ func TestCPUBudgetChargesComputeNotWaits(t *testing.T) {
 			// The function serves the next request.
 			if res, err := invoke(t, ab, get("/ok")); err != nil || string(res.Response.Body) != "ok" {
 				t.Fatalf("after the budget stop: %v", err)
+			}
+		})
+	}
+}
+
+// Without a CPU budget the CPU time is still reported (metrics, traces)
+// but read lazily (see guard): a call that waits in host calls, a slow KV
+// read or a sleep, is not charged for the wait, and one that computes is
+// charged for it, whether the call ends before the clock is first read or
+// long after. Every mode.
+func TestCPUTimeWithoutBudget(t *testing.T) {
+	const wait = 400 * time.Millisecond
+	limits := runtime.Limits{Timeout: 20 * time.Second}
+	e := kvEngine(t, latencyKV{runtime.NewMemKV(), wait})
+	for _, mc := range allModes {
+		t.Run(mc.name, func(t *testing.T) {
+			kv := load(t, e, runtime.FunctionSpec{Name: "kvwait-" + mc.name, Module: kvGuest(t, mc.cmd), Mode: mc.mode, Reset: mc.reset, Limits: limits})
+			start := time.Now()
+			res, err := invoke(t, kv, get("/get?k=absent"))
+			took := time.Since(start)
+			if err != nil || res.Response.StatusOrDefault() != 404 {
+				t.Fatalf("get of an absent key behind a %v delay: %v", wait, err)
+			}
+			if took < wait || res.CPUTime >= wait/2 {
+				t.Fatalf("a %v call waiting %v on KV was charged %v of CPU", took, wait, res.CPUTime)
+			}
+
+			mod := abuseReactor(t)
+			if mc.cmd {
+				mod = abuseCommand(t)
+			}
+			ab := load(t, e, runtime.FunctionSpec{Name: "cpu-" + mc.name, Module: mod, Mode: mc.mode, Reset: mc.reset, Limits: limits})
+			res, err = invoke(t, ab, get("/sleep?n=400"))
+			if err != nil || string(res.Response.Body) != "slept" {
+				t.Fatalf("sleep: %v", err)
+			}
+			if res.CPUTime >= wait/2 {
+				t.Fatalf("charged %v of CPU for a %v sleep", res.CPUTime, wait)
+			}
+
+			start = time.Now()
+			res, err = invoke(t, ab, get("/spin?n=400"))
+			took = time.Since(start)
+			if err != nil || string(res.Response.Body) != "spun" {
+				t.Fatalf("spin: %v", err)
+			}
+			// The guest computes for 400ms of wall time; on a loaded
+			// machine its thread gets less than all of it.
+			if res.CPUTime < wait/10 || res.CPUTime > took {
+				t.Fatalf("charged %v of CPU for %v of computing (the call took %v)", res.CPUTime, wait, took)
+			}
+
+			for range 3 { // short calls, which read no clock
+				start = time.Now()
+				res, err = invoke(t, ab, get("/ok"))
+				took = time.Since(start)
+				if err != nil || res.CPUTime <= 0 || res.CPUTime > took {
+					t.Fatalf("a %v call was charged %v of CPU (%v)", took, res.CPUTime, err)
+				}
+			}
+		})
+	}
+}
+
+// A short call that waits in a KV call, ending before its CPU clock is
+// first read (lazyCPUAfter), is charged its busy time without the wait.
+func TestCPUTimeShortKVWait(t *testing.T) {
+	const wait = 700 * time.Microsecond
+	e := kvEngine(t, latencyKV{runtime.NewMemKV(), wait})
+	for _, mc := range allModes {
+		if mc.mode != runtime.ModePooled {
+			continue // an isolated call instantiates for milliseconds
+		}
+		t.Run(mc.name, func(t *testing.T) {
+			kv := load(t, e, runtime.FunctionSpec{Name: "kvshort-" + mc.name, Module: kvGuest(t, false), Mode: mc.mode, Reset: mc.reset,
+				Limits: runtime.Limits{MaxInstances: 1}})
+			invoke(t, kv, get("/get?k=absent")) // warm
+			var charged []time.Duration
+			for range 7 {
+				res, err := invoke(t, kv, get("/get?k=absent"))
+				if err != nil || res.Response.StatusOrDefault() != 404 {
+					t.Fatalf("get: %v", err)
+				}
+				charged = append(charged, res.CPUTime)
+			}
+			slices.Sort(charged)
+			if med := charged[len(charged)/2]; med <= 0 || med >= wait/2 {
+				t.Fatalf("calls waiting %v on KV were charged %v of CPU (median of %v)", wait, med, charged)
 			}
 		})
 	}

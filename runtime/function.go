@@ -37,7 +37,10 @@ type Result struct {
 	Response *protocol.Response
 	// Duration is the wall-clock time of the invocation, queueing included.
 	Duration time.Duration
-	// CPUTime is the CPU time the guest's thread used.
+	// CPUTime is the CPU time the guest's thread used: read from its CPU
+	// clock when the function has a CPU budget; without one, the first
+	// millisecond of the call counts as busy time (wall time less waits
+	// in sleep and KV host calls) and the clock the rest.
 	CPUTime time.Duration
 	// Stdout and Stderr are what the guest wrote (capped; pooled mode only
 	// for Stdout). They are nil when the guest wrote nothing.

@@ -110,6 +110,7 @@ type kvCall struct {
 	kv       KV
 	function string
 	deadline time.Time // the invocation's wall-clock limit
+	guard    *guard    // the running call's guard, told how long KV calls wait
 
 	result  []byte // what result_read copies: a value (read-only, maybe shared), or scratch
 	scratch []byte // host-owned buffer for messages and listings

@@ -119,7 +119,16 @@ func kvHandler(f kvFunc) api.GoModuleFunc {
 		} else {
 			var span trace.Span
 			ctx, span = startSpan(ctx, "kv."+f.name, attribute.String("db.system.name", "gojinn_kv"), attribute.String("db.operation.name", f.name))
+			var waited func()
+			if g := a.call.guard; g != nil {
+				// A KV call may wait on the network or on Raft: time
+				// the guest's thread does not compute.
+				waited = g.wait()
+			}
 			st = f.fn(ctx, a)
+			if waited != nil {
+				waited()
+			}
 			if span != nil {
 				endKVSpan(span, st)
 			}

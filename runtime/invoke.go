@@ -31,6 +31,7 @@ func (f *Function) invokePooled(ctx context.Context, p *pool, req *protocol.Requ
 	if kc != nil {
 		kc.deadline = time.Now().Add(f.spec.Limits.Timeout) // the queue wait does not count
 	}
+	in.sb.kv = kc
 	res, broken, err := in.serve(ctx, req)
 	if !broken && in.reset {
 		rstart := time.Now()
@@ -47,11 +48,13 @@ func (f *Function) invokePooled(ctx context.Context, p *pool, req *protocol.Requ
 
 // invokeIsolated serves req in a fresh sandbox that is closed afterwards.
 func (f *Function) invokeIsolated(ctx context.Context, m *module, req *protocol.Request) (*Result, error) {
+	var kc *kvCall
 	if m.kv {
-		ctx, _ = f.withKVCall(ctx)
+		ctx, kc = f.withKVCall(ctx)
 	}
 	if m.abi == abiReactorV1 {
 		in := f.allocInstance(false)
+		in.sb.kv = kc
 		defer in.sb.close()
 		res, _, err := in.serveWith(ctx, req, m)
 		return res, err
@@ -72,7 +75,7 @@ func (f *Function) runCommand(ctx context.Context, m *module, req *protocol.Requ
 	stderr := newCapWriter(l.MaxStderr)
 	var sl sleeper
 	cfg := f.base.WithStdin(bytes.NewReader(in)).WithStdout(stdout).WithStderr(stderr).WithNanosleep(sl.sleep)
-	sb := &sandbox{sleep: &sl, stderr: stderr}
+	sb := &sandbox{sleep: &sl, stderr: stderr, kv: kvCallFrom(ctx)}
 	defer sb.close()
 	// One guard covers instantiation and _start.
 	cpu, ierr, _ := f.guarded(ctx, sb, "running the command", func(g *guard) error {

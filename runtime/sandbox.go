@@ -17,6 +17,7 @@ type sandbox struct {
 	guard  *guard            // reused by the calls of a warm instance (stopG set)
 	sleep  *sleeper
 	stderr *capWriter
+	kv     *kvCall // the invocation's KV state when the module uses KV
 }
 
 // newSandbox creates an instance of m with memory of the given kind under
@@ -70,6 +71,9 @@ func (f *Function) guarded(ctx context.Context, sb *sandbox, during string, call
 		g.begin(ctx, l.Timeout, l.CPUTime, sb.sleep)
 	} else {
 		g = startGuard(ctx, l.Timeout, l.CPUTime, sb.sleep, nil)
+	}
+	if sb.kv != nil {
+		sb.kv.guard = g // KV host calls report their waits to it
 	}
 	err := call(g)
 	cpu, stopped := g.stop()

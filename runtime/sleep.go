@@ -25,6 +25,7 @@ func (s *sleeper) sleep(ns int64) {
 	var done <-chan struct{}
 	if g := s.g.Load(); g != nil {
 		done = g.sleepDone()
+		defer g.wait()()
 	}
 	t := time.NewTimer(time.Duration(ns))
 	defer t.Stop()
