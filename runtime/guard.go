@@ -111,7 +111,6 @@ func (g *guard) begin(parent context.Context, timeout, budget time.Duration, sl 
 	g.start = time.Now()
 	g.done, g.fired, g.cause, g.wake = false, false, nil, nil
 	g.gen++
-	gen := g.gen
 	g.arm(timeout, budget)
 	if g.timer == nil {
 		g.timer = time.AfterFunc(g.firstCheck(timeout), g.check)
@@ -120,15 +119,26 @@ func (g *guard) begin(parent context.Context, timeout, budget time.Duration, sl 
 	}
 	g.mu.Unlock()
 	sl.arm(g)
-	if parent.Done() != nil {
-		g.unregister = context.AfterFunc(parent, func() {
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			if !g.done && g.gen == gen {
-				g.halt(errCauseCaller)
-			}
-		})
+	// The caller's context is watched from the first check on (watchCaller):
+	// a call shorter than that is not worth stopping early, and registering
+	// with the context costs as much as the rest of the guard.
+}
+
+// watchCaller makes a reusable guard stop the guest when the caller's
+// context ends. g.mu is held.
+func (g *guard) watchCaller() {
+	if g.parent.Err() != nil {
+		g.halt(errCauseCaller)
+		return
 	}
+	gen := g.gen
+	g.unregister = context.AfterFunc(g.parent, func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if !g.done && g.gen == gen {
+			g.halt(errCauseCaller)
+		}
+	})
 }
 
 // lazyCPUAfter is how far into a call without a CPU budget the guard
@@ -149,11 +159,15 @@ func (g *guard) arm(timeout, budget time.Duration) {
 	}
 }
 
+// firstCheck is when the timer first fires: at lazyCPUAfter (it reads the
+// CPU clock and starts watching the caller's context), or earlier at the
+// timeout or the CPU budget.
 func (g *guard) firstCheck(timeout time.Duration) time.Duration {
-	if g.budget == 0 {
-		return min(timeout, lazyCPUAfter)
+	d := min(timeout, lazyCPUAfter)
+	if g.budget > 0 {
+		d = min(d, g.budget)
 	}
-	return min(timeout, g.budget)
+	return d
 }
 
 // busy is the call's wall time until now less its waits in host calls,
@@ -182,9 +196,12 @@ func (g *guard) wait() (done func()) {
 // goroutine, at most once.
 func (g *guard) attach(stopG api.MutableGlobal) {
 	g.mu.Lock()
-	g.stopG = stopG
+	g.stopG = stopG // before fire can run
 	g.mu.Unlock()
-	g.unregister = context.AfterFunc(g.ctx, g.fire)
+	unregister := context.AfterFunc(g.ctx, g.fire)
+	g.mu.Lock()
+	g.unregister = unregister // stop reads it under the lock
+	g.mu.Unlock()
 }
 
 // fire stops an instrumented guest at its next loop iteration. It runs on
@@ -245,6 +262,12 @@ func (g *guard) check() {
 		g.halt(errCauseTimeout)
 		return
 	}
+	if g.reusable && g.unregister == nil && g.parent.Done() != nil {
+		g.watchCaller()
+		if g.fired {
+			return
+		}
+	}
 	if !g.sampled {
 		// A call without a budget outlived lazyCPUAfter: read its
 		// thread's clock from now on, its busy time standing for what
@@ -279,6 +302,8 @@ func (g *guard) stop() (time.Duration, error) {
 	g.timer.Stop()
 	fired, cause := g.fired, g.cause
 	sampled, cpu0 := g.sampled, g.cpu0
+	unregister := g.unregister
+	g.unregister = nil
 	g.mu.Unlock()
 	var used time.Duration
 	if sampled {
@@ -286,9 +311,8 @@ func (g *guard) stop() (time.Duration, error) {
 	} else {
 		used = g.busy(time.Now())
 	}
-	if g.unregister != nil {
-		g.unregister()
-		g.unregister = nil
+	if unregister != nil {
+		unregister()
 	}
 	goruntime.UnlockOSThread()
 	if !g.reusable {
