@@ -222,10 +222,10 @@ func (w *RawResponse) Header(name string) string {
 	return ""
 }
 
-// Write appends p to the body.
+// Write appends p to the body. It never fails.
 func (w *RawResponse) Write(p []byte) (int, error) { return w.body.Write(p) }
 
-// WriteString appends s to the body.
+// WriteString appends s to the body. It never fails.
 func (w *RawResponse) WriteString(s string) (int, error) { return w.body.WriteString(s) }
 
 // reset empties w for the next request, keeping its storage.
