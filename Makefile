@@ -85,7 +85,7 @@ $(GOLANGCI):
 ## failover, gossip and KV write benchmarks (about 5 min in all; see
 ## docs/benchmarks.md).
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 -benchtime 2s ./runtime/... ./sdk/go/protocol/
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 -benchtime 2s ./runtime/... ./sdk/go/...
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./cmd/gojinn-node/
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 20m ./cluster/
 
