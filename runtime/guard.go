@@ -58,8 +58,9 @@ type guard struct {
 	cpu0    time.Duration
 	sampled bool
 	// blocked is the time the guest waited in host calls (nanoseconds),
-	// and waitStart when the wait under way began (time.Time.UnixNano; 0
-	// when none): the sleeper and the KV host functions report them.
+	// and waitStart when the wait under way began (nanoseconds since
+	// start, plus one; 0 when none): the sleeper and the KV host functions
+	// report them.
 	blocked   atomic.Int64
 	waitStart atomic.Int64
 
@@ -173,9 +174,10 @@ func (g *guard) firstCheck(timeout time.Duration) time.Duration {
 // busy is the call's wall time until now less its waits in host calls,
 // the one under way included.
 func (g *guard) busy(now time.Time) time.Duration {
-	b := now.Sub(g.start) - time.Duration(g.blocked.Load())
+	wall := now.Sub(g.start)
+	b := wall - time.Duration(g.blocked.Load())
 	if ws := g.waitStart.Load(); ws != 0 {
-		b -= time.Duration(now.UnixNano() - ws)
+		b -= wall - time.Duration(ws-1)
 	}
 	return max(0, b)
 }
@@ -184,7 +186,7 @@ func (g *guard) busy(now time.Time) time.Duration {
 // function it returns when the wait is over. Waits do not nest.
 func (g *guard) wait() (done func()) {
 	start := time.Now()
-	g.waitStart.Store(start.UnixNano())
+	g.waitStart.Store(int64(start.Sub(g.start)) + 1)
 	return func() {
 		g.blocked.Add(int64(time.Since(start)))
 		g.waitStart.Store(0)

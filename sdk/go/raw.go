@@ -26,8 +26,8 @@ var rawHandler func(*RawResponse, *RawRequest)
 
 // HandleRaw registers f as the function's handler in place of a net/http
 // handler (the last of Handle, HandleFunc and HandleRaw called wins). Call
-// it from init. f must not keep w, or r's Body, after it returns; the
-// strings r returns may be kept.
+// it from init. w and r are reused for the next request: f must not keep
+// them, or r.Body(), after it returns; the strings r returns may be kept.
 func HandleRaw(f func(w *RawResponse, r *RawRequest)) {
 	if f == nil {
 		panic("gojinn: HandleRaw called with a nil handler")
@@ -228,9 +228,17 @@ func (w *RawResponse) Write(p []byte) (int, error) { return w.body.Write(p) }
 // WriteString appends s to the body. It never fails.
 func (w *RawResponse) WriteString(s string) (int, error) { return w.body.WriteString(s) }
 
-// reset empties w for the next request, keeping its storage.
+// maxKeepFields bounds the header fields' storage kept for the next
+// request, as maxKeep bounds the body's.
+const maxKeepFields = 1024
+
+// reset empties w for the next request, keeping its storage unless a
+// request grew it past the bounds.
 func (w *RawResponse) reset() {
 	w.status = 0
+	if cap(w.hdr) > maxKeepFields {
+		w.hdr = make([]protocol.HeaderField, 0, 8)
+	}
 	clear(w.hdr)
 	w.hdr = w.hdr[:0]
 	w.body.Reset()
@@ -279,6 +287,9 @@ var (
 // handleRawWire is handleWire for a raw handler.
 func handleRawWire(in []byte) []byte {
 	r, w := rawReq, rawResp
+	if cap(r.hdr) > maxKeepFields {
+		r.hdr = make([]protocol.HeaderField, 0, 16)
+	}
 	clear(r.hdr)
 	hdr, err := protocol.DecodeRequestWireFields(&r.req, r.hdr[:0], in)
 	if err != nil {
