@@ -28,6 +28,27 @@ func (k latencyKV) Get(ctx context.Context, ns, key string, lin bool) ([]byte, u
 	return k.MemKV.Get(ctx, ns, key, lin)
 }
 
+// waitAndAbuse loads, in mode mc and under limits, the KV guest (whose
+// reads wait on e's slow store) and the abuse guest.
+func waitAndAbuse(t *testing.T, e *runtime.Engine, mc modeCase, limits runtime.Limits) (kv, ab *runtime.Function) {
+	t.Helper()
+	kv = load(t, e, runtime.FunctionSpec{Name: "kvwait-" + mc.name, Module: kvGuest(t, mc.cmd), Mode: mc.mode, Reset: mc.reset, Limits: limits})
+	mod := abuseReactor(t)
+	if mc.cmd {
+		mod = abuseCommand(t)
+	}
+	ab = load(t, e, runtime.FunctionSpec{Name: "abuse-" + mc.name, Module: mod, Mode: mc.mode, Reset: mc.reset, Limits: limits})
+	return kv, ab
+}
+
+// timedGet invokes f with a GET of target and says how long it took.
+func timedGet(t *testing.T, f *runtime.Function, target string) (*runtime.Result, time.Duration, error) {
+	t.Helper()
+	start := time.Now()
+	res, err := invoke(t, f, get(target))
+	return res, time.Since(start), err
+}
+
 // The CPU budget charges what the guest computes, not what it waits for:
 // a guest spinning in a loop is stopped at its budget, long before its
 // wall-clock timeout, while a guest that waits on a slow host call (or
@@ -40,10 +61,8 @@ func TestCPUBudgetChargesComputeNotWaits(t *testing.T) {
 	e := kvEngine(t, latencyKV{runtime.NewMemKV(), wait})
 	for _, mc := range allModes {
 		t.Run(mc.name, func(t *testing.T) {
-			kv := load(t, e, runtime.FunctionSpec{Name: "kvwait-" + mc.name, Module: kvGuest(t, mc.cmd), Mode: mc.mode, Reset: mc.reset, Limits: limits})
-			start := time.Now()
-			res, err := invoke(t, kv, get("/get?k=absent"))
-			took := time.Since(start)
+			kv, ab := waitAndAbuse(t, e, mc, limits)
+			res, took, err := timedGet(t, kv, "/get?k=absent")
 			if err != nil {
 				t.Fatalf("waiting %v on a host call with a %v CPU budget: %v", wait, budget, err)
 			}
@@ -57,11 +76,6 @@ func TestCPUBudgetChargesComputeNotWaits(t *testing.T) {
 				t.Fatalf("charged %v of CPU for a %v wait; the budget is %v", res.CPUTime, took, budget)
 			}
 
-			mod := abuseReactor(t)
-			if mc.cmd {
-				mod = abuseCommand(t)
-			}
-			ab := load(t, e, runtime.FunctionSpec{Name: "budget-" + mc.name, Module: mod, Mode: mc.mode, Reset: mc.reset, Limits: limits})
 			res, err = invoke(t, ab, get("/sleep?n=400"))
 			if err != nil || string(res.Response.Body) != "slept" {
 				t.Fatalf("sleeping %v with a %v CPU budget: %v", wait, budget, err)
@@ -70,9 +84,7 @@ func TestCPUBudgetChargesComputeNotWaits(t *testing.T) {
 				t.Fatalf("charged %v of CPU for a 400ms sleep; the budget is %v", res.CPUTime, budget)
 			}
 
-			start = time.Now()
-			_, err = invoke(t, ab, get("/loop"))
-			took = time.Since(start)
+			_, took, err = timedGet(t, ab, "/loop")
 			if !errors.Is(err, runtime.ErrCPUBudget) {
 				t.Fatalf("an endless loop with a %v CPU budget: %v, want ErrCPUBudget", budget, err)
 			}
@@ -104,10 +116,8 @@ func TestCPUTimeWithoutBudget(t *testing.T) {
 	e := kvEngine(t, latencyKV{runtime.NewMemKV(), wait})
 	for _, mc := range allModes {
 		t.Run(mc.name, func(t *testing.T) {
-			kv := load(t, e, runtime.FunctionSpec{Name: "kvwait-" + mc.name, Module: kvGuest(t, mc.cmd), Mode: mc.mode, Reset: mc.reset, Limits: limits})
-			start := time.Now()
-			res, err := invoke(t, kv, get("/get?k=absent"))
-			took := time.Since(start)
+			kv, ab := waitAndAbuse(t, e, mc, limits)
+			res, took, err := timedGet(t, kv, "/get?k=absent")
 			if err != nil || res.Response.StatusOrDefault() != 404 {
 				t.Fatalf("get of an absent key behind a %v delay: %v", wait, err)
 			}
@@ -115,11 +125,6 @@ func TestCPUTimeWithoutBudget(t *testing.T) {
 				t.Fatalf("a %v call waiting %v on KV was charged %v of CPU", took, wait, res.CPUTime)
 			}
 
-			mod := abuseReactor(t)
-			if mc.cmd {
-				mod = abuseCommand(t)
-			}
-			ab := load(t, e, runtime.FunctionSpec{Name: "cpu-" + mc.name, Module: mod, Mode: mc.mode, Reset: mc.reset, Limits: limits})
 			res, err = invoke(t, ab, get("/sleep?n=400"))
 			if err != nil || string(res.Response.Body) != "slept" {
 				t.Fatalf("sleep: %v", err)
@@ -128,9 +133,7 @@ func TestCPUTimeWithoutBudget(t *testing.T) {
 				t.Fatalf("charged %v of CPU for a %v sleep", res.CPUTime, wait)
 			}
 
-			start = time.Now()
-			res, err = invoke(t, ab, get("/spin?n=400"))
-			took = time.Since(start)
+			res, took, err = timedGet(t, ab, "/spin?n=400")
 			if err != nil || string(res.Response.Body) != "spun" {
 				t.Fatalf("spin: %v", err)
 			}
@@ -141,9 +144,7 @@ func TestCPUTimeWithoutBudget(t *testing.T) {
 			}
 
 			for range 3 { // short calls, which read no clock
-				start = time.Now()
-				res, err = invoke(t, ab, get("/ok"))
-				took = time.Since(start)
+				res, took, err = timedGet(t, ab, "/ok")
 				if err != nil || res.CPUTime <= 0 || res.CPUTime > took {
 					t.Fatalf("a %v call was charged %v of CPU (%v)", took, res.CPUTime, err)
 				}

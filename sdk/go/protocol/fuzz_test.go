@@ -224,7 +224,7 @@ func FuzzDecodeRequestWire(f *testing.F) {
 		// The one-pass decoder of small messages and the two-pass one of
 		// large messages must agree, whatever storage the caller lends.
 		var large, lent Request
-		lerr := decodeRequestWireLarge(&large, in, nil)
+		lerr := decodeRequestLarge(&large, in, &headerSink{})
 		if (err == nil) != (lerr == nil) {
 			t.Fatalf("small-message decoder says %v, large-message decoder %v", err, lerr)
 		}
@@ -359,4 +359,14 @@ func FuzzDecodeResponseWire(f *testing.F) {
 			}
 		}
 	})
+}
+
+// decodeRequestWireFieldsLarge is DecodeRequestWireFields forced onto the
+// large-message path.
+func decodeRequestWireFieldsLarge(r *Request, hdr []HeaderField, data []byte) ([]HeaderField, error) {
+	sink := headerSink{fields: hdr, toFields: true}
+	if err := decodeRequestLarge(r, data, &sink); err != nil {
+		return hdr, err
+	}
+	return sink.fields, nil
 }

@@ -92,158 +92,8 @@ func DecodeRequestWire(data []byte) (*Request, error) {
 // copy of a non-empty body; the result does not alias data. On error r is
 // left unchanged.
 func DecodeRequestWireInto(r *Request, data []byte, vals []string) error {
-	if len(data) > smallMessage {
-		return decodeRequestWireLarge(r, data, vals)
-	}
-	if err := checkMagic(data, requestMagic); err != nil {
-		return err
-	}
-	// Small messages take one pass: one string copy of the whole message
-	// (a few bytes of framing included) backs every string field.
-	all := string(data)
-	var d Request
-	vals = vals[:0]
-	for off := len(requestMagic); off < len(data); {
-		tag := data[off]
-		n, k := uint64(0), 0
-		if off+1 < len(data) && data[off+1] < 0x80 { // the usual 1-byte length
-			n, k = uint64(data[off+1]), 1
-		} else {
-			n, k = binary.Uvarint(data[off+1:])
-		}
-		if k <= 0 {
-			return fmt.Errorf("%w: bad field length at offset %d", ErrMalformed, off+1)
-		}
-		start := off + 1 + k
-		if n > uint64(len(data)-start) {
-			return fmt.Errorf("%w: field at offset %d claims %d bytes, %d remain", ErrMalformed, off, n, len(data)-start)
-		}
-		end := start + int(n)
-		off = end
-		v := all[start:end]
-		switch tag {
-		case tagMethod:
-			d.Method = v
-		case tagURI:
-			d.URI = v
-		case tagPath:
-			d.Path = v
-		case tagRawQuery:
-			d.RawQuery = v
-		case tagHeader:
-			nl, k := binary.Uvarint(data[start:end])
-			if k <= 0 || nl > uint64(len(v)-k) {
-				return fmt.Errorf("%w: header field has a bad name length", ErrMalformed)
-			}
-			name, val := http.CanonicalHeaderKey(v[k:k+int(nl)]), v[k+int(nl):]
-			if d.Headers == nil {
-				d.Headers = make(http.Header, 8)
-			}
-			if prev, ok := d.Headers[name]; ok {
-				d.Headers[name] = append(prev, val)
-			} else if len(vals) < cap(vals) {
-				vals = append(vals, val)
-				d.Headers[name] = vals[len(vals)-1 : len(vals) : len(vals)]
-			} else {
-				d.Headers[name] = []string{val}
-			}
-		case tagBody:
-			d.Body = copyBytes(data[start:end])
-		case tagHost:
-			d.Host = v
-		case tagScheme:
-			d.Scheme = v
-		case tagProto:
-			d.Proto = v
-		case tagRemoteAddr:
-			d.RemoteAddr = v
-		case tagRequestID:
-			d.RequestID = v
-		case tagTraceParent:
-			d.TraceParent = v
-		case tagFunction:
-			d.Function = v
-		case tagFunctionVersion:
-			d.FunctionVersion = v
-		}
-	}
-	if d.Headers == nil {
-		d.Headers = http.Header{}
-	}
-	*r = d
-	return nil
-}
-
-// smallMessage is the size up to which a request is decoded in one pass
-// with one string copy of the whole message; past it the body would be
-// copied twice, so the strings get an exact-size copy instead.
-const smallMessage = 16 << 10
-
-func decodeRequestWireLarge(r *Request, data []byte, vals []string) error {
-	// The first pass validates the message and sizes its strings, so that
-	// the second can give all of them one backing allocation.
-	var size, nhdr int
-	err := walkFields(data, requestMagic, func(tag byte, v []byte) error {
-		switch tag {
-		case tagHeader:
-			if _, _, err := splitHeader(v); err != nil {
-				return err
-			}
-			nhdr++
-			size += len(v)
-		case tagMethod, tagURI, tagPath, tagRawQuery, tagHost, tagScheme, tagProto,
-			tagRemoteAddr, tagRequestID, tagTraceParent, tagFunction, tagFunctionVersion:
-			size += len(v)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	var a arena
-	a.Grow(size)
-	*r = Request{Headers: make(http.Header, nhdr)}
-	hv := headerBuilder{h: r.Headers}
-	if cap(vals) >= nhdr {
-		hv.free = vals[:nhdr:nhdr]
-	} else {
-		hv.free = make([]string, nhdr)
-	}
-	_ = walkFields(data, requestMagic, func(tag byte, v []byte) error {
-		switch tag {
-		case tagMethod:
-			r.Method = a.str(v)
-		case tagURI:
-			r.URI = a.str(v)
-		case tagPath:
-			r.Path = a.str(v)
-		case tagRawQuery:
-			r.RawQuery = a.str(v)
-		case tagHeader:
-			name, val, _ := splitHeader(v)
-			hv.add(http.CanonicalHeaderKey(a.str(name)), a.str(val))
-		case tagBody:
-			r.Body = copyBytes(v)
-		case tagHost:
-			r.Host = a.str(v)
-		case tagScheme:
-			r.Scheme = a.str(v)
-		case tagProto:
-			r.Proto = a.str(v)
-		case tagRemoteAddr:
-			r.RemoteAddr = a.str(v)
-		case tagRequestID:
-			r.RequestID = a.str(v)
-		case tagTraceParent:
-			r.TraceParent = a.str(v)
-		case tagFunction:
-			r.Function = a.str(v)
-		case tagFunctionVersion:
-			r.FunctionVersion = a.str(v)
-		}
-		return nil
-	})
-	return nil
+	sink := headerSink{vals: vals[:0]}
+	return decodeRequest(r, data, &sink)
 }
 
 // AppendResponseWire appends the wire form of r to dst. Headers are written
@@ -415,22 +265,52 @@ func walkFields(data []byte, magic [4]byte, fn func(tag byte, v []byte) error) e
 		return err
 	}
 	for off := len(magic); off < len(data); {
-		tag := data[off]
-		n, k := binary.Uvarint(data[off+1:])
-		if k <= 0 {
-			return fmt.Errorf("%w: bad field length at offset %d", ErrMalformed, off+1)
+		start, end, ok := fieldAt(data, off)
+		if !ok {
+			return fieldError(data, off)
 		}
-		start := off + 1 + k
-		if n > uint64(len(data)-start) {
-			return fmt.Errorf("%w: field at offset %d claims %d bytes, %d remain", ErrMalformed, off, n, len(data)-start)
-		}
-		end := start + int(n)
-		if err := fn(tag, data[start:end]); err != nil {
+		if err := fn(data[off], data[start:end]); err != nil {
 			return err
 		}
 		off = end
 	}
 	return nil
+}
+
+// fieldAt returns the bounds of the value of the field whose tag is at
+// data[off]; ok is false when its length is malformed or overruns data
+// (fieldError says how). The common one-byte length takes no call to
+// binary.Uvarint: the one-pass request decoder reads every field here.
+func fieldAt(data []byte, off int) (start, end int, ok bool) {
+	if off+1 < len(data) && data[off+1] < 0x80 { // the usual 1-byte length
+		start = off + 2
+		end = start + int(data[off+1])
+		return start, end, end <= len(data)
+	}
+	return fieldAtLong(data, off)
+}
+
+// fieldAtLong is fieldAt for a length of more than one byte.
+func fieldAtLong(data []byte, off int) (start, end int, ok bool) {
+	n, k := binary.Uvarint(data[off+1:])
+	if k <= 0 {
+		return 0, 0, false
+	}
+	start = off + 1 + k
+	if n > uint64(len(data)-start) {
+		return 0, 0, false
+	}
+	return start, start + int(n), true
+}
+
+// fieldError describes why fieldAt refused the field at off.
+func fieldError(data []byte, off int) error {
+	n, k := binary.Uvarint(data[off+1:])
+	if k <= 0 {
+		return fmt.Errorf("%w: bad field length at offset %d", ErrMalformed, off+1)
+	}
+	start := off + 1 + k
+	return fmt.Errorf("%w: field at offset %d claims %d bytes, %d remain", ErrMalformed, off, n, len(data)-start)
 }
 
 // checkMagic checks a message's 4-byte header against magic.
