@@ -87,7 +87,21 @@ func TestStartSectionLoopIsStopped(t *testing.T) {
 				Limits: runtime.Limits{Timeout: timeout, MaxInstances: 1, QueueTimeout: 50 * time.Millisecond}})
 			for round := range 3 {
 				start := time.Now()
-				_, err := invoke(t, f, get("/"))
+				// A regression would leave the call looping in the start
+				// section with nothing to stop it: fail rather than hang
+				// until go test's own timeout (the loop's goroutine is
+				// then abandoned).
+				done := make(chan error, 1)
+				go func() {
+					_, err := invoke(t, f, get("/"))
+					done <- err
+				}()
+				var err error
+				select {
+				case err = <-done:
+				case <-time.After(20 * time.Second):
+					t.Fatalf("round %d: a loop in the start section was not stopped within 20s (timeout %v)", round, timeout)
+				}
 				took := time.Since(start)
 				if !errors.Is(err, runtime.ErrTimeout) {
 					t.Fatalf("round %d: got %v, want ErrTimeout", round, err)
