@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -195,13 +198,39 @@ func (c *certExpiryCollector) Collect(ch chan<- prometheus.Metric) {
 	if t == nil {
 		return
 	}
-	for name, notAfter := range expiryByName(t.servedLeaves()) {
+	for name, notAfter := range soonest(expiryByName(t.servedLeaves()), maxExpirySeries) {
 		m, err := prometheus.NewConstMetric(c.desc, prometheus.GaugeValue, float64(notAfter.Unix()), name)
 		if err != nil { // a name that is not UTF-8
 			m = prometheus.NewInvalidMetric(c.desc, err)
 		}
 		ch <- m
 	}
+}
+
+// maxExpirySeries bounds the certificate expiry series. ACME on-demand
+// issuance under a wildcard route can serve a certificate per host name
+// clients ask for; past this many, the ones that expire soonest, which
+// alerts are about, are reported.
+const maxExpirySeries = 100
+
+// soonest returns the n entries of byName that expire first (all of them
+// when there are no more than n).
+func soonest(byName map[string]time.Time, n int) map[string]time.Time {
+	if len(byName) <= n {
+		return byName
+	}
+	names := slices.Collect(maps.Keys(byName))
+	slices.SortFunc(names, func(a, b string) int {
+		if c := byName[a].Compare(byName[b]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	out := make(map[string]time.Time, n)
+	for _, name := range names[:n] {
+		out[name] = byName[name]
+	}
+	return out
 }
 
 // expiryByName keys leaves by certName. Two leaves with one name (an old

@@ -375,3 +375,37 @@ func TestCertName(t *testing.T) {
 		}
 	}
 }
+
+// TestSoonestBoundsExpirySeries: past maxExpirySeries certificates (ACME
+// on-demand under a wildcard route), the series report those that expire
+// first, ties broken by name so scrapes agree.
+func TestSoonestBoundsExpirySeries(t *testing.T) {
+	base := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	byName := map[string]time.Time{}
+	for i := range maxExpirySeries + 50 {
+		// Names in reverse order of expiry, two names per instant.
+		byName[fmt.Sprintf("h%03d.example.test", i)] = base.Add(time.Duration(maxExpirySeries+50-i/2*2) * time.Hour)
+	}
+	got := soonest(byName, maxExpirySeries)
+	if len(got) != maxExpirySeries {
+		t.Fatalf("%d series, want %d", len(got), maxExpirySeries)
+	}
+	var latestKept time.Time
+	for name, at := range got {
+		if byName[name] != at {
+			t.Fatalf("%s: %v, want %v", name, at, byName[name])
+		}
+		if at.After(latestKept) {
+			latestKept = at
+		}
+	}
+	for name, at := range byName {
+		if _, kept := got[name]; !kept && at.Before(latestKept) {
+			t.Errorf("%s expires at %v, before a kept one (%v), but was left out", name, at, latestKept)
+		}
+	}
+	small := map[string]time.Time{"a": base}
+	if got := soonest(small, maxExpirySeries); len(got) != 1 || got["a"] != base {
+		t.Errorf("under the bound: %v", got)
+	}
+}
