@@ -289,6 +289,24 @@ func BenchmarkNodeVsNativeH1(b *testing.B) {
 	}
 }
 
+// BenchmarkNodeVsNativeH2 compares the node's HTTPS listener over HTTP/2
+// serving the pooled Go hello with a net/http HTTP/2 server over TLS. Each
+// side's client multiplexes every worker over one TCP connection. No
+// target: issue 3 sets none for HTTP/2.
+func BenchmarkNodeVsNativeH2(b *testing.B) {
+	for _, example := range benchExamples {
+		b.Run(example, func(b *testing.B) {
+			n := startBenchNode(b, example)
+			https, _, _ := n.edge.Addrs()
+			clientTLS := n.clientTLS(b)
+			base := startBaseline(b, loadgen.StartNativeH2Hello)
+			nodeSide := newSide(b, "node", "https://"+https+"/", loadgen.NewH2Client(clientTLS), 2, "Hello, world!\n")
+			baseSide := newSide(b, "native net/http", base.URL, loadgen.NewH2Client(base.ClientTLS), 2, baselineBody)
+			compare(b, nodeSide, baseSide)
+		})
+	}
+}
+
 // BenchmarkNodeVsBareH3 compares the node's HTTP/3 listener serving the
 // pooled Go hello with a bare quic-go HTTP/3 hello-world server. Each
 // side's client multiplexes every worker over one QUIC connection.

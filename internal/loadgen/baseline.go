@@ -77,6 +77,35 @@ func StartNativeHello() (*Baseline, error) {
 	return b, nil
 }
 
+// StartNativeH2Hello starts a net/http server over TLS on 127.0.0.1
+// answering HelloBody with HTTP/2 (HTTP/1.1 too): the baseline for the
+// edge over HTTP/2. It uses a self-signed certificate made in memory,
+// trusted by b.ClientTLS.
+func StartNativeH2Hello() (*Baseline, error) {
+	cert, pool, err := selfSigned()
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: listening for the HTTP/2 baseline: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(hello),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13},
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: MaxConcurrency},
+	}
+	b := &Baseline{
+		URL:       "https://" + ln.Addr().String() + "/",
+		ClientTLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13},
+		stop:      srv.Close,
+	}
+	b.serve(func() error { return srv.ServeTLS(ln, "", "") })
+	return b, nil
+}
+
 // StartBareH3Hello starts a bare quic-go HTTP/3 server on 127.0.0.1
 // answering HelloBody: the baseline for the edge over HTTP/3. It uses a
 // self-signed certificate made in memory, trusted by b.ClientTLS, and an

@@ -32,6 +32,23 @@ func NewH1Client(conc int, tlsCfg *tls.Config) *http.Client {
 	}}
 }
 
+// NewH2Client returns a client that speaks HTTP/2 only, over TLS: all
+// requests to one host share one TCP connection with one stream each, as
+// with NewH3Client. tlsCfg is cloned. Close it with CloseClient.
+func NewH2Client(tlsCfg *tls.Config) *http.Client {
+	var protocols http.Protocols
+	protocols.SetHTTP2(true)
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Client{Transport: &http.Transport{
+		DialContext:         dialer.DialContext,
+		TLSClientConfig:     tlsCfg.Clone(),
+		TLSHandshakeTimeout: 5 * time.Second,
+		Protocols:           &protocols,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}}
+}
+
 // NewH3Client returns a client that speaks HTTP/3 over quic-go. All
 // requests to one host share a QUIC connection with one stream each.
 // tlsCfg may be nil (system roots); it is cloned. Close it with

@@ -83,6 +83,31 @@ func TestLoadgenBareH3Hello(t *testing.T) {
 	closeSrv()
 }
 
+func TestLoadgenNativeH2Hello(t *testing.T) {
+	b, err := StartNativeH2Hello()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := NewH2Client(b.ClientTLS)
+	resp, err := client.Get(b.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || string(body) != HelloBody || resp.ProtoMajor != 2 {
+		t.Fatalf("got %q over HTTP/%d (%v), want %q over HTTP/2", body, resp.ProtoMajor, err, HelloBody)
+	}
+	res, err := Run(t.Context(), Config{URL: b.URL, Client: client, Concurrency: 4, Duration: time.Second})
+	checkBaselineRun(t, res, err)
+	if err := CloseClient(client); err != nil {
+		t.Error(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestLoadgenCountsStatusesAndBodies(t *testing.T) {
 	var n, unread atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
