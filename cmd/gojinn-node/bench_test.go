@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -273,20 +274,44 @@ func compare(b *testing.B, nodeSide, baseSide side) {
 	b.ReportMetric(us(base.cpuPerRequest()), "baseline_cpu_us/req")
 }
 
+// nodeVs compares, for each example in benchExamples, the node with a
+// baseline server over one protocol.
+type nodeVs struct {
+	major    int                               // the protocol both sides must answer with
+	baseline string                            // the baseline's name in reports
+	start    func() (*loadgen.Baseline, error) // starts the baseline
+	// nodeURL picks the node's URL from its listeners' addresses.
+	nodeURL func(https, h3, plain string) string
+	// client makes a client trusting tlsCfg (nil for plain HTTP).
+	client func(tlsCfg *tls.Config) *http.Client
+}
+
+func (v nodeVs) run(b *testing.B) {
+	for _, example := range benchExamples {
+		b.Run(example, func(b *testing.B) {
+			n := startBenchNode(b, example)
+			var nodeTLS *tls.Config
+			url := v.nodeURL(n.edge.Addrs())
+			if strings.HasPrefix(url, "https://") {
+				nodeTLS = n.clientTLS(b)
+			}
+			base := startBaseline(b, v.start)
+			nodeSide := newSide(b, "node", url, v.client(nodeTLS), v.major, "Hello, world!\n")
+			baseSide := newSide(b, v.baseline, base.URL, v.client(base.ClientTLS), v.major, baselineBody)
+			compare(b, nodeSide, baseSide)
+		})
+	}
+}
+
 // BenchmarkNodeVsNativeH1 compares the node's plain-HTTP listener
 // (HTTP/1.1, keep-alive) serving the pooled Go hello with a net/http
 // hello-world server. Target: ratio >= 0.6.
 func BenchmarkNodeVsNativeH1(b *testing.B) {
-	for _, example := range benchExamples {
-		b.Run(example, func(b *testing.B) {
-			n := startBenchNode(b, example)
-			_, _, plain := n.edge.Addrs()
-			base := startBaseline(b, loadgen.StartNativeHello)
-			nodeSide := newSide(b, "node", "http://"+plain+"/", loadgen.NewH1Client(benchConcurrency, nil), 1, "Hello, world!\n")
-			baseSide := newSide(b, "native net/http", base.URL, loadgen.NewH1Client(benchConcurrency, nil), 1, baselineBody)
-			compare(b, nodeSide, baseSide)
-		})
-	}
+	nodeVs{
+		major: 1, baseline: "native net/http", start: loadgen.StartNativeHello,
+		nodeURL: func(_, _, plain string) string { return "http://" + plain + "/" },
+		client:  func(c *tls.Config) *http.Client { return loadgen.NewH1Client(benchConcurrency, c) },
+	}.run(b)
 }
 
 // BenchmarkNodeVsNativeH2 compares the node's HTTPS listener over HTTP/2
@@ -294,17 +319,11 @@ func BenchmarkNodeVsNativeH1(b *testing.B) {
 // side's client multiplexes every worker over one TCP connection. No
 // target: issue 3 sets none for HTTP/2.
 func BenchmarkNodeVsNativeH2(b *testing.B) {
-	for _, example := range benchExamples {
-		b.Run(example, func(b *testing.B) {
-			n := startBenchNode(b, example)
-			https, _, _ := n.edge.Addrs()
-			clientTLS := n.clientTLS(b)
-			base := startBaseline(b, loadgen.StartNativeH2Hello)
-			nodeSide := newSide(b, "node", "https://"+https+"/", loadgen.NewH2Client(clientTLS), 2, "Hello, world!\n")
-			baseSide := newSide(b, "native net/http", base.URL, loadgen.NewH2Client(base.ClientTLS), 2, baselineBody)
-			compare(b, nodeSide, baseSide)
-		})
-	}
+	nodeVs{
+		major: 2, baseline: "native net/http", start: loadgen.StartNativeH2Hello,
+		nodeURL: func(https, _, _ string) string { return "https://" + https + "/" },
+		client:  loadgen.NewH2Client,
+	}.run(b)
 }
 
 // BenchmarkNodeVsBareH3 compares the node's HTTP/3 listener serving the
@@ -312,15 +331,9 @@ func BenchmarkNodeVsNativeH2(b *testing.B) {
 // side's client multiplexes every worker over one QUIC connection.
 // Target: ratio >= 0.8.
 func BenchmarkNodeVsBareH3(b *testing.B) {
-	for _, example := range benchExamples {
-		b.Run(example, func(b *testing.B) {
-			n := startBenchNode(b, example)
-			_, h3, _ := n.edge.Addrs()
-			clientTLS := n.clientTLS(b)
-			base := startBaseline(b, loadgen.StartBareH3Hello)
-			nodeSide := newSide(b, "node", "https://"+h3+"/", loadgen.NewH3Client(clientTLS), 3, "Hello, world!\n")
-			baseSide := newSide(b, "bare quic-go", base.URL, loadgen.NewH3Client(base.ClientTLS), 3, baselineBody)
-			compare(b, nodeSide, baseSide)
-		})
-	}
+	nodeVs{
+		major: 3, baseline: "bare quic-go", start: loadgen.StartBareH3Hello,
+		nodeURL: func(_, h3, _ string) string { return "https://" + h3 + "/" },
+		client:  loadgen.NewH3Client,
+	}.run(b)
 }

@@ -19,17 +19,22 @@ func NewH1Client(conc int, tlsCfg *tls.Config) *http.Client {
 	conc = max(conc, 1)
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
+	t := tcpTransport(tlsCfg, &protocols)
+	t.MaxIdleConns, t.MaxIdleConnsPerHost = conc, conc
+	return &http.Client{Transport: t}
+}
+
+// tcpTransport is the transport of the TCP clients, speaking protocols.
+func tcpTransport(tlsCfg *tls.Config, protocols *http.Protocols) *http.Transport {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	return &http.Client{Transport: &http.Transport{
+	return &http.Transport{
 		DialContext:         dialer.DialContext,
 		TLSClientConfig:     tlsCfg.Clone(),
 		TLSHandshakeTimeout: 5 * time.Second,
-		Protocols:           &protocols,
-		MaxIdleConns:        conc,
-		MaxIdleConnsPerHost: conc,
+		Protocols:           protocols,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
-	}}
+	}
 }
 
 // NewH2Client returns a client that speaks HTTP/2 only, over TLS: all
@@ -38,15 +43,7 @@ func NewH1Client(conc int, tlsCfg *tls.Config) *http.Client {
 func NewH2Client(tlsCfg *tls.Config) *http.Client {
 	var protocols http.Protocols
 	protocols.SetHTTP2(true)
-	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	return &http.Client{Transport: &http.Transport{
-		DialContext:         dialer.DialContext,
-		TLSClientConfig:     tlsCfg.Clone(),
-		TLSHandshakeTimeout: 5 * time.Second,
-		Protocols:           &protocols,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}}
+	return &http.Client{Transport: tcpTransport(tlsCfg, &protocols)}
 }
 
 // NewH3Client returns a client that speaks HTTP/3 over quic-go. All

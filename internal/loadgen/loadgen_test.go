@@ -48,6 +48,21 @@ func checkBaselineRun(t *testing.T, res Result, err error) {
 	}
 }
 
+// checkHello makes one request first: it proves the server speaks HTTP
+// major with the body we expect, not only that it answers.
+func checkHello(t *testing.T, client *http.Client, url string, major int) {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || string(body) != HelloBody || resp.ProtoMajor != major {
+		t.Fatalf("got %q over HTTP/%d (%v), want %q over HTTP/%d", body, resp.ProtoMajor, err, HelloBody, major)
+	}
+}
+
 func TestLoadgenNativeHello(t *testing.T) {
 	base := runtime.NumGoroutine()
 	url, closeSrv := NativeHello(t)
@@ -64,17 +79,7 @@ func TestLoadgenNativeHello(t *testing.T) {
 func TestLoadgenBareH3Hello(t *testing.T) {
 	url, tlsCfg, closeSrv := BareH3Hello(t)
 	client := NewH3Client(tlsCfg)
-	// One request first: it proves the server speaks HTTP/3 with the body
-	// we expect, not only that it answers.
-	resp, err := client.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || string(body) != HelloBody || resp.ProtoMajor != 3 {
-		t.Fatalf("got %q over HTTP/%d (%v), want %q over HTTP/3", body, resp.ProtoMajor, err, HelloBody)
-	}
+	checkHello(t, client, url, 3)
 	res, err := Run(t.Context(), Config{URL: url, Client: client, Concurrency: 4, Duration: time.Second})
 	checkBaselineRun(t, res, err)
 	if err := CloseClient(client); err != nil {
@@ -89,15 +94,7 @@ func TestLoadgenNativeH2Hello(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := NewH2Client(b.ClientTLS)
-	resp, err := client.Get(b.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || string(body) != HelloBody || resp.ProtoMajor != 2 {
-		t.Fatalf("got %q over HTTP/%d (%v), want %q over HTTP/2", body, resp.ProtoMajor, err, HelloBody)
-	}
+	checkHello(t, client, b.URL, 2)
 	res, err := Run(t.Context(), Config{URL: b.URL, Client: client, Concurrency: 4, Duration: time.Second})
 	checkBaselineRun(t, res, err)
 	if err := CloseClient(client); err != nil {
