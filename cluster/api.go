@@ -86,6 +86,9 @@ type APIConfig struct {
 	// WaitReady blocks until this node serves name at version (compiled,
 	// route table swapped) or ctx ends. Nil means deploys never wait.
 	WaitReady func(ctx context.Context, name string, version int64) error
+	// WaitRemoved blocks until this node routes nothing to name, after a
+	// removal, or ctx ends. Nil means removals do not wait.
+	WaitRemoved func(ctx context.Context, name string) error
 	// Ready reports whether the node is ready to serve (for /readyz), with
 	// a reason when not. Nil means always ready.
 	Ready func() (bool, string)

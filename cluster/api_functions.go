@@ -144,6 +144,10 @@ func (a *api) waitReady(ctx context.Context, name string, version int64, d time.
 	}
 }
 
+// removeWait bounds how long a removal waits for this node to stop
+// routing the function; the removal stands either way.
+const removeWait = 10 * time.Second
+
 // removeFunction answers DELETE /v1/functions/{name}.
 func (a *api) removeFunction(w http.ResponseWriter, r *http.Request) error {
 	name, err := pathName(r)
@@ -152,6 +156,15 @@ func (a *api) removeFunction(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := a.cfg.Registry.Remove(r.Context(), name); err != nil {
 		return err
+	}
+	if a.cfg.WaitRemoved != nil {
+		// Committed; this node stops routing it a moment later.
+		ctx, cancel := context.WithTimeout(r.Context(), removeWait)
+		err := a.cfg.WaitRemoved(ctx, name)
+		cancel()
+		if err != nil {
+			a.log.Warn("function removed, but this node still routes it", "function", name, "err", err)
+		}
 	}
 	a.log.Info("function removed", "function", name)
 	w.WriteHeader(http.StatusNoContent)

@@ -55,7 +55,8 @@ type Reconciler struct {
 	served  map[string]int64    // versions the installed route table reaches
 	failed  map[string]failure  // versions that did not load
 	applied uint64              // registry index of the last finished pass
-	changed chan struct{}       // closed and replaced after every pass
+	routed  uint64              // registry index of the last route table swapped in
+	changed chan struct{}       // closed and replaced after every route swap
 }
 
 type loadedFn struct {
@@ -211,11 +212,12 @@ func (r *Reconciler) swapRoutes(want map[string]storage.Version, index uint64, f
 	// WaitReady (deploy --wait) answers from served, not from loaded.
 	r.mu.Lock()
 	r.served = served
+	r.routed = index
 	if final {
 		r.applied = index
-		close(r.changed)
-		r.changed = make(chan struct{})
 	}
+	close(r.changed)
+	r.changed = make(chan struct{})
 	r.mu.Unlock()
 }
 
@@ -299,6 +301,32 @@ func (r *Reconciler) WaitReady(ctx context.Context, name string, version int64) 
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %s version %d to be served: %w", name, version, context.Cause(ctx))
+		case <-changed:
+		}
+	}
+}
+
+// WaitRemoved blocks until this node routes nothing to name: its copy of
+// the registry has no active version of name and a route table built from
+// that copy is in place. A removal is committed before the API answers,
+// but this node applies it and swaps its routes a moment later; waiting
+// makes `functions rm` mean "gone" on the node that was asked.
+func (r *Reconciler) WaitRemoved(ctx context.Context, name string) error {
+	for {
+		st := r.src.State()
+		r.mu.Lock()
+		routed, changed := r.routed, r.changed
+		r.mu.Unlock()
+		f, ok := st.Function(name)
+		if ok {
+			_, ok = f.ActiveVersion()
+		}
+		if !ok && routed >= st.Index() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s to stop being routed: %w", name, context.Cause(ctx))
 		case <-changed:
 		}
 	}

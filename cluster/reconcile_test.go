@@ -117,16 +117,21 @@ func TestReconcilerLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// WaitRemoved waits while the function is routed, and returns once
+	// its routes are gone (what DELETE /v1/functions/{name} waits for).
+	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := env.rec.WaitRemoved(short, "hello"); err == nil {
+		t.Fatal("WaitRemoved returned while hello is deployed")
+	}
 	env.apply(storage.Command{Op: storage.OpRemove, Name: "hello"})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, st := env.lookup("h", "/hello/x"); st == edge.RouteNotFound {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("routes of a removed function still present")
-		}
-		time.Sleep(5 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := env.rec.WaitRemoved(ctx, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if _, st := env.lookup("h", "/hello/x"); st != edge.RouteNotFound {
+		t.Fatalf("routes of a removed function still present after WaitRemoved: %v", st)
 	}
 }
 

@@ -209,6 +209,7 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		MaxModuleBytes: cfg.Admin.MaxModuleBytes,
 		Check:          n.rec.CheckDeploy,
 		WaitReady:      n.rec.WaitReady,
+		WaitRemoved:    n.rec.WaitRemoved,
 		Ready:          n.rec.Ready,
 		Logger:         log.With("component", "api"),
 		Version:        version,
