@@ -4,9 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/gojinn/gojinn/runtime"
 	"github.com/gojinn/gojinn/sdk/go/protocol"
@@ -20,14 +25,9 @@ type Invoker interface {
 // ToRequest reads r (its body capped at maxBody bytes) into a protocol
 // request with a fresh request id.
 func ToRequest(r *http.Request, maxBody int64) (*protocol.Request, error) {
-	var body []byte
-	if r.ContentLength != 0 {
-		// A server request with ContentLength 0 has no body; not reading
-		// it spares HTTP/3 a trip through its frame parser per request.
-		var err error
-		if body, err = io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody)); err != nil {
-			return nil, err
-		}
+	body, err := readBody(r.Body, r.ContentLength, maxBody)
+	if err != nil {
+		return nil, err
 	}
 	scheme := "http"
 	if r.TLS != nil {
@@ -49,15 +49,111 @@ func ToRequest(r *http.Request, maxBody int64) (*protocol.Request, error) {
 	}, nil
 }
 
-// WriteResponse writes a guest's response to w.
+// bodyProbes are the buffers readBody reads a body of unknown length into
+// first: most such bodies are empty (an HTTP/3 GET has no Content-Length),
+// and finding that out should not allocate.
+var bodyProbes = sync.Pool{New: func() any { return new([512]byte) }}
+
+// readBody reads a request body of contentLength bytes (-1: unknown), at
+// most maxBody bytes; a longer one is an *http.MaxBytesError. An empty body
+// is nil.
+func readBody(body io.Reader, contentLength, maxBody int64) ([]byte, error) {
+	if body == nil || body == http.NoBody || contentLength == 0 {
+		// A server request with ContentLength 0 has no body.
+		return nil, nil
+	}
+	if contentLength > maxBody {
+		return nil, &http.MaxBytesError{Limit: maxBody}
+	}
+	if contentLength > 0 {
+		// One byte more than declared tells a longer body from an exact one.
+		buf := make([]byte, contentLength+1)
+		n, err := io.ReadFull(body, buf)
+		switch {
+		case err == nil:
+			return nil, fmt.Errorf("the body is longer than its Content-Length of %d bytes", contentLength)
+		case errors.Is(err, io.ErrUnexpectedEOF) && int64(n) == contentLength:
+			return buf[:n:n], nil
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return nil, fmt.Errorf("the body ended after %d of its %d bytes (Content-Length): %w", n, contentLength, err)
+		default:
+			return nil, err
+		}
+	}
+	probe := bodyProbes.Get().(*[512]byte)
+	var n int
+	var err error
+	for n == 0 && err == nil {
+		n, err = body.Read(probe[:])
+	}
+	if n == 0 {
+		bodyProbes.Put(probe)
+		if err == io.EOF {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if int64(n) > maxBody {
+		bodyProbes.Put(probe)
+		return nil, &http.MaxBytesError{Limit: maxBody}
+	}
+	b := append(make([]byte, 0, 4096), probe[:n]...)
+	bodyProbes.Put(probe)
+	for err == nil {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err = body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if int64(len(b)) > maxBody {
+			return nil, &http.MaxBytesError{Limit: maxBody}
+		}
+	}
+	if err != io.EOF {
+		return nil, err
+	}
+	return b, nil
+}
+
+// WriteResponse writes a guest's response to w, with a Date header unless
+// the guest set one.
 func WriteResponse(w http.ResponseWriter, resp *protocol.Response) {
 	h := w.Header()
 	for name, vals := range resp.Headers {
 		h[name] = vals
 	}
+	if _, ok := h["Date"]; !ok {
+		h["Date"] = responseDate.get(time.Now())
+	}
 	h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 	w.WriteHeader(resp.StatusOrDefault())
 	_, _ = w.Write(resp.Body)
+}
+
+// responseDate is the Date header of responses. The HTTP/2 and HTTP/3
+// servers format the time for every response that has none, an
+// allocation each; one value per second is enough (RFC 9110 asks for
+// seconds).
+var responseDate dateCache
+
+// dateCache holds the Date header value of the current second. Values
+// are shared between responses and never modified.
+type dateCache struct{ v atomic.Pointer[dateValue] }
+
+type dateValue struct {
+	sec int64
+	hdr []string
+}
+
+// get returns the header value for now.
+func (c *dateCache) get(now time.Time) []string {
+	sec := now.Unix()
+	if d := c.v.Load(); d != nil && d.sec == sec {
+		return d.hdr
+	}
+	d := &dateValue{sec: sec, hdr: []string{now.UTC().Format(http.TimeFormat)}}
+	c.v.Store(d)
+	return d.hdr // capacity 1: an append copies instead of sharing
 }
 
 func newRequestID() string {

@@ -182,11 +182,13 @@ type Server struct {
 	transport *quic.Transport
 	quicLn    *quic.EarlyListener
 
-	h1  *http.Server // HTTPS h1/h2
-	h0  *http.Server // plain HTTP
-	h3  *http3.Server
-	wg  sync.WaitGroup
-	err chan error
+	h1 *http.Server // HTTPS h1/h2
+	h0 *http.Server // plain HTTP
+	h3 *http3.Server
+	// workers serve HTTP/2 and HTTP/3 requests on grown stacks.
+	workers *workers
+	wg      sync.WaitGroup
+	err     chan error
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -199,7 +201,8 @@ func NewServer(cfg ServerConfig, h http.Handler) (*Server, error) {
 		return nil, err
 	}
 	cfg.fill()
-	s := &Server{cfg: cfg, handler: h, err: make(chan error, 3)}
+	s := &Server{cfg: cfg, err: make(chan error, 3), workers: newWorkers(maxWorkers)}
+	s.handler = s.workers.wrap(h)
 	if err := s.listen(); err != nil {
 		s.closeListeners()
 		return nil, err
@@ -462,6 +465,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	s.closeListeners()
 	s.wg.Wait()
+	s.workers.stop()
 	return errors.Join(errs...)
 }
 

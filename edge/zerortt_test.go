@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime/debug"
 	"sync"
 	"testing"
 	"time"
@@ -17,20 +16,6 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 )
-
-// raceEnabled says whether the test binary was built with -race.
-func raceEnabled() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
-}
 
 // tlsSeen is what a handler saw of the TLS state its request came with.
 type tlsSeen struct {
@@ -215,7 +200,7 @@ func TestServerRefuses0RTTControl(t *testing.T) {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	got := attempt0RTT(t, "https://"+udp.LocalAddr().String()+"/", pool, seen, !raceEnabled())
+	got := attempt0RTT(t, "https://"+udp.LocalAddr().String()+"/", pool, seen, !edge.RaceEnabled)
 	if got.rejected || !got.used0RTT || !got.server.didResume {
 		t.Fatalf("a server with Allow0RTT did not take early data (%+v): the 0-RTT check above proves nothing", got)
 	}

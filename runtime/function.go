@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tetratelabs/wazero"
 
 	"github.com/gojinn/gojinn/sdk/go/protocol"
@@ -24,6 +25,10 @@ type Function struct {
 	lastUsed atomic.Int64 // unix nanos of the last invocation start
 	inflight atomic.Int64
 	logs     logState // log rate limit and counters (logs.go)
+	// poolWait is the function's pool wait histogram, looked up on the
+	// first pooled invocation instead of by label on every one.
+	poolWaitOnce sync.Once
+	poolWait     prometheus.Observer
 
 	mu     sync.Mutex
 	mod    *module // nil while evicted

@@ -21,7 +21,7 @@ func (f *Function) invokePooled(ctx context.Context, p *pool, req *protocol.Requ
 	start := time.Now()
 	in, err := p.acquire(ctx, f.spec.Limits.QueueTimeout)
 	wait := time.Since(start)
-	f.engine.cfg.Metrics.waited(f.spec.Name, wait)
+	f.waited(wait)
 	if span := recording(ctx); span != nil {
 		span.SetAttributes(AttrPoolWait.Int64(wait.Microseconds()))
 	}

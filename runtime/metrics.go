@@ -88,10 +88,14 @@ func outcomeLabel(err error) string {
 	return "ok"
 }
 
-func (m *Metrics) waited(function string, d time.Duration) {
-	if m != nil {
-		m.poolWait.WithLabelValues(function).Observe(d.Seconds())
+// waited records how long an invocation of f waited for an instance.
+func (f *Function) waited(d time.Duration) {
+	m := f.engine.cfg.Metrics
+	if m == nil {
+		return
 	}
+	f.poolWaitOnce.Do(func() { f.poolWait = m.poolWait.WithLabelValues(f.spec.Name) })
+	f.poolWait.Observe(d.Seconds())
 }
 
 func (m *Metrics) instantiated(function string, err error) {

@@ -1,0 +1,202 @@
+package edge
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// goroutineID parses the current goroutine's id from its stack header
+// ("goroutine 42 [running]:"); tests only.
+func goroutineID() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	id, _ := strconv.ParseUint(string(b[:bytes.IndexByte(b, ' ')]), 10, 64)
+	return id
+}
+
+func request(major int) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.ProtoMajor = major
+	return r
+}
+
+// TestWorkersServeHTTP2And3OnLongLivedGoroutines checks that HTTP/2 and
+// HTTP/3 requests run on a worker, not the request's goroutine, that
+// sequential requests reuse one worker, and that HTTP/1.x stays inline.
+func TestWorkersServeHTTP2And3OnLongLivedGoroutines(t *testing.T) {
+	ws := newWorkers(4)
+	defer ws.stop()
+	var ran uint64
+	h := ws.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ran = goroutineID()
+		w.Header().Set("X-Proto", strconv.Itoa(r.ProtoMajor))
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	for _, major := range []int{1, 2, 3} {
+		seen := map[uint64]bool{}
+		for range 5 {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, request(major))
+			if rec.Code != http.StatusTeapot || rec.Header().Get("X-Proto") != strconv.Itoa(major) {
+				t.Fatalf("HTTP/%d: got %d %v; want the handler's 418", major, rec.Code, rec.Header())
+			}
+			onCaller := ran == goroutineID()
+			if onCaller != (major == 1) {
+				t.Fatalf("HTTP/%d: ran on the caller's goroutine: %v", major, onCaller)
+			}
+			seen[ran] = true
+		}
+		if major > 1 && len(seen) != 1 {
+			t.Errorf("HTTP/%d: 5 sequential requests ran on %d goroutines; want one reused worker", major, len(seen))
+		}
+	}
+}
+
+// TestWorkersBoundedNeverQueue checks that with every worker busy a
+// request is served on its own goroutine at once instead of waiting.
+func TestWorkersBoundedNeverQueue(t *testing.T) {
+	ws := newWorkers(2)
+	defer ws.stop()
+	release := make(chan struct{})
+	var started sync.WaitGroup
+	h := ws.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/block" {
+			started.Done()
+			<-release
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	var done sync.WaitGroup
+	for range 2 {
+		started.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			r := request(3)
+			r.URL.Path = "/block"
+			h.ServeHTTP(httptest.NewRecorder(), r)
+		}()
+	}
+	started.Wait()
+	finished := make(chan int, 1)
+	go func() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, request(3))
+		finished <- rec.Code
+	}()
+	select {
+	case code := <-finished:
+		if code != http.StatusNoContent {
+			t.Errorf("third request: %d, want 204", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("with both workers busy, a third request waited for them")
+	}
+	ws.mu.Lock()
+	n := ws.n
+	ws.mu.Unlock()
+	if n != 2 {
+		t.Errorf("%d workers started; want the cap of 2", n)
+	}
+	close(release)
+	done.Wait()
+}
+
+// TestWorkersRaisePanicsOnTheCaller checks that a handler's panic reaches
+// the request's goroutine (where net/http and quic-go recover it) with the
+// worker's stack, that http.ErrAbortHandler arrives unchanged, and that
+// the worker survives.
+func TestWorkersRaisePanicsOnTheCaller(t *testing.T) {
+	ws := newWorkers(1)
+	defer ws.stop()
+	var worker uint64
+	h := ws.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		worker = goroutineID()
+		switch r.URL.Path {
+		case "/boom":
+			panic("boom")
+		case "/abort":
+			panic(http.ErrAbortHandler)
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	recovered := func(path string) (v any) {
+		defer func() { v = recover() }()
+		r := request(2)
+		r.URL.Path = path
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		return nil
+	}
+	v := recovered("/boom")
+	err, ok := v.(error)
+	if !ok || !strings.Contains(err.Error(), "handler panic: boom") || !strings.Contains(err.Error(), "workers_internal_test.go") {
+		t.Fatalf("recovered %v; want an error naming the panic with the handler's stack", v)
+	}
+	first := worker
+	if v := recovered("/abort"); v != http.ErrAbortHandler { //nolint:errorlint // identity is the contract
+		t.Fatalf("recovered %v; want http.ErrAbortHandler itself", v)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, request(2))
+	if rec.Code != http.StatusOK || worker != first {
+		t.Errorf("after two panics: %d on goroutine %d; want 200 on the same worker %d", rec.Code, worker, first)
+	}
+}
+
+// TestWorkersStop checks that stop waits for a request in progress, ends
+// every worker, and that requests after it are still served (inline).
+func TestWorkersStop(t *testing.T) {
+	before := runtime.NumGoroutine()
+	ws := newWorkers(8)
+	entered, release := make(chan struct{}), make(chan struct{})
+	h := ws.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(entered)
+			<-release
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	for range 3 {
+		h.ServeHTTP(httptest.NewRecorder(), request(3))
+	}
+	slow := make(chan int, 1)
+	go func() {
+		r, rec := request(3), httptest.NewRecorder()
+		r.URL.Path = "/slow"
+		h.ServeHTTP(rec, r)
+		slow <- rec.Code
+	}()
+	<-entered
+	stopped := make(chan struct{})
+	go func() { ws.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Fatal("stop returned while a request was in progress")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	<-stopped
+	if code := <-slow; code != http.StatusAccepted {
+		t.Errorf("request in progress at stop: %d, want 202", code)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, request(3))
+	if rec.Code != http.StatusAccepted {
+		t.Errorf("request after stop: %d, want 202", rec.Code)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after stop, %d before: a worker outlived stop", n, before)
+	}
+}
