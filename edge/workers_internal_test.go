@@ -200,3 +200,48 @@ func TestWorkersStop(t *testing.T) {
 		t.Errorf("%d goroutines after stop, %d before: a worker outlived stop", n, before)
 	}
 }
+
+// deep uses about 7 KiB of stack, as the node's HTTP/3 request path does
+// (quic-go, routing, and wazero's call into the guest).
+//
+//go:noinline
+func deep(n int) byte {
+	var frame [700]byte
+	frame[n%len(frame)] = byte(n)
+	if n == 0 {
+		return frame[0]
+	}
+	return deep(n-1) + frame[(n*7)%len(frame)]
+}
+
+// BenchmarkWorkers compares serving a request whose path needs a grown
+// stack on a fresh goroutine per request, as HTTP/2 and HTTP/3 servers
+// do (the stack is grown, copying every frame, on each request), with
+// handing it to a worker. Run: go test -run '^$' -bench Workers ./edge/
+func BenchmarkWorkers(b *testing.B) {
+	var sink byte
+	h := http.HandlerFunc(func(http.ResponseWriter, *http.Request) { sink += deep(9) })
+	r := request(3)
+	for _, c := range []struct {
+		name string
+		h    func(ws *workers) http.Handler
+	}{
+		{"fresh-goroutine", func(*workers) http.Handler { return h }},
+		{"worker", func(ws *workers) http.Handler { return ws.wrap(h) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			ws := newWorkers(4)
+			defer ws.stop()
+			handler := c.h(ws)
+			done := make(chan struct{})
+			for b.Loop() {
+				go func() {
+					handler.ServeHTTP(nil, r)
+					done <- struct{}{}
+				}()
+				<-done
+			}
+		})
+	}
+	_ = sink
+}
