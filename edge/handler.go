@@ -159,7 +159,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) in
 	}
 	start := time.Now()
 	res, err := h.Invoker.Invoke(ctx, function, req)
-	h.Metrics.invocation(function, err, time.Since(start), len(req.Body), res)
+	var took time.Duration
+	if res != nil {
+		took = res.Duration // the runtime timed it already, from about start
+	} else {
+		took = time.Since(start)
+	}
+	h.Metrics.invocation(function, err, took, len(req.Body), res)
 	if span != nil {
 		endInvoke(span, err)
 	}

@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
 	"testing"
 	"unicode/utf8"
@@ -313,6 +314,16 @@ func FuzzDecodeResponseWire(f *testing.F) {
 		wireHeader(tagRespHeader, "Set-Cookie", "b"), wireField(tagRespBody, "\xff")))
 	f.Add(wireMsg(respMagic, wireField(tagStatus, "\xc8\x01\x00")))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// The one-pass decoder of small messages and the two-pass one of
+		// large messages agree on every input, errors included.
+		small, serr := decodeResponseSmall(bytes.Clone(data))
+		large, lerr := decodeResponseLarge(bytes.Clone(data))
+		if fmt.Sprint(serr) != fmt.Sprint(lerr) {
+			t.Fatalf("small decoder: %v; large decoder: %v", serr, lerr)
+		}
+		if serr == nil && (small.Status != large.Status || !equalResponse(small, large, false)) {
+			t.Fatalf("decoders disagree\nsmall %s\nlarge %s", dumpResponse(small), dumpResponse(large))
+		}
 		in := bytes.Clone(data)
 		r, err := DecodeResponseWire(in)
 		if err != nil {

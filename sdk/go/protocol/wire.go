@@ -122,18 +122,84 @@ func AppendResponseWire(dst []byte, r *Response) ([]byte, error) {
 // the status or body occurs more than once, the last one wins. The result
 // does not alias data.
 func DecodeResponseWire(data []byte) (*Response, error) {
-	// The first pass validates the message and sizes its strings, so that
-	// the second can give all of them one backing allocation.
+	if len(data) > smallMessage {
+		return decodeResponseLarge(data)
+	}
+	return decodeResponseSmall(data)
+}
+
+// responseAlloc is a decoded response with room for the values of its
+// first headers, in one allocation.
+type responseAlloc struct {
+	resp Response
+	vals [4]string
+}
+
+// decodeResponseSmall is DecodeResponseWire in one pass, for messages up
+// to smallMessage (every response of a small function): one string copy
+// of the whole message, framing included, backs every header string.
+func decodeResponseSmall(data []byte) (*Response, error) {
+	if err := checkMagic(data, responseMagic); err != nil {
+		return nil, err
+	}
+	var all string
+	ra := new(responseAlloc)
+	resp := &ra.resp
+	hv := headerBuilder{free: ra.vals[:]}
+	for off := len(responseMagic); off < len(data); {
+		tag := data[off]
+		start, end, ok := fieldAt(data, off)
+		if !ok {
+			return nil, fieldError(data, off)
+		}
+		off = end
+		v := data[start:end]
+		switch tag {
+		case tagStatus:
+			st, err := decodeStatus(v)
+			if err != nil {
+				return nil, err
+			}
+			resp.Status = st
+		case tagRespHeader:
+			name, val, err := splitHeader(v)
+			if err != nil {
+				return nil, err
+			}
+			if err := checkHeader(name, val); err != nil {
+				return nil, err
+			}
+			if all == "" {
+				all = string(data)
+			}
+			nameAt := start + len(v) - len(val) - len(name)
+			valAt := start + len(v) - len(val)
+			if hv.h == nil {
+				hv.h = make(http.Header, len(ra.vals))
+			}
+			hv.add(http.CanonicalHeaderKey(all[nameAt:nameAt+len(name)]), all[valAt:valAt+len(val)])
+		case tagRespBody:
+			resp.Body = copyBytes(v)
+		}
+	}
+	resp.Headers = hv.h
+	if resp.Headers == nil {
+		resp.Headers = http.Header{}
+	}
+	return resp, nil
+}
+
+// decodeResponseLarge is DecodeResponseWire for a message past
+// smallMessage, usually for its body: a first pass validates it and sizes
+// its strings, so that the second gives all of them one exact-size
+// allocation that leaves the body out.
+func decodeResponseLarge(data []byte) (*Response, error) {
 	var size, nhdr int
 	err := walkFields(data, responseMagic, func(tag byte, v []byte) error {
 		switch tag {
 		case tagStatus:
-			s, n := binary.Uvarint(v)
-			if n <= 0 || n != len(v) {
-				return fmt.Errorf("%w: status field is not a single uvarint", ErrMalformed)
-			}
-			if s > 599 || !validStatus(int(s)) {
-				return fmt.Errorf("%w: %d", ErrInvalidStatus, s)
+			if _, err := decodeStatus(v); err != nil {
+				return err
 			}
 		case tagRespHeader:
 			name, val, err := splitHeader(v)
@@ -158,8 +224,7 @@ func DecodeResponseWire(data []byte) (*Response, error) {
 	_ = walkFields(data, responseMagic, func(tag byte, v []byte) error {
 		switch tag {
 		case tagStatus:
-			s, _ := binary.Uvarint(v)
-			resp.Status = int(s)
+			resp.Status, _ = decodeStatus(v)
 		case tagRespHeader:
 			name, val, _ := splitHeader(v)
 			hv.add(http.CanonicalHeaderKey(a.str(name)), a.str(val))
@@ -169,6 +234,18 @@ func DecodeResponseWire(data []byte) (*Response, error) {
 		return nil
 	})
 	return resp, nil
+}
+
+// decodeStatus decodes and validates a status field.
+func decodeStatus(v []byte) (int, error) {
+	s, n := binary.Uvarint(v)
+	if n <= 0 || n != len(v) {
+		return 0, fmt.Errorf("%w: status field is not a single uvarint", ErrMalformed)
+	}
+	if s > 599 || !validStatus(int(s)) {
+		return 0, fmt.Errorf("%w: %d", ErrInvalidStatus, s)
+	}
+	return int(s), nil
 }
 
 // arena hands out strings copied from byte slices, all sharing the
