@@ -111,7 +111,9 @@ func (r *RawRequest) HeaderValues(name string) []string {
 func (r *RawRequest) Headers() iter.Seq2[string, string] {
 	return func(yield func(string, string) bool) {
 		for _, f := range r.hdr {
-			if !yield(f.Name, f.Value) {
+			// Names are decoded as sent (protocol.DecodeRequestWireFields);
+			// an already canonical one comes back without a copy.
+			if !yield(http.CanonicalHeaderKey(f.Name), f.Value) {
 				return
 			}
 		}
@@ -165,7 +167,8 @@ func (r *RawRequest) HTTPRequest() *http.Request {
 	ex.req.Body = bytes.Clone(r.req.Body)
 	ex.req.Headers = make(http.Header, len(r.hdr))
 	for _, f := range r.hdr {
-		ex.req.Headers[f.Name] = append(ex.req.Headers[f.Name], f.Value)
+		name := http.CanonicalHeaderKey(f.Name)
+		ex.req.Headers[name] = append(ex.req.Headers[name], f.Value)
 	}
 	return ex.toHTTP()
 }

@@ -24,6 +24,26 @@ func rawServe(t *testing.T, h func(*RawResponse, *RawRequest), req *protocol.Req
 	return resp
 }
 
+// Header names reach a raw handler as the host sent them; every way of
+// reading them still gives canonical names or ignores case.
+func TestRawHeaderNamesAsSent(t *testing.T) {
+	defer Handle(http.NotFoundHandler())
+	req := &protocol.Request{Method: "GET", URI: "/", Path: "/",
+		Headers: http.Header{"x-lower": {"1"}, "X-UPPER": {"2"}, "Accept": {"3"}}}
+	resp := rawServe(t, func(w *RawResponse, r *RawRequest) {
+		var all []string
+		for n, v := range r.Headers() {
+			all = append(all, n+"="+v)
+		}
+		h := r.HTTPRequest().Header
+		fmt.Fprintf(w, "%s %s %s|%v|%v %v", r.Header("X-Lower"), r.Header("x-upper"), r.HeaderValues("ACCEPT"),
+			all, h.Get("x-lower"), h["X-Upper"])
+	}, req)
+	if want := "1 2 [3]|[Accept=3 X-Upper=2 X-Lower=1]|1 [2]"; string(resp.Body) != want {
+		t.Errorf("got %q, want %q", resp.Body, want)
+	}
+}
+
 func TestRawHandler(t *testing.T) {
 	defer Handle(http.NotFoundHandler())
 	base := protocol.Request{Method: "POST", URI: "/p?a=1", Path: "/p", RawQuery: "a=1", Host: "h.test",

@@ -28,12 +28,15 @@ type headerSink struct {
 	fields   []HeaderField
 }
 
-// add records one header field; name is canonical.
+// add records one header field. A header map gets the name canonicalised;
+// header fields keep it as the message has it (raw handlers match names
+// without regard to case, and canonicalise only what they list).
 func (s *headerSink) add(name, value string) {
 	if s.toFields {
 		s.fields = append(s.fields, HeaderField{Name: name, Value: value})
 		return
 	}
+	name = http.CanonicalHeaderKey(name)
 	if s.h == nil {
 		s.h = make(http.Header, 8)
 	}
@@ -81,9 +84,20 @@ func decodeRequest(r *Request, data []byte, s *headerSink) error {
 	var d Request
 	for off := len(requestMagic); off < len(data); {
 		tag := data[off]
-		start, end, ok := fieldAt(data, off)
-		if !ok {
-			return fieldError(data, off)
+		// fieldAt by hand: the Go compiler does not inline it, and under
+		// WebAssembly a call per field is a good part of the decoding.
+		var start, end int
+		if off+1 < len(data) && data[off+1] < 0x80 {
+			start = off + 2
+			end = start + int(data[off+1])
+			if end > len(data) {
+				return fieldError(data, off)
+			}
+		} else {
+			var ok bool
+			if start, end, ok = fieldAtLong(data, off); !ok {
+				return fieldError(data, off)
+			}
 		}
 		off = end
 		v := all[start:end]
@@ -98,7 +112,7 @@ func decodeRequest(r *Request, data []byte, s *headerSink) error {
 			if k <= 0 || nl > uint64(len(v)-k) {
 				return fmt.Errorf("%w: header field has a bad name length", ErrMalformed)
 			}
-			s.add(http.CanonicalHeaderKey(v[k:k+int(nl)]), v[k+int(nl):])
+			s.add(v[k:k+int(nl)], v[k+int(nl):])
 		case tagBody:
 			d.Body = s.body(data[start:end])
 		default:
@@ -147,7 +161,7 @@ func decodeRequestLarge(r *Request, data []byte, s *headerSink) error {
 		switch tag {
 		case tagHeader:
 			name, val, _ := splitHeader(v)
-			s.add(http.CanonicalHeaderKey(a.str(name)), a.str(val))
+			s.add(a.str(name), a.str(val))
 		case tagBody:
 			d.Body = s.body(v)
 		default:

@@ -16,8 +16,11 @@ type HeaderField struct {
 }
 
 // DecodeRequestWireFields decodes the wire form of a request into r like
-// DecodeRequestWireInto, except that the headers are appended to hdr (names
-// canonicalised, in message order) instead of going into a map, and
+// DecodeRequestWireInto, except that the headers are appended to hdr (in
+// message order, names as the message has them: a Gojinn host sends them
+// canonical, but canonicalising every name of every request costs a Go
+// guest more than the few lookups most handlers make, which can ignore
+// case) instead of going into a map, and
 // r.Body aliases data instead of being copied. Every string of the result
 // shares one allocation, the only one it makes when hdr has room. It
 // returns the extended hdr; r.Headers is left nil. On error r is left
