@@ -125,9 +125,28 @@ func WriteResponse(w http.ResponseWriter, resp *protocol.Response) {
 	if _, ok := h["Date"]; !ok {
 		h["Date"] = responseDate.get(time.Now())
 	}
-	h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
+	h["Content-Length"] = contentLength(len(resp.Body))
 	w.WriteHeader(resp.StatusOrDefault())
 	_, _ = w.Write(resp.Body)
+}
+
+// smallLengths caches the Content-Length header values of bodies shorter
+// than 1 KiB, filled as they are first needed: most function responses are
+// small, and a fresh value is an allocation or two per response. Values are
+// shared between responses and never modified.
+var smallLengths [1024]atomic.Pointer[[]string]
+
+// contentLength returns the Content-Length header value for n bytes.
+func contentLength(n int) []string {
+	if n >= len(smallLengths) {
+		return []string{strconv.Itoa(n)}
+	}
+	if v := smallLengths[n].Load(); v != nil {
+		return *v
+	}
+	v := []string{strconv.Itoa(n)} // capacity 1: an append copies
+	smallLengths[n].Store(&v)
+	return v
 }
 
 // responseDate is the Date header of responses. The HTTP/2 and HTTP/3

@@ -3,6 +3,7 @@ package edge
 import (
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
@@ -42,5 +43,24 @@ func TestWriteResponseDate(t *testing.T) {
 	WriteResponse(rec, &protocol.Response{Headers: http.Header{"Date": {"Mon, 02 Jan 2006 15:04:05 GMT"}}})
 	if got := rec.Header().Values("Date"); len(got) != 1 || got[0] != "Mon, 02 Jan 2006 15:04:05 GMT" {
 		t.Errorf("the guest's Date became %q", got)
+	}
+}
+
+func TestContentLength(t *testing.T) {
+	for _, n := range []int{0, 1, 14, 1023, 1024, 1 << 20} {
+		v := contentLength(n)
+		if len(v) != 1 || v[0] != strconv.Itoa(n) || cap(v) != 1 {
+			t.Errorf("contentLength(%d) = %q (cap %d); want one value, capacity 1", n, v, cap(v))
+		}
+		if n < len(smallLengths) {
+			if again := contentLength(n); &again[0] != &v[0] {
+				t.Errorf("contentLength(%d) was made twice", n)
+			}
+		}
+	}
+	rec := httptest.NewRecorder()
+	WriteResponse(rec, &protocol.Response{Headers: http.Header{"Content-Length": {"99"}}, Body: []byte("abc")})
+	if got := rec.Header().Values("Content-Length"); len(got) != 1 || got[0] != "3" {
+		t.Errorf("Content-Length %q; the body's length must replace what the guest set", got)
 	}
 }
