@@ -465,9 +465,19 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	s.closeListeners()
 	s.wg.Wait()
-	s.workers.stop()
+	// The servers have drained or closed their connections, so the
+	// workers' requests are ending; bound the wait all the same.
+	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), workersStopTimeout)
+	defer wcancel()
+	if err := s.workers.stop(wctx); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
+
+// workersStopTimeout bounds how long Shutdown waits for the request
+// workers once every connection is drained or closed.
+const workersStopTimeout = 5 * time.Second
 
 func (s *Server) closeListeners() {
 	for _, ln := range []net.Listener{s.tcpTLS, s.plain} {

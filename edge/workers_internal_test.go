@@ -2,6 +2,8 @@ package edge
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -35,7 +37,7 @@ func request(major int) *http.Request {
 // is not fixed: one that has just answered may not be waiting yet.
 func TestWorkersServeHTTP2And3OnLongLivedGoroutines(t *testing.T) {
 	ws := newWorkers(4)
-	defer ws.stop()
+	defer stopWorkers(t, ws)
 	var ran uint64
 	h := ws.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ran = goroutineID()
@@ -66,7 +68,7 @@ func TestWorkersServeHTTP2And3OnLongLivedGoroutines(t *testing.T) {
 // request is served on its own goroutine at once instead of waiting.
 func TestWorkersBoundedNeverQueue(t *testing.T) {
 	ws := newWorkers(2)
-	defer ws.stop()
+	defer stopWorkers(t, ws)
 	release := make(chan struct{})
 	var started sync.WaitGroup
 	h := ws.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -118,7 +120,7 @@ func TestWorkersBoundedNeverQueue(t *testing.T) {
 // the worker survives.
 func TestWorkersRaisePanicsOnTheCaller(t *testing.T) {
 	ws := newWorkers(1)
-	defer ws.stop()
+	defer stopWorkers(t, ws)
 	var worker uint64
 	h := ws.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		worker = goroutineID()
@@ -194,7 +196,7 @@ func TestWorkersStop(t *testing.T) {
 	}()
 	<-entered
 	stopped := make(chan struct{})
-	go func() { ws.stop(); close(stopped) }()
+	go func() { stopWorkers(t, ws); close(stopped) }()
 	select {
 	case <-stopped:
 		t.Fatal("stop returned while a request was in progress")
@@ -249,7 +251,7 @@ func BenchmarkWorkers(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			ws := newWorkers(4)
-			defer ws.stop()
+			defer stopWorkers(b, ws)
 			handler := c.h(ws)
 			done := make(chan struct{})
 			for b.Loop() {
@@ -262,4 +264,51 @@ func BenchmarkWorkers(b *testing.B) {
 		})
 	}
 	_ = sink
+}
+
+// stopWorkers stops ws, failing the test if that takes 10 s.
+func stopWorkers(t testing.TB, ws *workers) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ws.stop(ctx); err != nil {
+		t.Errorf("stopping the workers: %v", err)
+	}
+}
+
+// TestWorkersStopBounded checks that stop gives up on a worker whose
+// request outlives its context, naming why, and that the worker still
+// exits once the request ends.
+func TestWorkersStopBounded(t *testing.T) {
+	before := runtime.NumGoroutine()
+	ws := newWorkers(4)
+	entered, release := make(chan struct{}), make(chan struct{})
+	h := ws.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stuck" {
+			close(entered)
+			<-release
+		}
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), request(3)) // an idle worker
+	served := make(chan struct{})
+	go func() {
+		r := request(3)
+		r.URL.Path = "/stuck"
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		close(served)
+	}()
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := ws.stop(ctx); err == nil || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "still busy") {
+		t.Fatalf("stop with a request stuck past its context: %v; want an error saying workers are still busy", err)
+	}
+	close(release)
+	<-served
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines once the stuck request ended, %d before: a worker (or stop's helpers) outlived it", n, before)
+	}
 }
