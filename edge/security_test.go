@@ -302,14 +302,22 @@ func TestHandlerDefaultBodyLimit(t *testing.T) {
 		size   int
 		status int
 	}{{10 << 20, 200}, {10<<20 + 1, 413}} {
-		resp, err := srv.Client().Post(srv.URL+"/", "application/octet-stream", strings.NewReader(strings.Repeat("x", c.size)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != c.status {
-			t.Errorf("%d-byte body: %d %.100q, want %d", c.size, resp.StatusCode, b, c.status)
+		// With a Content-Length, and chunked (a reader the client cannot
+		// size), which the edge reads without knowing the length.
+		for _, chunked := range []bool{false, true} {
+			var body io.Reader = strings.NewReader(strings.Repeat("x", c.size))
+			if chunked {
+				body = io.MultiReader(body)
+			}
+			resp, err := srv.Client().Post(srv.URL+"/", "application/octet-stream", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != c.status {
+				t.Errorf("%d-byte body (chunked %v): %d %.100q, want %d", c.size, chunked, resp.StatusCode, b, c.status)
+			}
 		}
 	}
 }
