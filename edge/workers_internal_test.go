@@ -176,14 +176,8 @@ func TestWorkersRaisePanicsOnTheCaller(t *testing.T) {
 func TestWorkersStop(t *testing.T) {
 	before := runtime.NumGoroutine()
 	ws := newWorkers(8)
-	entered, release := make(chan struct{}), make(chan struct{})
-	h := ws.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			close(entered)
-			<-release
-		}
-		w.WriteHeader(http.StatusAccepted)
-	}))
+	blocked, entered, release := holdAt("/slow", http.StatusAccepted)
+	h := ws.wrap(blocked)
 	for range 3 {
 		h.ServeHTTP(httptest.NewRecorder(), request(3))
 	}
@@ -212,13 +206,7 @@ func TestWorkersStop(t *testing.T) {
 	if rec.Code != http.StatusAccepted {
 		t.Errorf("request after stop: %d, want 202", rec.Code)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		t.Errorf("%d goroutines after stop, %d before: a worker outlived stop", n, before)
-	}
+	waitGoroutines(t, before, "after stop: a worker outlived stop")
 }
 
 // deep uses about 7 KiB of stack, as the node's HTTP/3 request path does
@@ -266,6 +254,32 @@ func BenchmarkWorkers(b *testing.B) {
 	_ = sink
 }
 
+// holdAt returns a handler answering status, which holds the first request
+// for path until release is closed; entered is closed when it arrives.
+func holdAt(path string, status int) (h http.Handler, entered, release chan struct{}) {
+	entered, release = make(chan struct{}), make(chan struct{})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == path {
+			close(entered)
+			<-release
+		}
+		w.WriteHeader(status)
+	}), entered, release
+}
+
+// waitGoroutines fails the test unless, within 10 s, the process is back
+// to at most before goroutines; when says at what point and what outlived it.
+func waitGoroutines(t *testing.T, before int, when string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines %s (%d before)", n, when, before)
+	}
+}
+
 // stopWorkers stops ws, failing the test if that takes 10 s.
 func stopWorkers(t testing.TB, ws *workers) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -281,13 +295,8 @@ func stopWorkers(t testing.TB, ws *workers) {
 func TestWorkersStopBounded(t *testing.T) {
 	before := runtime.NumGoroutine()
 	ws := newWorkers(4)
-	entered, release := make(chan struct{}), make(chan struct{})
-	h := ws.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/stuck" {
-			close(entered)
-			<-release
-		}
-	}))
+	blocked, entered, release := holdAt("/stuck", http.StatusOK)
+	h := ws.wrap(blocked)
 	h.ServeHTTP(httptest.NewRecorder(), request(3)) // an idle worker
 	served := make(chan struct{})
 	go func() {
@@ -304,11 +313,5 @@ func TestWorkersStopBounded(t *testing.T) {
 	}
 	close(release)
 	<-served
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		t.Errorf("%d goroutines once the stuck request ended, %d before: a worker (or stop's helpers) outlived it", n, before)
-	}
+	waitGoroutines(t, before, "once the stuck request ended: a worker (or stop's helpers) outlived it")
 }
