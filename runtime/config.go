@@ -138,7 +138,9 @@ type Limits struct {
 	Timeout time.Duration
 	// CPUTime is the CPU-time budget of one invocation, measured on the
 	// thread that runs the guest. Zero means the same as Timeout, which
-	// then bounds CPU time too (CPU time never exceeds wall time).
+	// then bounds CPU time too (CPU time never exceeds wall time). It
+	// covers an isolated instance's start, made for the one request, but
+	// not a pooled instance's, which Timeout alone bounds.
 	CPUTime time.Duration
 	// MaxRequestBody caps the request body. Default 10 MiB.
 	MaxRequestBody int64

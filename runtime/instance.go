@@ -45,8 +45,12 @@ type instance struct {
 // Pooled instances with a reset strategy are primed and snapshotted.
 func (f *Function) newInstance(ctx context.Context, m *module, pooled bool) (*instance, error) {
 	in := f.allocInstance(pooled)
-	// One guard covers instantiation, _initialize and the priming call.
-	_, ierr, broken := f.guarded(ctx, in.sb, "initialising the module", func(g *guard) error {
+	// One guard covers instantiation, _initialize and the priming call. It
+	// has the timeout but not the CPU budget: the budget is a request's, and
+	// a pooled instance is made once for many requests (the one that
+	// happened to need it would otherwise pay for it, and a budget smaller
+	// than the initialisation would fail every cold request).
+	_, ierr, broken := f.guarded(ctx, in.sb, "initialising the module", 0, func(g *guard) error {
 		return in.start(g, m)
 	})
 	if ierr == nil && broken {
@@ -158,7 +162,7 @@ func (in *instance) serveWith(ctx context.Context, req *protocol.Request, m *mod
 		during = "starting the module and handling the request"
 	}
 	var packed uint64
-	cpu, ierr, broken := f.guarded(ctx, in.sb, during, func(g *guard) (err error) {
+	cpu, ierr, broken := f.guarded(ctx, in.sb, during, f.spec.Limits.CPUTime, func(g *guard) (err error) {
 		if m != nil {
 			if err := in.start(g, m); err != nil {
 				return err

@@ -78,7 +78,7 @@ func (f *Function) runCommand(ctx context.Context, m *module, req *protocol.Requ
 	sb := &sandbox{sleep: &sl, stderr: stderr, kv: kvCallFrom(ctx)}
 	defer sb.close()
 	// One guard covers instantiation and _start.
-	cpu, ierr, _ := f.guarded(ctx, sb, "running the command", func(g *guard) error {
+	cpu, ierr, _ := f.guarded(ctx, sb, "running the command", f.spec.Limits.CPUTime, func(g *guard) error {
 		if err := f.newSandbox(g, m, memPlain, cfg, sb); err != nil {
 			return err
 		}

@@ -57,10 +57,11 @@ func (sb *sandbox) close() {
 	}
 }
 
-// guarded runs call under the function's time and CPU limits. It returns
-// the CPU time used, the failure if any, and whether the sandbox must be
-// discarded (the call failed or was stopped from outside).
-func (f *Function) guarded(ctx context.Context, sb *sandbox, during string, call func(*guard) error) (time.Duration, *InvokeError, bool) {
+// guarded runs call under the function's timeout and the CPU budget
+// (0: none). It returns the CPU time used, the failure if any, and whether
+// the sandbox must be discarded (the call failed or was stopped from
+// outside).
+func (f *Function) guarded(ctx context.Context, sb *sandbox, during string, budget time.Duration, call func(*guard) error) (time.Duration, *InvokeError, bool) {
 	l := f.spec.Limits
 	var g *guard
 	if sb.stopG != nil { // a warm, instrumented instance
@@ -68,9 +69,9 @@ func (f *Function) guarded(ctx context.Context, sb *sandbox, during string, call
 			sb.guard = newReusableGuard(sb.stopG)
 		}
 		g = sb.guard
-		g.begin(ctx, l.Timeout, l.CPUTime, sb.sleep)
+		g.begin(ctx, l.Timeout, budget, sb.sleep)
 	} else {
-		g = startGuard(ctx, l.Timeout, l.CPUTime, sb.sleep, nil)
+		g = startGuard(ctx, l.Timeout, budget, sb.sleep, nil)
 	}
 	if sb.kv != nil {
 		sb.kv.guard = g // KV host calls report their waits to it
