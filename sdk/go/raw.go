@@ -87,7 +87,7 @@ func (r *RawRequest) Body() []byte { return r.req.Body }
 // none. The name is matched without regard to case.
 func (r *RawRequest) Header(name string) string {
 	for _, f := range r.hdr {
-		if strings.EqualFold(f.Name, name) {
+		if sameName(f.Name, name) {
 			return f.Value
 		}
 	}
@@ -99,7 +99,7 @@ func (r *RawRequest) Header(name string) string {
 func (r *RawRequest) HeaderValues(name string) []string {
 	var vals []string
 	for _, f := range r.hdr {
-		if strings.EqualFold(f.Name, name) {
+		if sameName(f.Name, name) {
 			vals = append(vals, f.Value)
 		}
 	}
@@ -132,12 +132,42 @@ func (r *RawRequest) Query(key string) string {
 func (r *RawRequest) QueryOK(key string) (string, bool) {
 	q := r.req.RawQuery
 	for q != "" {
-		var pair string
-		pair, q, _ = strings.Cut(q, "&")
-		if pair == "" || strings.Contains(pair, ";") {
-			continue // url.ParseQuery refuses semicolons
+		// One pass over the pair finds its end, its first '=', and whether
+		// it needs unescaping or holds a ';' (url.ParseQuery refuses those
+		// pairs): under WebAssembly a strings call per question cost more
+		// than the rest of a small handler.
+		end, eq, escaped, semi := len(q), -1, false, false
+	scan:
+		for i := 0; i < len(q); i++ {
+			switch q[i] {
+			case '&':
+				end = i
+				break scan
+			case '=':
+				if eq < 0 {
+					eq = i
+				}
+			case '%', '+':
+				escaped = true
+			case ';':
+				semi = true
+			}
 		}
-		k, v, _ := strings.Cut(pair, "=")
+		pair := q[:end]
+		q = q[min(end+1, len(q)):]
+		if pair == "" || semi {
+			continue
+		}
+		k, v := pair, ""
+		if eq >= 0 {
+			k, v = pair[:eq], pair[eq+1:]
+		}
+		if !escaped {
+			if k == key {
+				return v, true
+			}
+			continue
+		}
 		k, ok := unescapeQuery(k)
 		if !ok || k != key {
 			continue
@@ -207,7 +237,7 @@ func (w *RawResponse) AddHeader(name, value string) {
 func (w *RawResponse) DelHeader(name string) {
 	kept := w.hdr[:0]
 	for _, f := range w.hdr {
-		if !strings.EqualFold(f.Name, name) {
+		if !sameName(f.Name, name) {
 			kept = append(kept, f)
 		}
 	}
@@ -218,7 +248,7 @@ func (w *RawResponse) DelHeader(name string) {
 // Header returns the first value of the named response header set so far.
 func (w *RawResponse) Header(name string) string {
 	for _, f := range w.hdr {
-		if strings.EqualFold(f.Name, name) {
+		if sameName(f.Name, name) {
 			return f.Value
 		}
 	}
@@ -337,4 +367,12 @@ func serveRawRequest(req *protocol.Request) *protocol.Response {
 		resp.Headers[name] = append(resp.Headers[name], f.Value)
 	}
 	return resp
+}
+
+// sameName reports whether two header names are equal without regard to
+// case. Header names are ASCII tokens (the host refuses others), so names
+// of different lengths never match, and the common exact match needs no
+// call: under WebAssembly the call is most of the cost.
+func sameName(a, b string) bool {
+	return len(a) == len(b) && (a == b || strings.EqualFold(a, b))
 }

@@ -140,6 +140,24 @@ func TestRawQuery(t *testing.T) {
 	}
 }
 
+// FuzzRawQuery checks Query and QueryOK against url.ParseQuery on any
+// query and key.
+func FuzzRawQuery(f *testing.F) {
+	for _, q := range []string{"", "a=1&a=2", "=1&a=3", "b=1&a=x%20y", "a=x+y", "a%62=1&ab=2", "a=%zz&a=ok",
+		"a=1;b=2&a=3", "&&a=4&", "a=%C3%A9", "k=v=w", "a%3D=1", "a+b=c"} {
+		f.Add(q, "a")
+	}
+	f.Fuzz(func(t *testing.T, q, key string) {
+		parsed, _ := url.ParseQuery(q)
+		r := &RawRequest{req: protocol.Request{RawQuery: q}}
+		got, ok := r.QueryOK(key)
+		_, want := parsed[key]
+		if got != parsed.Get(key) || ok != want {
+			t.Errorf("query %q key %q: %q %v, url.ParseQuery gives %q %v", q, key, got, ok, parsed.Get(key), want)
+		}
+	})
+}
+
 // TestRawStringsOutliveTheRequest: a handler may keep the strings it gets
 // (a map key, say); the next request must not change them.
 func TestRawStringsOutliveTheRequest(t *testing.T) {
