@@ -78,7 +78,7 @@ func (e *NotLeaderError) Is(target error) bool {
 // stopCh in Close); the KV apply batcher's loop (kv_batch.go, stopped in
 // Close right after Shutdown); and one waiter per in-flight Apply or batch
 // (tracked by applies, ended by raft resolving the future, at the latest
-// on Shutdown).
+// on Shutdown; Close waits for them at most appliesWaitTimeout).
 type Node struct {
 	cfg       Config
 	id        raft.ServerID
@@ -487,6 +487,28 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
 	}
 }
 
+// appliesWaitTimeout bounds how long Close waits for the goroutines of
+// in-flight proposals after raft's shutdown (normally no time at all).
+var appliesWaitTimeout = 5 * time.Second
+
+// waitGroupFor waits for wg up to d and reports whether it finished. On a
+// timeout the goroutine that waits for wg stays until wg finishes.
+func waitGroupFor(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
 // isClosed reports whether Close has begun.
 func (n *Node) isClosed() bool {
 	n.mu.Lock()
@@ -586,7 +608,12 @@ func (n *Node) Close() error {
 		n.raft.DeregisterObserver(n.observer)
 		close(n.stopCh)
 		<-n.doneCh
-		n.applies.Wait() // Shutdown resolved every pending future
+		// Shutdown resolves every pending future, so the waiters end at
+		// once; hashicorp/raft v1.7.3 can miss one that sits in its FSM
+		// queue at the instant of shutdown, and Close must not hang on it.
+		if !waitGroupFor(&n.applies, appliesWaitTimeout) {
+			errs = append(errs, fmt.Errorf("raft shutdown left proposals unanswered after %v; their callers were already answered or gave up, so nothing waits on them but their own goroutines", appliesWaitTimeout))
+		}
 		if c, ok := n.trans.(io.Closer); ok {
 			if err := c.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("raft transport close: %w", err))

@@ -411,6 +411,37 @@ func TestNodeApplyRaw(t *testing.T) {
 	}
 }
 
+// TestCloseBoundedWhenAFutureIsNeverAnswered: hashicorp/raft v1.7.3 can
+// leave a future unanswered when it sits in the FSM queue at the instant
+// of shutdown. A waiter that never ends (standing in for one, as the race
+// cannot be provoked on demand) must not make Close hang: it returns after
+// appliesWaitTimeout with an error saying so, and the node is closed.
+func TestCloseBoundedWhenAFutureIsNeverAnswered(t *testing.T) {
+	defer func(d time.Duration) { appliesWaitTimeout = d }(appliesWaitTimeout)
+	appliesWaitTimeout = 200 * time.Millisecond
+	cfg := inmemConfig(t, t.TempDir())
+	cfg.FSM = storage.NewRegistry()
+	n, err := Open(testCtx(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.applies.Add(1) // a waiter raft never answers
+	defer n.applies.Done()
+	closed := make(chan error, 1)
+	go func() { closed <- n.Close() }()
+	select {
+	case err := <-closed:
+		if err == nil || !strings.Contains(err.Error(), "unanswered") {
+			t.Fatalf("Close with an unanswered proposal: %v, want an error saying proposals were left unanswered", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close hung on a proposal raft never answered")
+	}
+	if _, err := n.Apply(testCtx(t), []byte("garbage")); err == nil {
+		t.Fatal("Apply after Close succeeded")
+	}
+}
+
 func TestNodeNotLeaderError(t *testing.T) {
 	e := &NotLeaderError{LeaderAddr: "10.0.0.1:7947", LeaderID: "n1"}
 	err := fmt.Errorf("deploy %q: %w", "fn", e)
