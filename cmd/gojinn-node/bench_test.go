@@ -233,8 +233,13 @@ func compare(b *testing.B, nodeSide, baseSide side) {
 	b.ResetTimer()
 	b.StopTimer()
 	var node, base loadResult
+	// pairs are the ratios of each node slice and the baseline slice right
+	// after it: their spread shows how much the machine moved during the
+	// run (the reported ratio is over the totals).
+	var pairs []float64
 	for range int(benchDuration / benchSlice) {
-		for _, run := range []struct {
+		var rates [2]float64
+		for i, run := range []struct {
 			s   side
 			res *loadResult
 		}{{nodeSide, &node}, {baseSide, &base}} {
@@ -242,6 +247,12 @@ func compare(b *testing.B, nodeSide, baseSide side) {
 			r := run.s.load(b, benchSlice)
 			b.StopTimer()
 			run.res.add(r)
+			if r.elapsed > 0 {
+				rates[i] = float64(r.requests) / r.elapsed.Seconds()
+			}
+		}
+		if rates[1] > 0 {
+			pairs = append(pairs, rates[0]/rates[1])
 		}
 	}
 	node.finish()
@@ -263,6 +274,10 @@ func compare(b *testing.B, nodeSide, baseSide side) {
 	b.ReportMetric(node.rps, "node_rps")
 	b.ReportMetric(base.rps, "baseline_rps")
 	b.ReportMetric(node.rps/base.rps, "ratio")
+	if len(pairs) > 0 {
+		b.ReportMetric(slices.Min(pairs), "ratio_slice_min")
+		b.ReportMetric(slices.Max(pairs), "ratio_slice_max")
+	}
 	b.ReportMetric(us(node.p50), "node_p50_us")
 	b.ReportMetric(us(node.p99), "node_p99_us")
 	b.ReportMetric(us(base.p50), "baseline_p50_us")
