@@ -41,12 +41,7 @@ func BenchmarkHandler(b *testing.B) {
 				Module: runtimetest.BuildGo(b, "examples/"+example, true), Mode: runtime.ModePooled}); err != nil {
 				b.Fatal(err)
 			}
-			table, err := edge.NewRouteTable([]edge.Route{{Path: "/*", Function: "hello"}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			router := &edge.Router{}
-			router.Swap(table)
+			router := routerFor(b, edge.Route{Path: "/*", Function: "hello"})
 			metrics, err := edge.NewMetrics(prometheus.NewRegistry())
 			if err != nil {
 				b.Fatal(err)

@@ -28,16 +28,11 @@ func TestHandlerRouting(t *testing.T) {
 	if _, err := e.Load(context.Background(), runtime.FunctionSpec{Name: "tiny", Module: runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat"), Mode: runtime.ModePooled}); err != nil {
 		t.Fatal(err)
 	}
-	table, err := edge.NewRouteTable([]edge.Route{
-		{Host: "a.example", Path: "/tiny/*", Function: "tiny"},
-		{Host: "a.example", Path: "/only-post", Methods: []string{"POST"}, Function: "tiny"},
-		{Path: "/pending/*", Function: "not-loaded-yet"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	router := &edge.Router{}
-	router.Swap(table)
+	router := routerFor(t,
+		edge.Route{Host: "a.example", Path: "/tiny/*", Function: "tiny"},
+		edge.Route{Host: "a.example", Path: "/only-post", Methods: []string{"POST"}, Function: "tiny"},
+		edge.Route{Path: "/pending/*", Function: "not-loaded-yet"},
+	)
 	srv := httptest.NewServer(&edge.Handler{Invoker: e, Router: router, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer srv.Close()
 	do := func(method, host, path string) (answer, string) {
@@ -118,6 +113,18 @@ func TestTraceID(t *testing.T) {
 	}
 }
 
+// routerFor returns a router serving a table of routes.
+func routerFor(tb testing.TB, routes ...edge.Route) *edge.Router {
+	tb.Helper()
+	table, err := edge.NewRouteTable(routes)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	router := &edge.Router{}
+	router.Swap(table)
+	return router
+}
+
 // With AccessLog, every request logs one line: routed ones with the
 // function, its version, the request id and the trace id of the caller's
 // traceparent; the edge's own answers without them; never the query
@@ -127,12 +134,7 @@ func TestAccessLog(t *testing.T) {
 	if _, err := e.Load(context.Background(), runtime.FunctionSpec{Name: "tiny", Version: "v7", Module: runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat"), Mode: runtime.ModePooled}); err != nil {
 		t.Fatal(err)
 	}
-	table, err := edge.NewRouteTable([]edge.Route{{Path: "/tiny/*", Function: "tiny"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	router := &edge.Router{}
-	router.Swap(table)
+	router := routerFor(t, edge.Route{Path: "/tiny/*", Function: "tiny"})
 	var buf syncBuffer
 	srv := httptest.NewServer(&edge.Handler{Invoker: e, Router: router, AccessLog: true, Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
 	defer srv.Close()

@@ -181,13 +181,7 @@ func TestWorkersStop(t *testing.T) {
 	for range 3 {
 		h.ServeHTTP(httptest.NewRecorder(), request(3))
 	}
-	slow := make(chan int, 1)
-	go func() {
-		r, rec := request(3), httptest.NewRecorder()
-		r.URL.Path = "/slow"
-		h.ServeHTTP(rec, r)
-		slow <- rec.Code
-	}()
+	slow := goServe(h, "/slow")
 	<-entered
 	stopped := make(chan struct{})
 	go func() { stopWorkers(t, ws); close(stopped) }()
@@ -254,6 +248,19 @@ func BenchmarkWorkers(b *testing.B) {
 	_ = sink
 }
 
+// goServe serves a request for path with h on a new goroutine and sends
+// its status on the channel it returns.
+func goServe(h http.Handler, path string) <-chan int {
+	code := make(chan int, 1)
+	go func() {
+		r, rec := request(3), httptest.NewRecorder()
+		r.URL.Path = path
+		h.ServeHTTP(rec, r)
+		code <- rec.Code
+	}()
+	return code
+}
+
 // holdAt returns a handler answering status, which holds the first request
 // for path until release is closed; entered is closed when it arrives.
 func holdAt(path string, status int) (h http.Handler, entered, release chan struct{}) {
@@ -298,13 +305,7 @@ func TestWorkersStopBounded(t *testing.T) {
 	blocked, entered, release := holdAt("/stuck", http.StatusOK)
 	h := ws.wrap(blocked)
 	h.ServeHTTP(httptest.NewRecorder(), request(3)) // an idle worker
-	served := make(chan struct{})
-	go func() {
-		r := request(3)
-		r.URL.Path = "/stuck"
-		h.ServeHTTP(httptest.NewRecorder(), r)
-		close(served)
-	}()
+	served := goServe(h, "/stuck")
 	<-entered
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
