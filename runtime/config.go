@@ -219,9 +219,14 @@ type FunctionSpec struct {
 	Module []byte
 	// Mode is ModeIsolated (default) or ModePooled.
 	Mode Mode
-	// Reset applies to ModePooled. Default ResetNone.
+	// Reset applies to ModePooled. Default ResetNone. An instance whose
+	// request grew its linear memory is retired instead of reset (the
+	// memory cannot shrink, and the restored guest would not know the
+	// grown pages).
 	Reset Reset
-	// Env is the guest's environment. Nothing of the host's leaks in.
+	// Env is the guest's environment. Nothing of the host's leaks in. A
+	// Go guest also gets GOMEMLIMIT, derived from Limits.MemoryBytes,
+	// unless Env sets it.
 	Env map[string]string
 	// Limits bound each invocation.
 	Limits Limits

@@ -142,10 +142,12 @@ func TestGuestEnvironment(t *testing.T) {
 			}
 			f := load(t, e, runtime.FunctionSpec{Name: mc.name, Module: mod, Mode: mc.mode, Reset: mc.reset,
 				Env: map[string]string{"GREETING": "hi there", "EMPTY": ""}})
-			if _, body := mustInvoke(t, f, get("/env?k=GREETING")); body != "hi there|2" {
-				t.Errorf("env: %q, want the value and exactly 2 variables", body)
+			// Three variables: the two given and GOMEMLIMIT, which a Go
+			// guest gets from its memory limit (TestGoGuestGetsMemoryLimit).
+			if _, body := mustInvoke(t, f, get("/env?k=GREETING")); body != "hi there|3" {
+				t.Errorf("env: %q, want the value and exactly 3 variables", body)
 			}
-			if _, body := mustInvoke(t, f, get("/env?k=GOJINN_HOST_SECRET")); body != "|2" {
+			if _, body := mustInvoke(t, f, get("/env?k=GOJINN_HOST_SECRET")); body != "|3" {
 				t.Errorf("host env leaked: %q", body)
 			}
 			_, r1 := mustInvoke(t, f, get("/rand"))

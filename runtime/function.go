@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tetratelabs/wazero"
 
+	"github.com/gojinn/gojinn/runtime/internal/wasmbin"
 	"github.com/gojinn/gojinn/sdk/go/protocol"
 )
 
@@ -21,6 +22,9 @@ type Function struct {
 	hash   [32]byte
 	reset  Reset // resolved: never ResetAuto
 	base   wazero.ModuleConfig
+	// goGuest reports a module linked by the Go toolchain: its instances
+	// get GOMEMLIMIT (goMemLimit).
+	goGuest bool
 
 	lastUsed atomic.Int64 // unix nanos of the last invocation start
 	inflight atomic.Int64
@@ -53,7 +57,7 @@ type Result struct {
 }
 
 func newFunction(e *Engine, spec FunctionSpec, hash [32]byte) *Function {
-	f := &Function{engine: e, spec: spec, hash: hash, reset: resolveReset(spec.Reset)}
+	f := &Function{engine: e, spec: spec, hash: hash, reset: resolveReset(spec.Reset), goGuest: wasmbin.IsGoModule(spec.Module)}
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithRandSource(rand.Reader).

@@ -33,6 +33,14 @@ func (f *Function) invokePooled(ctx context.Context, p *pool, req *protocol.Requ
 	}
 	in.sb.kv = kc
 	res, broken, err := in.serve(ctx, req)
+	if !broken && in.reset && in.mem.grown() {
+		// Retired rather than reset: see memory.grown. A request that
+		// needs more memory than the snapshot left free pays for a new
+		// instance on the next request; without this, a later request
+		// would fail at the memory limit.
+		f.engine.cfg.Metrics.retiredGrown(f.spec.Name)
+		broken = true
+	}
 	if !broken && in.reset {
 		rstart := time.Now()
 		rerr := in.restore()

@@ -44,10 +44,24 @@ func memKindFor(r Reset) memKind {
 type memory struct {
 	lm      linmem.Memory
 	refused atomic.Bool // a grow was refused because of the limit
+	snapLen int         // the length at the last snapshot
 }
 
-func (m *memory) snapshot() error { return m.lm.Snapshot() }
-func (m *memory) reset() error    { return m.lm.Reset() }
+func (m *memory) snapshot() error {
+	m.snapLen = m.lm.Len()
+	return m.lm.Snapshot()
+}
+
+func (m *memory) reset() error { return m.lm.Reset() }
+
+// grown reports whether the memory is longer than at the last snapshot.
+// Such an instance cannot be reset to a consistent state: the memory
+// cannot shrink, and the guest's allocator, restored with the rest of the
+// snapshot, would not know the pages past the snapshot's end. The Go
+// runtime, for one, grows memory by what it needs beyond its own record
+// of the end (runtime.sbrk), so every grown page would be lost to it and
+// the next request that needs them would reach the memory limit early.
+func (m *memory) grown() bool { return m.lm.Len() > m.snapLen }
 
 // memAllocator is a single-use wazero MemoryAllocator: it creates the
 // memory of one instantiation and keeps a handle on it.

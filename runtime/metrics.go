@@ -22,6 +22,7 @@ type Metrics struct {
 	compilations   *prometheus.CounterVec
 	compileTime    *prometheus.HistogramVec
 	evictions      *prometheus.CounterVec
+	retired        *prometheus.CounterVec
 	resetTime      *prometheus.HistogramVec
 	logLines       *prometheus.CounterVec
 	logsDropped    *prometheus.CounterVec
@@ -62,6 +63,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gojinn_evictions_total", Help: "Idle resources released by the janitor, by function and kind (instance: an idle pooled instance; compiled: a function's compiled code).",
 		}, []string{"function", "kind"}),
+		retired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gojinn_instances_retired_total", Help: "Pooled instances closed after a request instead of being reset, by function and reason (memory_grown: the request grew linear memory past the snapshot).",
+		}, []string{"function", "reason"}),
 		resetTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "gojinn_instance_reset_seconds", Help: "Time to return a pooled instance to its snapshot after a request, by strategy (cow, copy).",
 			Buckets: fast,
@@ -73,7 +77,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "gojinn_guest_log_lines_dropped_total", Help: "Guest log lines dropped by the per-function rate limit (runtime.log_rate, runtime.log_burst), by function.",
 		}, []string{"function"}),
 	}
-	for _, c := range []prometheus.Collector{m.poolWait, m.instantiations, m.compilations, m.compileTime, m.evictions, m.resetTime, m.logLines, m.logsDropped} {
+	for _, c := range []prometheus.Collector{m.poolWait, m.instantiations, m.compilations, m.compileTime, m.evictions, m.retired, m.resetTime, m.logLines, m.logsDropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, errors.Join(errors.New("runtime: registering metrics"), err)
 		}
@@ -120,6 +124,14 @@ func (m *Metrics) evicted(function, kind string, n int) {
 	}
 }
 
+// retiredGrown counts a pooled instance closed instead of reset because
+// its request grew linear memory (memory.grown).
+func (m *Metrics) retiredGrown(function string) {
+	if m != nil {
+		m.retired.WithLabelValues(function, "memory_grown").Inc()
+	}
+}
+
 func (m *Metrics) reset(strategy Reset, d time.Duration) {
 	if m != nil {
 		m.resetTime.WithLabelValues(string(strategy)).Observe(d.Seconds())
@@ -148,6 +160,7 @@ func (m *Metrics) forget(function string) {
 	m.instantiations.DeletePartialMatch(l)
 	m.compilations.DeletePartialMatch(l)
 	m.evictions.DeletePartialMatch(l)
+	m.retired.DeletePartialMatch(l)
 	m.logLines.DeletePartialMatch(l)
 	m.logsDropped.DeletePartialMatch(l)
 }

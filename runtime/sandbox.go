@@ -27,6 +27,9 @@ type sandbox struct {
 // own termination checks may have.
 func (f *Function) newSandbox(g *guard, m *module, kind memKind, cfg wazero.ModuleConfig, sb *sandbox) error {
 	alloc := newMemAllocator(kind, f.spec.Limits.MemoryBytes)
+	if v, ok := f.goMemLimit(m); ok {
+		cfg = cfg.WithEnv(goMemLimitEnv, v)
+	}
 	start := time.Now()
 	mod, err := alloc.instantiate(g.ctx, m.rt, m, cfg.WithStartFunctions())
 	f.engine.cfg.Metrics.instantiated(f.spec.Name, err)

@@ -207,6 +207,21 @@ func HasStartSection(wasm []byte) bool {
 	return err == nil && m.hasStart
 }
 
+// goBuildIDSection names the custom section the Go linker writes into
+// every module it links (cmd/link, GOARCH=wasm).
+const goBuildIDSection = "go:buildid"
+
+// IsGoModule reports whether wasm is a module that parses (as far as
+// ExportMutableGlobals decodes it) and was linked by the Go toolchain: it
+// carries the go:buildid custom section. The host uses it to hand Go
+// guests settings only the Go runtime reads (GOMEMLIMIT). A module can
+// claim to be Go by adding the section; it then gets those settings,
+// which no other runtime reads.
+func IsGoModule(wasm []byte) bool {
+	m, err := parse(wasm)
+	return err == nil && m.goBuildID
+}
+
 // stopCheck returns the instruction sequence inserted at the start of every
 // loop body; see InstrumentLoops.
 func stopCheck(stop, tick uint32, mem64 bool) []byte {

@@ -916,6 +916,33 @@ func TestHasStartSection(t *testing.T) {
 	}
 }
 
+func TestIsGoModule(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wasm []byte
+		want bool
+	}{
+		{"hand-built module", spinModule(), false},
+		{"custom section with another name", wasmModule(custom("go:buildidx", "x"), custom("name", "")), false},
+		{"go:buildid section", wasmModule(custom("name", ""), custom("go:buildid", "id")), true},
+		{"malformed after the section", append(wasmModule(custom("go:buildid", "id")), 0x08, 0x05), false},
+		{"not wasm", []byte("go:buildid"), false},
+	} {
+		if got := IsGoModule(tc.wasm); got != tc.want {
+			t.Errorf("%s: IsGoModule = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestIsGoModuleGoToolchain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a Go guest with the Go toolchain (seconds); runs without -short")
+	}
+	if !IsGoModule(buildGoGuest(t)) {
+		t.Error("a module built by the Go toolchain is not recognised")
+	}
+}
+
 func TestInstrumentLoopsErrors(t *testing.T) {
 	// fn wraps a function body (without size) into a module.
 	fn := func(bodyBytes ...any) []byte {

@@ -62,6 +62,9 @@ type module struct {
 	codeEnd   int // offset just past the code section
 
 	hasStart bool
+	// goBuildID reports a custom section named "go:buildid", which the Go
+	// toolchain's linker writes into every module it links.
+	goBuildID bool
 
 	// importedMemories counts memory imports; mem64 reports whether the
 	// first imported memory has 64-bit limits.
@@ -136,7 +139,9 @@ func parse(wasm []byte) (*module, error) {
 		sr := &reader{buf: wasm[payload:end], base: payload}
 		switch id {
 		case secCustom:
-			_, err = sr.name("custom section name")
+			var name string
+			name, err = sr.name("custom section name")
+			m.goBuildID = m.goBuildID || name == goBuildIDSection
 			sr.pos = len(sr.buf) // the contents are opaque
 		case secImport:
 			err = m.parseImports(sr)

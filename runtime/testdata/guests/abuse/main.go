@@ -24,6 +24,7 @@ var (
 	secret  string
 	counter int
 	hog     [][]byte
+	sink    []byte
 )
 
 func init() { gojinn.HandleFunc(handle) }
@@ -61,6 +62,16 @@ func handle(w http.ResponseWriter, r *http.Request) {
 		for {
 			hog = append(hog, make([]byte, 1<<20))
 		}
+	case "/retain": // keep n MiB live, then churn through c MiB of garbage
+		c, _ := strconv.Atoi(q.Get("c"))
+		hog = nil
+		for range n {
+			hog = append(hog, make([]byte, 1<<20))
+		}
+		for range c {
+			sink = make([]byte, 1<<20)
+		}
+		fmt.Fprintf(w, "retained %d MiB, churned %d MiB", len(hog), c)
 	case "/stack":
 		fmt.Fprint(w, recurse(1))
 	case "/big": // n bytes of body

@@ -1,0 +1,109 @@
+package runtime_test
+
+import (
+	"errors"
+	"strconv"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gojinn/gojinn/runtime"
+)
+
+// A Go guest learns its memory limit: one keeping nearly half of it live
+// and churning garbage would otherwise grow its heap toward twice the live
+// size and fail at the limit (the control, with GOMEMLIMIT=off, shows
+// that it does). The operator's GOMEMLIMIT wins over the host's.
+func TestGoGuestGetsMemoryLimit(t *testing.T) {
+	const limit = 64 << 20
+	const retain = "/retain?n=30&c=64" // 30 MiB live, 64 MiB of garbage
+	e := newEngine(t)
+	for _, mc := range allModes {
+		t.Run(mc.name, func(t *testing.T) {
+			mod := abuseReactor(t)
+			if mc.cmd {
+				mod = abuseCommand(t)
+			}
+			spec := func(name string, env map[string]string) runtime.FunctionSpec {
+				return runtime.FunctionSpec{Name: mc.name + "-" + name, Module: mod, Mode: mc.mode, Reset: mc.reset,
+					Env: env, Limits: runtime.Limits{MemoryBytes: limit, MaxInstances: 1}}
+			}
+			f := load(t, e, spec("host", nil))
+			_, v := mustInvoke(t, f, get("/env?k=GOMEMLIMIT"))
+			val, _, _ := cutEnvReply(v)
+			n, err := strconv.ParseUint(val, 10, 64)
+			// Seven eighths of what the limit leaves above the module's
+			// initial memory (a few MiB for this guest).
+			if err != nil || n > limit*7/8 || n < (limit-16<<20)*7/8 {
+				t.Fatalf("GOMEMLIMIT = %q, want about seven eighths of the %d-byte limit", v, limit)
+			}
+			for range 2 {
+				if status, body := mustInvoke(t, f, get(retain)); status != 200 {
+					t.Fatalf("with GOMEMLIMIT: %d %q", status, body)
+				}
+			}
+
+			off := load(t, e, spec("off", map[string]string{"GOMEMLIMIT": "off"}))
+			if _, v := mustInvoke(t, off, get("/env?k=GOMEMLIMIT")); v[:3] != "off" {
+				t.Fatalf("the function's GOMEMLIMIT=off was replaced: %q", v)
+			}
+			if _, err := invoke(t, off, get(retain)); !errors.Is(err, runtime.ErrMemoryLimit) {
+				t.Fatalf("without a memory limit the guest should exhaust its memory; got %v", err)
+			}
+		})
+	}
+}
+
+// cutEnvReply splits the abuse guest's /env reply "value|count".
+func cutEnvReply(s string) (value, count string, ok bool) {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '|' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+// A pooled instance with reset whose request grew linear memory is
+// retired instead of reset: memory cannot shrink and the restored guest
+// would not know the grown pages (the Go runtime grows past them), so the
+// next request needing as much would fail at the limit. Requests that do
+// not grow memory keep their instance.
+func TestResetRetiresInstancesThatGrewMemory(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := runtime.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEngine(t, func(c *runtime.Config) { c.Metrics = m })
+	mod := abuseReactor(t)
+	for _, reset := range []runtime.Reset{runtime.ResetCopy, runtime.ResetCoW} {
+		t.Run(string(reset), func(t *testing.T) {
+			name := "grow-" + string(reset)
+			f := load(t, e, runtime.FunctionSpec{Name: name, Module: mod, Mode: runtime.ModePooled, Reset: reset,
+				// GOMEMLIMIT=off: the collector lets the heap grow toward
+				// twice the 20 MiB kept, as a guest would with a limit
+				// larger than this test's.
+				Env: map[string]string{"GOMEMLIMIT": "off"}, Limits: runtime.Limits{MemoryBytes: 64 << 20, MaxInstances: 1}})
+			mustInvoke(t, f, get("/ok"))
+			mustInvoke(t, f, get("/ok"))
+			retired := func() float64 {
+				return max(0, gather(t, reg).value("gojinn_instances_retired_total", lbl("function", name, "reason", "memory_grown")))
+			}
+			inst := func() float64 {
+				return gather(t, reg).value("gojinn_instantiations_total", lbl("function", name, "outcome", "ok"))
+			}
+			if r, n := retired(), inst(); r != 0 || n != 1 {
+				t.Fatalf("after requests that did not grow memory: %v retired, %v instantiated; want 0 and 1", r, n)
+			}
+			for i := range 4 {
+				if status, body := mustInvoke(t, f, get("/retain?n=20&c=24")); status != 200 {
+					t.Fatalf("request %d that grows memory: %d %q", i, status, body)
+				}
+			}
+			if r, n := retired(), inst(); r != 4 || n != 4 {
+				t.Errorf("after four requests that grew memory: %v retired, %v instantiated; want 4 and 4", r, n)
+			}
+		})
+	}
+}
