@@ -289,3 +289,32 @@ func TestTableGrowIsCapped(t *testing.T) {
 		t.Fatalf("status %d", st)
 	}
 }
+
+// A guest may run goroutines within a request: a hundred that each sleep
+// 10 ms finish together (their sleeps overlap in the guest's scheduler),
+// not one after another, and their results are all there.
+func TestGuestGoroutines(t *testing.T) {
+	e := newEngine(t)
+	for _, mc := range allModes {
+		t.Run(mc.name, func(t *testing.T) {
+			mod := abuseReactor(t)
+			if mc.cmd {
+				mod = abuseCommand(t)
+			}
+			f := load(t, e, runtime.FunctionSpec{Name: mc.name, Module: mod, Mode: mc.mode, Reset: mc.reset})
+			for range 2 {
+				res, err := invoke(t, f, get("/fanout?n=100&ms=10"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if body := string(res.Response.Body); body != "4950" {
+					t.Fatalf("sum of 0..99 from 100 goroutines: %q", body)
+				}
+				// One after another would take a second.
+				if res.Duration > 500*time.Millisecond {
+					t.Errorf("100 concurrent 10 ms sleeps took %v", res.Duration)
+				}
+			}
+		})
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	gojinn "github.com/gojinn/gojinn/sdk/go"
@@ -53,6 +54,23 @@ func handle(w http.ResponseWriter, r *http.Request) {
 	case "/panic":
 		var m map[string]int
 		m["boom"]++ // a nil-map panic, recovered by the SDK into a 500
+	case "/fanout": // n goroutines that each sleep ms milliseconds and add to a sum
+		ms, _ := strconv.Atoi(q.Get("ms"))
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		sum := 0
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				time.Sleep(time.Duration(ms) * time.Millisecond)
+				mu.Lock()
+				sum += i
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		fmt.Fprint(w, sum)
 	case "/goexit":
 		go func() { panic("unrecovered panic in a goroutine") }()
 		time.Sleep(time.Second)
