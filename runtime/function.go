@@ -25,6 +25,11 @@ type Function struct {
 	// goGuest reports a module linked by the Go toolchain: its instances
 	// get GOMEMLIMIT (goMemLimit).
 	goGuest bool
+	// heapReserve is how much free heap (bytes) new reset instances of a
+	// Go guest make room for before their snapshot: the most a request
+	// grew an instance's memory by, plus that instance's own reserve
+	// (outgrew). 0 until a request outgrows its snapshot.
+	heapReserve atomic.Uint64
 
 	lastUsed atomic.Int64 // unix nanos of the last invocation start
 	inflight atomic.Int64

@@ -32,3 +32,54 @@ func (f *Function) goMemLimit(m *module) (v string, ok bool) {
 	room := limit - m.minMem
 	return strconv.FormatUint(room-room/8, 10), true
 }
+
+// heapReserveEnv tells the Go SDK how much heap to reserve before its
+// snapshot (sdk/go, reserveHeap).
+const heapReserveEnv = "GOJINN_HEAP_RESERVE"
+
+// heapReserveEnv returns the GOJINN_HEAP_RESERVE a new reset instance of
+// f gets: none for non-Go guests, for a function whose environment sets it
+// (the operator's value, fixed), or before any request outgrew a snapshot.
+func (f *Function) heapReserveEnv() (uint64, bool) {
+	if !f.goGuest {
+		return 0, false
+	}
+	if _, set := f.spec.Env[heapReserveEnv]; set {
+		return 0, false
+	}
+	r := f.heapReserve.Load()
+	return r, r > 0
+}
+
+// outgrew records that a request grew a reset instance's memory so that
+// its instance had to be retired: need is that growth plus the reserve the
+// instance was made with, and snap the length of its snapshot. New
+// instances of a Go guest then reserve that much heap (rounded up to 1
+// MiB, at most half the room the memory limit leaves above snap) before
+// their snapshot, so that such
+// requests fit in the snapshot's free heap and the instances are reused.
+// The reserve only grows; it is logged when it does.
+func (f *Function) outgrew(need, snap uint64) {
+	if !f.goGuest {
+		return
+	}
+	if _, set := f.spec.Env[heapReserveEnv]; set {
+		return
+	}
+	const mib = 1 << 20
+	need = (need + mib - 1) / mib * mib
+	if limit := f.spec.Limits.MemoryBytes; limit > snap {
+		need = min(need, (limit-snap)/2)
+	}
+	for {
+		old := f.heapReserve.Load()
+		if need <= old {
+			return
+		}
+		if f.heapReserve.CompareAndSwap(old, need) {
+			f.engine.log.Info("a request outgrew the instance snapshot's free memory; new instances reserve more heap",
+				"function", f.spec.Name, "version", f.spec.Version, "heap_reserve_bytes", need)
+			return
+		}
+	}
+}

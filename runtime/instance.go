@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/tetratelabs/wazero/api"
@@ -28,6 +29,9 @@ type instance struct {
 	reserve api.Function
 	handle  api.Function
 	reset   bool
+	// heapReserve is the GOJINN_HEAP_RESERVE this instance was made
+	// with (bytes; 0: none), see Function.heapReserve.
+	heapReserve uint64
 
 	globals    []api.MutableGlobal
 	globalSnap []uint64
@@ -93,6 +97,12 @@ func (in *instance) start(g *guard, m *module) error {
 		kind = memKindFor(f.reset)
 	}
 	cfg := f.base.WithStdout(in.stdout).WithStderr(in.stderr).WithNanosleep(in.sleep.sleep)
+	if in.reset {
+		if r, ok := f.heapReserveEnv(); ok {
+			cfg = cfg.WithEnv(heapReserveEnv, strconv.FormatUint(r, 10))
+			in.heapReserve = r
+		}
+	}
 	sb := in.sb
 	if err := f.newSandbox(g, m, kind, cfg, sb); err != nil {
 		return err

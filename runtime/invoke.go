@@ -39,6 +39,7 @@ func (f *Function) invokePooled(ctx context.Context, p *pool, req *protocol.Requ
 		// instance on the next request; without this, a later request
 		// would fail at the memory limit.
 		f.engine.cfg.Metrics.retiredGrown(f.spec.Name)
+		f.outgrew(in.heapReserve+in.mem.grownBy(), uint64(in.mem.snapLen)-min(uint64(in.mem.snapLen), in.heapReserve))
 		broken = true
 	}
 	if !broken && in.reset {

@@ -63,6 +63,9 @@ func (m *memory) reset() error { return m.lm.Reset() }
 // the next request that needs them would reach the memory limit early.
 func (m *memory) grown() bool { return m.lm.Len() > m.snapLen }
 
+// grownBy is how many bytes the memory grew since the last snapshot.
+func (m *memory) grownBy() uint64 { return uint64(max(0, m.lm.Len()-m.snapLen)) }
+
 // memAllocator is a single-use wazero MemoryAllocator: it creates the
 // memory of one instantiation and keeps a handle on it.
 type memAllocator struct {

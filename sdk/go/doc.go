@@ -30,4 +30,10 @@
 // allocation is the largest cost of a Go guest under WebAssembly. The
 // *http.Request, its URL and its Header are fresh for every request and may
 // be kept.
+//
+// Two environment variables set by the host tune the Go runtime in the
+// sandbox: GOMEMLIMIT (read by the Go runtime itself) from the function's
+// memory limit, and GOJINN_HEAP_RESERVE, which makes a reactor grow its
+// heap by that many bytes and free them before the host snapshots an
+// instance it resets, so that requests fit in the snapshot's free heap.
 package gojinn

@@ -4,6 +4,9 @@ package gojinn
 
 import (
 	"fmt"
+	"os"
+	"runtime"
+	"strconv"
 	"unsafe"
 )
 
@@ -16,6 +19,10 @@ var inBuf []byte
 
 //go:wasmexport gojinn_v1_reserve
 func reserve(n uint32) uint32 {
+	if !heapReserved {
+		heapReserved = true
+		reserveHeap(os.Getenv("GOJINN_HEAP_RESERVE"))
+	}
 	if uint32(cap(inBuf)) < n || inBuf == nil {
 		inBuf = make([]byte, max(n, 64<<10))
 	}
@@ -31,4 +38,31 @@ func handle(n uint32) uint64 {
 		out = handleWire(inBuf[:n])
 	}
 	return uint64(uintptr(unsafe.Pointer(unsafe.SliceData(out))))<<32 | uint64(len(out))
+}
+
+// heapReserved is set by the first reserve call, which the host makes
+// after _initialize and, for an instance it will reset, before taking its
+// snapshot.
+var heapReserved bool
+
+// heapSink keeps reserveHeap's allocation from being optimised away.
+var heapSink []byte
+
+// reserveHeap grows the Go heap by size bytes (GOJINN_HEAP_RESERVE, set
+// by the host for instances it resets, after a request outgrew an earlier
+// instance's snapshot) and frees them again, so that the snapshot holds
+// that much free heap. WebAssembly memory cannot shrink and the Go runtime
+// keeps freed pages, so later requests allocate from them instead of
+// growing memory past the snapshot, which makes the host retire the
+// instance. The pages come fresh from memory.grow and are not written, so
+// a copy-on-write snapshot stays as small as before. An invalid value is
+// ignored.
+func reserveHeap(size string) {
+	n, err := strconv.ParseUint(size, 10, 32)
+	if err != nil || n == 0 {
+		return
+	}
+	heapSink = make([]byte, n)
+	heapSink = nil
+	runtime.GC() // frees the pages back to the heap, swept
 }
