@@ -63,6 +63,9 @@ type AgentConfig struct {
 	Version string
 	// Autopilot manages voters.
 	Autopilot AutopilotConfig
+	// Logs holds this node's guest log lines, which other nodes fetch for
+	// GET /v1/functions/{name}/logs?nodes=all; nil: this node has none.
+	Logs LogSource
 	// Logger receives cluster events.
 	Logger *slog.Logger
 }
@@ -334,7 +337,7 @@ func (a *Agent) enroll(ctx context.Context, tok JoinToken, key crypto.Signer, no
 func (a *Agent) servePeerAPI(dir string) error {
 	api, err := NewPeerAPI(PeerAPIConfig{
 		Store: a.store, Auth: RequireClientCert, Logger: a.cfg.Logger,
-		BeforeJoin: a.expectJoin,
+		BeforeJoin: a.expectJoin, Logs: a.cfg.Logs,
 		Ready: func(name string, v int64) ReadyState {
 			if rec := a.rec.Load(); rec != nil {
 				return rec.VersionState(name, v)

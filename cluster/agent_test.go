@@ -14,11 +14,13 @@ import (
 
 	"github.com/gojinn/gojinn/edge"
 	"github.com/gojinn/gojinn/runtime/enginetest"
+	"github.com/gojinn/gojinn/runtime/guestlog"
 	"github.com/gojinn/gojinn/storage"
 )
 
 type testAgent struct {
 	*Agent
+	logs    *guestlog.Buffer // the node's guest log lines (AgentConfig.Logs)
 	dir     string
 	rec     *Reconciler
 	stopRec context.CancelFunc
@@ -34,16 +36,18 @@ func startTestAgentExpect(t *testing.T, dir string, join []string, token string,
 	rc := testConfig(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	logs := guestlog.New(guestlog.Config{})
 	a, err := StartAgent(ctx, AgentConfig{
 		Raft: rc, PeerListen: "127.0.0.1:0", GossipBind: "127.0.0.1:0", Profile: "local",
 		Join: join, JoinToken: token, Version: "test", BootstrapExpect: expect,
 		Autopilot: AutopilotConfig{DeadServerTimeout: 2 * time.Second, Interval: 100 * time.Millisecond},
+		Logs:      logs,
 		Logger:    rc.Logger,
 	})
 	if err != nil {
 		return nil, err
 	}
-	ta := &testAgent{Agent: a, dir: dir}
+	ta := &testAgent{Agent: a, logs: logs, dir: dir}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ta.rec = NewReconciler(a.Store(), a.BlobReader(64<<20), enginetest.Engine(t), &edge.Router{}, log)
 	a.SetReconciler(ta.rec)

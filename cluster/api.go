@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -104,6 +105,12 @@ type APIConfig struct {
 	// Logs holds the guest log lines GET /v1/functions/{name}/logs
 	// serves (the node's *guestlog.Buffer); nil answers 501.
 	Logs LogSource
+	// NodeID names this node in the lines of ?nodes=all.
+	NodeID string
+	// PeerLogs fetches the other nodes' lines for ?nodes=all
+	// (Agent.PeerLogs); nil on a node without a cluster, where nodes=all
+	// covers this node alone.
+	PeerLogs func(ctx context.Context, name string, q url.Values) []NodeLogs
 	// LogHeartbeat is how often a log follower with nothing new gets a
 	// keepalive line. Default DefaultLogHeartbeat (15 s).
 	LogHeartbeat time.Duration

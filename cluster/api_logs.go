@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -54,6 +55,8 @@ type LogLine struct {
 	runtime.LogRecord
 	// Dropped is set on a node note: how many lines were not delivered.
 	Dropped uint64 `json:"dropped,omitempty"`
+	// Node is the ID of the node that holds the line (?nodes=all only).
+	Node string `json:"node,omitempty"`
 }
 
 // logRoutes are the guest log endpoints.
@@ -118,6 +121,13 @@ func (a *api) functionLogs(w http.ResponseWriter, r *http.Request) error {
 	if logs == nil {
 		return apiErrorf(http.StatusNotImplemented, CodeNotEnabled, "this node keeps no guest logs (APIConfig.Logs is not set)")
 	}
+	all, err := nodesQuery(r.URL.Query(), follow)
+	if err != nil {
+		return err
+	}
+	if all {
+		return a.clusterLogs(w, r, logs, name, f)
+	}
 	if _, ok := a.cfg.Registry.Function(name); !ok && !logs.Has(name) {
 		return apiErrorf(http.StatusNotFound, CodeFunctionNotFound, "function %q is not deployed and this node holds no log lines of it; list functions with GET /v1/functions", name)
 	}
@@ -132,6 +142,71 @@ func (a *api) functionLogs(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	return a.followLogs(w, r, logs, name, f)
+}
+
+// nodesQuery parses ?nodes=: this (the default) or all.
+func nodesQuery(q url.Values, follow bool) (all bool, err error) {
+	switch s := q.Get("nodes"); s {
+	case "", "this":
+		return false, nil
+	case "all":
+		if follow {
+			return false, apiErrorf(http.StatusBadRequest, CodeInvalid, "nodes=all cannot follow: a follow covers the node asked; follow each node, or leave out nodes=all")
+		}
+		return true, nil
+	default:
+		return false, apiErrorf(http.StatusBadRequest, CodeInvalid, "nodes %q: must be this or all", s)
+	}
+}
+
+// clusterLogs answers ?nodes=all: this node's lines and every other alive
+// member's (APIConfig.PeerLogs), merged by time, the newest f.Limit of
+// them, each naming its node. A note line (source node) precedes them for
+// each member that did not answer.
+func (a *api) clusterLogs(w http.ResponseWriter, r *http.Request, logs LogSource, name string, f guestlog.Filter) error {
+	var lines []LogLine
+	for _, rec := range logs.Recent(name, f) {
+		lines = append(lines, LogLine{LogRecord: rec, Node: a.cfg.NodeID})
+	}
+	var notes []LogLine
+	if a.cfg.PeerLogs != nil {
+		q := url.Values{"limit": {strconv.Itoa(f.Limit)}}
+		if f.TraceID != "" {
+			q.Set("trace_id", f.TraceID)
+		}
+		if !f.Since.IsZero() {
+			q.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
+		}
+		for _, nl := range a.cfg.PeerLogs(r.Context(), name, q) {
+			if nl.Err != nil {
+				notes = append(notes, LogLine{Node: nl.Node, LogRecord: runtime.LogRecord{
+					Time: time.Now().UTC(), Function: name, Level: slog.LevelWarn, Source: LogSourceNode,
+					Message: fmt.Sprintf("node %s did not answer; its lines are missing: %v", nl.Node, nl.Err),
+				}})
+				continue
+			}
+			for _, rec := range nl.Lines {
+				lines = append(lines, LogLine{LogRecord: rec, Node: nl.Node})
+			}
+		}
+	}
+	if len(lines) == 0 && len(notes) == 0 {
+		if _, ok := a.cfg.Registry.Function(name); !ok {
+			return apiErrorf(http.StatusNotFound, CodeFunctionNotFound, "function %q is not deployed and no node holds log lines of it; list functions with GET /v1/functions", name)
+		}
+	}
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].Time.Before(lines[j].Time) })
+	if len(lines) > f.Limit {
+		lines = lines[len(lines)-f.Limit:]
+	}
+	startNDJSON(w)
+	enc := newLineEncoder(w)
+	for _, l := range append(notes, lines...) {
+		if enc.Encode(l) != nil {
+			return nil // the client went away; nobody reads an error
+		}
+	}
+	return nil
 }
 
 // followLogs streams the backlog and then new records, flushing each,

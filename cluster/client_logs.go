@@ -23,6 +23,9 @@ type LogOptions struct {
 	Since time.Time
 	// Follow keeps the stream open and delivers new lines as they come.
 	Follow bool
+	// AllNodes asks for every alive node's lines, merged by time, each
+	// naming its node (LogLine.Node); it cannot be combined with Follow.
+	AllNodes bool
 }
 
 // maxLogLine bounds one NDJSON line the client reads: a record holds at
@@ -48,6 +51,9 @@ func (c *Client) Logs(ctx context.Context, name string, opts LogOptions, fn func
 	}
 	if opts.Follow {
 		q.Set("follow", "true")
+	}
+	if opts.AllNodes {
+		q.Set("nodes", "all")
 	}
 	path := "/v1/functions/" + url.PathEscape(name) + "/logs"
 	if len(q) > 0 {

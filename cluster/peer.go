@@ -88,8 +88,11 @@ type PeerAPIConfig struct {
 	// it answered (err nil: accepted), e.g. while a bootstrap waits for
 	// the expected servers.
 	BeforeJoin func(ctx context.Context, req JoinRequest) (handled bool, err error)
-	Auth       PeerAuth
-	Logger     *slog.Logger
+	// Logs holds this node's guest log lines (GET /peer/v1/logs/{name});
+	// nil answers with none.
+	Logs   LogSource
+	Auth   PeerAuth
+	Logger *slog.Logger
 }
 
 type peerAPI struct {
@@ -115,6 +118,7 @@ func NewPeerAPI(cfg PeerAPIConfig) (http.Handler, error) {
 	mux.HandleFunc("GET /peer/v1/artifacts/{sha}", p.artifacts)
 	mux.HandleFunc("GET /peer/v1/ready/{name}/{version}", p.ready)
 	mux.HandleFunc("GET /peer/v1/info", p.info)
+	mux.HandleFunc("GET /peer/v1/logs/{name}", p.logs)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := cfg.Auth(r); err != nil {
 			p.log.Warn("peer request refused", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)

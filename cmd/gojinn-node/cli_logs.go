@@ -10,15 +10,17 @@ import (
 	"github.com/gojinn/gojinn/cluster"
 )
 
-const logsUsage = "usage: gojinn-node logs FUNCTION [--follow] [-n N] [--trace-id ID] [--since T] [--json]"
+const logsUsage = "usage: gojinn-node logs FUNCTION [--follow | --all-nodes] [-n N] [--trace-id ID] [--since T] [--json]"
 
 // logs runs `logs FUNCTION`: the function's recent log lines on this
-// node and, with --follow, new ones until interrupted.
+// node (with --all-nodes, on every node, merged) and, with --follow, new
+// ones until interrupted.
 func (c cli) logs(ctx context.Context, args []string) int {
 	fs := c.flagSet("logs")
 	follow := fs.Bool("follow", false, "keep printing new lines until interrupted")
 	fs.BoolVar(follow, "f", false, "short for --follow")
 	n := fs.Int("n", 0, fmt.Sprintf("print the last N lines (default %d, at most %d)", cluster.DefaultLogLimit, cluster.MaxLogLimit))
+	allNodes := fs.Bool("all-nodes", false, "the lines of every alive node of the cluster, merged by time, each with its node (not with --follow)")
 	traceID := fs.String("trace-id", "", "only lines of this trace (32 hex digits, as in a traceparent header)")
 	var since time.Time
 	fs.Func("since", "only lines since `T`: an RFC 3339 time or a duration back from now (10m)", func(s string) error {
@@ -49,12 +51,19 @@ func (c cli) logs(ctx context.Context, args []string) int {
 			return nil
 		}
 		if cf.json {
+			if l.Node != "" {
+				return enc.Encode(l) // the record with its "node"
+			}
 			return enc.Encode(l.LogRecord)
 		}
 		_, err := fmt.Fprintln(c.stdout, formatLogLine(l))
 		return err
 	}
-	opts := cluster.LogOptions{Limit: *n, TraceID: *traceID, Since: since, Follow: *follow}
+	if *allNodes && *follow {
+		fmt.Fprintln(c.stderr, "gojinn-node logs: --all-nodes cannot be combined with --follow: a follow covers the node asked")
+		return 2
+	}
+	opts := cluster.LogOptions{Limit: *n, TraceID: *traceID, Since: since, Follow: *follow, AllNodes: *allNodes}
 	if err := cl.Logs(ctx, pos[0], opts, show); err != nil {
 		return c.fail(err)
 	}
@@ -68,6 +77,9 @@ func formatLogLine(l cluster.LogLine) string {
 	b.WriteString(l.Time.Local().Format("2006-01-02T15:04:05.000Z07:00"))
 	// One record, one line: a message's own line breaks are escaped.
 	msg := strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(l.Message)
+	if l.Node != "" {
+		b.WriteString(" [" + l.Node + "]")
+	}
 	fmt.Fprintf(&b, " %-5s %-6s %s", l.Level.String(), l.Source, msg)
 	if len(l.Fields) > 0 {
 		b.WriteByte(' ')

@@ -57,6 +57,22 @@ func TestLogsEndToEnd(t *testing.T) {
 	if out := n.cli(1, "logs", "nope"); !strings.Contains(out, `function "nope" is not deployed`) {
 		t.Fatalf("logs of an unknown function: %s", out)
 	}
+	// --all-nodes on a node without a cluster: this node's lines, each
+	// naming it (the three-node case is cluster's TestAgentsClusterLogs).
+	all := strings.TrimSpace(n.cli(0, "logs", "echo", "--all-nodes", "--trace-id", trace2, "--json"))
+	var line struct {
+		runtime.LogRecord
+		Node string `json:"node"`
+	}
+	if err := json.Unmarshal([]byte(all), &line); err != nil || line.TraceID != trace2 || line.Node == "" {
+		t.Fatalf("logs --all-nodes --json: %v\n%s", err, all)
+	}
+	if human := n.cli(0, "logs", "echo", "--all-nodes", "-n", "1"); !strings.Contains(human, " ["+line.Node+"] INFO  guest  echo {") {
+		t.Fatalf("logs --all-nodes -n 1 does not name the node %s:\n%s", line.Node, human)
+	}
+	if out := n.cli(2, "logs", "echo", "--all-nodes", "--follow"); !strings.Contains(out, "cannot be combined with --follow") {
+		t.Fatalf("logs --all-nodes --follow: %s", out)
+	}
 
 	// A follower filtered by a trace id prints the matching backlog, then
 	// the request sent while it waits, and nothing else; interrupting it

@@ -88,6 +88,10 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		return nil, fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
 	}
 
+	// Guest log lines: kept per function for the logs endpoint (and the
+	// other nodes' ?nodes=all) and written to the node's log.
+	n.logs = guestlog.New(guestlog.Config{Logger: log})
+
 	// 1. The registry: a Raft state machine, alone or in a cluster. It
 	// comes before the runtime, whose KV host functions use it.
 	cc := cluster.DefaultConfig()
@@ -124,6 +128,7 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 			GossipBind: c.GossipBind, GossipAdvertise: c.GossipAdvertise, Profile: c.Profile,
 			Join: c.Join, JoinToken: c.JoinToken, JoinRetryMax: c.JoinRetryMax, BootstrapExpect: c.BootstrapExpect, Region: c.Region, Version: version, GossipKey: c.GossipKey, GossipKeys: c.GossipKeys,
 			Autopilot: cluster.AutopilotConfig{MaxVoters: c.MaxVoters, DeadServerTimeout: time.Duration(c.DeadServerTimeout)},
+			Logs:      n.logs,
 			Logger:    log,
 		})
 		if err != nil {
@@ -158,9 +163,6 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 	rc.PoolIdleTimeout = time.Duration(cfg.Runtime.PoolIdleTimeout)
 	rc.MaxConcurrentCompiles = cfg.Runtime.MaxConcurrentCompiles
 	rc.KV = cluster.NewHostKV(n.store)
-	// Guest log lines: kept per function for the logs endpoint and
-	// written to the node's log.
-	n.logs = guestlog.New(guestlog.Config{Logger: log})
 	rc.Logs, rc.LogRate, rc.LogBurst = n.logs, float64(cfg.Runtime.LogRate), cfg.Runtime.LogBurst
 	// The node's Prometheus registry, served on the admin listener below.
 	n.metrics = prometheus.NewRegistry()
@@ -214,11 +216,13 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		Logger:         log.With("component", "api"),
 		Version:        version,
 		Logs:           n.logs,
+		NodeID:         n.store.Node().ID(),
 	}
 	if n.agent != nil {
 		// A deploy is servable when every live node serves it.
 		apiCfg.WaitReady = n.agent.WaitServable
 		apiCfg.Members = n.agent.MemberInfos
+		apiCfg.PeerLogs = n.agent.PeerLogs
 	}
 	api, err := cluster.NewAPI(apiCfg)
 	if err != nil {
