@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,11 +116,30 @@ func readBody(body io.Reader, contentLength, maxBody int64) ([]byte, error) {
 }
 
 // WriteResponse writes a guest's response to w, with a Date header unless
-// the guest set one.
+// the guest set one and with the node's Content-Length. Connection-specific
+// headers the guest set (connectionHeader, and the names its Connection
+// header lists) are dropped: the edge owns its connections, HTTP/2 and
+// HTTP/3 forbid them (an HTTP/3 client refuses such a response, browsers
+// an HTTP/2 one), and over HTTP/1.1 they would switch the framing
+// (Transfer-Encoding) or close a connection the node keeps.
 func WriteResponse(w http.ResponseWriter, resp *protocol.Response) {
 	h := w.Header()
+	listed := false
 	for name, vals := range resp.Headers {
+		if connectionHeader(name) {
+			listed = listed || name == "Connection"
+			continue
+		}
 		h[name] = vals
+	}
+	if listed {
+		for _, v := range resp.Headers["Connection"] {
+			for _, name := range strings.Split(v, ",") {
+				if name = strings.TrimSpace(name); name != "" {
+					delete(h, http.CanonicalHeaderKey(name))
+				}
+			}
+		}
 	}
 	if _, ok := h["Date"]; !ok {
 		h["Date"] = responseDate.get(time.Now())
@@ -127,6 +147,18 @@ func WriteResponse(w http.ResponseWriter, resp *protocol.Response) {
 	h["Content-Length"] = contentLength(len(resp.Body))
 	w.WriteHeader(resp.StatusOrDefault())
 	_, _ = w.Write(resp.Body)
+}
+
+// connectionHeader reports the canonical header names that describe a
+// connection rather than a response (RFC 9110 section 7.6.1, RFC 9113
+// section 8.2.2, RFC 9114 section 4.2), and Trailer: guest responses have
+// no trailers to announce.
+func connectionHeader(name string) bool {
+	switch name {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te", "Trailer":
+		return true
+	}
+	return false
 }
 
 // smallLengths caches the Content-Length header values of bodies shorter

@@ -1,0 +1,89 @@
+package edge_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gojinn/gojinn/edge"
+	"github.com/gojinn/gojinn/sdk/go/protocol"
+)
+
+// Connection-specific headers a guest sets never leave the node: with
+// them an HTTP/3 client refuses the response and HTTP/2 forbids them, and
+// over HTTP/1.1 they would switch the framing to chunked or close a
+// connection the node keeps. Headers the guest's Connection header names
+// go too; the rest of the response is intact on every protocol, and an
+// HTTP/1.1 connection still serves the next pipelined request.
+func TestWriteResponseDropsConnectionHeaders(t *testing.T) {
+	guest := http.Header{
+		"Connection":        {"close, X-Hop"},
+		"X-Hop":             {"named by Connection"},
+		"Keep-Alive":        {"timeout=5"},
+		"Proxy-Connection":  {"keep-alive"},
+		"Transfer-Encoding": {"chunked"},
+		"Upgrade":           {"h2c"},
+		"Te":                {"trailers"},
+		"Trailer":           {"X-Checksum"},
+		"Content-Length":    {"999"},
+		"Content-Type":      {"text/plain"},
+		"X-Kept":            {"yes"},
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		edge.WriteResponse(w, &protocol.Response{Status: http.StatusOK, Headers: guest, Body: []byte("hello")})
+	})
+	s := startServer(t, edge.ServerConfig{HTTPAddr: "127.0.0.1:0", Plain: edge.PlainServe}, h)
+	dropped := []string{"Connection", "X-Hop", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te", "Trailer"}
+	for _, c := range []struct {
+		name   string
+		client *http.Client
+	}{{"h1", s.h1}, {"h2", s.h2}, {"h3", s.h3}} {
+		resp, err := c.client.Get(s.httpsURL + "/")
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(body) != "hello" || resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d %q (%v)", c.name, resp.StatusCode, body, err)
+		}
+		for _, name := range dropped {
+			if v, ok := resp.Header[name]; ok {
+				t.Errorf("%s: %s: %q reached the client", c.name, name, v)
+			}
+		}
+		if resp.Header.Get("X-Kept") != "yes" || resp.Header.Get("Content-Type") != "text/plain" || resp.ContentLength != 5 || len(resp.TransferEncoding) != 0 {
+			t.Errorf("%s: headers %v, length %d, transfer encoding %v; want the guest's other headers and the node's Content-Length", c.name, resp.Header, resp.ContentLength, resp.TransferEncoding)
+		}
+	}
+
+	// The wire of two pipelined HTTP/1.1 requests: both answered, each
+	// with Content-Length framing and without the dropped headers.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.plainURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	for i := range 2 {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("pipelined response %d: %v", i+1, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(body) != "hello" || resp.ContentLength != 5 || resp.Close || resp.Header.Get("Connection") != "" {
+			t.Fatalf("pipelined response %d: %q (%v), length %d, close %v, headers %v", i+1, body, err, resp.ContentLength, resp.Close, resp.Header)
+		}
+	}
+}
