@@ -116,7 +116,8 @@ func readBody(body io.Reader, contentLength, maxBody int64) ([]byte, error) {
 }
 
 // WriteResponse writes a guest's response to w, with a Date header unless
-// the guest set one and with the node's Content-Length. Connection-specific
+// the guest set one and with the node's Content-Length (none, and no body,
+// for 204 and 304). Connection-specific
 // headers the guest set (connectionHeader, and the names its Connection
 // header lists) are dropped: the edge owns its connections, HTTP/2 and
 // HTTP/3 forbid them (an HTTP/3 client refuses such a response, browsers
@@ -144,8 +145,17 @@ func WriteResponse(w http.ResponseWriter, resp *protocol.Response) {
 	if _, ok := h["Date"]; !ok {
 		h["Date"] = responseDate.get(time.Now())
 	}
+	status := resp.StatusOrDefault()
+	if status == http.StatusNoContent || status == http.StatusNotModified {
+		// These carry no content (RFC 9110 sections 15.3.5 and 15.4.5):
+		// a body the guest wrote is dropped, and no Content-Length
+		// announces it (over HTTP/2 a length without the bytes breaks the
+		// response).
+		w.WriteHeader(status)
+		return
+	}
 	h["Content-Length"] = contentLength(len(resp.Body))
-	w.WriteHeader(resp.StatusOrDefault())
+	w.WriteHeader(status)
 	_, _ = w.Write(resp.Body)
 }
 

@@ -87,3 +87,56 @@ func TestWriteResponseDropsConnectionHeaders(t *testing.T) {
 		}
 	}
 }
+
+// 204 and 304 carry no content: a body the guest wrote anyway is dropped
+// and no Content-Length announces it, so every protocol gets a well-formed
+// response (over HTTP/2 an announced length without its bytes failed the
+// request) and an HTTP/1.1 connection keeps its framing.
+func TestWriteResponseNoContentStatuses(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status := http.StatusNoContent
+		if r.URL.Path == "/304" {
+			status = http.StatusNotModified
+		}
+		edge.WriteResponse(w, &protocol.Response{Status: status, Headers: http.Header{"Etag": {`"v1"`}}, Body: []byte("ignored")})
+	})
+	s := startServer(t, edge.ServerConfig{HTTPAddr: "127.0.0.1:0", Plain: edge.PlainServe}, h)
+	for _, path := range []string{"/204", "/304"} {
+		for _, c := range []struct {
+			name   string
+			client *http.Client
+		}{{"h1", s.h1}, {"h2", s.h2}, {"h3", s.h3}} {
+			resp, err := c.client.Get(s.httpsURL + path)
+			if err != nil {
+				t.Errorf("%s %s: %v", c.name, path, err)
+				continue
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || len(body) != 0 || "/"+resp.Status[:3] != path || resp.Header.Get("Content-Length") != "" || resp.Header.Get("Etag") != `"v1"` {
+				t.Errorf("%s %s: %s, body %q (%v), headers %v", c.name, path, resp.Status, body, err, resp.Header)
+			}
+		}
+	}
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.plainURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := fmt.Fprintf(conn, "GET /204 HTTP/1.1\r\nHost: x\r\n\r\nGET /304 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	for _, want := range []int{http.StatusNoContent, http.StatusNotModified} {
+		resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})
+		if err != nil {
+			t.Fatalf("pipelined %d: %v", want, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || len(body) != 0 {
+			t.Fatalf("pipelined: %s %q, want %d and no body", resp.Status, body, want)
+		}
+	}
+}

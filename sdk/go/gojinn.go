@@ -194,8 +194,12 @@ type responseWriter struct {
 
 func (w *responseWriter) Header() http.Header { return w.header }
 
+// WriteHeader sets the status the first time it is called with a final
+// one. Informational statuses (1xx, such as 103 Early Hints) are ignored:
+// a function answers in one piece, so there is nothing to send ahead, and
+// the final status still follows, as with net/http.
 func (w *responseWriter) WriteHeader(status int) {
-	if w.status == 0 {
+	if w.status == 0 && (status < 100 || status > 199) {
 		w.status = status
 	}
 }
@@ -234,7 +238,7 @@ func (w *responseWriter) finish() protocol.Response {
 	if status == 0 {
 		status = http.StatusOK
 	}
-	if status < 100 || status > 599 {
+	if status < 200 || status > 599 {
 		fmt.Fprintf(os.Stderr, "gojinn: handler wrote status %d; sending 500\n", status)
 		status = http.StatusInternalServerError
 	}

@@ -37,6 +37,15 @@ func TestServe(t *testing.T) {
 			&protocol.Request{Method: "GET", URI: "/", Path: "/"}, 500, "internal error in function\n", "text/plain; charset=utf-8"},
 		{"invalid status becomes 500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(42) },
 			&protocol.Request{Method: "GET", URI: "/", Path: "/"}, 500, "", ""},
+		{"informational status ignored, final one kept", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusEarlyHints)
+			w.WriteHeader(http.StatusAccepted)
+			io.WriteString(w, "later")
+		}, &protocol.Request{Method: "GET", URI: "/", Path: "/"}, 202, "later", "text/plain; charset=utf-8"},
+		{"informational status alone means 200", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusSwitchingProtocols)
+			io.WriteString(w, "no upgrade")
+		}, &protocol.Request{Method: "GET", URI: "/", Path: "/"}, 200, "no upgrade", "text/plain; charset=utf-8"},
 		{"info while serving", func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, Info(r).RequestID+"/"+Info(r).Function)
 		},

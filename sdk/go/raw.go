@@ -212,10 +212,11 @@ type RawResponse struct {
 	body   bytes.Buffer
 }
 
-// WriteHeader sets the status code. As with net/http, the first call wins,
-// and a response with no call is 200.
+// WriteHeader sets the status code. As with net/http, the first call with
+// a final status wins, and a response with no call is 200. Informational
+// statuses (1xx) are ignored: the response goes out in one piece.
 func (w *RawResponse) WriteHeader(status int) {
-	if w.status == 0 {
+	if w.status == 0 && (status < 100 || status > 199) {
 		w.status = status
 	}
 }
@@ -278,13 +279,13 @@ func (w *RawResponse) reset() {
 }
 
 // finish settles the status and Content-Type the way the net/http path
-// does: no status is 200, a status outside 100-599 becomes 500, and a body
+// does: no status is 200, a status outside 200-599 becomes 500, and a body
 // without a Content-Type gets a sniffed one.
 func (w *RawResponse) finish() {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	if w.status < 100 || w.status > 599 {
+	if w.status < 200 || w.status > 599 {
 		fmt.Fprintf(os.Stderr, "gojinn: handler wrote status %d; sending 500\n", w.status)
 		w.status = http.StatusInternalServerError
 	}

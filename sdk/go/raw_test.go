@@ -90,6 +90,10 @@ func TestRawHandler(t *testing.T) {
 			panic("boom")
 		}, 500, "internal error in function\n", http.Header{"Content-Type": {"text/plain; charset=utf-8"}}},
 		{"invalid status becomes 500", func(w *RawResponse, r *RawRequest) { w.WriteHeader(42) }, 500, "", http.Header{}},
+		{"informational status ignored", func(w *RawResponse, r *RawRequest) {
+			w.WriteHeader(http.StatusEarlyHints)
+			w.WriteHeader(http.StatusNoContent)
+		}, 204, "", http.Header{}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -17,7 +17,8 @@ var (
 	// ErrUnsupportedVersion means the message names a protocol version this
 	// package does not speak.
 	ErrUnsupportedVersion = errors.New("protocol: unsupported version")
-	// ErrInvalidStatus means a response carries a status outside 100-599.
+	// ErrInvalidStatus means a response carries a status outside 200-599:
+	// a 1xx status is informational and cannot end a response.
 	ErrInvalidStatus = errors.New("protocol: status out of range")
 	// ErrTooLarge means a message exceeds the size the decoder was given.
 	ErrTooLarge = errors.New("protocol: message too large")
@@ -60,7 +61,8 @@ type Request struct {
 
 // Response is what a function answers.
 type Response struct {
-	// Status is the HTTP status code, 100-599; 0 means 200.
+	// Status is the HTTP status code, 200-599; 0 means 200. A 1xx status
+	// is informational and cannot be a response's final status.
 	Status int
 	// Headers holds the response headers.
 	Headers http.Header
@@ -76,4 +78,4 @@ func (r *Response) StatusOrDefault() int {
 	return r.Status
 }
 
-func validStatus(s int) bool { return s == 0 || (s >= 100 && s <= 599) }
+func validStatus(s int) bool { return s == 0 || (s >= 200 && s <= 599) }

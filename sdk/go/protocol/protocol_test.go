@@ -208,7 +208,7 @@ func responseCases() []responseCase {
 	return []responseCase{
 		{"zero", &Response{}},
 		{"status only", &Response{Status: 204}},
-		{"lowest status", &Response{Status: 100}},
+		{"lowest status", &Response{Status: 200}},
 		{"highest status", &Response{Status: 599}},
 		{"typical", benchResponse()},
 		{"golden", goldenResponse()},
@@ -244,7 +244,7 @@ func TestStatusOrDefault(t *testing.T) {
 
 func TestValidStatus(t *testing.T) {
 	for s := -1000; s <= 1000; s++ {
-		want := s == 0 || (s >= 100 && s <= 599)
+		want := s == 0 || (s >= 200 && s <= 599) // 1xx is informational, never final
 		if got := validStatus(s); got != want {
 			t.Errorf("validStatus(%d) = %v, want %v", s, got, want)
 		}

@@ -242,7 +242,7 @@ func decodeStatus(v []byte) (int, error) {
 	if n <= 0 || n != len(v) {
 		return 0, fmt.Errorf("%w: status field is not a single uvarint", ErrMalformed)
 	}
-	if s > 599 || !validStatus(int(s)) {
+	if s > 599 || !validStatus(int(s)) { // 1xx included: informational only
 		return 0, fmt.Errorf("%w: %d", ErrInvalidStatus, s)
 	}
 	return int(s), nil

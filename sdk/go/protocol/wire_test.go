@@ -321,7 +321,7 @@ func TestDecodeResponseWireFields(t *testing.T) {
 	}{
 		{"magic only", []byte(respMagic), &Response{}},
 		{"explicit status 0", wireMsg(respMagic, wireStatus(0)), &Response{}},
-		{"status 100", wireMsg(respMagic, wireStatus(100)), &Response{Status: 100}},
+		{"status 200", wireMsg(respMagic, wireStatus(200)), &Response{Status: 200}},
 		{"status 599", wireMsg(respMagic, wireStatus(599)), &Response{Status: 599}},
 		{"last status wins", wireMsg(respMagic, wireStatus(500), wireStatus(201)), &Response{Status: 201}},
 		{
@@ -432,6 +432,9 @@ func TestDecodeResponseWireErrors(t *testing.T) {
 		wireErrCase{"request magic", wireMsg(reqMagic, wireField(tagMethod, "GET")), ErrMalformed},
 		wireErrCase{"status 42", wireMsg(respMagic, wireStatus(42)), ErrInvalidStatus},
 		wireErrCase{"status 99", wireMsg(respMagic, wireStatus(99)), ErrInvalidStatus},
+		wireErrCase{"status 100 (informational, never final)", wireMsg(respMagic, wireStatus(100)), ErrInvalidStatus},
+		wireErrCase{"status 101", wireMsg(respMagic, wireStatus(101)), ErrInvalidStatus},
+		wireErrCase{"status 199", wireMsg(respMagic, wireStatus(199)), ErrInvalidStatus},
 		wireErrCase{"status 600", wireMsg(respMagic, wireStatus(600)), ErrInvalidStatus},
 		wireErrCase{"status 1000", wireMsg(respMagic, wireStatus(1000)), ErrInvalidStatus},
 		wireErrCase{"status 2^64-1", wireMsg(respMagic, wireStatus(1<<64-1)), ErrInvalidStatus},
