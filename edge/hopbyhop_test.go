@@ -65,16 +65,7 @@ func TestWriteResponseDropsConnectionHeaders(t *testing.T) {
 
 	// The wire of two pipelined HTTP/1.1 requests: both answered, each
 	// with Content-Length framing and without the dropped headers.
-	conn, err := net.Dial("tcp", strings.TrimPrefix(s.plainURL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(conn)
+	br := pipeline(t, s, "/", "/")
 	for i := range 2 {
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
@@ -118,16 +109,7 @@ func TestWriteResponseNoContentStatuses(t *testing.T) {
 			}
 		}
 	}
-	conn, err := net.Dial("tcp", strings.TrimPrefix(s.plainURL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := fmt.Fprintf(conn, "GET /204 HTTP/1.1\r\nHost: x\r\n\r\nGET /304 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(conn)
+	br := pipeline(t, s, "/204", "/304")
 	for _, want := range []int{http.StatusNoContent, http.StatusNotModified} {
 		resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})
 		if err != nil {
@@ -139,4 +121,25 @@ func TestWriteResponseNoContentStatuses(t *testing.T) {
 			t.Fatalf("pipelined: %s %q, want %d and no body", resp.Status, body, want)
 		}
 	}
+}
+
+// pipeline sends a GET for each path on one plain-HTTP connection to s,
+// all before reading, and returns the reader of the answers. The
+// connection closes with the test.
+func pipeline(t *testing.T, s *testServer, paths ...string) *bufio.Reader {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.plainURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	var reqs strings.Builder
+	for _, p := range paths {
+		fmt.Fprintf(&reqs, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", p)
+	}
+	if _, err := io.WriteString(conn, reqs.String()); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	return bufio.NewReader(conn)
 }

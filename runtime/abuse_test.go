@@ -47,10 +47,7 @@ func TestAbuseEndsOneInvocation(t *testing.T) {
 	e := newEngine(t)
 	for _, mc := range allModes {
 		t.Run(mc.name, func(t *testing.T) {
-			mod := abuseReactor(t)
-			if mc.cmd {
-				mod = abuseCommand(t)
-			}
+			mod := mc.abuse(t)
 			f := load(t, e, runtime.FunctionSpec{Name: "abuse-" + mc.name, Module: mod, Mode: mc.mode, Reset: mc.reset, Limits: abuseLimits})
 			for _, c := range abuseCases {
 				if c.cmd != nil && mc.cmd {
@@ -98,10 +95,7 @@ func TestWallClockTimeout(t *testing.T) {
 	e := newEngine(t)
 	for _, mc := range allModes {
 		t.Run(mc.name, func(t *testing.T) {
-			mod := abuseReactor(t)
-			if mc.cmd {
-				mod = abuseCommand(t)
-			}
+			mod := mc.abuse(t)
 			f := load(t, e, runtime.FunctionSpec{Name: mc.name, Module: mod, Mode: mc.mode, Reset: mc.reset,
 				Limits: runtime.Limits{Timeout: 500 * time.Millisecond}})
 			start := time.Now()
@@ -204,10 +198,7 @@ func TestCallerCancelStopsGuest(t *testing.T) {
 	e := newEngine(t)
 	for _, mc := range allModes {
 		t.Run(mc.name, func(t *testing.T) {
-			mod := abuseReactor(t)
-			if mc.cmd {
-				mod = abuseCommand(t)
-			}
+			mod := mc.abuse(t)
 			f := load(t, e, runtime.FunctionSpec{Name: "cancel-" + mc.name, Module: mod, Mode: mc.mode, Reset: mc.reset,
 				Limits: runtime.Limits{Timeout: time.Minute, MaxInstances: 1}})
 			for round := range 3 {

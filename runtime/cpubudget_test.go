@@ -34,10 +34,7 @@ func (k latencyKV) Get(ctx context.Context, ns, key string, lin bool) ([]byte, u
 func waitAndAbuse(t *testing.T, e *runtime.Engine, mc modeCase, limits runtime.Limits) (kv, ab *runtime.Function) {
 	t.Helper()
 	kv = load(t, e, runtime.FunctionSpec{Name: "kvwait-" + mc.name, Module: kvGuest(t, mc.cmd), Mode: mc.mode, Reset: mc.reset, Limits: limits})
-	mod := abuseReactor(t)
-	if mc.cmd {
-		mod = abuseCommand(t)
-	}
+	mod := mc.abuse(t)
 	ab = load(t, e, runtime.FunctionSpec{Name: "abuse-" + mc.name, Module: mod, Mode: mc.mode, Reset: mc.reset, Limits: limits})
 	return kv, ab
 }

@@ -136,10 +136,7 @@ func TestGuestEnvironment(t *testing.T) {
 	e := newEngine(t)
 	for _, mc := range allModes {
 		t.Run(mc.name, func(t *testing.T) {
-			mod := abuseReactor(t)
-			if mc.cmd {
-				mod = abuseCommand(t)
-			}
+			mod := mc.abuse(t)
 			f := load(t, e, runtime.FunctionSpec{Name: mc.name, Module: mod, Mode: mc.mode, Reset: mc.reset,
 				Env: map[string]string{"GREETING": "hi there", "EMPTY": ""}})
 			// Three variables: the two given and GOMEMLIMIT, which a Go
@@ -297,10 +294,7 @@ func TestGuestGoroutines(t *testing.T) {
 	e := newEngine(t)
 	for _, mc := range allModes {
 		t.Run(mc.name, func(t *testing.T) {
-			mod := abuseReactor(t)
-			if mc.cmd {
-				mod = abuseCommand(t)
-			}
+			mod := mc.abuse(t)
 			f := load(t, e, runtime.FunctionSpec{Name: mc.name, Module: mod, Mode: mc.mode, Reset: mc.reset})
 			for range 2 {
 				res, err := invoke(t, f, get("/fanout?n=100&ms=10"))

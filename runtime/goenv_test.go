@@ -20,10 +20,7 @@ func TestGoGuestGetsMemoryLimit(t *testing.T) {
 	e := newEngine(t)
 	for _, mc := range allModes {
 		t.Run(mc.name, func(t *testing.T) {
-			mod := abuseReactor(t)
-			if mc.cmd {
-				mod = abuseCommand(t)
-			}
+			mod := mc.abuse(t)
 			spec := func(name string, env map[string]string) runtime.FunctionSpec {
 				return runtime.FunctionSpec{Name: mc.name + "-" + name, Module: mod, Mode: mc.mode, Reset: mc.reset,
 					Env: env, Limits: runtime.Limits{MemoryBytes: limit, MaxInstances: 1}}

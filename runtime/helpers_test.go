@@ -113,6 +113,15 @@ type modeCase struct {
 	cmd   bool // use the command build
 }
 
+// abuse returns the abuse guest built for mc: the command build for the
+// isolated-command case, the reactor otherwise.
+func (mc modeCase) abuse(t testing.TB) []byte {
+	if mc.cmd {
+		return abuseCommand(t)
+	}
+	return abuseReactor(t)
+}
+
 var allModes = []modeCase{
 	{"isolated-command", runtime.ModeIsolated, runtime.ResetNone, true},
 	{"isolated-reactor", runtime.ModeIsolated, runtime.ResetNone, false},
