@@ -63,6 +63,9 @@ func (c *Client) Deploy(ctx context.Context, name string, module io.Reader, spec
 	if err != nil {
 		return storage.Version{}, err
 	}
+	if size == 0 {
+		return storage.Version{}, fmt.Errorf("%w: the module is empty (0 bytes); build the function first (a WebAssembly module starts with \\0asm)", storage.ErrInvalid)
+	}
 	spec.SHA256, spec.Size = sha, size
 	have, err := c.HasBlob(ctx, sha)
 	if err != nil {

@@ -132,6 +132,19 @@ func TestClientDeploySkipsUploadWhenBlobExists(t *testing.T) {
 	}
 }
 
+// An empty module file is refused before anything is sent, with a reason
+// a user can act on (the node's own answer, "size 0", named the protocol).
+func TestClientDeployEmptyModule(t *testing.T) {
+	h := newAPIHarness(t, nil)
+	_, err := h.client.Deploy(t.Context(), "a", bytes.NewReader(nil), storage.Spec{}, DeployOptions{})
+	if !errors.Is(err, storage.ErrInvalid) || !strings.Contains(err.Error(), "the module is empty") {
+		t.Fatalf("deploy of an empty module: %v", err)
+	}
+	if n := h.blobs.putCount(); n != 0 {
+		t.Fatalf("an empty module was uploaded (%d uploads)", n)
+	}
+}
+
 func TestClientDeployProgress(t *testing.T) {
 	h := newAPIHarness(t, nil)
 	const size = 3<<20 + 17
