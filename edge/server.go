@@ -290,12 +290,22 @@ func (s *Server) serve() {
 		return srv
 	}
 	if s.quicLn != nil {
+		// quic-go logs every request at debug level, and builds the
+		// line's arguments (three allocations) before the level check:
+		// it gets the logger only when debug lines are wanted. Without
+		// one, its few error lines (a panic it recovered, a malformed
+		// Content-Length) go to slog's default logger, which gojinn-node
+		// points at stderr as JSON.
+		var h3Log *slog.Logger
+		if s.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
+			h3Log = s.cfg.Logger
+		}
 		s.h3 = &http3.Server{
 			Handler:        s.handler,
 			MaxHeaderBytes: s.cfg.MaxHeaderBytes,
 			IdleTimeout:    s.cfg.IdleTimeout,
 			Port:           s.udp.LocalAddr().(*net.UDPAddr).Port,
-			Logger:         s.cfg.Logger,
+			Logger:         h3Log,
 		}
 		var ln http3.QUICListener = &quicLimitListener{EarlyListener: s.quicLn, sem: make(chan struct{}, s.cfg.MaxConns)}
 		if s.cfg.Metrics != nil {

@@ -25,6 +25,9 @@ import (
 )
 
 func main() {
+	// Libraries that log through slog's default logger (quic-go's rare
+	// errors, see edge.Server) write JSON lines to stderr like the node.
+	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
