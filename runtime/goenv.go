@@ -51,15 +51,14 @@ func (f *Function) heapReserveEnv() (uint64, bool) {
 	return r, r > 0
 }
 
-// outgrew records that a request grew a reset instance's memory so that
-// its instance had to be retired: need is that growth plus the reserve the
-// instance was made with, and snap the length of its snapshot. New
-// instances of a Go guest then reserve that much heap (rounded up to 1
-// MiB, at most half the room the memory limit leaves above snap) before
-// their snapshot, so that such
-// requests fit in the snapshot's free heap and the instances are reused.
-// The reserve only grows; it is logged when it does.
-func (f *Function) outgrew(need, snap uint64) {
+// outgrew records that a request grew the memory of in, a reset
+// instance, which is retired for it: the request needed in's own reserve
+// plus that growth. New instances of a Go guest then reserve that much
+// heap (rounded up to 1 MiB, at most half the room the memory limit
+// leaves above a snapshot without reserve) before their snapshot, so that
+// such requests fit in the snapshot's free heap and the instances are
+// reused. The reserve only grows; it is logged when it does.
+func (f *Function) outgrew(in *instance) {
 	if !f.goGuest {
 		return
 	}
@@ -67,7 +66,8 @@ func (f *Function) outgrew(need, snap uint64) {
 		return
 	}
 	const mib = 1 << 20
-	need = (need + mib - 1) / mib * mib
+	need := (in.heapReserve + in.mem.grownBy() + mib - 1) / mib * mib
+	snap := uint64(in.mem.snapLen) - min(uint64(in.mem.snapLen), in.heapReserve)
 	if limit := f.spec.Limits.MemoryBytes; limit > snap {
 		need = min(need, (limit-snap)/2)
 	}

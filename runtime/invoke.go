@@ -33,13 +33,12 @@ func (f *Function) invokePooled(ctx context.Context, p *pool, req *protocol.Requ
 	}
 	in.sb.kv = kc
 	res, broken, err := in.serve(ctx, req)
-	if !broken && in.reset && in.mem.grown() {
-		// Retired rather than reset: see memory.grown. A request that
-		// needs more memory than the snapshot left free pays for a new
-		// instance on the next request; without this, a later request
-		// would fail at the memory limit.
+	if !broken && in.reset && in.mem.grownBy() > 0 {
+		// Retired rather than reset (memory.grownBy says why); the next
+		// request starts a new instance, and Go guests' new instances
+		// reserve what this one needed (outgrew).
 		f.engine.cfg.Metrics.retiredGrown(f.spec.Name)
-		f.outgrew(in.heapReserve+in.mem.grownBy(), uint64(in.mem.snapLen)-min(uint64(in.mem.snapLen), in.heapReserve))
+		f.outgrew(in)
 		broken = true
 	}
 	if !broken && in.reset {

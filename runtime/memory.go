@@ -54,16 +54,14 @@ func (m *memory) snapshot() error {
 
 func (m *memory) reset() error { return m.lm.Reset() }
 
-// grown reports whether the memory is longer than at the last snapshot.
-// Such an instance cannot be reset to a consistent state: the memory
-// cannot shrink, and the guest's allocator, restored with the rest of the
-// snapshot, would not know the pages past the snapshot's end. The Go
-// runtime, for one, grows memory by what it needs beyond its own record
-// of the end (runtime.sbrk), so every grown page would be lost to it and
-// the next request that needs them would reach the memory limit early.
-func (m *memory) grown() bool { return m.lm.Len() > m.snapLen }
-
-// grownBy is how many bytes the memory grew since the last snapshot.
+// grownBy is how many bytes the memory grew since the last snapshot. An
+// instance whose memory grew cannot be reset to a consistent state: the
+// memory cannot shrink, and the guest's allocator, restored with the rest
+// of the snapshot, would not know the pages past the snapshot's end. The
+// Go runtime, for one, grows memory by what it needs beyond its own
+// record of the end (runtime.sbrk), so every grown page would be lost to
+// it and the next request that needs them would reach the memory limit
+// early.
 func (m *memory) grownBy() uint64 { return uint64(max(0, m.lm.Len()-m.snapLen)) }
 
 // memAllocator is a single-use wazero MemoryAllocator: it creates the

@@ -125,7 +125,7 @@ func (m *Metrics) evicted(function, kind string, n int) {
 }
 
 // retiredGrown counts a pooled instance closed instead of reset because
-// its request grew linear memory (memory.grown).
+// its request grew linear memory (memory.grownBy).
 func (m *Metrics) retiredGrown(function string) {
 	if m != nil {
 		m.retired.WithLabelValues(function, "memory_grown").Inc()
