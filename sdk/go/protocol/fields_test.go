@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -123,7 +124,7 @@ func TestAppendResponseWireFields(t *testing.T) {
 	// Many headers take the library sort; it must be stable too.
 	var many []HeaderField
 	for i := range 40 {
-		many = append(many, HeaderField{string(rune('Z' - i%26)), string(rune('a' + i))})
+		many = append(many, HeaderField{string(rune('Z' - i%26)), fmt.Sprintf("%02d", i)})
 	}
 	out, err := AppendResponseWireFields(nil, 0, many, nil)
 	if err != nil {

@@ -7,7 +7,9 @@ import (
 
 // addHeader validates one response header from a guest and adds it under
 // its canonical name. Names must be RFC 9110 tokens; values must not hold
-// CR, LF or NUL, which would let a guest split the response.
+// control characters other than HTAB: CR and LF would let a guest split
+// the response, and the others make clients refuse it (an HTTP/3 or
+// HTTP/1.1 client fails the request; Go's HTTP/2 server drops the field).
 func addHeader(h http.Header, name, value string) error {
 	if err := checkHeader(name, value); err != nil {
 		return err
@@ -24,7 +26,7 @@ func checkHeader[T string | []byte](name, value T) error {
 		return fmt.Errorf("%w: header name %q is not a valid HTTP token", ErrMalformed, name)
 	}
 	if !validHeaderValue(value) {
-		return fmt.Errorf("%w: value of header %q contains CR, LF or NUL", ErrMalformed, name)
+		return fmt.Errorf("%w: value of header %q contains a control character (only HTAB is allowed: RFC 9110 section 5.5)", ErrMalformed, name)
 	}
 	return nil
 }
@@ -55,8 +57,7 @@ func isTokenChar(c byte) bool {
 
 func validHeaderValue[T string | []byte](s T) bool {
 	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '\r', '\n', 0:
+		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
 			return false
 		}
 	}

@@ -293,6 +293,10 @@ func TestValidHeaderValue(t *testing.T) {
 		{"a\r\nSet-Cookie: x=1", false},
 		{"a\x00", false},
 		{"\n", false},
+		{"a\x01b", false}, // other control characters: clients refuse them
+		{"a\x1fb", false},
+		{"a\x7fb", false},
+		{" spaces inside and around ", true},
 	} {
 		if got := validHeaderValue(tc.value); got != tc.ok {
 			t.Errorf("validHeaderValue(%q) = %v, want %v", tc.value, got, tc.ok)

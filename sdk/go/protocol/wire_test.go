@@ -455,6 +455,8 @@ func TestDecodeResponseWireErrors(t *testing.T) {
 		wireErrCase{"non-ASCII header name", wireMsg(respMagic, wireHeader(tagRespHeader, "Grüße", "x")), ErrMalformed},
 		wireErrCase{"header value with CR", wireMsg(respMagic, wireHeader(tagRespHeader, "X", "a\rb")), ErrMalformed},
 		wireErrCase{"header value with LF", wireMsg(respMagic, wireHeader(tagRespHeader, "X", "a\nb")), ErrMalformed},
+		wireErrCase{"header value with another control character", wireMsg(respMagic, wireHeader(tagRespHeader, "X", "a\x01b")), ErrMalformed},
+		wireErrCase{"header value with DEL", wireMsg(respMagic, wireHeader(tagRespHeader, "X", "a\x7fb")), ErrMalformed},
 		wireErrCase{"header value with CRLF injection", wireMsg(respMagic, wireHeader(tagRespHeader, "X", "a\r\nSet-Cookie: evil=1")), ErrMalformed},
 		wireErrCase{"header value with NUL", wireMsg(respMagic, wireHeader(tagRespHeader, "X", "a\x00b")), ErrMalformed},
 		wireErrCase{"bad header after good fields", wireMsg(respMagic, wireStatus(200), wireHeader(tagRespHeader, "A", "1"),
