@@ -136,8 +136,10 @@ func WriteResponse(w http.ResponseWriter, resp *protocol.Response) {
 	if listed {
 		for _, v := range resp.Headers["Connection"] {
 			for _, name := range strings.Split(v, ",") {
-				if name = strings.TrimSpace(name); name != "" {
-					delete(h, http.CanonicalHeaderKey(name))
+				// Only what was copied from the guest: the node's
+				// own (Alt-Svc) stay.
+				if k := http.CanonicalHeaderKey(strings.TrimSpace(name)); resp.Headers[k] != nil && !connectionHeader(k) {
+					delete(h, k)
 				}
 			}
 		}
@@ -161,11 +163,13 @@ func WriteResponse(w http.ResponseWriter, resp *protocol.Response) {
 
 // connectionHeader reports the canonical header names that describe a
 // connection rather than a response (RFC 9110 section 7.6.1, RFC 9113
-// section 8.2.2, RFC 9114 section 4.2), and Trailer: guest responses have
-// no trailers to announce.
+// section 8.2.2, RFC 9114 section 4.2); Trailer, as guest responses have
+// no trailers to announce; and Alt-Svc, which the node sets to its own
+// HTTP/3 endpoint: a function's would send clients elsewhere for every
+// function of the origin.
 func connectionHeader(name string) bool {
 	switch name {
-	case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te", "Trailer":
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te", "Trailer", "Alt-Svc":
 		return true
 	}
 	return false

@@ -17,12 +17,12 @@ import (
 // Connection-specific headers a guest sets never leave the node: with
 // them an HTTP/3 client refuses the response and HTTP/2 forbids them, and
 // over HTTP/1.1 they would switch the framing to chunked or close a
-// connection the node keeps. Headers the guest's Connection header names
+// connection the node keeps. Alt-Svc stays the node's own. Headers the guest's Connection header names
 // go too; the rest of the response is intact on every protocol, and an
 // HTTP/1.1 connection still serves the next pipelined request.
 func TestWriteResponseDropsConnectionHeaders(t *testing.T) {
 	guest := http.Header{
-		"Connection":        {"close, X-Hop"},
+		"Connection":        {"close, X-Hop, Alt-Svc"},
 		"X-Hop":             {"named by Connection"},
 		"Keep-Alive":        {"timeout=5"},
 		"Proxy-Connection":  {"keep-alive"},
@@ -30,6 +30,7 @@ func TestWriteResponseDropsConnectionHeaders(t *testing.T) {
 		"Upgrade":           {"h2c"},
 		"Te":                {"trailers"},
 		"Trailer":           {"X-Checksum"},
+		"Alt-Svc":           {`h3="elsewhere.example:443"`},
 		"Content-Length":    {"999"},
 		"Content-Type":      {"text/plain"},
 		"X-Kept":            {"yes"},
@@ -57,6 +58,9 @@ func TestWriteResponseDropsConnectionHeaders(t *testing.T) {
 			if v, ok := resp.Header[name]; ok {
 				t.Errorf("%s: %s: %q reached the client", c.name, name, v)
 			}
+		}
+		if alt := resp.Header.Get("Alt-Svc"); strings.Contains(alt, "elsewhere") || (c.name != "h3" && !strings.HasPrefix(alt, `h3=":`)) {
+			t.Errorf("%s: Alt-Svc %q; want the node's own (none over HTTP/3)", c.name, alt)
 		}
 		if resp.Header.Get("X-Kept") != "yes" || resp.Header.Get("Content-Type") != "text/plain" || resp.ContentLength != 5 || len(resp.TransferEncoding) != 0 {
 			t.Errorf("%s: headers %v, length %d, transfer encoding %v; want the guest's other headers and the node's Content-Length", c.name, resp.Header, resp.ContentLength, resp.TransferEncoding)
