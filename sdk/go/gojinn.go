@@ -2,6 +2,7 @@ package gojinn
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -114,6 +115,12 @@ type exchange struct {
 	vals [8]string
 }
 
+// terminatedTLS is the r.TLS of every HTTPS request: the node terminated
+// TLS, so a handler learns only that the request came over it (code that
+// tests r.TLS != nil, such as an HTTPS redirect, must not see plain
+// HTTP). Shared by all requests: do not modify it.
+var terminatedTLS = tls.ConnectionState{HandshakeComplete: true}
+
 // bodyReader is the request body: a bytes.Reader with a no-op Close.
 type bodyReader struct{ bytes.Reader }
 
@@ -155,6 +162,9 @@ func (ex *exchange) toHTTP() *http.Request {
 		RequestURI:    req.URI,
 	}
 	hr := &ex.hr
+	if req.Scheme == "https" {
+		hr.TLS = &terminatedTLS
+	}
 	if len(req.Body) > 0 {
 		ex.body.Reset(req.Body)
 		hr.Body = &ex.body

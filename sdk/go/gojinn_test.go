@@ -1,6 +1,7 @@
 package gojinn
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -25,6 +26,11 @@ func TestServe(t *testing.T) {
 			io.WriteString(w, r.Method+" "+r.URL.Path+" "+r.URL.Query().Get("q"))
 		},
 			&protocol.Request{Method: "GET", URI: "/a?q=1", Path: "/a", RawQuery: "q=1"}, 200, "GET /a 1", "text/plain; charset=utf-8"},
+		{"https request has r.TLS", func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, r.TLS != nil && r.TLS.HandshakeComplete)
+		}, &protocol.Request{Method: "GET", URI: "/", Path: "/", Scheme: "https"}, 200, "true", "text/plain; charset=utf-8"},
+		{"http request has no r.TLS", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, r.TLS != nil) },
+			&protocol.Request{Method: "GET", URI: "/", Path: "/", Scheme: "http"}, 200, "false", "text/plain; charset=utf-8"},
 		{"escaped path keeps RawPath", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.EscapedPath()) },
 			&protocol.Request{Method: "GET", URI: "/a%2Fb", Path: "/a/b"}, 200, "/a%2Fb", "text/plain; charset=utf-8"},
 		{"body and proto", func(w http.ResponseWriter, r *http.Request) {
