@@ -46,8 +46,11 @@ type DeployOptions struct {
 	// Progress, if set, is called as the module uploads with the bytes
 	// sent so far and the total; calls are sequential, never decrease and
 	// the last has sent == total. When the node already has the module it
-	// is called once with (total, total).
+	// is called once with (total, total), unless Stored is set.
 	Progress func(sent, total int64)
+	// Stored, if set, is called instead of Progress when the node already
+	// has the module, so nothing is uploaded, with its size.
+	Stored func(total int64)
 }
 
 // Deploy uploads module (skipped when the node already has its sha256)
@@ -75,6 +78,8 @@ func (c *Client) Deploy(ctx context.Context, name string, module io.Reader, spec
 		if _, err := c.PutBlob(ctx, sha, body, size, opts.Progress); err != nil {
 			return storage.Version{}, err
 		}
+	} else if opts.Stored != nil {
+		opts.Stored(size)
 	} else if opts.Progress != nil {
 		opts.Progress(size, size)
 	}

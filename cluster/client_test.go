@@ -118,9 +118,8 @@ func TestClientDeploySkipsUploadWhenBlobExists(t *testing.T) {
 		t.Fatalf("first deploy: %d uploads, want 1", n)
 	}
 	var calls [][2]int64
-	_, err := h.client.Deploy(t.Context(), "b", bytes.NewReader(mod), storage.Spec{}, DeployOptions{
-		Progress: func(sent, total int64) { calls = append(calls, [2]int64{sent, total}) },
-	})
+	progress := func(sent, total int64) { calls = append(calls, [2]int64{sent, total}) }
+	_, err := h.client.Deploy(t.Context(), "b", bytes.NewReader(mod), storage.Spec{}, DeployOptions{Progress: progress})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,6 +128,15 @@ func TestClientDeploySkipsUploadWhenBlobExists(t *testing.T) {
 	}
 	if len(calls) != 1 || calls[0] != [2]int64{5000, 5000} {
 		t.Fatalf("progress on a skipped upload: %v, want one (5000, 5000)", calls)
+	}
+	// With Stored set, a skipped upload is reported there instead.
+	calls = nil
+	var stored []int64
+	_, err = h.client.Deploy(t.Context(), "c", bytes.NewReader(mod), storage.Spec{}, DeployOptions{
+		Progress: progress, Stored: func(total int64) { stored = append(stored, total) },
+	})
+	if err != nil || len(calls) != 0 || len(stored) != 1 || stored[0] != 5000 || h.blobs.putCount() != 1 {
+		t.Fatalf("skipped upload with Stored: %v, progress %v, stored %v, %d uploads", err, calls, stored, h.blobs.putCount())
 	}
 }
 

@@ -35,8 +35,13 @@ func (e *Engine) Check(ctx context.Context, spec FunctionSpec) error {
 	in, err := f.newInstance(ctx, m, f.spec.Mode == ModePooled)
 	if err != nil {
 		msg := fmt.Sprintf("the module failed to initialise: %v", err)
-		if ie := (*InvokeError)(nil); errors.As(err, &ie) && len(ie.Stderr) > 0 {
-			msg += "; guest stderr: " + string(ie.Stderr)
+		if ie := (*InvokeError)(nil); errors.As(err, &ie) {
+			// Without "function NAME@VERSION": the version is not
+			// deployed yet.
+			msg = fmt.Sprintf("the module failed to initialise: %v: %s", ie.Kind, ie.Msg)
+			if len(ie.Stderr) > 0 {
+				msg += "; guest stderr: " + string(ie.Stderr)
+			}
 		}
 		return fmt.Errorf("%w: %s", ErrInvalidModule, msg)
 	}

@@ -70,8 +70,8 @@ func TestCheckInitialises(t *testing.T) {
 			}
 			continue
 		}
-		if !errors.Is(err, runtime.ErrInvalidModule) {
-			t.Errorf("%s: %v, want ErrInvalidModule", c.name, err)
+		if !errors.Is(err, runtime.ErrInvalidModule) || strings.Contains(err.Error(), "@") {
+			t.Errorf("%s: %v, want ErrInvalidModule without a function@version", c.name, err)
 			continue
 		}
 		for _, m := range c.msg {

@@ -207,7 +207,7 @@ func (c cli) deploy(ctx context.Context, args []string) int {
 		return c.fail(err)
 	}
 	bar := newProgress(c.stderr, file)
-	v, err := cl.Deploy(ctx, name, f, spec, cluster.DeployOptions{Wait: !*noWait, Progress: bar.update})
+	v, err := cl.Deploy(ctx, name, f, spec, cluster.DeployOptions{Wait: !*noWait, Progress: bar.update, Stored: bar.stored})
 	bar.done()
 	if err != nil {
 		return c.fail(err)

@@ -31,6 +31,12 @@ func newProgress(w io.Writer, label string) *progress {
 	return &progress{w: w, label: label, tty: tty, started: time.Now()}
 }
 
+// stored is the client's callback for a module the node already has:
+// nothing is uploaded, and the line says so.
+func (p *progress) stored(total int64) {
+	fmt.Fprintf(p.w, "%s (%s): the node already has it, not uploaded\n", p.label, mib(total))
+}
+
 // update is the client's progress callback.
 func (p *progress) update(sent, total int64) {
 	p.sent, p.total = sent, total
