@@ -79,12 +79,6 @@ func newApplyBatcher(n *Node) *applyBatcher {
 // batchable reports whether cmd may share a Raft entry with others.
 func batchable(cmd []byte) bool { return len(cmd) > 0 && cmd[0] == storage.KVBinaryTag }
 
-// errBatcherClosed is what a caller gets when the node closed before its
-// command was proposed.
-func errBatcherClosed() error {
-	return fmt.Errorf("raft apply: %w: the node is closed", ErrUnavailable)
-}
-
 // apply queues cmd for the next batch and waits for its own result: what
 // Node.Apply returns for it.
 func (b *applyBatcher) apply(ctx context.Context, cmd []byte) (any, error) {
@@ -93,7 +87,7 @@ func (b *applyBatcher) apply(ctx context.Context, cmd []byte) (any, error) {
 	select {
 	case b.in <- r:
 	case <-b.stopCh:
-		return nil, errBatcherClosed()
+		return nil, errNodeClosed
 	case <-ctx.Done():
 		return nil, fmt.Errorf("raft apply: %w", ctx.Err())
 	}
@@ -105,7 +99,7 @@ func (b *applyBatcher) apply(ctx context.Context, cmd []byte) (any, error) {
 	case <-b.doneCh:
 		if !r.taken.Load() {
 			// Queued after the loop's last look: never proposed.
-			return nil, errBatcherClosed()
+			return nil, errNodeClosed
 		}
 		// Proposed or failed: the answer is coming (raft resolves every
 		// future on Shutdown, which ran before the loop stopped).
@@ -180,13 +174,13 @@ func (b *applyBatcher) run() {
 // drain fails first and every queued request: none was proposed.
 func (b *applyBatcher) drain(first *batchReq) {
 	if first != nil {
-		first.done <- batchResp{err: errBatcherClosed()}
+		first.done <- batchResp{err: errNodeClosed}
 	}
 	for {
 		select {
 		case r := <-b.in:
 			r.taken.Store(true)
-			r.done <- batchResp{err: errBatcherClosed()}
+			r.done <- batchResp{err: errNodeClosed}
 		default:
 			return
 		}
@@ -223,7 +217,7 @@ func (b *applyBatcher) propose(batch []*batchReq) {
 		n.proposeMu.RUnlock()
 		<-b.slots
 		for _, r := range batch {
-			r.done <- batchResp{err: errBatcherClosed()}
+			r.done <- batchResp{err: errNodeClosed}
 		}
 		return
 	}

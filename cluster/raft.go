@@ -457,6 +457,11 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("raft apply: %w", err)
 	}
+	if n.isClosed() {
+		// Before the leader check: a closed node is no leader, and a
+		// not-leader answer would have callers wait for an election.
+		return nil, errNodeClosed
+	}
 	if n.raft.State() != raft.Leader {
 		return nil, n.notLeader(false)
 	}
@@ -466,7 +471,7 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
 	n.proposeMu.RLock()
 	if n.isClosed() {
 		n.proposeMu.RUnlock()
-		return nil, fmt.Errorf("raft apply: %w: the node is closed", ErrUnavailable)
+		return nil, errNodeClosed
 	}
 	n.applies.Add(1)
 	f := n.raft.Apply(cmd, n.timeout(ctx))
@@ -486,6 +491,10 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
 		return nil, fmt.Errorf("raft apply: %w (the entry may still be committed; read the state before retrying)", ctx.Err())
 	}
 }
+
+// errNodeClosed answers a proposal to a node that is closing or closed,
+// or that the apply batcher still held when the node closed.
+var errNodeClosed = fmt.Errorf("raft apply: %w: the node is closed", ErrUnavailable)
 
 // appliesWaitTimeout bounds how long Close waits for the goroutines of
 // in-flight proposals after raft's shutdown (normally no time at all).

@@ -165,8 +165,8 @@ func (s *Store) apply(ctx context.Context, b []byte) (any, error) {
 				err = ferr
 			}
 		}
-		if !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrNotLeader) {
-			return nil, err
+		if !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrNotLeader) || s.node.isClosed() {
+			return nil, err // a closed node will not see a leader again
 		}
 		select {
 		case <-ctx.Done():
