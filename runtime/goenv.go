@@ -2,6 +2,13 @@ package runtime
 
 import "strconv"
 
+// hostSets reports whether the host gives f's instances the Go runtime
+// setting name: only to Go guests, and never over the function's own env.
+func (f *Function) hostSets(name string) bool {
+	_, set := f.spec.Env[name]
+	return f.goGuest && !set
+}
+
 // goMemLimitEnv is the environment variable through which the Go runtime
 // learns its memory limit (runtime/debug.SetMemoryLimit).
 const goMemLimitEnv = "GOMEMLIMIT"
@@ -19,10 +26,7 @@ const goMemLimitEnv = "GOMEMLIMIT"
 // whose environment sets GOMEMLIMIT (the operator's value wins, "off"
 // included), and when the limit leaves no room above the initial memory.
 func (f *Function) goMemLimit(m *module) (v string, ok bool) {
-	if !f.goGuest {
-		return "", false
-	}
-	if _, set := f.spec.Env[goMemLimitEnv]; set {
+	if !f.hostSets(goMemLimitEnv) {
 		return "", false
 	}
 	limit := f.spec.Limits.MemoryBytes
@@ -41,10 +45,7 @@ const heapReserveEnv = "GOJINN_HEAP_RESERVE"
 // f gets: none for non-Go guests, for a function whose environment sets it
 // (the operator's value, fixed), or before any request outgrew a snapshot.
 func (f *Function) heapReserveEnv() (uint64, bool) {
-	if !f.goGuest {
-		return 0, false
-	}
-	if _, set := f.spec.Env[heapReserveEnv]; set {
+	if !f.hostSets(heapReserveEnv) {
 		return 0, false
 	}
 	r := f.heapReserve.Load()
@@ -59,10 +60,7 @@ func (f *Function) heapReserveEnv() (uint64, bool) {
 // such requests fit in the snapshot's free heap and the instances are
 // reused. The reserve only grows; it is logged when it does.
 func (f *Function) outgrew(in *instance) {
-	if !f.goGuest {
-		return
-	}
-	if _, set := f.spec.Env[heapReserveEnv]; set {
+	if !f.hostSets(heapReserveEnv) {
 		return
 	}
 	const mib = 1 << 20

@@ -209,9 +209,26 @@ func (w *responseWriter) Header() http.Header { return w.header }
 // a function answers in one piece, so there is nothing to send ahead, and
 // the final status still follows, as with net/http.
 func (w *responseWriter) WriteHeader(status int) {
-	if w.status == 0 && (status < 100 || status > 199) {
+	if w.status == 0 && !informational(status) {
 		w.status = status
 	}
+}
+
+// informational reports a 1xx status, which cannot end a response.
+func informational(status int) bool { return status >= 100 && status <= 199 }
+
+// finalStatus is the status a response goes out with, in both handler
+// styles: 200 when the handler set none, 500 (with a line on stderr) when
+// it set one outside 200-599.
+func finalStatus(status int) int {
+	switch {
+	case status == 0:
+		return http.StatusOK
+	case status < 200 || status > 599:
+		fmt.Fprintf(os.Stderr, "gojinn: handler wrote status %d; sending 500\n", status)
+		return http.StatusInternalServerError
+	}
+	return status
 }
 
 func (w *responseWriter) Write(p []byte) (int, error) {
@@ -244,14 +261,7 @@ func (w *responseWriter) reset() {
 // finish returns the response the handler wrote. Its header map and body
 // alias w.
 func (w *responseWriter) finish() protocol.Response {
-	status := w.status
-	if status == 0 {
-		status = http.StatusOK
-	}
-	if status < 200 || status > 599 {
-		fmt.Fprintf(os.Stderr, "gojinn: handler wrote status %d; sending 500\n", status)
-		status = http.StatusInternalServerError
-	}
+	status := finalStatus(w.status)
 	if w.body.Len() > 0 && w.header.Get("Content-Type") == "" {
 		w.header.Set("Content-Type", http.DetectContentType(w.body.Bytes()))
 	}

@@ -216,7 +216,7 @@ type RawResponse struct {
 // a final status wins, and a response with no call is 200. Informational
 // statuses (1xx) are ignored: the response goes out in one piece.
 func (w *RawResponse) WriteHeader(status int) {
-	if w.status == 0 && (status < 100 || status > 199) {
+	if w.status == 0 && !informational(status) {
 		w.status = status
 	}
 }
@@ -282,13 +282,7 @@ func (w *RawResponse) reset() {
 // does: no status is 200, a status outside 200-599 becomes 500, and a body
 // without a Content-Type gets a sniffed one.
 func (w *RawResponse) finish() {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	if w.status < 200 || w.status > 599 {
-		fmt.Fprintf(os.Stderr, "gojinn: handler wrote status %d; sending 500\n", w.status)
-		w.status = http.StatusInternalServerError
-	}
+	w.status = finalStatus(w.status)
 	if w.body.Len() > 0 && w.Header("Content-Type") == "" {
 		w.hdr = append(w.hdr, protocol.HeaderField{Name: "Content-Type", Value: http.DetectContentType(w.body.Bytes())})
 	}
