@@ -47,7 +47,10 @@ type Function struct {
 
 // Result is a successful invocation.
 type Result struct {
-	// Response is the guest's answer.
+	// Response is the guest's answer. Pooled calls give its headers as
+	// Response.Fields (Headers nil: the edge copies them into its
+	// ResponseWriter without a map of its own), isolated calls as Headers;
+	// Response.HeaderMap gives a map either way.
 	Response *protocol.Response
 	// Duration is the wall-clock time of the invocation, queueing included.
 	Duration time.Duration
@@ -245,7 +248,7 @@ func (f *Function) Stats() Stats {
 	defer f.mu.Unlock()
 	s := Stats{Compiled: f.mod != nil, InFlight: f.inflight.Load(), LogLines: f.logs.lines.Load(), LogsDropped: f.logs.dropped.Load()}
 	if f.pool != nil {
-		s.Instances, s.Idle = f.pool.live(), len(f.pool.idle)
+		s.Instances, s.Idle = f.pool.live(), f.pool.idleCount()
 	}
 	return s
 }

@@ -225,3 +225,96 @@ func TestReplaceWhileInFlight(t *testing.T) {
 		t.Fatalf("invoking a replaced version: %v, want ErrEngineClosed", err)
 	}
 }
+
+// The pool hands out the instance released last: a function whose load
+// dropped keeps using one warm instance (its memory still in the CPU's
+// caches) rather than cycling through every instance a burst made, and the
+// others stay idle until the pool shrinks.
+func TestPoolReusesTheLastReleasedInstance(t *testing.T) {
+	e := newEngine(t)
+	f := load(t, e, runtime.FunctionSpec{Module: abuseReactor(t), Mode: runtime.ModePooled, Reset: runtime.ResetNone,
+		Limits: runtime.Limits{MaxInstances: 4, QueueTimeout: 30 * time.Second}})
+	// A burst of three at once makes three instances.
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() { mustInvoke(t, f, get("/sleep?n=200")) })
+	}
+	wg.Wait()
+	if st := f.Stats(); st.Instances != 3 || st.Idle != 3 {
+		t.Fatalf("after the burst: %+v, want 3 instances, all idle", st)
+	}
+	// One at a time, the requests meet the same instance: its per-instance
+	// counter (no reset) goes up by one each time.
+	for i := range 5 {
+		if _, body := mustInvoke(t, f, get("/state?secret=s")); !strings.HasSuffix(body, fmt.Sprintf("counter=%d", i)) {
+			t.Fatalf("request %d: %q; want counter=%d: the same instance each time", i, body, i)
+		}
+	}
+}
+
+// A caller waiting for an instance gets the slot of one that broke: it
+// creates a new instance instead of waiting out its queue timeout.
+func TestPoolHandsABrokenInstancesSlotToAWaiter(t *testing.T) {
+	e := newEngine(t)
+	f := load(t, e, runtime.FunctionSpec{Module: abuseReactor(t), Mode: runtime.ModePooled,
+		Limits: runtime.Limits{MaxInstances: 1, Timeout: 500 * time.Millisecond, QueueTimeout: 5 * time.Second}})
+	mustInvoke(t, f, get("/ok"))
+	broke := make(chan error, 1)
+	go func() {
+		_, err := f.Invoke(context.Background(), get("/loop"))
+		broke <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for f.Stats().Idle != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the looping request never took the instance")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// This one waits: the only instance loops until its timeout.
+	if _, body := mustInvoke(t, f, get("/ok")); body != "ok" {
+		t.Fatalf("waiting request: %q", body)
+	}
+	if err := <-broke; !errors.Is(err, runtime.ErrTimeout) {
+		t.Fatalf("looping request: %v, want ErrTimeout", err)
+	}
+	if st := f.Stats(); st.Instances != 1 {
+		t.Fatalf("after: %+v, want the one new instance", st)
+	}
+}
+
+// A caller that gives up waiting (its context ends) fails with
+// ErrCanceled and leaves the pool as it was: the next caller still gets
+// the instance when it is released.
+func TestPoolWaiterGivesUp(t *testing.T) {
+	e := newEngine(t)
+	f := load(t, e, runtime.FunctionSpec{Module: abuseReactor(t), Mode: runtime.ModePooled,
+		Limits: runtime.Limits{MaxInstances: 1, QueueTimeout: 30 * time.Second}})
+	mustInvoke(t, f, get("/ok"))
+	slow := make(chan error, 1)
+	go func() {
+		_, err := f.Invoke(context.Background(), get("/sleep?n=700"))
+		slow <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for f.Stats().Idle != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow request never took the instance")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := f.Invoke(ctx, get("/ok")); !errors.Is(err, runtime.ErrCanceled) {
+		t.Fatalf("caller that gave up: %v, want ErrCanceled", err)
+	}
+	if _, body := mustInvoke(t, f, get("/ok")); body != "ok" {
+		t.Fatalf("next caller: %q", body)
+	}
+	if err := <-slow; err != nil {
+		t.Fatalf("slow request: %v", err)
+	}
+	if st := f.Stats(); st.Instances != 1 || st.Idle != 1 {
+		t.Fatalf("after: %+v, want one idle instance", st)
+	}
+}
