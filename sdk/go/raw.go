@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"runtime/debug"
-	"sort"
 	"strings"
 
 	"github.com/gojinn/gojinn/sdk/go/protocol"
@@ -18,9 +17,10 @@ import (
 // builds an *http.Request, its URL and a header map for every request, and
 // in a Go guest under WebAssembly that costs several times more than the
 // rest of a pooled invocation (docs/benchmarks.md). A raw handler gets the
-// request's fields as the host sent them and writes into a response that is
-// reused from request to request: one allocation per request (the string
-// backing the request's fields) when the handler itself allocates nothing.
+// request's fields as the host sent them, read in place, and writes into a
+// response that is reused from request to request: when the handler itself
+// allocates nothing, a request costs one allocation if the handler reads a
+// field (the string behind every field) and none otherwise.
 
 var rawHandler func(*RawResponse, *RawRequest)
 
@@ -35,60 +35,97 @@ func HandleRaw(f func(w *RawResponse, r *RawRequest)) {
 	rawHandler = f
 }
 
-// RawRequest is a request as a raw handler sees it.
+// RawRequest is a request as a raw handler sees it. It reads the request's
+// wire form in place: the fields a handler asks for become strings, the
+// others cost nothing, and the first string made copies the message once
+// (a request whose handler reads only an absent query allocates nothing).
 type RawRequest struct {
-	req protocol.Request
-	hdr []protocol.HeaderField
+	msg []byte // the request's wire form; valid while the handler runs
+	all string // msg as a string, made when a field is first read
+	ix  protocol.RequestIndex
+	// req is the whole request decoded, for HTTPRequest and command mode;
+	// nil until needed.
+	req *protocol.Request
 }
 
+// reset points r at the wire form msg.
+func (r *RawRequest) reset(msg []byte) error {
+	r.msg, r.all, r.req = msg, "", nil
+	if cap(r.ix.Headers) > maxKeepFields {
+		r.ix.Headers = nil
+	}
+	return protocol.IndexRequestWire(&r.ix, msg)
+}
+
+// str returns the bytes of s as a string sharing the request's one copy.
+func (r *RawRequest) str(s protocol.Span) string {
+	if s.End == s.Start {
+		return ""
+	}
+	if r.all == "" {
+		r.all = string(r.msg)
+	}
+	return r.all[s.Start:s.End]
+}
+
+// bytes returns the bytes of s in the message, without a copy.
+func (r *RawRequest) bytes(s protocol.Span) []byte { return r.msg[s.Start:s.End:s.End] }
+
+func (r *RawRequest) field(f protocol.Field) string { return r.str(r.ix.Fields[f]) }
+
 // Method returns the HTTP method, e.g. "GET".
-func (r *RawRequest) Method() string { return r.req.Method }
+func (r *RawRequest) Method() string { return r.field(protocol.FieldMethod) }
 
 // URI returns the request target as received: the path and, when there is
 // one, "?" and the raw query.
-func (r *RawRequest) URI() string { return r.req.URI }
+func (r *RawRequest) URI() string { return r.field(protocol.FieldURI) }
 
 // Path returns the decoded URL path, e.g. "/api/users".
-func (r *RawRequest) Path() string { return r.req.Path }
+func (r *RawRequest) Path() string { return r.field(protocol.FieldPath) }
 
 // RawQuery returns the query string without the "?", still escaped.
-func (r *RawRequest) RawQuery() string { return r.req.RawQuery }
+func (r *RawRequest) RawQuery() string { return r.field(protocol.FieldRawQuery) }
 
 // Host returns the Host header (HTTP/1) or :authority (HTTP/2 and 3).
-func (r *RawRequest) Host() string { return r.req.Host }
+func (r *RawRequest) Host() string { return r.field(protocol.FieldHost) }
 
 // Scheme returns "http" or "https".
-func (r *RawRequest) Scheme() string { return r.req.Scheme }
+func (r *RawRequest) Scheme() string { return r.field(protocol.FieldScheme) }
 
 // Proto returns "HTTP/1.1", "HTTP/2.0" or "HTTP/3.0".
-func (r *RawRequest) Proto() string { return r.req.Proto }
+func (r *RawRequest) Proto() string { return r.field(protocol.FieldProto) }
 
 // RemoteAddr returns the client's address as host:port.
-func (r *RawRequest) RemoteAddr() string { return r.req.RemoteAddr }
+func (r *RawRequest) RemoteAddr() string { return r.field(protocol.FieldRemoteAddr) }
 
 // RequestID returns the id the node gave the request.
-func (r *RawRequest) RequestID() string { return r.req.RequestID }
+func (r *RawRequest) RequestID() string { return r.field(protocol.FieldRequestID) }
 
 // TraceParent returns the W3C traceparent of the invocation's span, empty
 // when tracing is off.
-func (r *RawRequest) TraceParent() string { return r.req.TraceParent }
+func (r *RawRequest) TraceParent() string { return r.field(protocol.FieldTraceParent) }
 
 // Function returns the name of the function being invoked.
-func (r *RawRequest) Function() string { return r.req.Function }
+func (r *RawRequest) Function() string { return r.field(protocol.FieldFunction) }
 
 // FunctionVersion returns the deployed version of the function.
-func (r *RawRequest) FunctionVersion() string { return r.req.FunctionVersion }
+func (r *RawRequest) FunctionVersion() string { return r.field(protocol.FieldFunctionVersion) }
 
 // Body returns the request body. It is valid until the handler returns:
 // copy what you keep.
-func (r *RawRequest) Body() []byte { return r.req.Body }
+func (r *RawRequest) Body() []byte {
+	if r.ix.Body.End == r.ix.Body.Start {
+		return nil
+	}
+	return r.bytes(r.ix.Body)
+}
 
 // Header returns the first value of the named header, "" when there is
 // none. The name is matched without regard to case.
 func (r *RawRequest) Header(name string) string {
-	for _, f := range r.hdr {
-		if sameName(f.Name, name) {
-			return f.Value
+	for _, f := range r.ix.Headers {
+		if r.nameIs(f.Name, name) {
+			return r.str(f.Value)
 		}
 	}
 	return ""
@@ -98,22 +135,29 @@ func (r *RawRequest) Header(name string) string {
 // there is none. The name is matched without regard to case.
 func (r *RawRequest) HeaderValues(name string) []string {
 	var vals []string
-	for _, f := range r.hdr {
-		if sameName(f.Name, name) {
-			vals = append(vals, f.Value)
+	for _, f := range r.ix.Headers {
+		if r.nameIs(f.Name, name) {
+			vals = append(vals, r.str(f.Value))
 		}
 	}
 	return vals
+}
+
+// nameIs reports whether the header name at s is name, without regard to
+// case.
+func (r *RawRequest) nameIs(s protocol.Span, name string) bool {
+	b := r.bytes(s)
+	// string(b) in a comparison makes no copy.
+	return len(b) == len(name) && (string(b) == name || strings.EqualFold(string(b), name))
 }
 
 // Headers yields every header line as a canonical name and one value, in
 // the order the host sent them (sorted by name).
 func (r *RawRequest) Headers() iter.Seq2[string, string] {
 	return func(yield func(string, string) bool) {
-		for _, f := range r.hdr {
-			// Names are decoded as sent (protocol.DecodeRequestWireFields);
-			// an already canonical one comes back without a copy.
-			if !yield(http.CanonicalHeaderKey(f.Name), f.Value) {
+		for _, f := range r.ix.Headers {
+			// An already canonical name comes back without a copy.
+			if !yield(http.CanonicalHeaderKey(r.str(f.Name)), r.str(f.Value)) {
 				return
 			}
 		}
@@ -130,7 +174,7 @@ func (r *RawRequest) Query(key string) string {
 
 // QueryOK is Query that also reports whether the parameter was present.
 func (r *RawRequest) QueryOK(key string) (string, bool) {
-	q := r.req.RawQuery
+	q := r.RawQuery()
 	for q != "" {
 		// One pass over the pair finds its end, its first '=', and whether
 		// it needs unescaping or holds a ';' (url.ParseQuery refuses those
@@ -191,15 +235,16 @@ func unescapeQuery(s string) (string, bool) {
 
 // HTTPRequest builds the *http.Request the net/http path would have given
 // the handler, for code that needs one. It costs what HandleRaw saves.
+// While the handler runs, Info returns the protocol request behind the
+// result.
 func (r *RawRequest) HTTPRequest() *http.Request {
 	ex := new(exchange)
-	ex.req = r.req
-	ex.req.Body = bytes.Clone(r.req.Body)
-	ex.req.Headers = make(http.Header, len(r.hdr))
-	for _, f := range r.hdr {
-		name := http.CanonicalHeaderKey(f.Name)
-		ex.req.Headers[name] = append(ex.req.Headers[name], f.Value)
+	// The message was indexed, so it decodes; the copy of every field and
+	// the body is the request's own.
+	if err := protocol.DecodeRequestWireInto(&ex.req, r.msg, ex.vals[:]); err != nil {
+		panic("gojinn: an indexed request does not decode: " + err.Error())
 	}
+	current = &ex.req
 	return ex.toHTTP()
 }
 
@@ -291,7 +336,6 @@ func (w *RawResponse) finish() {
 // serveRaw calls the raw handler with r and leaves the response in w. A
 // panic replaces whatever the handler wrote with a 500 response.
 func serveRaw(w *RawResponse, r *RawRequest) {
-	current = &r.req
 	defer func() {
 		current = nil
 		if v := recover(); v != nil {
@@ -308,26 +352,22 @@ func serveRaw(w *RawResponse, r *RawRequest) {
 // The raw path's request and response, reused from request to request (and
 // part of the post-init snapshot in pooled mode with reset).
 var (
-	rawReq  = &RawRequest{hdr: make([]protocol.HeaderField, 0, 16)}
+	rawReq  = &RawRequest{ix: protocol.RequestIndex{Headers: make([]protocol.HeaderSpan, 0, 16)}}
 	rawResp = &RawResponse{hdr: make([]protocol.HeaderField, 0, 8)}
 )
 
 // handleRawWire is handleWire for a raw handler.
 func handleRawWire(in []byte) []byte {
 	r, w := rawReq, rawResp
-	if cap(r.hdr) > maxKeepFields {
-		r.hdr = make([]protocol.HeaderField, 0, 16)
-	}
-	clear(r.hdr)
-	hdr, err := protocol.DecodeRequestWireFields(&r.req, r.hdr[:0], in)
-	if err != nil {
+	if err := r.reset(in); err != nil {
+		r.msg = nil
 		return encodeError("decode request: " + err.Error())
 	}
-	r.hdr = hdr
 	w.reset()
 	serveRaw(w, r)
-	r.req.Body = nil // it aliases the request buffer
+	r.msg, r.all = nil, "" // msg is the request buffer, all the request's
 	w.finish()
+	var err error
 	outBuf, err = protocol.AppendResponseWireFields(outBuf[:0], w.status, w.hdr, w.body.Bytes())
 	if w.body.Cap() > maxKeep {
 		w.body = bytes.Buffer{}
@@ -339,20 +379,12 @@ func handleRawWire(in []byte) []byte {
 }
 
 // serveRawRequest serves a decoded request (command mode) with the raw
-// handler.
+// handler, through the wire form the reactor path reads.
 func serveRawRequest(req *protocol.Request) *protocol.Response {
-	r := &RawRequest{req: *req}
-	names := make([]string, 0, len(req.Headers))
-	for name := range req.Headers {
-		names = append(names, name)
+	r := new(RawRequest)
+	if err := r.reset(protocol.AppendRequestWire(nil, req)); err != nil {
+		panic("gojinn: an encoded request does not index: " + err.Error())
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		for _, v := range req.Headers[name] {
-			r.hdr = append(r.hdr, protocol.HeaderField{Name: name, Value: v})
-		}
-	}
-	r.req.Headers = nil
 	w := new(RawResponse)
 	serveRaw(w, r)
 	w.finish()

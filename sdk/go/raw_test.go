@@ -122,6 +122,15 @@ func equalHeader(a, b http.Header) bool {
 	return true
 }
 
+// rawRequest is req as a raw handler reads it.
+func rawRequest(t testing.TB, req *protocol.Request) *RawRequest {
+	r := new(RawRequest)
+	if err := r.reset(protocol.AppendRequestWire(nil, req)); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // TestRawQuery checks Query against url.ParseQuery, which a net/http
 // handler's r.URL.Query() uses.
 func TestRawQuery(t *testing.T) {
@@ -130,7 +139,7 @@ func TestRawQuery(t *testing.T) {
 	keys := []string{"a", "b", "ab", "", "k", "missing"}
 	for _, q := range queries {
 		parsed, _ := url.ParseQuery(q)
-		r := &RawRequest{req: protocol.Request{RawQuery: q}}
+		r := rawRequest(t, &protocol.Request{RawQuery: q})
 		for _, k := range keys {
 			got, ok := r.QueryOK(k)
 			_, want := parsed[k]
@@ -153,7 +162,7 @@ func FuzzRawQuery(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, q, key string) {
 		parsed, _ := url.ParseQuery(q)
-		r := &RawRequest{req: protocol.Request{RawQuery: q}}
+		r := rawRequest(t, &protocol.Request{RawQuery: q})
 		got, ok := r.QueryOK(key)
 		_, want := parsed[key]
 		if got != parsed.Get(key) || ok != want {
