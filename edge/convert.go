@@ -125,24 +125,10 @@ func readBody(body io.Reader, contentLength, maxBody int64) ([]byte, error) {
 // (Transfer-Encoding) or close a connection the node keeps.
 func WriteResponse(w http.ResponseWriter, resp *protocol.Response) {
 	h := w.Header()
-	listed := false
-	for name, vals := range resp.Headers {
-		if connectionHeader(name) {
-			listed = listed || name == "Connection"
-			continue
-		}
-		h[name] = vals
-	}
-	if listed {
-		for _, v := range resp.Headers["Connection"] {
-			for _, name := range strings.Split(v, ",") {
-				// Only what was copied from the guest: the node's
-				// own (Alt-Svc) stay.
-				if k := http.CanonicalHeaderKey(strings.TrimSpace(name)); resp.Headers[k] != nil && !connectionHeader(k) {
-					delete(h, k)
-				}
-			}
-		}
+	if resp.Headers == nil {
+		copyFields(h, resp.Fields)
+	} else {
+		copyHeaders(h, resp.Headers)
 	}
 	if _, ok := h["Date"]; !ok {
 		h["Date"] = responseDate.get(time.Now())
@@ -159,6 +145,74 @@ func WriteResponse(w http.ResponseWriter, resp *protocol.Response) {
 	h["Content-Length"] = contentLength(len(resp.Body))
 	w.WriteHeader(status)
 	_, _ = w.Write(resp.Body)
+}
+
+// copyHeaders copies a guest's headers into h: each name's values replace
+// what h had, except connection-specific ones (connectionHeader), which are
+// left out along with the names the guest's Connection header lists.
+func copyHeaders(h, guest http.Header) {
+	listed := false
+	for name, vals := range guest {
+		if connectionHeader(name) {
+			listed = listed || name == "Connection"
+			continue
+		}
+		h[name] = vals
+	}
+	if listed {
+		for _, v := range guest["Connection"] {
+			dropListed(h, v, func(name string) bool { return guest[name] != nil })
+		}
+	}
+}
+
+// copyFields is copyHeaders for headers as fields (canonical names, in
+// message order). The values of all the names share one allocation.
+func copyFields(h http.Header, fields []protocol.HeaderField) {
+	var vals []string
+	listed := false
+	for i, f := range fields {
+		if connectionHeader(f.Name) {
+			listed = listed || f.Name == "Connection"
+			continue
+		}
+		if vals == nil {
+			vals = make([]string, len(fields))
+		}
+		vals[i] = f.Value
+		if seen(fields[:i], f.Name) {
+			h[f.Name] = append(h[f.Name], f.Value)
+		} else {
+			h[f.Name] = vals[i : i+1 : i+1] // replaces what h had
+		}
+	}
+	if listed {
+		for _, f := range fields {
+			if f.Name == "Connection" {
+				dropListed(h, f.Value, func(name string) bool { return seen(fields, name) })
+			}
+		}
+	}
+}
+
+// seen reports whether a field of fields is named name.
+func seen(fields []protocol.HeaderField, name string) bool {
+	for _, f := range fields {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// dropListed deletes from h the names listed in a Connection header value
+// that the guest set (fromGuest): the node's own (Alt-Svc) stay.
+func dropListed(h http.Header, connection string, fromGuest func(string) bool) {
+	for _, name := range strings.Split(connection, ",") {
+		if k := http.CanonicalHeaderKey(strings.TrimSpace(name)); fromGuest(k) && !connectionHeader(k) {
+			delete(h, k)
+		}
+	}
 }
 
 // connectionHeader reports the canonical header names that describe a

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +21,9 @@ import (
 // over HTTP/1.1 they would switch the framing to chunked or close a
 // connection the node keeps. Alt-Svc stays the node's own. Headers the guest's Connection header names
 // go too; the rest of the response is intact on every protocol, and an
-// HTTP/1.1 connection still serves the next pipelined request.
+// HTTP/1.1 connection still serves the next pipelined request. Both forms
+// of a response's headers (a map from isolated calls, fields from pooled
+// ones, at /fields) are handled alike.
 func TestWriteResponseDropsConnectionHeaders(t *testing.T) {
 	guest := http.Header{
 		"Connection":        {"close, X-Hop, Alt-Svc"},
@@ -34,17 +38,35 @@ func TestWriteResponseDropsConnectionHeaders(t *testing.T) {
 		"Content-Length":    {"999"},
 		"Content-Type":      {"text/plain"},
 		"X-Kept":            {"yes"},
+		"Set-Cookie":        {"a=1", "b=2"},
 	}
-	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		edge.WriteResponse(w, &protocol.Response{Status: http.StatusOK, Headers: guest, Body: []byte("hello")})
+	// The fields as a guest sends them (sorted by name), with the values
+	// of one name apart.
+	fields := []protocol.HeaderField{{Name: "Set-Cookie", Value: "a=1"}}
+	for _, name := range slices.Sorted(maps.Keys(guest)) {
+		for _, v := range guest[name] {
+			if name != "Set-Cookie" || v != "a=1" {
+				fields = append(fields, protocol.HeaderField{Name: name, Value: v})
+			}
+		}
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp := &protocol.Response{Status: http.StatusOK, Headers: guest, Body: []byte("hello")}
+		if r.URL.Path == "/fields" {
+			resp.Headers, resp.Fields = nil, fields
+		}
+		w.Header().Set("X-Node", "kept") // set before, as the server sets Alt-Svc
+		w.Header().Set("X-Kept", "replaced by the guest's")
+		edge.WriteResponse(w, resp)
 	})
 	s := startServer(t, edge.ServerConfig{HTTPAddr: "127.0.0.1:0", Plain: edge.PlainServe}, h)
 	dropped := []string{"Connection", "X-Hop", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te", "Trailer"}
 	for _, c := range []struct {
 		name   string
 		client *http.Client
-	}{{"h1", s.h1}, {"h2", s.h2}, {"h3", s.h3}} {
-		resp, err := c.client.Get(s.httpsURL + "/")
+		path   string
+	}{{"h1", s.h1, "/"}, {"h2", s.h2, "/"}, {"h3", s.h3, "/"}, {"h1 fields", s.h1, "/fields"}, {"h2 fields", s.h2, "/fields"}, {"h3 fields", s.h3, "/fields"}} {
+		resp, err := c.client.Get(s.httpsURL + c.path)
 		if err != nil {
 			t.Errorf("%s: %v", c.name, err)
 			continue
@@ -59,17 +81,20 @@ func TestWriteResponseDropsConnectionHeaders(t *testing.T) {
 				t.Errorf("%s: %s: %q reached the client", c.name, name, v)
 			}
 		}
-		if alt := resp.Header.Get("Alt-Svc"); strings.Contains(alt, "elsewhere") || (c.name != "h3" && !strings.HasPrefix(alt, `h3=":`)) {
+		if alt := resp.Header.Get("Alt-Svc"); strings.Contains(alt, "elsewhere") || (!strings.HasPrefix(c.name, "h3") && !strings.HasPrefix(alt, `h3=":`)) {
 			t.Errorf("%s: Alt-Svc %q; want the node's own (none over HTTP/3)", c.name, alt)
 		}
 		if resp.Header.Get("X-Kept") != "yes" || resp.Header.Get("Content-Type") != "text/plain" || resp.ContentLength != 5 || len(resp.TransferEncoding) != 0 {
 			t.Errorf("%s: headers %v, length %d, transfer encoding %v; want the guest's other headers and the node's Content-Length", c.name, resp.Header, resp.ContentLength, resp.TransferEncoding)
 		}
+		if got := resp.Header.Values("Set-Cookie"); !slices.Equal(got, []string{"a=1", "b=2"}) || resp.Header.Get("X-Node") != "kept" || len(resp.Header.Values("X-Kept")) != 1 {
+			t.Errorf("%s: Set-Cookie %q, X-Node %q, X-Kept %q; want both cookies in order, the node's header, the guest's X-Kept alone", c.name, got, resp.Header.Get("X-Node"), resp.Header.Values("X-Kept"))
+		}
 	}
 
 	// The wire of two pipelined HTTP/1.1 requests: both answered, each
 	// with Content-Length framing and without the dropped headers.
-	br := pipeline(t, s, "/", "/")
+	br := pipeline(t, s, "/", "/fields")
 	for i := range 2 {
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {

@@ -33,7 +33,7 @@ func call(t *testing.T, f *runtime.Function, target string) (int, string, string
 		t.Fatalf("GET %s: %v", target, err)
 	}
 	r := res.Response
-	return r.StatusOrDefault(), string(r.Body), r.Headers.Get("X-Version")
+	return r.StatusOrDefault(), string(r.Body), r.HeaderMap().Get("X-Version")
 }
 
 // Every host function through the SDK, in every mode: put, get (local and

@@ -219,7 +219,7 @@ func (in *instance) readResponse(packed uint64) (*protocol.Response, *InvokeErro
 	if !ok {
 		return nil, f.errorf(ErrBadResponse, nil, "%s returned %d bytes at %#x, outside linear memory", exportHandle, n, ptr)
 	}
-	resp, err := protocol.DecodeResponseWire(data)
+	resp, err := protocol.DecodeResponseWireFields(data)
 	if err != nil {
 		return nil, f.errorf(ErrBadResponse, err, "%v", err)
 	}

@@ -76,7 +76,9 @@ func Request(method, target string, header http.Header, body []byte) *protocol.R
 	}
 }
 
-// Invoke runs req and fails the test on error.
+// Invoke runs req and fails the test on error. The response's Headers is
+// filled (pooled calls return their headers as Fields), so tests can look
+// headers up in the map either way.
 func Invoke(t testing.TB, f *runtime.Function, req *protocol.Request) *protocol.Response {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -85,5 +87,6 @@ func Invoke(t testing.TB, f *runtime.Function, req *protocol.Request) *protocol.
 	if err != nil {
 		t.Fatalf("%s %s: %v", req.Method, req.URI, err)
 	}
+	res.Response.Headers = res.Response.HeaderMap()
 	return res.Response
 }

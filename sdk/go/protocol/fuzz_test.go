@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"testing"
 	"unicode/utf8"
 )
@@ -242,7 +243,23 @@ func FuzzDecodeRequestWire(f *testing.F) {
 			if hdr, ferr := DecodeRequestWireFields(&fr, keep, in); ferr == nil || len(hdr) != 1 || fr.Method != "" {
 				t.Fatalf("fields decoder: %v, %d fields, method %q; want an error, the lent field alone, no change", ferr, len(hdr), fr.Method)
 			}
+			x := RequestIndex{Headers: []HeaderSpan{{}}, Body: Span{1, 2}}
+			x.Fields[FieldMethod] = Span{1, 2}
+			if ierr := IndexRequestWire(&x, in); ierr == nil || ierr.Error() != err.Error() {
+				t.Fatalf("index: %v; the decoder says %v", ierr, err)
+			}
+			if !x.empty() {
+				t.Fatalf("index not reset after %v: %+v", err, x)
+			}
 			return
+		}
+		// The index finds the same fields as the decoders.
+		var x RequestIndex
+		if err := IndexRequestWire(&x, in); err != nil {
+			t.Fatalf("index fails where the decoders decode: %v", err)
+		}
+		if ir := x.request(in); !equalRequest(r, ir) {
+			t.Fatalf("index disagrees\ndecoder %s\nindex   %s", dumpRequest(r), dumpRequest(ir))
 		}
 		if !equalRequest(r, &large) || !equalRequest(r, &lent) {
 			t.Fatalf("decoders disagree\nsmall %s\nlarge %s\nlent  %s", dumpRequest(r), dumpRequest(&large), dumpRequest(&lent))
@@ -323,6 +340,36 @@ func FuzzDecodeResponseWire(f *testing.F) {
 		}
 		if serr == nil && (small.Status != large.Status || !equalResponse(small, large, false)) {
 			t.Fatalf("decoders disagree\nsmall %s\nlarge %s", dumpResponse(small), dumpResponse(large))
+		}
+		// So does the header-field decoder (hosts), whose fields make the
+		// same header map.
+		fin := bytes.Clone(data)
+		fr, ferr := DecodeResponseWireFields(fin)
+		if fmt.Sprint(serr) != fmt.Sprint(ferr) {
+			t.Fatalf("map decoder: %v; fields decoder: %v", serr, ferr)
+		}
+		if ferr == nil {
+			if fr.Headers != nil {
+				t.Fatal("fields decoder filled Headers")
+			}
+			for _, f := range fr.Fields {
+				if f.Name != http.CanonicalHeaderKey(f.Name) {
+					t.Fatalf("field name %q is not canonical", f.Name)
+				}
+			}
+			before := cloneResponse(fr)
+			before.Fields = slices.Clone(fr.Fields)
+			clobber(fin)
+			if fr.Status != small.Status || !equalResponse(&Response{Status: fr.Status, Headers: fr.HeaderMap(), Body: fr.Body}, small, false) ||
+				!slices.Equal(fr.Fields, before.Fields) || !bytes.Equal(fr.Body, before.Body) {
+				t.Fatalf("fields decoder disagrees or aliases its input\nmap    %s\nfields %s %q", dumpResponse(small), dumpResponse(fr), fr.Fields)
+			}
+			// Encoding the fields gives what encoding the map gives.
+			fo, err1 := AppendResponseWire(nil, fr)
+			mo, err2 := AppendResponseWire(nil, small)
+			if err1 != nil || err2 != nil || !bytes.Equal(fo, mo) {
+				t.Fatalf("fields encode to %q (%v), the map to %q (%v)", fo, err1, mo, err2)
+			}
 		}
 		in := bytes.Clone(data)
 		r, err := DecodeResponseWire(in)

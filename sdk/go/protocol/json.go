@@ -180,7 +180,7 @@ func MarshalResponseJSON(r *Response) ([]byte, error) {
 		Headers      map[string][]string `json:"headers"`
 		Body         string              `json:"body"`
 		BodyEncoding string              `json:"body_encoding,omitempty"`
-	}{V: Version, Status: r.StatusOrDefault(), Headers: nonNilHeader(r.Headers)}
+	}{V: Version, Status: r.StatusOrDefault(), Headers: nonNilHeader(r.HeaderMap())}
 	out.Body, out.BodyEncoding = encodeBody(r.Body)
 	b, err := json.Marshal(&out)
 	if err != nil {

@@ -64,10 +64,29 @@ type Response struct {
 	// Status is the HTTP status code, 200-599; 0 means 200. A 1xx status
 	// is informational and cannot be a response's final status.
 	Status int
-	// Headers holds the response headers.
+	// Headers holds the response headers. DecodeResponseWireFields leaves
+	// it nil and fills Fields instead.
 	Headers http.Header
+	// Fields holds the response headers as a list, names canonical, in
+	// message order, when a decoder made one in place of Headers
+	// (DecodeResponseWireFields): a host that copies them into an
+	// http.ResponseWriter needs no map of its own. Encoders read it when
+	// Headers is nil; HeaderMap gives a map either way.
+	Fields []HeaderField
 	// Body is the response body, any bytes.
 	Body []byte
+}
+
+// HeaderMap returns r.Headers, or when it is nil a new map of r.Fields.
+func (r *Response) HeaderMap() http.Header {
+	if r.Headers != nil {
+		return r.Headers
+	}
+	h := make(http.Header, len(r.Fields))
+	for _, f := range r.Fields {
+		h[f.Name] = append(h[f.Name], f.Value)
+	}
+	return h
 }
 
 // StatusOrDefault returns the response's status, 200 when unset.

@@ -102,6 +102,10 @@ func AppendResponseWire(dst []byte, r *Response) ([]byte, error) {
 	if !validStatus(r.Status) {
 		return dst, fmt.Errorf("%w: %d", ErrInvalidStatus, r.Status)
 	}
+	if r.Headers == nil && len(r.Fields) > 0 {
+		// Sorted on a copy: encoding does not reorder r.
+		return AppendResponseWireFields(dst, r.Status, slices.Clone(r.Fields), r.Body)
+	}
 	dst = append(dst, responseMagic[:]...)
 	var st [binary.MaxVarintLen64]byte
 	n := binary.PutUvarint(st[:], uint64(r.StatusOrDefault()))
@@ -126,6 +130,86 @@ func DecodeResponseWire(data []byte) (*Response, error) {
 		return decodeResponseLarge(data)
 	}
 	return decodeResponseSmall(data)
+}
+
+// DecodeResponseWireFields is DecodeResponseWire with the headers in the
+// result's Fields (names canonical, in message order) instead of a map;
+// its Headers is nil. It validates the same way. A response makes three
+// allocations, or two without headers or without a body: the Response
+// with room for four fields, one copy of the header bytes that every
+// header string shares, and the body.
+func DecodeResponseWireFields(data []byte) (*Response, error) {
+	if err := checkMagic(data, responseMagic); err != nil {
+		return nil, err
+	}
+	if len(data) > 1<<31-1 {
+		return nil, fmt.Errorf("%w: a %d-byte response is over 2 GiB", ErrMalformed, len(data))
+	}
+	// One pass validates and locates; the strings are made once the
+	// header bytes are known to be valid.
+	var spans [8]HeaderSpan
+	hs := spans[:0]
+	var status int
+	var body Span
+	hdrBytes := 0
+	for off := len(responseMagic); off < len(data); {
+		tag := data[off]
+		start, end, ok := fieldAt(data, off)
+		if !ok {
+			return nil, fieldError(data, off)
+		}
+		off = end
+		v := data[start:end]
+		switch tag {
+		case tagStatus:
+			st, err := decodeStatus(v)
+			if err != nil {
+				return nil, err
+			}
+			status = st
+		case tagRespHeader:
+			name, val, err := splitHeader(v)
+			if err != nil {
+				return nil, err
+			}
+			if err := checkHeader(name, val); err != nil {
+				return nil, err
+			}
+			valAt := end - len(val)
+			nameAt := valAt - len(name)
+			hs = append(hs, HeaderSpan{Name: Span{int32(nameAt), int32(valAt)}, Value: Span{int32(valAt), int32(end)}})
+			hdrBytes += len(name) + len(val)
+		case tagRespBody:
+			body = Span{int32(start), int32(end)}
+		}
+	}
+	ra := new(responseFieldsAlloc)
+	resp := &ra.resp
+	resp.Status = status
+	resp.Body = copyBytes(data[body.Start:body.End])
+	if len(hs) == 0 {
+		return resp, nil
+	}
+	resp.Fields = ra.fields[:0]
+	if len(hs) > len(ra.fields) {
+		resp.Fields = make([]HeaderField, 0, len(hs))
+	}
+	var a arena
+	a.Grow(hdrBytes)
+	for _, h := range hs {
+		resp.Fields = append(resp.Fields, HeaderField{
+			Name:  http.CanonicalHeaderKey(a.str(data[h.Name.Start:h.Name.End])),
+			Value: a.str(data[h.Value.Start:h.Value.End]),
+		})
+	}
+	return resp, nil
+}
+
+// responseFieldsAlloc is a response decoded with its headers as fields,
+// with room for its first four, in one allocation.
+type responseFieldsAlloc struct {
+	resp   Response
+	fields [4]HeaderField
 }
 
 // responseAlloc is a decoded response with room for the values of its
