@@ -269,7 +269,9 @@ func (w *RawResponse) WriteHeader(status int) {
 // SetHeader sets the named header to value, replacing any values it had.
 // The name is matched without regard to case.
 func (w *RawResponse) SetHeader(name, value string) {
-	w.DelHeader(name)
+	if len(w.hdr) > 0 { // under WebAssembly even a call that finds nothing costs
+		w.DelHeader(name)
+	}
 	w.hdr = append(w.hdr, protocol.HeaderField{Name: name, Value: value})
 }
 
@@ -318,7 +320,9 @@ func (w *RawResponse) reset() {
 	if cap(w.hdr) > maxKeepFields {
 		w.hdr = make([]protocol.HeaderField, 0, 8)
 	}
-	clear(w.hdr)
+	for i := range w.hdr { // a few fields: cheaper than a call to clear
+		w.hdr[i] = protocol.HeaderField{}
+	}
 	w.hdr = w.hdr[:0]
 	w.body.Reset()
 }
