@@ -43,18 +43,23 @@ type RawRequest struct {
 	msg []byte // the request's wire form; valid while the handler runs
 	all string // msg as a string, made when a field is first read
 	ix  protocol.RequestIndex
-	// req is the whole request decoded, for HTTPRequest and command mode;
-	// nil until needed.
-	req *protocol.Request
 }
 
 // reset points r at the wire form msg.
 func (r *RawRequest) reset(msg []byte) error {
-	r.msg, r.all, r.req = msg, "", nil
+	r.msg, r.all = msg, ""
 	if cap(r.ix.Headers) > maxKeepFields {
 		r.ix.Headers = nil
 	}
 	return protocol.IndexRequestWire(&r.ix, msg)
+}
+
+// done empties r once its handler has returned.
+func (r *RawRequest) done() {
+	r.msg, r.all = nil, ""
+	r.ix.Fields = [len(r.ix.Fields)]protocol.Span{}
+	r.ix.Headers = r.ix.Headers[:0]
+	r.ix.Body = protocol.Span{}
 }
 
 // str returns the bytes of s as a string sharing the request's one copy.
@@ -364,12 +369,15 @@ var (
 func handleRawWire(in []byte) []byte {
 	r, w := rawReq, rawResp
 	if err := r.reset(in); err != nil {
-		r.msg = nil
+		r.done()
 		return encodeError("decode request: " + err.Error())
 	}
 	w.reset()
 	serveRaw(w, r)
-	r.msg, r.all = nil, "" // msg is the request buffer, all the request's
+	// msg is the request buffer, which the next request overwrites: a
+	// RawRequest kept past its handler (which the API forbids) reads
+	// empty fields rather than another request's.
+	r.done()
 	w.finish()
 	var err error
 	outBuf, err = protocol.AppendResponseWireFields(outBuf[:0], w.status, w.hdr, w.body.Bytes())

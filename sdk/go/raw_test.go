@@ -258,3 +258,19 @@ func BenchmarkHandleRawWire(b *testing.B) {
 		handleWire(in)
 	}
 }
+
+// A RawRequest kept past its handler (which HandleRaw forbids) reads empty
+// fields, not those of the request that reuses the buffer next.
+func TestRawRequestKeptPastItsHandler(t *testing.T) {
+	defer Handle(http.NotFoundHandler())
+	var kept *RawRequest
+	rawServe(t, func(w *RawResponse, r *RawRequest) {
+		kept = r
+		w.WriteString(r.Path())
+	}, &protocol.Request{Method: "GET", URI: "/first?q=1", Path: "/first", RawQuery: "q=1",
+		Headers: http.Header{"X-A": {"1"}}, Body: []byte("b")})
+	if kept.Path() != "" || kept.Query("q") != "" || kept.Header("X-A") != "" || kept.Body() != nil || kept.Method() != "" {
+		t.Errorf("after its handler: path %q, query %q, header %q, body %q, method %q; want all empty",
+			kept.Path(), kept.Query("q"), kept.Header("X-A"), kept.Body(), kept.Method())
+	}
+}
