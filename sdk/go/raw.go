@@ -57,9 +57,7 @@ func (r *RawRequest) reset(msg []byte) error {
 // done empties r once its handler has returned.
 func (r *RawRequest) done() {
 	r.msg, r.all = nil, ""
-	r.ix.Fields = [len(r.ix.Fields)]protocol.Span{}
-	r.ix.Headers = r.ix.Headers[:0]
-	r.ix.Body = protocol.Span{}
+	r.ix.Reset()
 }
 
 // str returns the bytes of s as a string sharing the request's one copy.

@@ -2,7 +2,10 @@
 
 package protocol
 
-import "testing"
+import (
+	"net/http"
+	"testing"
+)
 
 // The race detector changes allocation counts, so these tests skip -race.
 
@@ -29,6 +32,13 @@ func TestDecodeWireAllocations(t *testing.T) {
 	resp, _ := AppendResponseWire(nil, benchResponse())
 	if n := testing.AllocsPerRun(100, func() { _, _ = DecodeResponseWire(resp) }); n > 12 {
 		t.Errorf("DecodeResponseWire: %v allocations, want at most 12", n)
+	}
+	// The host's decoder of pooled responses: the response with room for
+	// four fields, the header bytes and the body.
+	small, _ := AppendResponseWire(nil, &Response{Status: 200, Body: []byte("hello"),
+		Headers: http.Header{"Content-Type": {"text/plain"}, "X-A": {"1", "2"}}})
+	if n := testing.AllocsPerRun(100, func() { _, _ = DecodeResponseWireFields(small) }); n != 3 {
+		t.Errorf("DecodeResponseWireFields: %v allocations, want 3", n)
 	}
 }
 

@@ -53,7 +53,7 @@ type RequestIndex struct {
 // framing, header name lengths) and fails with the same errors; on error x
 // is left reset. Messages are limited to 2 GiB.
 func IndexRequestWire(x *RequestIndex, data []byte) error {
-	x.reset()
+	x.Reset()
 	if err := checkMagic(data, requestMagic); err != nil {
 		return err
 	}
@@ -61,13 +61,14 @@ func IndexRequestWire(x *RequestIndex, data []byte) error {
 		return fmt.Errorf("%w: a %d-byte message is over the 2 GiB an index holds", ErrMalformed, len(data))
 	}
 	if err := x.index(data); err != nil {
-		x.reset()
+		x.Reset()
 		return err
 	}
 	return nil
 }
 
-func (x *RequestIndex) reset() {
+// Reset empties x, keeping the storage of its Headers.
+func (x *RequestIndex) Reset() {
 	x.Fields = [len(x.Fields)]Span{}
 	x.Headers = x.Headers[:0]
 	x.Body = Span{}

@@ -83,8 +83,18 @@ func (r *Response) HeaderMap() http.Header {
 		return r.Headers
 	}
 	h := make(http.Header, len(r.Fields))
-	for _, f := range r.Fields {
-		h[f.Name] = append(h[f.Name], f.Value)
+	if len(r.Fields) == 0 {
+		return h
+	}
+	// The first value of every name shares one backing array.
+	vals := make([]string, len(r.Fields))
+	for i, f := range r.Fields {
+		if prev, ok := h[f.Name]; ok {
+			h[f.Name] = append(prev, f.Value)
+			continue
+		}
+		vals[i] = f.Value
+		h[f.Name] = vals[i : i+1 : i+1]
 	}
 	return h
 }

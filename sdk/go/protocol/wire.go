@@ -126,10 +126,12 @@ func AppendResponseWire(dst []byte, r *Response) ([]byte, error) {
 // the status or body occurs more than once, the last one wins. The result
 // does not alias data.
 func DecodeResponseWire(data []byte) (*Response, error) {
-	if len(data) > smallMessage {
-		return decodeResponseLarge(data)
+	r, err := DecodeResponseWireFields(data)
+	if err != nil {
+		return nil, err
 	}
-	return decodeResponseSmall(data)
+	r.Headers, r.Fields = r.HeaderMap(), nil
+	return r, nil
 }
 
 // DecodeResponseWireFields is DecodeResponseWire with the headers in the
@@ -212,114 +214,6 @@ type responseFieldsAlloc struct {
 	fields [4]HeaderField
 }
 
-// responseAlloc is a decoded response with room for the values of its
-// first headers, in one allocation.
-type responseAlloc struct {
-	resp Response
-	vals [4]string
-}
-
-// decodeResponseSmall is DecodeResponseWire in one pass, for messages up
-// to smallMessage (every response of a small function): one string copy
-// of the whole message, framing included, backs every header string.
-func decodeResponseSmall(data []byte) (*Response, error) {
-	if err := checkMagic(data, responseMagic); err != nil {
-		return nil, err
-	}
-	var all string
-	ra := new(responseAlloc)
-	resp := &ra.resp
-	hv := headerBuilder{free: ra.vals[:]}
-	for off := len(responseMagic); off < len(data); {
-		tag := data[off]
-		start, end, ok := fieldAt(data, off)
-		if !ok {
-			return nil, fieldError(data, off)
-		}
-		off = end
-		v := data[start:end]
-		switch tag {
-		case tagStatus:
-			st, err := decodeStatus(v)
-			if err != nil {
-				return nil, err
-			}
-			resp.Status = st
-		case tagRespHeader:
-			name, val, err := splitHeader(v)
-			if err != nil {
-				return nil, err
-			}
-			if err := checkHeader(name, val); err != nil {
-				return nil, err
-			}
-			if all == "" {
-				all = string(data)
-			}
-			nameAt := start + len(v) - len(val) - len(name)
-			valAt := start + len(v) - len(val)
-			if hv.h == nil {
-				hv.h = make(http.Header, len(ra.vals))
-			}
-			hv.add(http.CanonicalHeaderKey(all[nameAt:nameAt+len(name)]), all[valAt:valAt+len(val)])
-		case tagRespBody:
-			resp.Body = copyBytes(v)
-		}
-	}
-	resp.Headers = hv.h
-	if resp.Headers == nil {
-		resp.Headers = http.Header{}
-	}
-	return resp, nil
-}
-
-// decodeResponseLarge is DecodeResponseWire for a message past
-// smallMessage, usually for its body: a first pass validates it and sizes
-// its strings, so that the second gives all of them one exact-size
-// allocation that leaves the body out.
-func decodeResponseLarge(data []byte) (*Response, error) {
-	var size, nhdr int
-	err := walkFields(data, responseMagic, func(tag byte, v []byte) error {
-		switch tag {
-		case tagStatus:
-			if _, err := decodeStatus(v); err != nil {
-				return err
-			}
-		case tagRespHeader:
-			name, val, err := splitHeader(v)
-			if err != nil {
-				return err
-			}
-			if err := checkHeader(name, val); err != nil {
-				return err
-			}
-			nhdr++
-			size += len(v)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	var a arena
-	a.Grow(size)
-	resp := &Response{Headers: make(http.Header, nhdr)}
-	hv := newHeaderBuilder(resp.Headers, nhdr)
-	_ = walkFields(data, responseMagic, func(tag byte, v []byte) error {
-		switch tag {
-		case tagStatus:
-			resp.Status, _ = decodeStatus(v)
-		case tagRespHeader:
-			name, val, _ := splitHeader(v)
-			hv.add(http.CanonicalHeaderKey(a.str(name)), a.str(val))
-		case tagRespBody:
-			resp.Body = copyBytes(v)
-		}
-		return nil
-	})
-	return resp, nil
-}
-
 // decodeStatus decodes and validates a status field.
 func decodeStatus(v []byte) (int, error) {
 	s, n := binary.Uvarint(v)
@@ -344,27 +238,6 @@ func (a *arena) str(v []byte) string {
 	a.Write(v)
 	// The Builder only ever appends, so this string's bytes never change.
 	return a.String()[start:]
-}
-
-// headerBuilder adds values to a header, giving the value slices of the
-// first n names one shared backing array.
-type headerBuilder struct {
-	h    http.Header
-	free []string
-}
-
-func newHeaderBuilder(h http.Header, n int) headerBuilder {
-	return headerBuilder{h: h, free: make([]string, n)}
-}
-
-func (b *headerBuilder) add(name, value string) {
-	if vals, ok := b.h[name]; ok || len(b.free) == 0 {
-		b.h[name] = append(vals, value)
-		return
-	}
-	b.free[0] = value
-	b.h[name] = b.free[:1:1]
-	b.free = b.free[1:]
 }
 
 func copyBytes(v []byte) []byte {
