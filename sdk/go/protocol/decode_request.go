@@ -6,36 +6,25 @@ import (
 	"net/http"
 )
 
-// The request decoder behind DecodeRequestWireInto (a header map, for
-// net/http handlers) and DecodeRequestWireFields (a list of header fields,
-// for raw handlers). Both are on every pooled Go guest's request path,
-// where function calls and allocations are dear under WebAssembly, so the
-// one decoder makes few of either.
+// The request decoder behind DecodeRequestWire and DecodeRequestWireInto,
+// on every net/http Go guest's request path, where function calls and
+// allocations are dear under WebAssembly: one decoder that makes few of
+// either. (Raw handlers read the message in place: RequestIndex.)
 
 // smallMessage is the size up to which a request is decoded in one pass
 // with one string copy of the whole message; past it the body would be
 // copied twice, so the strings get an exact-size copy instead.
 const smallMessage = 16 << 10
 
-// headerSink receives a request's header fields: into a header map whose
-// first value slices are carved from vals, or appended to fields when
-// toFields is set (the body then aliases the message rather than being
-// copied).
+// headerSink receives a request's header fields into a header map whose
+// first value slices are carved from vals.
 type headerSink struct {
-	toFields bool
-	h        http.Header
-	vals     []string
-	fields   []HeaderField
+	h    http.Header
+	vals []string
 }
 
-// add records one header field. A header map gets the name canonicalised;
-// header fields keep it as the message has it (raw handlers match names
-// without regard to case, and canonicalise only what they list).
+// add records one header field, its name canonicalised.
 func (s *headerSink) add(name, value string) {
-	if s.toFields {
-		s.fields = append(s.fields, HeaderField{Name: name, Value: value})
-		return
-	}
 	name = http.CanonicalHeaderKey(name)
 	if s.h == nil {
 		s.h = make(http.Header, 8)
@@ -50,19 +39,8 @@ func (s *headerSink) add(name, value string) {
 	}
 }
 
-// body returns the request body as the sink's caller wants it.
-func (s *headerSink) body(v []byte) []byte {
-	if s.toFields {
-		return v
-	}
-	return copyBytes(v)
-}
-
-// finish puts the header map, when there is one, into d.
+// finish puts the header map into d.
 func (s *headerSink) finish(d *Request) {
-	if s.toFields {
-		return
-	}
 	if s.h == nil {
 		s.h = http.Header{}
 	}
@@ -114,7 +92,7 @@ func decodeRequest(r *Request, data []byte, s *headerSink) error {
 			}
 			s.add(v[k:k+int(nl)], v[k+int(nl):])
 		case tagBody:
-			d.Body = s.body(data[start:end])
+			d.Body = copyBytes(data[start:end])
 		default:
 			d.setString(tag, v)
 		}
@@ -148,11 +126,9 @@ func decodeRequestLarge(r *Request, data []byte, s *headerSink) error {
 	if err != nil {
 		return err
 	}
-	if !s.toFields {
-		s.h = make(http.Header, nhdr)
-		if cap(s.vals)-len(s.vals) < nhdr {
-			s.vals = make([]string, 0, nhdr)
-		}
+	s.h = make(http.Header, nhdr)
+	if cap(s.vals)-len(s.vals) < nhdr {
+		s.vals = make([]string, 0, nhdr)
 	}
 	var a arena
 	a.Grow(size)
@@ -163,7 +139,7 @@ func decodeRequestLarge(r *Request, data []byte, s *headerSink) error {
 			name, val, _ := splitHeader(v)
 			s.add(a.str(name), a.str(val))
 		case tagBody:
-			d.Body = s.body(v)
+			d.Body = copyBytes(v)
 		default:
 			if isStringTag(tag) {
 				d.setString(tag, a.str(v))

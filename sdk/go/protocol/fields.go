@@ -8,29 +8,11 @@ import (
 	"strings"
 )
 
-// HeaderField is one header line: a name and one of its values. Guests that
-// do not want a header map (the Go SDK's raw handlers) exchange headers as
-// a list of fields.
+// HeaderField is one header line: a name and one of its values. Code that
+// does not want a header map (the Go SDK's raw handlers, the node's edge)
+// exchanges headers as a list of fields.
 type HeaderField struct {
 	Name, Value string
-}
-
-// DecodeRequestWireFields decodes the wire form of a request into r like
-// DecodeRequestWireInto, except that the headers are appended to hdr (in
-// message order, names as the message has them: a Gojinn host sends them
-// canonical, but canonicalising every name of every request costs a Go
-// guest more than the few lookups most handlers make, which can ignore
-// case) instead of going into a map, and
-// r.Body aliases data instead of being copied. Every string of the result
-// shares one allocation, the only one it makes when hdr has room. It
-// returns the extended hdr; r.Headers is left nil. On error r is left
-// unchanged and hdr is returned as it came.
-func DecodeRequestWireFields(r *Request, hdr []HeaderField, data []byte) ([]HeaderField, error) {
-	sink := headerSink{fields: hdr, toFields: true}
-	if err := decodeRequest(r, data, &sink); err != nil {
-		return hdr, err
-	}
-	return sink.fields, nil
 }
 
 // AppendResponseWireFields appends the wire form of a response to dst: the

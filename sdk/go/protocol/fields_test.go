@@ -5,20 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 )
 
-// fieldsHeader merges header fields into a header map, in order.
-func fieldsHeader(hdr []HeaderField) http.Header {
-	h := http.Header{}
-	for _, f := range hdr {
-		h.Add(f.Name, f.Value) // canonicalises, as the map decoder does
-	}
-	return h
-}
-
-func TestDecodeRequestWireHeaderFields(t *testing.T) {
+// The index keeps header names as the message has them (raw handlers match
+// names without regard to case), in message order, and uses the storage
+// lent in Headers.
+func TestIndexRequestWireHeaderNames(t *testing.T) {
 	small := &Request{Method: "POST", URI: "/a?x=1", Path: "/a", RawQuery: "x=1", Body: []byte("hi"),
 		Host: "h", Scheme: "https", Proto: "HTTP/2.0", RemoteAddr: "192.0.2.1:1", RequestID: "r",
 		TraceParent: "00-1-2-01", Function: "f", FunctionVersion: "3"}
@@ -32,69 +27,24 @@ func TestDecodeRequestWireHeaderFields(t *testing.T) {
 			wire = append(wire, wireHeader(tagHeader, "x-b", "1")...)
 			wire = append(wire, wireHeader(tagHeader, "X-A", "2")...)
 			wire = append(wire, wireHeader(tagHeader, "x-b", "3")...)
-			lent := make([]HeaderField, 1, 8)
-			lent[0] = HeaderField{"Lent", "kept"}
-			var got Request
-			hdr, err := DecodeRequestWireFields(&got, lent, wire)
-			if err != nil {
+			x := RequestIndex{Headers: make([]HeaderSpan, 0, 8)}
+			lent := &x.Headers[:1][0]
+			if err := IndexRequestWire(&x, wire); err != nil {
 				t.Fatal(err)
 			}
-			// Names stay as the message has them.
-			want := []HeaderField{{"Lent", "kept"}, {"x-b", "1"}, {"X-A", "2"}, {"x-b", "3"}}
-			if len(hdr) != len(want) {
-				t.Fatalf("fields %v, want %v", hdr, want)
+			str := func(s Span) string { return string(wire[s.Start:s.End]) }
+			var got []string
+			for _, h := range x.Headers {
+				got = append(got, str(h.Name)+"="+str(h.Value))
 			}
-			for i := range want {
-				if hdr[i] != want[i] {
-					t.Errorf("field %d: %v, want %v", i, hdr[i], want[i])
-				}
+			if want := []string{"x-b=1", "X-A=2", "x-b=3"}; !slices.Equal(got, want) {
+				t.Errorf("headers %q, want %q", got, want)
 			}
-			if &hdr[0] != &lent[0] {
-				t.Error("the lent slice's room was not used")
+			if &x.Headers[0] != lent {
+				t.Error("the lent storage was not used")
 			}
-			if got.Headers != nil {
-				t.Errorf("Headers = %v, want nil", got.Headers)
-			}
-			wantReq := *req
-			if !equalRequest(&got, &wantReq) {
-				t.Errorf("decoded %s\nwant    %s", dumpRequest(&got), dumpRequest(&wantReq))
-			}
-			// Strings are copies; the body aliases the message.
-			method := got.Method
-			clobber(wire)
-			if got.Method != method || method != req.Method {
-				t.Errorf("method %q changed with the message", got.Method)
-			}
-			if len(got.Body) > 0 && got.Body[0] == req.Body[0] {
-				t.Error("body does not alias the message")
-			}
-		})
-	}
-}
-
-func TestDecodeRequestWireFieldsErrors(t *testing.T) {
-	good := AppendRequestWire(nil, &Request{Method: "GET", URI: "/"})
-	for name, in := range map[string][]byte{
-		"empty":           nil,
-		"bad magic":       []byte("GJS\x01"),
-		"version":         []byte("GJQ\x09"),
-		"truncated":       good[:len(good)-1],
-		"bad name length": wireMsg(reqMagic, []byte{tagHeader, 2, 9, 'x'}),
-		"bad varint":      append(bytes.Clone(good), tagURI, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff),
-		"large truncated": append(bytes.Clone(good), append([]byte{tagBody, 0xff, 0xff, 0x10}, make([]byte, smallMessage)...)...),
-	} {
-		t.Run(name, func(t *testing.T) {
-			r := Request{Method: "KEEP"}
-			lent := []HeaderField{{"Lent", "1"}}
-			hdr, err := DecodeRequestWireFields(&r, lent, in)
-			if err == nil {
-				t.Fatal("no error")
-			}
-			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnsupportedVersion) {
-				t.Errorf("error %v wraps no sentinel", err)
-			}
-			if r.Method != "KEEP" || len(hdr) != 1 || hdr[0].Name != "Lent" {
-				t.Errorf("request %q / fields %v changed on error", r.Method, hdr)
+			if str(x.Fields[FieldMethod]) != "POST" || str(x.Body) != string(req.Body) {
+				t.Errorf("method %q, body of %d bytes", str(x.Fields[FieldMethod]), x.Body.End-x.Body.Start)
 			}
 		})
 	}

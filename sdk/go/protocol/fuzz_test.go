@@ -238,11 +238,6 @@ func FuzzDecodeRequestWire(f *testing.F) {
 				t.Fatal("non-nil request with an error")
 			}
 			checkSentinel(t, err)
-			var fr Request
-			keep := []HeaderField{{"Kept", "1"}}
-			if hdr, ferr := DecodeRequestWireFields(&fr, keep, in); ferr == nil || len(hdr) != 1 || fr.Method != "" {
-				t.Fatalf("fields decoder: %v, %d fields, method %q; want an error, the lent field alone, no change", ferr, len(hdr), fr.Method)
-			}
 			x := RequestIndex{Headers: []HeaderSpan{{}}, Body: Span{1, 2}}
 			x.Fields[FieldMethod] = Span{1, 2}
 			if ierr := IndexRequestWire(&x, in); ierr == nil || ierr.Error() != err.Error() {
@@ -263,21 +258,6 @@ func FuzzDecodeRequestWire(f *testing.F) {
 		}
 		if !equalRequest(r, &large) || !equalRequest(r, &lent) {
 			t.Fatalf("decoders disagree\nsmall %s\nlarge %s\nlent  %s", dumpRequest(r), dumpRequest(&large), dumpRequest(&lent))
-		}
-		// So must the header-field decoders (raw handlers), small and
-		// large: same fields, headers in message order.
-		for name, decode := range map[string]func(*Request, []HeaderField, []byte) ([]HeaderField, error){
-			"fields": DecodeRequestWireFields, "fields-large": decodeRequestWireFieldsLarge,
-		} {
-			var fr Request
-			hdr, err := decode(&fr, nil, in)
-			if err != nil {
-				t.Fatalf("%s decoder fails where the others decode: %v", name, err)
-			}
-			fr.Headers = fieldsHeader(hdr)
-			if !equalRequest(r, &fr) {
-				t.Fatalf("%s decoder disagrees\nmap    %s\nfields %s", name, dumpRequest(r), dumpRequest(&fr))
-			}
 		}
 		checkCanonical(t, r.Headers)
 		before := cloneRequest(r)
@@ -410,15 +390,6 @@ func FuzzDecodeResponseWire(f *testing.F) {
 	})
 }
 
-// decodeRequestWireFieldsLarge is DecodeRequestWireFields forced onto the
-// large-message path.
-func decodeRequestWireFieldsLarge(r *Request, hdr []HeaderField, data []byte) ([]HeaderField, error) {
-	sink := headerSink{fields: hdr, toFields: true}
-	if err := decodeRequestLarge(r, data, &sink); err != nil {
-		return hdr, err
-	}
-	return sink.fields, nil
-}
 
 // referenceDecodeResponse is DecodeResponseWire written plainly, field by
 // field, for the fuzz test to check the decoder against.

@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"bytes"
+	"errors"
 	"net/http"
 	"testing"
 )
@@ -70,9 +72,22 @@ func TestIndexRequestWireErrors(t *testing.T) {
 			t.Errorf("%s: index not reset: %+v", tc.name, x)
 		}
 	}
-	bad := wireMsg(reqMagic, wireField(tagHeader, "\x09ab"))
-	var x RequestIndex
-	if err := IndexRequestWire(&x, bad); err == nil {
-		t.Error("a header whose name overruns its field was indexed")
+	good := AppendRequestWire(nil, &Request{Method: "GET", URI: "/"})
+	for name, in := range map[string][]byte{
+		"version":         []byte("GJQ\x09"),
+		"name overruns":   wireMsg(reqMagic, wireField(tagHeader, "\x09ab")),
+		"bad name length": wireMsg(reqMagic, []byte{tagHeader, 2, 9, 'x'}),
+		"bad varint":      append(bytes.Clone(good), tagURI, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff),
+		"large truncated": append(bytes.Clone(good), append([]byte{tagBody, 0xff, 0xff, 0x10}, make([]byte, smallMessage)...)...),
+	} {
+		_, want := DecodeRequestWire(in)
+		x := RequestIndex{Headers: []HeaderSpan{{}}}
+		err := IndexRequestWire(&x, in)
+		if want == nil || err == nil || err.Error() != want.Error() || (!errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnsupportedVersion)) {
+			t.Errorf("%s: index says %v, decoder %v", name, err, want)
+		}
+		if !x.empty() {
+			t.Errorf("%s: index not reset: %+v", name, x)
+		}
 	}
 }
