@@ -84,13 +84,7 @@ func TestPoolBoundsConcurrency(t *testing.T) {
 	}()
 	<-started
 	// Wait until the slow request holds the instance.
-	deadline := time.Now().Add(10 * time.Second)
-	for f.Stats().InFlight == 0 || f.Stats().Idle != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("slow request never started")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitBusy(t, f, "the slow request")
 	_, err := invoke(t, f, get("/ok"))
 	if !errors.Is(err, runtime.ErrBusy) || runtime.HTTPStatus(err) != 503 {
 		t.Fatalf("second request: got %v (status %d), want ErrBusy/503", err, runtime.HTTPStatus(err))
@@ -264,13 +258,7 @@ func TestPoolHandsABrokenInstancesSlotToAWaiter(t *testing.T) {
 		_, err := f.Invoke(context.Background(), get("/loop"))
 		broke <- err
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for f.Stats().Idle != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the looping request never took the instance")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitBusy(t, f, "the looping request")
 	// This one waits: the only instance loops until its timeout.
 	if _, body := mustInvoke(t, f, get("/ok")); body != "ok" {
 		t.Fatalf("waiting request: %q", body)
@@ -296,13 +284,7 @@ func TestPoolWaiterGivesUp(t *testing.T) {
 		_, err := f.Invoke(context.Background(), get("/sleep?n=700"))
 		slow <- err
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for f.Stats().Idle != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the slow request never took the instance")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitBusy(t, f, "the slow request")
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if _, err := f.Invoke(ctx, get("/ok")); !errors.Is(err, runtime.ErrCanceled) {
@@ -316,5 +298,17 @@ func TestPoolWaiterGivesUp(t *testing.T) {
 	}
 	if st := f.Stats(); st.Instances != 1 || st.Idle != 1 {
 		t.Fatalf("after: %+v, want one idle instance", st)
+	}
+}
+
+// waitBusy waits until a request (what) holds f's only instance.
+func waitBusy(t *testing.T, f *runtime.Function, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for st := f.Stats(); st.InFlight == 0 || st.Idle != 0; st = f.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never took the instance: %+v", what, st)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
