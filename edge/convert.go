@@ -125,10 +125,10 @@ func readBody(body io.Reader, contentLength, maxBody int64) ([]byte, error) {
 // (Transfer-Encoding) or close a connection the node keeps.
 func WriteResponse(w http.ResponseWriter, resp *protocol.Response) {
 	h := w.Header()
-	if resp.Headers == nil {
+	if resp.Headers == nil && len(resp.Fields) <= maxScannedFields {
 		copyFields(h, resp.Fields)
 	} else {
-		copyHeaders(h, resp.Headers)
+		copyHeaders(h, resp.HeaderMap())
 	}
 	if _, ok := h["Date"]; !ok {
 		h["Date"] = responseDate.get(time.Now())
@@ -166,8 +166,14 @@ func copyHeaders(h, guest http.Header) {
 	}
 }
 
+// maxScannedFields is the most header fields copyFields takes: it looks
+// for repeated names by scanning, and a guest's response may carry
+// thousands of fields, which go through a map instead.
+const maxScannedFields = 32
+
 // copyFields is copyHeaders for headers as fields (canonical names, in
-// message order). The values of all the names share one allocation.
+// message order; at most maxScannedFields). The values of all the names
+// share one allocation.
 func copyFields(h http.Header, fields []protocol.HeaderField) {
 	var vals []string
 	listed := false

@@ -172,3 +172,27 @@ func pipeline(t *testing.T, s *testServer, paths ...string) *bufio.Reader {
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	return bufio.NewReader(conn)
 }
+
+// A response with thousands of header fields (a guest may send them) goes
+// through a header map rather than the scan for repeated names, which
+// would take time quadratic in their number; it merges repeated names and
+// drops what Connection lists like the scanning path.
+func TestWriteResponseManyFields(t *testing.T) {
+	var fields []protocol.HeaderField
+	for i := range 5000 {
+		fields = append(fields, protocol.HeaderField{Name: fmt.Sprintf("X-F%d", i%2500), Value: fmt.Sprint(i)},
+			protocol.HeaderField{Name: "Connection", Value: "X-F7"})
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		edge.WriteResponse(w, &protocol.Response{Status: http.StatusOK, Fields: fields, Body: []byte("many")})
+	})
+	s := startServer(t, edge.ServerConfig{HTTPAddr: "127.0.0.1:0", Plain: edge.PlainServe, MaxHeaderBytes: 1 << 20}, h)
+	resp, err := s.h1.Get(s.httpsURL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Values("X-F3"); !slices.Equal(got, []string{"3", "2503"}) || resp.Header.Get("X-F7") != "" || len(resp.Header) < 2500 {
+		t.Errorf("X-F3 %q, X-F7 %q, %d names; want both values in order, X-F7 dropped (Connection lists it), 2,499 guest names", got, resp.Header.Get("X-F7"), len(resp.Header))
+	}
+}
