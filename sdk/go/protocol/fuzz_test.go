@@ -390,7 +390,6 @@ func FuzzDecodeResponseWire(f *testing.F) {
 	})
 }
 
-
 // referenceDecodeResponse is DecodeResponseWire written plainly, field by
 // field, for the fuzz test to check the decoder against.
 func referenceDecodeResponse(data []byte) (*Response, error) {
