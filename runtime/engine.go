@@ -30,6 +30,9 @@ type Engine struct {
 	mods   *moduleCache
 	closed chan struct{} // closed by Close to stop the janitor
 	done   chan struct{} // closed by the janitor when it has returned
+	// maint counts the idle calls under way (Function.maintain): Close
+	// waits for them before it closes the runtimes.
+	maint sync.WaitGroup
 
 	mu   sync.RWMutex
 	fns  map[string]*Function
@@ -192,6 +195,10 @@ func (e *Engine) Close(ctx context.Context) error {
 	for _, f := range fns {
 		f.close(ctx)
 	}
+	// Idle calls (of these functions or of versions they replaced) end
+	// within their function's timeout; their instances must not outlive
+	// the runtimes.
+	e.maint.Wait()
 	return errors.Join(e.fast.Close(ctx), e.safe.Close(ctx), e.cache.Close(ctx))
 }
 

@@ -28,7 +28,11 @@ type instance struct {
 	sb      *sandbox
 	reserve api.Function
 	handle  api.Function
-	reset   bool
+	// idle is the guest's gojinn_v1_idle, nil when it exports none; served
+	// counts the requests since the last idle call.
+	idle   api.Function
+	served int
+	reset  bool
 	// heapReserve is the GOJINN_HEAP_RESERVE this instance was made
 	// with (bytes; 0: none), see Function.heapReserve.
 	heapReserve uint64
@@ -110,6 +114,9 @@ func (in *instance) start(g *guard, m *module) error {
 	in.mod, in.mem = sb.mod, sb.mem
 	in.reserve = sb.mod.ExportedFunction(exportReserve)
 	in.handle = sb.mod.ExportedFunction(exportHandle)
+	if m.idle {
+		in.idle = sb.mod.ExportedFunction(exportIdle)
+	}
 	if m.init {
 		if _, err := sb.mod.ExportedFunction(exportInitialize).Call(g.ctx); err != nil {
 			return err

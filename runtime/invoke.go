@@ -50,8 +50,52 @@ func (f *Function) invokePooled(ctx context.Context, p *pool, req *protocol.Requ
 			broken = true
 		}
 	}
+	if !broken && in.idle != nil && !in.reset {
+		if in.served++; in.served >= idleEvery {
+			in.served = 0
+			f.maintain(p, in) // releases in
+			return res, err
+		}
+	}
 	p.release(in, broken)
 	return res, err
+}
+
+// idleEvery is how many requests a pooled instance of a guest that exports
+// gojinn_v1_idle serves between two idle calls.
+const idleEvery = 64
+
+// maintain calls the guest's gojinn_v1_idle on in, off the request path,
+// and then returns in to p. The Go SDK collects garbage there when its heap
+// is due for it: collecting inside a reactor's requests costs several times
+// more (docs/benchmarks.md), and a collection here is neither in a
+// request's latency nor in its CPU budget. The call has the function's
+// timeout; an instance whose idle call fails is discarded.
+func (f *Function) maintain(p *pool, in *instance) {
+	// in keeps its pool slot meanwhile, which keeps the compiled code (the
+	// janitor evicts it only from a pool with no instance).
+	f.engine.maint.Add(1)
+	go func() {
+		defer f.engine.maint.Done()
+		in.sb.kv = nil
+		cpu, ierr, broken := f.guarded(context.Background(), in.sb, "in the idle call", 0, func(g *guard) error {
+			_, err := in.idle.Call(g.ctx)
+			return err
+		})
+		var err error
+		if ierr != nil {
+			err = ierr
+		}
+		f.engine.cfg.Metrics.idle(f.spec.Name, cpu, err)
+		if ierr != nil {
+			f.engine.log.Warn("idle call failed; discarding the instance", "function", f.spec.Name, "version", f.spec.Version, "err", ierr)
+			broken = true
+		}
+		// What the guest wrote there belongs to no request.
+		in.stdout.take()
+		in.stderr.take()
+		p.release(in, broken)
+	}()
 }
 
 // invokeIsolated serves req in a fresh sandbox that is closed afterwards.

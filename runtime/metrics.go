@@ -23,6 +23,8 @@ type Metrics struct {
 	compileTime    *prometheus.HistogramVec
 	evictions      *prometheus.CounterVec
 	retired        *prometheus.CounterVec
+	idleCalls      *prometheus.CounterVec
+	idleCPU        *prometheus.CounterVec
 	resetTime      *prometheus.HistogramVec
 	logLines       *prometheus.CounterVec
 	logsDropped    *prometheus.CounterVec
@@ -66,6 +68,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		retired: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gojinn_instances_retired_total", Help: "Pooled instances closed after a request instead of being reset, by function and reason (memory_grown: the request grew linear memory past the snapshot).",
 		}, []string{"function", "reason"}),
+		idleCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gojinn_idle_calls_total", Help: "Idle calls made to pooled instances between requests (gojinn_v1_idle, where Go guests collect garbage), by function and outcome (ok, error: the instance was discarded).",
+		}, []string{"function", "outcome"}),
+		idleCPU: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gojinn_idle_cpu_seconds_total", Help: "CPU time the guests' idle calls used, off any request's budget, by function.",
+		}, []string{"function"}),
 		resetTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "gojinn_instance_reset_seconds", Help: "Time to return a pooled instance to its snapshot after a request, by strategy (cow, copy).",
 			Buckets: fast,
@@ -77,7 +85,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "gojinn_guest_log_lines_dropped_total", Help: "Guest log lines dropped by the per-function rate limit (runtime.log_rate, runtime.log_burst), by function.",
 		}, []string{"function"}),
 	}
-	for _, c := range []prometheus.Collector{m.poolWait, m.instantiations, m.compilations, m.compileTime, m.evictions, m.retired, m.resetTime, m.logLines, m.logsDropped} {
+	for _, c := range []prometheus.Collector{m.poolWait, m.instantiations, m.compilations, m.compileTime, m.evictions, m.retired, m.idleCalls, m.idleCPU, m.resetTime, m.logLines, m.logsDropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, errors.Join(errors.New("runtime: registering metrics"), err)
 		}
@@ -132,6 +140,14 @@ func (m *Metrics) retiredGrown(function string) {
 	}
 }
 
+// idle counts an idle call (Function.maintain) and the CPU time it used.
+func (m *Metrics) idle(function string, cpu time.Duration, err error) {
+	if m != nil {
+		m.idleCalls.WithLabelValues(function, outcomeLabel(err)).Inc()
+		m.idleCPU.WithLabelValues(function).Add(cpu.Seconds())
+	}
+}
+
 func (m *Metrics) reset(strategy Reset, d time.Duration) {
 	if m != nil {
 		m.resetTime.WithLabelValues(string(strategy)).Observe(d.Seconds())
@@ -161,6 +177,8 @@ func (m *Metrics) forget(function string) {
 	m.compilations.DeletePartialMatch(l)
 	m.evictions.DeletePartialMatch(l)
 	m.retired.DeletePartialMatch(l)
+	m.idleCalls.DeletePartialMatch(l)
+	m.idleCPU.DeletePartialMatch(l)
 	m.logLines.DeletePartialMatch(l)
 	m.logsDropped.DeletePartialMatch(l)
 }

@@ -18,6 +18,7 @@ const (
 	exportInitialize = "_initialize"
 	exportReserve    = "gojinn_v1_reserve"
 	exportHandle     = "gojinn_v1_handle"
+	exportIdle       = "gojinn_v1_idle"
 	exportMemory     = "memory"
 )
 
@@ -40,6 +41,7 @@ type module struct {
 	compiled wazero.CompiledModule
 	abi      abi
 	init     bool                   // exports _initialize
+	idle     bool                   // a reactor exporting gojinn_v1_idle
 	globals  []wasmbin.GlobalExport // mutable globals, exported by the rewrite
 	minMem   uint64                 // initial memory size in bytes
 	kv       bool                   // imports gojinn_kv_v1: invocations carry a kvCall
@@ -175,6 +177,12 @@ func (m *module) inspect() error {
 			return fmt.Errorf("%w: %s must be (i32) -> i32 and %s must be (i32) -> i64", ErrInvalidModule, exportReserve, exportHandle)
 		}
 		m.abi = abiReactorV1
+		if idle, ok := fns[exportIdle]; ok {
+			if !sig(idle, nil, nil) {
+				return fmt.Errorf("%w: %s must take and return nothing", ErrInvalidModule, exportIdle)
+			}
+			m.idle = true
+		}
 	case hasReserve || hasHandle:
 		return fmt.Errorf("%w: the pooled ABI needs both %s and %s exported", ErrInvalidModule, exportReserve, exportHandle)
 	default:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"unsafe"
 )
@@ -65,4 +66,45 @@ func reserveHeap(size string) {
 	heapSink = make([]byte, n)
 	heapSink = nil
 	runtime.GC() // frees the pages back to the heap, swept
+}
+
+// gcSamples are the heap figures idle reads: the bytes of objects not yet
+// freed, what the last collection kept, and the heap goal at which Go's
+// collector starts the next cycle on its own.
+var gcSamples = []metrics.Sample{
+	{Name: "/memory/classes/heap/objects:bytes"},
+	{Name: "/gc/heap/live:bytes"},
+	{Name: "/gc/heap/goal:bytes"},
+}
+
+// idleGC is false when the function's env sets GOGC: the collector then
+// runs as the user asked.
+var (
+	idleGC    = os.Getenv("GOGC") == ""
+	idlePaced idlePacer
+)
+
+// idle is called by the host between requests (every 64 requests of a
+// pooled instance it does not reset), off the request path. It collects
+// garbage when the heap is due for it (idlePacer): Go's own collector
+// would start a concurrent cycle inside a request, and in a reactor that
+// cycle's marking drags over many requests and costs several times a
+// collection done here at once (docs/benchmarks.md).
+//
+//go:wasmexport gojinn_v1_idle
+func idle() {
+	if !idleGC {
+		return
+	}
+	metrics.Read(gcSamples)
+	for _, s := range gcSamples {
+		if s.Value.Kind() != metrics.KindUint64 {
+			idleGC = false // a Go without these metrics: leave it to the collector
+			return
+		}
+	}
+	if idlePaced.due(gcSamples[0].Value.Uint64(), gcSamples[1].Value.Uint64(), gcSamples[2].Value.Uint64()) {
+		runtime.GC()
+		idlePaced.last = 0
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,6 +93,17 @@ func handle(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "retained %d MiB, churned %d MiB", len(hog), c)
 	case "/stack":
 		fmt.Fprint(w, recurse(1))
+	case "/garbage": // n KiB of short-lived 1 KiB objects
+		for range n {
+			sink = make([]byte, 1<<10)
+		}
+		fmt.Fprint(w, "ok")
+	case "/gcstats": // collections so far, forced (runtime.GC) and automatic, and the heap
+		s := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}, {Name: "/gc/cycles/automatic:gc-cycles"},
+			{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/goal:bytes"}}
+		metrics.Read(s)
+		fmt.Fprintf(w, "forced=%d automatic=%d objects=%d live=%d goal=%d", s[0].Value.Uint64(), s[1].Value.Uint64(),
+			s[2].Value.Uint64(), s[3].Value.Uint64(), s[4].Value.Uint64())
 	case "/big": // n bytes of body
 		w.Write([]byte(strings.Repeat("x", n)))
 	case "/stdout":

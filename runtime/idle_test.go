@@ -1,0 +1,106 @@
+package runtime_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/gojinn/gojinn/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// idleBody decodes the 4-byte counter the idle test guests answer with.
+func idleBody(t *testing.T, f *runtime.Function, i int) uint32 {
+	t.Helper()
+	status, body := mustInvoke(t, f, get("/"))
+	if status != 200 || len(body) != 4 {
+		t.Fatalf("request %d: %d %q", i, status, body)
+	}
+	return binary.LittleEndian.Uint32([]byte(body))
+}
+
+// A pooled instance of a guest that exports gojinn_v1_idle gets an idle
+// call after every 64 requests, between two requests: the request after it
+// sees it done.
+func TestIdleCallsBetweenRequests(t *testing.T) {
+	e, reg := idleEngine(t)
+	f := load(t, e, runtime.FunctionSpec{Name: "counter", Module: wat(t, "idle-counter"), Mode: runtime.ModePooled,
+		Limits: runtime.Limits{MaxInstances: 1}})
+	for i := range 200 {
+		if got, want := idleBody(t, f, i), uint32(i/64); got != want {
+			t.Fatalf("request %d saw %d idle calls, want %d", i, got, want)
+		}
+	}
+	if n := gather(t, reg).value("gojinn_idle_calls_total", lbl("function", "counter", "outcome", "ok")); n != 3 {
+		t.Errorf("gojinn_idle_calls_total{outcome=ok} = %v, want 3", n)
+	}
+}
+
+// idleEngine is an engine with metrics in a registry of its own.
+func idleEngine(t *testing.T) (*runtime.Engine, *prometheus.Registry) {
+	reg := prometheus.NewRegistry()
+	m, err := runtime.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newEngine(t, func(c *runtime.Config) { c.Metrics = m }), reg
+}
+
+// An instance whose idle call fails is discarded; no request fails for it.
+func TestIdleCallFailureDiscardsTheInstance(t *testing.T) {
+	e, reg := idleEngine(t)
+	f := load(t, e, runtime.FunctionSpec{Name: "trap", Module: wat(t, "idle-trap"), Mode: runtime.ModePooled,
+		Limits: runtime.Limits{MaxInstances: 1}})
+	for i := range 150 {
+		// Each instance serves 64 requests, then its idle call traps and
+		// the next request gets a new one.
+		if got, want := idleBody(t, f, i), uint32(i%64+1); got != want {
+			t.Fatalf("request %d was the instance's request %d, want %d", i, got, want)
+		}
+	}
+	if n := gather(t, reg).value("gojinn_idle_calls_total", lbl("function", "trap", "outcome", "error")); n != 2 {
+		t.Errorf("gojinn_idle_calls_total{outcome=error} = %v, want 2", n)
+	}
+}
+
+// A gojinn_v1_idle of the wrong type is refused when the module is loaded.
+func TestIdleExportSignature(t *testing.T) {
+	e := newEngine(t)
+	_, err := e.Load(t.Context(), runtime.FunctionSpec{Name: "bad", Module: wat(t, "idle-badsig"), Mode: runtime.ModePooled})
+	if !errors.Is(err, runtime.ErrInvalidModule) || !strings.Contains(err.Error(), "gojinn_v1_idle") {
+		t.Fatalf("got %v, want ErrInvalidModule naming gojinn_v1_idle", err)
+	}
+}
+
+// The Go SDK collects in the idle call when the heap is due: a guest making
+// 16 KiB of garbage per request (16 MiB through a 4 MiB heap goal) is
+// collected there and never by Go's own pacing; with GOGC in its env the
+// SDK leaves collection to Go.
+func TestGoGuestCollectsInIdleCalls(t *testing.T) {
+	e := newEngine(t)
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+	}{{"sdk", nil}, {"gogc-set", map[string]string{"GOGC": "100"}}} {
+		t.Run(c.name, func(t *testing.T) {
+			f := load(t, e, runtime.FunctionSpec{Name: "gc-" + c.name, Module: abuseReactor(t), Mode: runtime.ModePooled,
+				Env: c.env, Limits: runtime.Limits{MaxInstances: 1}})
+			for range 1000 {
+				mustInvoke(t, f, get("/garbage?n=16"))
+			}
+			_, body := mustInvoke(t, f, get("/gcstats"))
+			var forced, automatic int
+			if _, err := fmt.Sscanf(body, "forced=%d automatic=%d", &forced, &automatic); err != nil {
+				t.Fatalf("%q: %v", body, err)
+			}
+			if c.env == nil && (forced < 3 || automatic != 0) {
+				t.Errorf("%s; want every collection forced by the idle calls", body)
+			}
+			if c.env != nil && (forced != 0 || automatic < 3) {
+				t.Errorf("%s; want Go's own collections alone", body)
+			}
+		})
+	}
+}
