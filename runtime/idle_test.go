@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gojinn/gojinn/runtime"
 	"github.com/prometheus/client_golang/prometheus"
@@ -102,5 +103,23 @@ func TestGoGuestCollectsInIdleCalls(t *testing.T) {
 				t.Errorf("%s; want Go's own collections alone", body)
 			}
 		})
+	}
+}
+
+// An idle call may outlast a request timeout (a collection of a large heap
+// at once): it is bounded by the longer of the timeout and 10 s, so an
+// instance whose idle call takes tenths of a second under a 50 ms timeout
+// keeps serving.
+func TestIdleCallOutlastsTheRequestTimeout(t *testing.T) {
+	e, reg := idleEngine(t)
+	f := load(t, e, runtime.FunctionSpec{Name: "slow", Module: wat(t, "idle-slow"), Mode: runtime.ModePooled,
+		Limits: runtime.Limits{MaxInstances: 1, Timeout: 50 * time.Millisecond, QueueTimeout: 30 * time.Second}})
+	for i := range 70 {
+		if got, want := idleBody(t, f, i), uint32(i+1); got != want {
+			t.Fatalf("request %d was the instance's request %d, want %d: the instance was replaced", i, got, want)
+		}
+	}
+	if n := gather(t, reg).value("gojinn_idle_calls_total", lbl("function", "slow", "outcome", "ok")); n != 1 {
+		t.Errorf("gojinn_idle_calls_total{outcome=ok} = %v, want 1", n)
 	}
 }

@@ -65,12 +65,17 @@ func (f *Function) invokePooled(ctx context.Context, p *pool, req *protocol.Requ
 // gojinn_v1_idle serves between two idle calls.
 const idleEvery = 64
 
+// minIdleTimeout is the least time an idle call may take: a collection of
+// a large guest heap at once can outlast a timeout set for requests.
+const minIdleTimeout = 10 * time.Second
+
 // maintain calls the guest's gojinn_v1_idle on in, off the request path,
 // and then returns in to p. The Go SDK collects garbage there when its heap
 // is due for it: collecting inside a reactor's requests costs several times
 // more (docs/benchmarks.md), and a collection here is neither in a
 // request's latency nor in its CPU budget. The call has the function's
-// timeout; an instance whose idle call fails is discarded.
+// timeout, or minIdleTimeout when that is longer; an instance whose idle
+// call fails is discarded.
 func (f *Function) maintain(p *pool, in *instance) {
 	// in keeps its pool slot meanwhile, which keeps the compiled code (the
 	// janitor evicts it only from a pool with no instance).
@@ -78,7 +83,8 @@ func (f *Function) maintain(p *pool, in *instance) {
 	go func() {
 		defer f.engine.maint.Done()
 		in.sb.kv = nil
-		cpu, ierr, broken := f.guarded(context.Background(), in.sb, "in the idle call", 0, func(g *guard) error {
+		timeout := max(f.spec.Limits.Timeout, minIdleTimeout)
+		cpu, ierr, broken := f.guardedFor(context.Background(), in.sb, "in the idle call", timeout, 0, func(g *guard) error {
 			_, err := in.idle.Call(g.ctx)
 			return err
 		})

@@ -65,16 +65,20 @@ func (sb *sandbox) close() {
 // the sandbox must be discarded (the call failed or was stopped from
 // outside).
 func (f *Function) guarded(ctx context.Context, sb *sandbox, during string, budget time.Duration, call func(*guard) error) (time.Duration, *InvokeError, bool) {
-	l := f.spec.Limits
+	return f.guardedFor(ctx, sb, during, f.spec.Limits.Timeout, budget, call)
+}
+
+// guardedFor is guarded with a timeout of its own.
+func (f *Function) guardedFor(ctx context.Context, sb *sandbox, during string, timeout, budget time.Duration, call func(*guard) error) (time.Duration, *InvokeError, bool) {
 	var g *guard
 	if sb.stopG != nil { // a warm, instrumented instance
 		if sb.guard == nil {
 			sb.guard = newReusableGuard(sb.stopG)
 		}
 		g = sb.guard
-		g.begin(ctx, l.Timeout, budget, sb.sleep)
+		g.begin(ctx, timeout, budget, sb.sleep)
 	} else {
-		g = startGuard(ctx, l.Timeout, budget, sb.sleep, nil)
+		g = startGuard(ctx, timeout, budget, sb.sleep, nil)
 	}
 	if sb.kv != nil {
 		sb.kv.guard = g // KV host calls report their waits to it
