@@ -31,8 +31,11 @@ type Engine struct {
 	closed chan struct{} // closed by Close to stop the janitor
 	done   chan struct{} // closed by the janitor when it has returned
 	// maint counts the idle calls under way (Function.maintain): Close
-	// waits for them before it closes the runtimes.
-	maint sync.WaitGroup
+	// stops them (idleCtx) and waits for them before it closes the
+	// runtimes.
+	maint    sync.WaitGroup
+	idleCtx  context.Context
+	stopIdle context.CancelFunc
 
 	mu   sync.RWMutex
 	fns  map[string]*Function
@@ -92,6 +95,7 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 		done:   make(chan struct{}),
 		fns:    map[string]*Function{},
 	}
+	e.idleCtx, e.stopIdle = context.WithCancel(context.Background())
 	e.mods = newModuleCache(fast, safe, cfg.MaxConcurrentCompiles, prepCache{dir: cfg.CacheDir}, cfg.Logger)
 	go e.janitor()
 	return e, nil
@@ -195,9 +199,9 @@ func (e *Engine) Close(ctx context.Context) error {
 	for _, f := range fns {
 		f.close(ctx)
 	}
-	// Idle calls (of these functions or of versions they replaced) end
-	// within their function's timeout; their instances must not outlive
-	// the runtimes.
+	// Idle calls (of these functions or of versions they replaced) are
+	// stopped, and their instances must not outlive the runtimes.
+	e.stopIdle()
 	e.maint.Wait()
 	return errors.Join(e.fast.Close(ctx), e.safe.Close(ctx), e.cache.Close(ctx))
 }

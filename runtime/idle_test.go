@@ -1,6 +1,7 @@
 package runtime_test
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -121,5 +122,26 @@ func TestIdleCallOutlastsTheRequestTimeout(t *testing.T) {
 	}
 	if n := gather(t, reg).value("gojinn_idle_calls_total", lbl("function", "slow", "outcome", "ok")); n != 1 {
 		t.Errorf("gojinn_idle_calls_total{outcome=ok} = %v, want 1", n)
+	}
+}
+
+// Closing the engine stops an idle call under way instead of waiting out
+// its bound.
+func TestEngineCloseStopsIdleCalls(t *testing.T) {
+	e := newEngine(t)
+	f := load(t, e, runtime.FunctionSpec{Name: "loop", Module: wat(t, "idle-loop"), Mode: runtime.ModePooled,
+		Limits: runtime.Limits{MaxInstances: 1}})
+	for range 64 { // the 64th starts the idle call, which loops
+		mustInvoke(t, f, get("/"))
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- e.Close(context.Background()) }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(8 * time.Second): // the idle call's own bound is 10 s
+		t.Fatal("Close waited for the looping idle call")
 	}
 }

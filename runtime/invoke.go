@@ -84,7 +84,7 @@ func (f *Function) maintain(p *pool, in *instance) {
 		defer f.engine.maint.Done()
 		in.sb.kv = nil
 		timeout := max(f.spec.Limits.Timeout, minIdleTimeout)
-		cpu, ierr, broken := f.guardedFor(context.Background(), in.sb, "in the idle call", timeout, 0, func(g *guard) error {
+		cpu, ierr, broken := f.guardedFor(f.engine.idleCtx, in.sb, "in the idle call", timeout, 0, func(g *guard) error {
 			_, err := in.idle.Call(g.ctx)
 			return err
 		})
@@ -94,7 +94,9 @@ func (f *Function) maintain(p *pool, in *instance) {
 		}
 		f.engine.cfg.Metrics.idle(f.spec.Name, cpu, err)
 		if ierr != nil {
-			f.engine.log.Warn("idle call failed; discarding the instance", "function", f.spec.Name, "version", f.spec.Version, "err", ierr)
+			if f.engine.idleCtx.Err() == nil { // not stopped by Engine.Close
+				f.engine.log.Warn("idle call failed; discarding the instance", "function", f.spec.Name, "version", f.spec.Version, "err", ierr)
+			}
 			broken = true
 		}
 		// What the guest wrote there belongs to no request.
