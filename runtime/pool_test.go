@@ -75,16 +75,7 @@ func TestPoolBoundsConcurrency(t *testing.T) {
 		Limits: runtime.Limits{MaxInstances: 1, QueueTimeout: 100 * time.Millisecond}})
 	mustInvoke(t, f, get("/ok")) // warm the single instance
 
-	started := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		close(started)
-		_, err := f.Invoke(context.Background(), get("/sleep?n=1500"))
-		done <- err
-	}()
-	<-started
-	// Wait until the slow request holds the instance.
-	waitBusy(t, f, "the slow request")
+	done := occupy(t, f, "/sleep?n=1500", "the slow request")
 	_, err := invoke(t, f, get("/ok"))
 	if !errors.Is(err, runtime.ErrBusy) || runtime.HTTPStatus(err) != 503 {
 		t.Fatalf("second request: got %v (status %d), want ErrBusy/503", err, runtime.HTTPStatus(err))
@@ -253,12 +244,7 @@ func TestPoolHandsABrokenInstancesSlotToAWaiter(t *testing.T) {
 	f := load(t, e, runtime.FunctionSpec{Module: abuseReactor(t), Mode: runtime.ModePooled,
 		Limits: runtime.Limits{MaxInstances: 1, Timeout: 500 * time.Millisecond, QueueTimeout: 5 * time.Second}})
 	mustInvoke(t, f, get("/ok"))
-	broke := make(chan error, 1)
-	go func() {
-		_, err := f.Invoke(context.Background(), get("/loop"))
-		broke <- err
-	}()
-	waitBusy(t, f, "the looping request")
+	broke := occupy(t, f, "/loop", "the looping request")
 	// This one waits: the only instance loops until its timeout.
 	if _, body := mustInvoke(t, f, get("/ok")); body != "ok" {
 		t.Fatalf("waiting request: %q", body)
@@ -279,12 +265,7 @@ func TestPoolWaiterGivesUp(t *testing.T) {
 	f := load(t, e, runtime.FunctionSpec{Module: abuseReactor(t), Mode: runtime.ModePooled,
 		Limits: runtime.Limits{MaxInstances: 1, QueueTimeout: 30 * time.Second}})
 	mustInvoke(t, f, get("/ok"))
-	slow := make(chan error, 1)
-	go func() {
-		_, err := f.Invoke(context.Background(), get("/sleep?n=700"))
-		slow <- err
-	}()
-	waitBusy(t, f, "the slow request")
+	slow := occupy(t, f, "/sleep?n=700", "the slow request")
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if _, err := f.Invoke(ctx, get("/ok")); !errors.Is(err, runtime.ErrCanceled) {
@@ -299,6 +280,19 @@ func TestPoolWaiterGivesUp(t *testing.T) {
 	if st := f.Stats(); st.Instances != 1 || st.Idle != 1 {
 		t.Fatalf("after: %+v, want one idle instance", st)
 	}
+}
+
+// occupy starts a request for path on f in the background and waits until
+// it (what) holds f's only instance; its error arrives on the channel.
+func occupy(t *testing.T, f *runtime.Function, path, what string) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.Invoke(context.Background(), get(path))
+		done <- err
+	}()
+	waitBusy(t, f, what)
+	return done
 }
 
 // waitBusy waits until a request (what) holds f's only instance.
