@@ -34,6 +34,7 @@ type Engine struct {
 	// stops them (idleCtx) and waits for them before it closes the
 	// runtimes.
 	maint    sync.WaitGroup
+	idleMu   sync.Mutex // orders maint.Add with Close's stopIdle
 	idleCtx  context.Context
 	stopIdle context.CancelFunc
 
@@ -201,9 +202,23 @@ func (e *Engine) Close(ctx context.Context) error {
 	}
 	// Idle calls (of these functions or of versions they replaced) are
 	// stopped, and their instances must not outlive the runtimes.
+	e.idleMu.Lock()
 	e.stopIdle()
+	e.idleMu.Unlock()
 	e.maint.Wait()
 	return errors.Join(e.fast.Close(ctx), e.safe.Close(ctx), e.cache.Close(ctx))
+}
+
+// startIdle registers an idle call about to start; it returns false once
+// Close has begun, when no new one may start.
+func (e *Engine) startIdle() bool {
+	e.idleMu.Lock()
+	defer e.idleMu.Unlock()
+	if e.idleCtx.Err() != nil {
+		return false
+	}
+	e.maint.Add(1)
+	return true
 }
 
 // janitor closes idle pools and evicts idle compiled code until Close.

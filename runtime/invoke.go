@@ -79,7 +79,10 @@ const minIdleTimeout = 10 * time.Second
 func (f *Function) maintain(p *pool, in *instance) {
 	// in keeps its pool slot meanwhile, which keeps the compiled code (the
 	// janitor evicts it only from a pool with no instance).
-	f.engine.maint.Add(1)
+	if !f.engine.startIdle() { // the engine is closing
+		p.release(in, false)
+		return
+	}
 	go func() {
 		defer f.engine.maint.Done()
 		in.sb.kv = nil
