@@ -145,3 +145,24 @@ func TestEngineCloseStopsIdleCalls(t *testing.T) {
 		t.Fatal("Close waited for the looping idle call")
 	}
 }
+
+// A function with a CPU budget cannot spend more in an idle call than the
+// 64 requests before it could have: an idle call that spins is stopped by
+// that budget (64 ms here), long before the 10 s bound, and its instance
+// discarded.
+func TestIdleCallHasACPUBudget(t *testing.T) {
+	e, reg := idleEngine(t)
+	f := load(t, e, runtime.FunctionSpec{Name: "budget", Module: wat(t, "idle-loop"), Mode: runtime.ModePooled,
+		Limits: runtime.Limits{MaxInstances: 1, CPUTime: time.Millisecond, QueueTimeout: 30 * time.Second}})
+	for range 64 { // the 64th starts the idle call, which spins
+		mustInvoke(t, f, get("/"))
+	}
+	start := time.Now()
+	mustInvoke(t, f, get("/")) // waits for the instance or its replacement
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Fatalf("the next request waited %v: the idle call was not stopped by its CPU budget", waited)
+	}
+	if n := gather(t, reg).value("gojinn_idle_calls_total", lbl("function", "budget", "outcome", "error")); n != 1 {
+		t.Errorf("gojinn_idle_calls_total{outcome=error} = %v, want 1", n)
+	}
+}
