@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -74,9 +75,8 @@ const minIdleTimeout = 10 * time.Second
 // is due for it: collecting inside a reactor's requests costs several times
 // more (docs/benchmarks.md), and a collection here is neither in a
 // request's latency nor in its CPU budget. The call has the function's
-// timeout, or minIdleTimeout when that is longer, and a CPU budget of
-// idleEvery requests' when the function has one; an instance whose idle
-// call fails is discarded.
+// timeout, or minIdleTimeout when that is longer, and the CPU budget of
+// idleEvery requests; an instance whose idle call fails is discarded.
 func (f *Function) maintain(p *pool, in *instance) {
 	// in keeps its pool slot meanwhile, which keeps the compiled code (the
 	// janitor evicts it only from a pool with no instance).
@@ -89,8 +89,9 @@ func (f *Function) maintain(p *pool, in *instance) {
 		in.sb.kv = nil
 		timeout := max(f.spec.Limits.Timeout, minIdleTimeout)
 		// A guest must not get round its CPU budget in idle calls: one may
-		// use what the requests it follows could have used together.
-		budget := idleEvery * f.spec.Limits.CPUTime
+		// use what the requests it follows could have used together (the
+		// timeout bounds a request's CPU time when there is no budget).
+		budget := idleEvery * cmp.Or(f.spec.Limits.CPUTime, f.spec.Limits.Timeout)
 		cpu, ierr, broken := f.guardedFor(f.engine.idleCtx, in.sb, "in the idle call", timeout, budget, func(g *guard) error {
 			_, err := in.idle.Call(g.ctx)
 			return err
