@@ -96,16 +96,9 @@ func (f *Function) maintain(p *pool, in *instance) {
 			_, err := in.idle.Call(g.ctx)
 			return err
 		})
-		var err error
-		if ierr != nil {
-			err = ierr
-		}
-		f.engine.cfg.Metrics.idle(f.spec.Name, cpu, err)
-		if ierr != nil {
-			if f.engine.idleCtx.Err() == nil { // not stopped by Engine.Close
-				f.engine.log.Warn("idle call failed; discarding the instance", "function", f.spec.Name, "version", f.spec.Version, "err", ierr)
-			}
-			broken = true
+		f.engine.cfg.Metrics.idle(f.spec.Name, cpu, ierr != nil)
+		if ierr != nil && f.engine.idleCtx.Err() == nil { // not stopped by Engine.Close
+			f.engine.log.Warn("idle call failed; discarding the instance", "function", f.spec.Name, "version", f.spec.Version, "err", ierr)
 		}
 		// What the guest wrote there belongs to no request.
 		in.stdout.take()

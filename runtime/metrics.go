@@ -141,9 +141,13 @@ func (m *Metrics) retiredGrown(function string) {
 }
 
 // idle counts an idle call (Function.maintain) and the CPU time it used.
-func (m *Metrics) idle(function string, cpu time.Duration, err error) {
+func (m *Metrics) idle(function string, cpu time.Duration, failed bool) {
 	if m != nil {
-		m.idleCalls.WithLabelValues(function, outcomeLabel(err)).Inc()
+		outcome := "ok"
+		if failed {
+			outcome = "error"
+		}
+		m.idleCalls.WithLabelValues(function, outcome).Inc()
 		m.idleCPU.WithLabelValues(function).Add(cpu.Seconds())
 	}
 }
