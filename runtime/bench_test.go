@@ -131,3 +131,51 @@ func reportCPU(b *testing.B, cpu0 int64) {
 		b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 	}
 }
+
+// BenchmarkInvokeCold measures one pooled invocation after the machine
+// idled for a millisecond, as a function sees it under light traffic: an
+// idle CPU loses much of its caches (to deep sleep states, or to other
+// tenants of a shared host), and the guest's code and data come back from
+// memory. An operation is the idle gap plus the call; invoke-ns is the
+// call alone and guest-p50-ns the guest's share as the runtime measures
+// it. Compare them with BenchmarkInvoke, where every call finds the
+// caches warm (docs/benchmarks.md).
+func BenchmarkInvokeCold(b *testing.B) {
+	cases := []struct {
+		name string
+		mod  []byte
+	}{
+		{"pooled-tiny", wat(b, "tiny-reactor")},
+		{"pooled-go", runtimetest.BuildGo(b, "examples/hello", true)},
+		{"pooled-go-raw", runtimetest.BuildGo(b, "examples/hello-raw", true)},
+	}
+	e := newEngine(b)
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			f := load(b, e, runtime.FunctionSpec{Name: c.name, Module: c.mod, Mode: runtime.ModePooled,
+				Limits: runtime.Limits{MaxInstances: 1}})
+			req := get("/?name=bench")
+			ctx := context.Background()
+			if _, err := f.Invoke(ctx, req); err != nil { // warm the pool
+				b.Fatal(err)
+			}
+			var calls time.Duration
+			guest := make([]time.Duration, 0, 1<<12)
+			for b.Loop() {
+				time.Sleep(time.Millisecond)
+				start := time.Now()
+				res, err := f.Invoke(ctx, req)
+				calls += time.Since(start)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(guest) < cap(guest) {
+					guest = append(guest, res.CPUTime)
+				}
+			}
+			slices.Sort(guest)
+			b.ReportMetric(float64(calls)/float64(b.N), "invoke-ns")
+			b.ReportMetric(float64(guest[len(guest)/2]), "guest-p50-ns")
+		})
+	}
+}
