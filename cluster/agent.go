@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -242,6 +243,16 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 func (a *Agent) identityFor(ctx context.Context, dir, nodeID string) (gossipKeys [][]byte, joining bool, err error) {
 	if id, err := LoadNodeIdentity(dir); err == nil {
 		a.identity = id
+		// A bootstrap whose start failed before the banner showed its
+		// join token shows it now.
+		if hash, err := LoadJoinSecretHash(dir); err == nil {
+			if tok, ok := readUnshown(filepath.Join(dir, joinTokenUnshownFile), func(s string) bool {
+				t, err := ParseJoinToken(s)
+				return err == nil && t.SecretHash() == hash && t.CAFingerprint == sha256.Sum256(id.CACert().Raw)
+			}); ok {
+				a.JoinTokenCreated = tok
+			}
+		}
 		ring, err := readGossipKeyring(dir)
 		return ring, false, err
 	}
@@ -262,6 +273,10 @@ func (a *Agent) identityFor(ctx context.Context, dir, nodeID string) (gossipKeys
 			return nil, false, err
 		}
 		tok, hash := NewJoinToken(ca)
+		// The token waits unshown until the banner shows it (token.go).
+		if err := writeSecretFile(filepath.Join(dir, joinTokenUnshownFile), []byte(tok.Encode()+"\n")); err != nil {
+			return nil, false, err
+		}
 		if err := SaveJoinSecretHash(dir, hash); err != nil {
 			return nil, false, err
 		}

@@ -37,6 +37,10 @@ var ErrSeedNotTrusted = errors.New("seed is not a node of the token's cluster")
 // 0600). Only the hash is stored, as for the admin token.
 const JoinSecretHashFile = "join-secret.sha256"
 
+// joinTokenUnshownFile holds the join token a bootstrap created until a
+// start shows it (MarkSecretsShown), in DATA/cluster.
+const joinTokenUnshownFile = "join-token.unshown"
+
 // joinTokenVersion is the first byte of an encoded token.
 const joinTokenVersion = 1
 

@@ -21,6 +21,9 @@ const (
 	TokenHashFile = "admin-token.sha256"
 	// TokenFile holds the token itself, only in reveal (dev) mode.
 	TokenFile = "admin-token"
+	// tokenUnshownFile holds a new admin token until a start shows it
+	// (see MarkSecretsShown).
+	tokenUnshownFile = "admin-token.unshown"
 	// tokenPrefix marks Gojinn admin tokens, so secret scanners and people
 	// can tell them apart.
 	tokenPrefix = "gjn_"
@@ -34,19 +37,29 @@ func HashToken(token string) [32]byte {
 
 // LoadOrCreateToken loads the admin token's hash from dataDir, creating a
 // token at the first start: 32 random bytes as "gjn_" + base64url. Only the
-// hash is stored (DATA/admin-token.sha256, mode 0600), so token is returned
-// only when created is true: print it once. In reveal (dev) mode the token
-// is also stored in DATA/admin-token (0600) and returned on every start; a
-// token created without reveal cannot be revealed later, which is an error
-// that says how to rotate it.
+// hash is kept for good (DATA/admin-token.sha256, mode 0600), so token is
+// returned only when created is true: print it, then call
+// MarkSecretsShown. Until then the new token also waits in
+// DATA/admin-token.unshown (0600), and a start that fails before showing
+// it returns it again at the next start, created still true, instead of
+// losing it. In reveal (dev) mode the token is also stored in
+// DATA/admin-token (0600) and returned on every start; a token created
+// without reveal cannot be revealed later, which is an error that says how
+// to rotate it.
 func LoadOrCreateToken(dataDir string, reveal bool) (token string, hash [32]byte, created bool, err error) {
 	hashPath := filepath.Join(dataDir, TokenHashFile)
 	tokenPath := filepath.Join(dataDir, TokenFile)
+	unshownPath := filepath.Join(dataDir, tokenUnshownFile)
 	hash, hashErr := readTokenHash(hashPath)
 	if hashErr != nil && !errors.Is(hashErr, fs.ErrNotExist) {
 		return "", hash, false, hashErr
 	}
 	haveHash := hashErr == nil
+	if haveHash && !reveal {
+		if tok, ok := readUnshown(unshownPath, func(t string) bool { return HashToken(t) == hash }); ok {
+			return tok, hash, true, nil
+		}
+	}
 	if reveal {
 		tok, err := os.ReadFile(tokenPath)
 		switch {
@@ -80,17 +93,60 @@ func LoadOrCreateToken(dataDir string, reveal bool) (token string, hash [32]byte
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return "", hash, false, fmt.Errorf("cluster: create data dir: %w", err)
 	}
+	// The token first: if the hash write is lost, the next start
+	// rebuilds it from the token (reveal) or creates another one (the
+	// unshown copy matches no hash).
+	keep := unshownPath
 	if reveal {
-		// The token first: if the hash write is lost, the next start
-		// rebuilds it from the token.
-		if err := writeSecretFile(tokenPath, []byte(token+"\n")); err != nil {
-			return "", hash, false, err
-		}
+		keep = tokenPath
+	}
+	if err := writeSecretFile(keep, []byte(token+"\n")); err != nil {
+		return "", hash, false, err
 	}
 	if err := writeSecretFile(hashPath, []byte(hex.EncodeToString(hash[:])+"\n")); err != nil {
 		return "", hash, false, err
 	}
 	return token, hash, true, nil
+}
+
+// A secret that a start creates and must show the operator once (the
+// admin token; the join token of a node that bootstraps a cluster) is shown
+// by the banner at the end of a start that succeeded. Until then it waits
+// in an ".unshown" file (0600) next to its hash, so a start that fails
+// after creating it (a port taken, a TLS setting refused) shows it at the
+// next start instead of losing it for good. MarkSecretsShown removes
+// those files once the banner has shown the secrets.
+
+// readUnshown returns the secret in the unshown file at path if there is
+// one and match accepts it (it is the secret whose hash is stored). A
+// file that does not match is stale (its hash was replaced) and removed.
+func readUnshown(path string, match func(string) bool) (string, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", false
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" || !match(tok) {
+		_ = os.Remove(path)
+		return "", false
+	}
+	return tok, true
+}
+
+// MarkSecretsShown removes the unshown copies of the admin token and of
+// the join token in dataDir, once a start has shown them to the operator:
+// from then on only their hashes remain. Missing files are fine.
+func MarkSecretsShown(dataDir string) error {
+	var errs []error
+	for _, p := range []string{
+		filepath.Join(dataDir, tokenUnshownFile),
+		filepath.Join(ClusterDir(dataDir), joinTokenUnshownFile),
+	} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("cluster: remove the shown secret's copy: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // newToken returns a fresh admin token.

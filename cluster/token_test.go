@@ -46,9 +46,35 @@ func TestTokenCreateAndReload(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, TokenFile)); !os.IsNotExist(err) {
 		t.Fatalf("the token itself was stored without reveal: %v", err)
 	}
+	// Until a start has shown it, the token waits in a 0600 file and
+	// the next start returns it again.
+	if got := checkSecretFile(t, filepath.Join(dir, tokenUnshownFile)); got != token {
+		t.Fatalf("unshown file holds %q, want the token", got)
+	}
 	tok2, hash2, created2, err := LoadOrCreateToken(dir, false)
+	if err != nil || !created2 || tok2 != token || hash2 != hash {
+		t.Fatalf("start after one that did not show the token: token=%q created=%v err=%v, same hash=%v", tok2, created2, err, hash2 == hash)
+	}
+	if err := MarkSecretsShown(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, tokenUnshownFile)); !os.IsNotExist(err) {
+		t.Fatalf("the unshown copy survived MarkSecretsShown: %v", err)
+	}
+	tok2, hash2, created2, err = LoadOrCreateToken(dir, false)
 	if err != nil || created2 || tok2 != "" || hash2 != hash {
-		t.Fatalf("second start: token=%q created=%v err=%v, same hash=%v", tok2, created2, err, hash2 == hash)
+		t.Fatalf("start after the token was shown: token=%q created=%v err=%v, same hash=%v", tok2, created2, err, hash2 == hash)
+	}
+	// An unshown copy that matches no stored hash (left over from a
+	// token since replaced) is ignored and removed.
+	if err := writeSecretFile(filepath.Join(dir, tokenUnshownFile), []byte("gjn_stale\n")); err != nil {
+		t.Fatal(err)
+	}
+	if tok3, _, created3, err := LoadOrCreateToken(dir, false); err != nil || created3 || tok3 != "" {
+		t.Fatalf("stale unshown copy: token=%q created=%v err=%v", tok3, created3, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, tokenUnshownFile)); !os.IsNotExist(err) {
+		t.Fatalf("the stale unshown copy was kept: %v", err)
 	}
 	other, _, _, err := LoadOrCreateToken(t.TempDir(), false)
 	if err != nil || other == token {

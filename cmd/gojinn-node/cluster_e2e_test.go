@@ -31,6 +31,33 @@ var (
 
 func startAgentNode(t *testing.T, dir, clusterTOML string, extra ...string) *agentNode {
 	t.Helper()
+	conf := writeAgentConfig(t, dir, clusterTOML)
+	n := &agentNode{devNode: &devNode{t: t, data: filepath.Join(dir, "data")}}
+	lines := n.launch(append([]string{"agent", "--config", conf}, extra...), func(string) string { return "" })
+	for _, line := range lines {
+		if m := peerRE.FindStringSubmatch(line); m != nil {
+			n.peer = m[1]
+		}
+		if m := tokenRE.FindStringSubmatch(line); m != nil {
+			n.joinToken = m[1]
+		}
+	}
+	if n.peer == "" || n.admin == "" || n.http == "" {
+		n.cancel()
+		t.Fatalf("incomplete agent banner (peer %q admin %q http %q)\nstderr: %s", n.peer, n.admin, n.http, n.stderr.String())
+	}
+	n.plainClient = &http.Client{Timeout: 30 * time.Second}
+	n.h1Client, n.h2 = n.plainClient, n.plainClient
+	n.closeH3 = func() {}
+	t.Cleanup(n.stop)
+	return n
+}
+
+// writeAgentConfig writes dir/node.toml for a cluster agent with its data
+// in dir/data and every listener on 127.0.0.1:0, clusterTOML appended to
+// its [cluster] table, and returns its path.
+func writeAgentConfig(t *testing.T, dir, clusterTOML string) string {
+	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -56,25 +83,7 @@ dead_server_timeout = "2s"
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	n := &agentNode{devNode: &devNode{t: t, data: filepath.Join(dir, "data")}}
-	lines := n.launch(append([]string{"agent", "--config", conf}, extra...), func(string) string { return "" })
-	for _, line := range lines {
-		if m := peerRE.FindStringSubmatch(line); m != nil {
-			n.peer = m[1]
-		}
-		if m := tokenRE.FindStringSubmatch(line); m != nil {
-			n.joinToken = m[1]
-		}
-	}
-	if n.peer == "" || n.admin == "" || n.http == "" {
-		n.cancel()
-		t.Fatalf("incomplete agent banner (peer %q admin %q http %q)\nstderr: %s", n.peer, n.admin, n.http, n.stderr.String())
-	}
-	n.plainClient = &http.Client{Timeout: 30 * time.Second}
-	n.h1Client, n.h2 = n.plainClient, n.plainClient
-	n.closeH3 = func() {}
-	t.Cleanup(n.stop)
-	return n
+	return conf
 }
 
 // Three agent processes' worth of nodes in one test: the first bootstraps,

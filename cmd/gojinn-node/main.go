@@ -236,6 +236,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 		return 1
 	}
 	printBanner(stdout, n, dev)
+	// The banner showed the secrets this data directory was waiting to
+	// show (a new admin token, a bootstrap's join token): from now on only
+	// their hashes remain.
+	if err := cluster.MarkSecretsShown(cfg.DataDir); err != nil {
+		log.Warn("could not remove a shown secret's copy from the data directory; delete it by hand", "err", err)
+	}
 	code := 0
 	select {
 	case <-ctx.Done():

@@ -5,11 +5,14 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gojinn/gojinn/cluster"
 )
 
 // A bootstrapping agent creates its data directory with mode 0700, prints
@@ -76,6 +79,72 @@ func TestAgentJoinTokenAndDataDir(t *testing.T) {
 	}
 	if m := filePerm(t, n.data); m != 0o750 {
 		t.Errorf("an existing data directory: mode %o, want it kept at 750", m)
+	}
+}
+
+// A start that fails after it created the admin token and, bootstrapping a
+// cluster, the join token (here the admin port is taken, which the node
+// finds out after both) shows neither; they are not lost: the next start
+// that succeeds shows both, and they work. The start after that shows
+// neither, and then no file holds either in clear.
+func TestTokensShownAfterAFailedStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an agent three times (a few seconds); make test runs it")
+	}
+	dir := t.TempDir()
+	conf := writeAgentConfig(t, dir, "")
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errb lockedBuffer
+	code := runEnv(t.Context(), []string{"agent", "--config", conf, "--admin", taken.Addr().String()}, &out, &errb, func(string) string { return "" })
+	taken.Close()
+	if code != 1 {
+		t.Fatalf("agent with its admin port taken: exit %d, want 1\nstdout: %s\nstderr: %s", code, out.String(), errb.String())
+	}
+	if strings.Contains(out.String(), "gjn_") || tokenRE.MatchString(out.String()) {
+		t.Fatalf("a failed start printed a token:\n%s", out.String())
+	}
+	data := filepath.Join(dir, "data")
+	if _, err := os.Stat(filepath.Join(data, cluster.TokenHashFile)); err != nil {
+		t.Fatalf("the failed start did not get as far as creating the admin token (the test needs it to): %v", err)
+	}
+
+	n := startAgentNode(t, dir, "")
+	if n.token == "" || n.joinToken == "" {
+		t.Fatalf("the start after a failed one showed admin token %q, join token %q; want both", n.token, n.joinToken)
+	}
+	// The admin token is the one whose hash the failed start stored.
+	n.cli(0, "functions")
+	if _, err := cluster.ParseJoinToken(n.joinToken); err != nil {
+		t.Fatalf("join token: %v", err)
+	}
+	n.stop()
+	secrets := []string{n.token, n.joinToken}
+
+	again := startAgentNode(t, dir, "")
+	if again.token != "" || again.joinToken != "" {
+		t.Errorf("the next start showed the tokens again (admin %q, join %q)", again.token, again.joinToken)
+	}
+	again.stop()
+	err = filepath.WalkDir(data, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, s := range secrets {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("%s holds a token in clear after it was shown", path)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
