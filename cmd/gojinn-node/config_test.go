@@ -315,7 +315,7 @@ func TestConfigGossipKeys(t *testing.T) {
 // environment win; anything but one IP, or a listener on port 0, is
 // refused naming the problem.
 func TestAgentAdvertiseFlag(t *testing.T) {
-	noEnv := func(string) string { return "" }
+	noEnv := envLookup(func(string) string { return "" })
 	base := []string{"--tls-mode", "internal", "--cluster"}
 	cfg, err := agentConfig(append(base, "--advertise", "203.0.113.7", "--raft-bind", "0.0.0.0:7000"), io.Discard, noEnv)
 	if err != nil {
@@ -332,7 +332,7 @@ func TestAgentAdvertiseFlag(t *testing.T) {
 		}
 		return ""
 	}
-	cfg, err = agentConfig(append(base, "--advertise", "2001:db8::5"), io.Discard, env)
+	cfg, err = agentConfig(append(base, "--advertise", "2001:db8::5"), io.Discard, envLookup(env))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +355,34 @@ func TestAgentAdvertiseFlag(t *testing.T) {
 		}
 	}
 	var out, errb bytes.Buffer
-	if code := runEnv(context.Background(), append([]string{"agent"}, append(base, "--advertise", "node1.example")...), &out, &errb, noEnv); code != 2 || !strings.Contains(errb.String(), "--advertise") {
+	if code := runEnv(context.Background(), append([]string{"agent"}, append(base, "--advertise", "node1.example")...), &out, &errb, func(string) string { return "" }); code != 2 || !strings.Contains(errb.String(), "--advertise") {
 		t.Errorf("agent with a bad --advertise: exit %d: %s", code, errb.String())
+	}
+}
+
+// A GOJINN_* variable set to "" sets its key to "", as docs/operations.md
+// says ("" turns a listener off), and is not taken for an unset one; an
+// empty value where "" is not valid is an error naming the variable.
+func TestEnvSetToEmpty(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "node.toml")
+	if err := os.WriteFile(p, []byte("data_dir = \""+dir+"\"\n[tls]\nmode = \"internal\"\nnames = [\"a.example\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"GOJINN_EDGE_HTTP": "", "GOJINN_TLS_NAMES": ""}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cfg, err := agentConfig([]string{"--config", p}, io.Discard, lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Edge.HTTP != "" || len(cfg.TLS.Names) != 0 {
+		t.Fatalf("edge.http %q, tls.names %q: want both emptied by their empty variables", cfg.Edge.HTTP, cfg.TLS.Names)
+	}
+	if cfg.Edge.HTTPS != DefaultConfig().Edge.HTTPS {
+		t.Fatalf("edge.https %q: an unset variable changed it", cfg.Edge.HTTPS)
+	}
+	env["GOJINN_EDGE_HTTP3"] = ""
+	if _, err := agentConfig([]string{"--config", p}, io.Discard, lookup); err == nil || !strings.Contains(err.Error(), "GOJINN_EDGE_HTTP3") {
+		t.Fatalf("GOJINN_EDGE_HTTP3 set to \"\": %v, want an error naming it", err)
 	}
 }

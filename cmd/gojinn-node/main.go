@@ -62,10 +62,32 @@ var version = "dev"
 
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return runEnv(ctx, args, stdout, stderr, os.Getenv)
+	return runLookup(ctx, args, stdout, stderr, os.LookupEnv)
 }
 
+// runEnv is run with env as the environment, where an empty value counts
+// as unset.
 func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string) int {
+	return runLookup(ctx, args, stdout, stderr, envLookup(env))
+}
+
+// envLookup turns a getenv-style function into a lookup for which an empty
+// value is unset.
+func envLookup(env func(string) string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v := env(k)
+		return v, v != ""
+	}
+}
+
+// runLookup is run with lookup as the environment. It tells a variable set
+// to "" from an unset one, which the agent's GOJINN_* settings need: an
+// empty GOJINN_EDGE_HTTP turns the plain-HTTP listener off.
+func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
+	env := func(k string) string {
+		v, _ := lookup(k)
+		return v
+	}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -75,7 +97,7 @@ func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	case "dev":
 		return runDev(ctx, args[1:], stdout, stderr)
 	case "agent":
-		return runAgent(ctx, args[1:], stdout, stderr, env)
+		return runAgent(ctx, args[1:], stdout, stderr, lookup)
 	case "deploy":
 		return c.deploy(ctx, args[1:])
 	case "functions", "fn":
@@ -122,8 +144,8 @@ func nodeFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (log_level)")
 }
 
-func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string) int {
-	cfg, err := agentConfig(args, stderr, env)
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
+	cfg, err := agentConfig(args, stderr, lookup)
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) && !errors.Is(err, errFlagParse) {
 			fmt.Fprintln(stderr, "gojinn-node agent:", err)
@@ -138,13 +160,16 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 var errFlagParse = errors.New("bad flags")
 
 // agentConfig is the agent's validated configuration from the config
-// file, then the environment, then flags, each overriding the earlier.
-func agentConfig(args []string, stderr io.Writer, env func(string) string) (Config, error) {
+// file, then the environment, then flags, each overriding the earlier. A
+// GOJINN_* variable set to "" sets its key to "" (lookup tells it from an
+// unset one).
+func agentConfig(args []string, stderr io.Writer, lookup func(string) (string, bool)) (Config, error) {
 	// Parse once to find --config, then again over the loaded config.
 	var path string
 	pre := flag.NewFlagSet("agent", flag.ContinueOnError)
 	pre.SetOutput(io.Discard)
-	pre.StringVar(&path, "config", env("GOJINN_CONFIG"), "")
+	configEnv, _ := lookup("GOJINN_CONFIG")
+	pre.StringVar(&path, "config", configEnv, "")
 	cfgProbe := DefaultConfig()
 	nodeFlags(pre, &cfgProbe)
 	pre.String("tls-mode", "", "")
@@ -161,10 +186,6 @@ func agentConfig(args []string, stderr io.Writer, env func(string) string) (Conf
 		if cfg, err = loadConfigFile(path, cfg); err != nil {
 			return cfg, err
 		}
-	}
-	lookup := func(k string) (string, bool) {
-		v := env(k)
-		return v, v != ""
 	}
 	if err := applyEnv(&cfg, lookup); err != nil {
 		return cfg, err
