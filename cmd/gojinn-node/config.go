@@ -343,6 +343,9 @@ func (c Config) Validate() error {
 		default:
 			return bad("tls.mode", "%q is not acme, internal or files", c.TLS.Mode)
 		}
+		if _, err := c.edgeTLS(); err != nil {
+			return err
+		}
 	}
 	if err := addr("admin.listen", c.Admin.Listen, false); err != nil {
 		return err

@@ -21,14 +21,18 @@ func TestConfigDefaultsValidate(t *testing.T) {
 		t.Fatalf("dev defaults: %v", err)
 	}
 	prod := DefaultConfig()
-	// acme needs names (or on-demand); that is the one thing the
-	// production defaults cannot know.
+	// acme needs names (or on-demand) and the CA account's contact
+	// address: the things the production defaults cannot know.
 	if err := prod.Validate(); err == nil || !strings.Contains(err.Error(), "tls.names") {
 		t.Fatalf("production defaults without names: %v", err)
 	}
 	prod.TLS.Names = []string{"example.com"}
+	if err := prod.Validate(); err == nil || !strings.Contains(err.Error(), "tls.email") {
+		t.Fatalf("production defaults without an email: %v", err)
+	}
+	prod.TLS.Email = "ops@example.com"
 	if err := prod.Validate(); err != nil {
-		t.Fatalf("production defaults with a name: %v", err)
+		t.Fatalf("production defaults with a name and an email: %v", err)
 	}
 }
 
@@ -54,6 +58,20 @@ func TestConfigValidateTable(t *testing.T) {
 		{"tls.mode", func(c *Config) { c.TLS.Mode = "letsencrypt" }},
 		{"tls.cert_file", func(c *Config) { c.TLS.Mode = "files" }},
 		{"tls.names", func(c *Config) { c.TLS.Mode = "acme"; c.TLS.Names = nil }},
+		{"tls.email", func(c *Config) { c.TLS.Mode, c.TLS.Names = "acme", []string{"example.com"} }},
+		{"tls.names", func(c *Config) {
+			c.TLS.Mode, c.TLS.Names, c.TLS.Email = "acme", []string{"https://foo.example.com/"}, "ops@example.com"
+		}},
+		{"tls.names", func(c *Config) {
+			c.TLS.Mode, c.TLS.Names, c.TLS.Email = "acme", []string{"*.example.com"}, "ops@example.com"
+		}},
+		{"tls.email", func(c *Config) { c.TLS.Email = "ops@example.com" }},
+		{"tls.cert_file", func(c *Config) { c.TLS.CertFile = "/etc/cert.pem" }},
+		{"tls.ca_root", func(c *Config) { c.TLS.CARoot = "/etc/root.pem" }},
+		{"tls.disable_http_challenge", func(c *Config) { c.TLS.DisableHTTPChallenge = true }},
+		{"tls.ca_root", func(c *Config) {
+			c.TLS.Mode, c.TLS.Names, c.TLS.Email, c.TLS.CARoot = "acme", []string{"example.com"}, "ops@example.com", "/nonexistent/root.pem"
+		}},
 		{"admin.listen", func(c *Config) { c.Admin.Listen = "" }},
 		{"admin.max_module_bytes", func(c *Config) { c.Admin.MaxModuleBytes = 0 }},
 		{"raft.bind", func(c *Config) { c.Raft.Bind = "nowhere" }},

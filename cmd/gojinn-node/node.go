@@ -316,30 +316,57 @@ func requireToken(hash [32]byte, next http.Handler) http.Handler {
 
 // tlsConfig maps the [tls] table to the edge's TLS configuration.
 func tlsConfig(cfg Config) (edge.TLSConfig, error) {
-	tc := edge.TLSConfig{Mode: edge.TLSMode(cfg.TLS.Mode), DataDir: cfg.DataDir, Names: cfg.TLS.Names}
-	switch tc.Mode {
-	case edge.TLSModeACME:
+	tc, err := cfg.edgeTLS()
+	if err != nil {
+		return tc, err
+	}
+	if tc.Mode == edge.TLSModeACME {
 		// Names are obtained by ManageSync once the listeners are open:
 		// started earlier, CertMagic's solvers could bind :80 or :443
 		// before the edge does.
 		tc.Names = nil
-		tc.Email, tc.CA, tc.OnDemand = cfg.TLS.Email, cfg.TLS.CA, cfg.TLS.OnDemand
-		tc.DisableHTTPChallenge, tc.DisableTLSALPNChallenge = cfg.TLS.DisableHTTPChallenge, cfg.TLS.DisableTLSALPNChallenge
-	case edge.TLSModeFiles:
-		tc.CertFile, tc.KeyFile = cfg.TLS.CertFile, cfg.TLS.KeyFile
 	}
-	if cfg.TLS.CARoot != "" && tc.Mode == edge.TLSModeACME {
-		pem, err := os.ReadFile(cfg.TLS.CARoot)
+	return tc, nil
+}
+
+// edgeTLS builds and validates the edge's TLS settings from the [tls]
+// table: every key, whatever the mode, so that one the mode does not use
+// is refused by name rather than ignored, and the names are checked for
+// the mode (no wildcard for acme without on-demand, no URL). Config.Validate
+// calls it, so a bad setting stops the node before it writes anything.
+func (c Config) edgeTLS() (edge.TLSConfig, error) {
+	t := c.TLS
+	tc := edge.TLSConfig{
+		Mode: edge.TLSMode(t.Mode), DataDir: c.DataDir, Names: t.Names,
+		Email: t.Email, CA: t.CA, OnDemand: t.OnDemand,
+		DisableHTTPChallenge: t.DisableHTTPChallenge, DisableTLSALPNChallenge: t.DisableTLSALPNChallenge,
+		CertFile: t.CertFile, KeyFile: t.KeyFile,
+	}
+	if tc.Mode != edge.TLSModeACME {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{
+			{"ca_root", t.CARoot != ""}, {"disable_http_challenge", t.DisableHTTPChallenge},
+			{"disable_tls_alpn_challenge", t.DisableTLSALPNChallenge},
+		} {
+			if k.set {
+				return tc, fmt.Errorf("config key tls.%s: only used in mode acme (mode is %s); remove it", k.key, t.Mode)
+			}
+		}
+	}
+	if t.CARoot != "" && tc.Mode == edge.TLSModeACME {
+		pem, err := os.ReadFile(t.CARoot)
 		if err != nil {
 			return tc, fmt.Errorf("config key tls.ca_root: %w", err)
 		}
 		tc.CARoots = x509.NewCertPool()
 		if !tc.CARoots.AppendCertsFromPEM(pem) {
-			return tc, fmt.Errorf("config key tls.ca_root: %s holds no PEM certificate", cfg.TLS.CARoot)
+			return tc, fmt.Errorf("config key tls.ca_root: %s holds no PEM certificate", t.CARoot)
 		}
 	}
 	if err := tc.Validate(); err != nil {
-		return tc, fmt.Errorf("config: %w", err)
+		return tc, fmt.Errorf("config key %w", err)
 	}
 	return tc, nil
 }
