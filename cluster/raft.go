@@ -124,9 +124,16 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// The log and the snapshots hold every function's env (secrets) and
+	// the KV data, in files raft creates readable by all (0644): the
+	// directory is for the node's user alone, also when it exists already
+	// with a wider mode (a data directory from an image, say).
 	raftDir := filepath.Join(cfg.DataDir, "raft")
-	if err := os.MkdirAll(raftDir, 0o750); err != nil {
+	if err := os.MkdirAll(raftDir, 0o700); err != nil {
 		return nil, fmt.Errorf("raft: create %s: %w (check the data directory's permissions)", raftDir, err)
+	}
+	if err := os.Chmod(raftDir, 0o700); err != nil {
+		return nil, fmt.Errorf("raft: make %s private (mode 0700): %w", raftDir, err)
 	}
 	id, err := loadOrCreateNodeID(cfg.DataDir, cfg.NodeID)
 	if err != nil {

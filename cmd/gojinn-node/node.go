@@ -139,7 +139,13 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		if tok := n.agent.JoinTokenCreated; tok != "" && c.JoinTokenFile != "" {
 			// The bootstrap node hands the token over through the file
 			// (a volume shared with the next nodes, say).
-			if err := os.WriteFile(c.JoinTokenFile, []byte(tok+"\n"), 0o600); err != nil {
+			// WriteFile keeps the mode of a file that exists: 0600
+			// whatever it was.
+			err := os.WriteFile(c.JoinTokenFile, []byte(tok+"\n"), 0o600)
+			if err == nil {
+				err = os.Chmod(c.JoinTokenFile, 0o600)
+			}
+			if err != nil {
 				return nil, fmt.Errorf("config key cluster.join_token_file: write the new join token: %w", err)
 			}
 		}

@@ -62,9 +62,12 @@ func TestAgentJoinTokenAndDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Restart over the same data directory, made group-readable meanwhile.
-	if err := os.Chmod(n.data, 0o750); err != nil {
-		t.Fatal(err)
+	// Restart over the same data directory, made group-readable
+	// meanwhile, its raft directory too (raft's own files are 0644).
+	for _, d := range []string{n.data, filepath.Join(n.data, "raft")} {
+		if err := os.Chmod(d, 0o750); err != nil {
+			t.Fatal(err)
+		}
 	}
 	again := startAgentNode(t, filepath.Join(dir, "n1"), conf)
 	if again.joinToken != "" {
@@ -79,6 +82,9 @@ func TestAgentJoinTokenAndDataDir(t *testing.T) {
 	}
 	if m := filePerm(t, n.data); m != 0o750 {
 		t.Errorf("an existing data directory: mode %o, want it kept at 750", m)
+	}
+	if m := filePerm(t, filepath.Join(n.data, "raft")); m != 0o700 {
+		t.Errorf("raft directory (function env and KV data in 0644 files): mode %o after a restart, want 700", m)
 	}
 }
 
