@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -129,6 +130,9 @@ func (b *byteSize) Set(s string) error {
 	if err != nil || n < 0 {
 		return fmt.Errorf("%q is not a size (write e.g. 128MiB, 64M or 1048576)", s)
 	}
+	if n > math.MaxInt64/mult {
+		return fmt.Errorf("%q is too large a size", s)
+	}
 	*b = byteSize(n * mult)
 	return nil
 }
@@ -237,16 +241,23 @@ func (c cli) functions(ctx context.Context, args []string) int {
 	if err != nil {
 		return 2
 	}
+	// Usage errors first: they need no node, nor a token.
+	var name string
+	switch sub {
+	case "list", "ls":
+	case "show", "versions", "rm", "remove", "rollback":
+		if len(pos) != 1 {
+			fmt.Fprintf(c.stderr, "usage: gojinn-node functions %s NAME\n", sub)
+			return 2
+		}
+		name = pos[0]
+	default:
+		fmt.Fprintf(c.stderr, "gojinn-node functions: unknown subcommand %q (use list, show, versions, rm or rollback)\n", sub)
+		return 2
+	}
 	cl, err := cf.client()
 	if err != nil {
 		return c.fail(err)
-	}
-	needName := func() (string, bool) {
-		if len(pos) != 1 {
-			fmt.Fprintf(c.stderr, "usage: gojinn-node functions %s NAME\n", sub)
-			return "", false
-		}
-		return pos[0], true
 	}
 	switch sub {
 	case "list", "ls":
@@ -265,10 +276,6 @@ func (c cli) functions(ctx context.Context, args []string) int {
 		_ = tw.Flush()
 		return 0
 	case "show":
-		name, ok := needName()
-		if !ok {
-			return 2
-		}
 		f, err := cl.Function(ctx, name)
 		if err != nil {
 			return c.fail(err)
@@ -284,10 +291,6 @@ func (c cli) functions(ctx context.Context, args []string) int {
 		_ = tw.Flush()
 		return 0
 	case "versions":
-		name, ok := needName()
-		if !ok {
-			return 2
-		}
 		vs, err := cl.Versions(ctx, name)
 		if err != nil {
 			return c.fail(err)
@@ -307,10 +310,6 @@ func (c cli) functions(ctx context.Context, args []string) int {
 		_ = tw.Flush()
 		return 0
 	case "rm", "remove":
-		name, ok := needName()
-		if !ok {
-			return 2
-		}
 		if err := cl.Remove(ctx, name); err != nil {
 			return c.fail(err)
 		}
@@ -320,10 +319,6 @@ func (c cli) functions(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.stdout, "removed %s\n", name)
 		return 0
 	case "rollback":
-		name, ok := needName()
-		if !ok {
-			return 2
-		}
 		v, err := cl.Rollback(ctx, name, *to)
 		if err != nil {
 			return c.fail(err)
@@ -333,10 +328,8 @@ func (c cli) functions(ctx context.Context, args []string) int {
 		}
 		fmt.Fprintf(c.stdout, "%s now serves version %d (sha256 %s)\n", name, v.Version, short(v.SHA256))
 		return 0
-	default:
-		fmt.Fprintf(c.stderr, "gojinn-node functions: unknown subcommand %q (use list, show, versions, rm or rollback)\n", sub)
-		return 2
 	}
+	return 0 // unreachable: the subcommand was checked above
 }
 
 func (c cli) status(ctx context.Context, args []string) int {

@@ -62,3 +62,25 @@ func TestUsageErrors(t *testing.T) {
 		t.Fatalf("bad module: %d %q", code, errb.String())
 	}
 }
+
+// Usage errors of the client subcommands exit 2 with the usage problem,
+// before the CLI looks for a token or a node: here there is neither.
+func TestCLIUsageErrors(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"functions", "bogus"}, `unknown subcommand "bogus"`},
+		{[]string{"functions", "show"}, "usage: gojinn-node functions show NAME"},
+		{[]string{"functions", "rollback", "a", "b"}, "usage: gojinn-node functions rollback NAME"},
+		{[]string{"deploy", "hello", "hello.wasm", "--memory", "99999999999GiB"}, "too large"},
+		{[]string{"deploy", "hello", "hello.wasm", "--memory", "lots"}, "is not a size"},
+	} {
+		var out, errb bytes.Buffer
+		code := runEnv(context.Background(), append(c.args, "--data", t.TempDir()), &out, &errb, noEnv)
+		if code != 2 || !strings.Contains(errb.String(), c.want) || strings.Contains(errb.String(), "no admin token") {
+			t.Errorf("gojinn-node %s: exit %d, stderr %q; want exit 2 and %q", strings.Join(c.args, " "), code, errb.String(), c.want)
+		}
+	}
+}
