@@ -56,7 +56,8 @@ var bodyProbes = sync.Pool{New: func() any { return new([512]byte) }}
 
 // readBody reads a request body of contentLength bytes (-1: unknown), at
 // most maxBody bytes; a longer one is an *http.MaxBytesError. An empty body
-// is nil.
+// is nil. Buffers grow with the bytes that arrive, whatever the client
+// declared.
 func readBody(body io.Reader, contentLength, maxBody int64) ([]byte, error) {
 	if body == nil || body == http.NoBody || contentLength == 0 {
 		// A server request with ContentLength 0 has no body.
@@ -66,19 +67,7 @@ func readBody(body io.Reader, contentLength, maxBody int64) ([]byte, error) {
 		return nil, &http.MaxBytesError{Limit: maxBody}
 	}
 	if contentLength > 0 {
-		// One byte more than declared tells a longer body from an exact one.
-		buf := make([]byte, contentLength+1)
-		n, err := io.ReadFull(body, buf)
-		switch {
-		case err == nil:
-			return nil, fmt.Errorf("the body is longer than its Content-Length of %d bytes", contentLength)
-		case errors.Is(err, io.ErrUnexpectedEOF) && int64(n) == contentLength:
-			return buf[:n:n], nil
-		case errors.Is(err, io.ErrUnexpectedEOF):
-			return nil, fmt.Errorf("the body ended after %d of its %d bytes (Content-Length): %w", n, contentLength, err)
-		default:
-			return nil, err
-		}
+		return readDeclared(body, contentLength)
 	}
 	probe := bodyProbes.Get().(*[512]byte)
 	var n int
@@ -115,15 +104,58 @@ func readBody(body io.Reader, contentLength, maxBody int64) ([]byte, error) {
 	return b, nil
 }
 
-// WriteResponse writes a guest's response to w, with a Date header unless
-// the guest set one and with the node's Content-Length (none, and no body,
-// for 204 and 304). Connection-specific
-// headers the guest set (connectionHeader, and the names its Connection
-// header lists) are dropped: the edge owns its connections, HTTP/2 and
-// HTTP/3 forbid them (an HTTP/3 client refuses such a response, browsers
-// an HTTP/2 one), and over HTTP/1.1 they would switch the framing
-// (Transfer-Encoding) or close a connection the node keeps.
-func WriteResponse(w http.ResponseWriter, resp *protocol.Response) {
+// declaredBodyBuffer is the most readDeclared allocates before any byte
+// of a body arrives: a Content-Length is a claim, and a client that
+// declares 10 MiB and sends nothing must not cost the node 10 MiB (per
+// request, and an HTTP/2 or HTTP/3 connection carries up to
+// MaxConcurrentStreams of them).
+const declaredBodyBuffer = 64 << 10
+
+// readDeclared reads a body whose Content-Length is n > 0 (at most the
+// caller's limit): exactly n bytes, or an error. The buffer starts at
+// min(n+1, declaredBodyBuffer) bytes, so small bodies cost one
+// allocation, and doubles as it fills, never past n+1.
+func readDeclared(body io.Reader, n int64) ([]byte, error) {
+	want := n + 1 // one byte more than declared tells a longer body from an exact one
+	buf := make([]byte, 0, min(want, declaredBodyBuffer))
+	var err error
+	for int64(len(buf)) < want && err == nil {
+		if len(buf) == cap(buf) {
+			buf = append(make([]byte, 0, min(want, 2*int64(cap(buf)))), buf...)
+		}
+		var m int
+		m, err = body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+	}
+	got := int64(len(buf))
+	switch {
+	case got > n:
+		return nil, fmt.Errorf("the body is longer than its Content-Length of %d bytes", n)
+	case got == n && (err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF)):
+		return buf[:got:got], nil
+	case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF):
+		return nil, fmt.Errorf("the body ended after %d of its %d bytes (Content-Length): %w", got, n, io.ErrUnexpectedEOF)
+	default:
+		return nil, err
+	}
+}
+
+// WriteResponse writes a guest's response to r to w, with a Date header
+// unless the guest set one and with the node's Content-Length, and returns
+// the error of writing the body (a write the server buffers fails only
+// after the handler returns, so nil does not promise delivery).
+// Connection-specific headers the guest set (connectionHeader, and the
+// names its Connection header lists) are dropped: the edge owns its
+// connections, HTTP/2 and HTTP/3 forbid them (an HTTP/3 client refuses
+// such a response, browsers an HTTP/2 one), and over HTTP/1.1 they would
+// switch the framing (Transfer-Encoding) or close a connection the node
+// keeps.
+//
+// The exceptions to the node's Content-Length: a 1xx, 204 or 304 goes out
+// without a body or a length, and the answer to a HEAD request with no
+// body keeps a valid Content-Length the guest set, the length a GET would
+// have had (RFC 9110 section 9.3.2), and has none otherwise.
+func WriteResponse(w http.ResponseWriter, r *http.Request, resp *protocol.Response) error {
 	h := w.Header()
 	if resp.Headers == nil && len(resp.Fields) <= maxScannedFields {
 		copyFields(h, resp.Fields)
@@ -134,17 +166,42 @@ func WriteResponse(w http.ResponseWriter, resp *protocol.Response) {
 		h["Date"] = responseDate.get(time.Now())
 	}
 	status := resp.StatusOrDefault()
-	if status == http.StatusNoContent || status == http.StatusNotModified {
-		// These carry no content (RFC 9110 sections 15.3.5 and 15.4.5):
-		// a body the guest wrote is dropped, and no Content-Length
-		// announces it (over HTTP/2 a length without the bytes breaks the
-		// response).
+	switch {
+	case status < 200 || status == http.StatusNoContent || status == http.StatusNotModified:
+		// These carry no content (RFC 9110 sections 15.2, 15.3.5 and
+		// 15.4.5): a body the guest wrote is dropped, and so is a
+		// Content-Length it set. 1xx and 204 must not have one (RFC
+		// 9110 section 8.6), net/http drops a 304's over HTTP/1.1 (so
+		// the other protocols do the same), and over HTTP/2 a length
+		// without its bytes broke the response.
+		delete(h, "Content-Length")
 		w.WriteHeader(status)
-		return
+		return nil
+	case r.Method == http.MethodHead && len(resp.Body) == 0:
+		// A missing or malformed length is left out rather than
+		// replaced by 0, which would announce an empty representation;
+		// nil, not a delete, stops quic-go from adding that 0.
+		if !validContentLength(h["Content-Length"]) {
+			h["Content-Length"] = nil
+		}
+	default:
+		h["Content-Length"] = contentLength(len(resp.Body))
 	}
-	h["Content-Length"] = contentLength(len(resp.Body))
 	w.WriteHeader(status)
-	_, _ = w.Write(resp.Body)
+	if _, err := w.Write(resp.Body); err != nil {
+		return fmt.Errorf("writing the response body: %w", err)
+	}
+	return nil
+}
+
+// validContentLength reports whether vals is one Content-Length value: a
+// non-negative decimal number (RFC 9110 section 8.6) that fits an int64.
+func validContentLength(vals []string) bool {
+	if len(vals) != 1 {
+		return false
+	}
+	_, err := strconv.ParseUint(vals[0], 10, 63)
+	return err == nil
 }
 
 // copyHeaders copies a guest's headers into h: each name's values replace

@@ -31,7 +31,7 @@ func TestDateCache(t *testing.T) {
 func TestWriteResponseDate(t *testing.T) {
 	rec := httptest.NewRecorder()
 	before := time.Now().Truncate(time.Second)
-	WriteResponse(rec, &protocol.Response{Status: 201, Body: []byte("hi")})
+	WriteResponse(rec, getReq, &protocol.Response{Status: 201, Body: []byte("hi")})
 	d, err := http.ParseTime(rec.Header().Get("Date"))
 	if err != nil || d.Before(before) || d.After(time.Now()) {
 		t.Errorf("Date %q (%v); want now", rec.Header().Get("Date"), err)
@@ -40,7 +40,7 @@ func TestWriteResponseDate(t *testing.T) {
 		t.Errorf("got %d %v %q", rec.Code, rec.Header(), rec.Body)
 	}
 	rec = httptest.NewRecorder()
-	WriteResponse(rec, &protocol.Response{Headers: http.Header{"Date": {"Mon, 02 Jan 2006 15:04:05 GMT"}}})
+	WriteResponse(rec, getReq, &protocol.Response{Headers: http.Header{"Date": {"Mon, 02 Jan 2006 15:04:05 GMT"}}})
 	if got := rec.Header().Values("Date"); len(got) != 1 || got[0] != "Mon, 02 Jan 2006 15:04:05 GMT" {
 		t.Errorf("the guest's Date became %q", got)
 	}
@@ -59,8 +59,11 @@ func TestContentLength(t *testing.T) {
 		}
 	}
 	rec := httptest.NewRecorder()
-	WriteResponse(rec, &protocol.Response{Headers: http.Header{"Content-Length": {"99"}}, Body: []byte("abc")})
+	WriteResponse(rec, getReq, &protocol.Response{Headers: http.Header{"Content-Length": {"99"}}, Body: []byte("abc")})
 	if got := rec.Header().Values("Content-Length"); len(got) != 1 || got[0] != "3" {
 		t.Errorf("Content-Length %q; the body's length must replace what the guest set", got)
 	}
 }
+
+// getReq is a GET request for the WriteResponse tests.
+var getReq = httptest.NewRequest(http.MethodGet, "/", nil)

@@ -49,6 +49,15 @@ type served struct {
 	function, version, requestID, traceID string
 }
 
+// StatusNotDelivered is the status the access log, the metrics and the
+// server span report when writing a function's answer failed: the client
+// went away or stopped reading until the write timeout. It is nginx's 499
+// ("client closed request"); nothing is sent with it. Only failures that
+// happen while the handler writes are seen: a small answer the server
+// buffers and fails to send after the handler returned is reported with
+// its status.
+const StatusNotDelivered = 499
+
 // RetryAfterDeploying is the Retry-After value, in seconds, sent with the
 // 503 for a routed function that is not loaded yet.
 const RetryAfterDeploying = "2"
@@ -157,8 +166,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) in
 	if h.Tracer != nil {
 		ctx, span = h.Tracer.startInvoke(ctx, h.Invoker, function, req)
 	}
+	// The server's write deadline runs from the request's arrival; lift
+	// it while the function runs (the runtime's limits bound the run)
+	// and give writing the answer the whole write timeout (deadline.go).
+	wt := writeTimeout(r)
+	liftWriteDeadline(w, wt)
 	start := time.Now()
 	res, err := h.Invoker.Invoke(ctx, function, req)
+	armWriteDeadline(w, wt)
 	var took time.Duration
 	if res != nil {
 		took = res.Duration // the runtime timed it already, from about start
@@ -180,7 +195,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) in
 		}
 		return h.fail(w, function, req, err)
 	}
-	WriteResponse(w, res.Response)
+	if err := WriteResponse(w, r, res.Response); err != nil {
+		return StatusNotDelivered
+	}
 	return res.Response.StatusOrDefault()
 }
 

@@ -57,7 +57,7 @@ func TestWriteResponseDropsConnectionHeaders(t *testing.T) {
 		}
 		w.Header().Set("X-Node", "kept") // set before, as the server sets Alt-Svc
 		w.Header().Set("X-Kept", "replaced by the guest's")
-		edge.WriteResponse(w, resp)
+		_ = edge.WriteResponse(w, r, resp)
 	})
 	s := startServer(t, edge.ServerConfig{HTTPAddr: "127.0.0.1:0", Plain: edge.PlainServe}, h)
 	dropped := []string{"Connection", "X-Hop", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te", "Trailer"}
@@ -109,16 +109,17 @@ func TestWriteResponseDropsConnectionHeaders(t *testing.T) {
 }
 
 // 204 and 304 carry no content: a body the guest wrote anyway is dropped
-// and no Content-Length announces it, so every protocol gets a well-formed
-// response (over HTTP/2 an announced length without its bytes failed the
-// request) and an HTTP/1.1 connection keeps its framing.
+// and no Content-Length announces it, not even the guest's own, so every
+// protocol gets a well-formed response (over HTTP/2 an announced length
+// without its bytes failed the request; a 204 must not have one, RFC 9110
+// section 8.6) and an HTTP/1.1 connection keeps its framing.
 func TestWriteResponseNoContentStatuses(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		status := http.StatusNoContent
 		if r.URL.Path == "/304" {
 			status = http.StatusNotModified
 		}
-		edge.WriteResponse(w, &protocol.Response{Status: status, Headers: http.Header{"Etag": {`"v1"`}}, Body: []byte("ignored")})
+		_ = edge.WriteResponse(w, r, &protocol.Response{Status: status, Headers: http.Header{"Etag": {`"v1"`}, "Content-Length": {"7"}}, Body: []byte("ignored")})
 	})
 	s := startServer(t, edge.ServerConfig{HTTPAddr: "127.0.0.1:0", Plain: edge.PlainServe}, h)
 	for _, path := range []string{"/204", "/304"} {
@@ -148,6 +149,43 @@ func TestWriteResponseNoContentStatuses(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != want || len(body) != 0 {
 			t.Fatalf("pipelined: %s %q, want %d and no body", resp.Status, body, want)
+		}
+	}
+}
+
+// The answer to HEAD has no body; a guest that says how long the GET
+// answer would be (RFC 9110 section 9.3.2) has its Content-Length kept on
+// every protocol, rather than replaced by the 0 bytes sent. A malformed
+// or repeated one is left out, and so is a missing one (not made 0); a
+// body the guest wrote for HEAD is measured as for GET.
+func TestWriteResponseHeadKeepsGuestLength(t *testing.T) {
+	guest := map[string][]string{"/1234": {"1234"}, "/bad": {"12a"}, "/negative": {"-1"}, "/two": {"5", "5"}, "/none": nil, "/body": {"1234"}}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp := &protocol.Response{Status: http.StatusOK, Headers: http.Header{"Content-Type": {"text/plain"}}}
+		if v := guest[r.URL.Path]; v != nil {
+			resp.Headers["Content-Length"] = v
+		}
+		if r.URL.Path == "/body" {
+			resp.Body = []byte("hello")
+		}
+		_ = edge.WriteResponse(w, r, resp)
+	})
+	s := startServer(t, edge.ServerConfig{}, h)
+	want := map[string]string{"/1234": "1234", "/bad": "", "/negative": "", "/two": "", "/none": "", "/body": "5"}
+	for _, c := range []struct {
+		name   string
+		client *http.Client
+	}{{"h1", s.h1}, {"h2", s.h2}, {"h3", s.h3}} {
+		for _, path := range slices.Sorted(maps.Keys(want)) {
+			resp, err := c.client.Head(s.httpsURL + path)
+			if err != nil {
+				t.Errorf("%s HEAD %s: %v", c.name, path, err)
+				continue
+			}
+			resp.Body.Close()
+			if got := resp.Header.Values("Content-Length"); resp.StatusCode != http.StatusOK || strings.Join(got, ",") != want[path] {
+				t.Errorf("%s HEAD %s: %d, Content-Length %q; want 200 and %q", c.name, path, resp.StatusCode, got, want[path])
+			}
 		}
 	}
 }
@@ -183,8 +221,8 @@ func TestWriteResponseManyFields(t *testing.T) {
 		fields = append(fields, protocol.HeaderField{Name: fmt.Sprintf("X-F%d", i%2500), Value: fmt.Sprint(i)},
 			protocol.HeaderField{Name: "Connection", Value: "X-F7"})
 	}
-	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		edge.WriteResponse(w, &protocol.Response{Status: http.StatusOK, Fields: fields, Body: []byte("many")})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = edge.WriteResponse(w, r, &protocol.Response{Status: http.StatusOK, Fields: fields, Body: []byte("many")})
 	})
 	s := startServer(t, edge.ServerConfig{HTTPAddr: "127.0.0.1:0", Plain: edge.PlainServe, MaxHeaderBytes: 1 << 20}, h)
 	resp, err := s.h1.Get(s.httpsURL + "/")

@@ -3,8 +3,11 @@ package edge
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -40,6 +43,7 @@ func (r failReader) Read([]byte) (int, error) {
 
 func TestReadBody(t *testing.T) {
 	big := bytes.Repeat([]byte("0123456789abcdef"), 700) // 11200 bytes: past the probe and the first buffer
+	huge := bytes.Repeat(big, 20)                        // 224000 bytes: past the first buffer of a declared length
 	errBroken := errors.New("connection reset")
 	cases := []struct {
 		name    string
@@ -64,6 +68,12 @@ func TestReadBody(t *testing.T) {
 		{name: "unknown length, broken at once", body: func(*testing.T) io.Reader { return iotest.ErrReader(errBroken) }, cl: -1, max: 10, wantErr: "connection reset"},
 		{name: "declared length", body: func(*testing.T) io.Reader { return bytes.NewReader(big) }, cl: int64(len(big)), max: 1 << 20, want: big},
 		{name: "declared length, trickled", body: func(*testing.T) io.Reader { return &trickleReader{data: big, chunk: 333} }, cl: int64(len(big)), max: 1 << 20, want: big},
+		{name: "declared length past the first buffer", body: func(*testing.T) io.Reader { return bytes.NewReader(huge) }, cl: int64(len(huge)), max: 1 << 20, want: huge},
+		{name: "declared length past the first buffer, trickled", body: func(*testing.T) io.Reader { return &trickleReader{data: huge, chunk: 7000} }, cl: int64(len(huge)), max: 1 << 20, want: huge},
+		{name: "declared length past the first buffer, one byte at a time", body: func(*testing.T) io.Reader { return iotest.OneByteReader(bytes.NewReader(huge)) }, cl: int64(len(huge)), max: 1 << 20, want: huge},
+		{name: "body longer than a large declared length", body: func(*testing.T) io.Reader { return bytes.NewReader(huge) }, cl: int64(len(huge)) - 1, max: 1 << 20, wantErr: fmt.Sprintf("longer than its Content-Length of %d", len(huge)-1)},
+		{name: "body shorter than a large declared length", body: func(*testing.T) io.Reader { return bytes.NewReader(huge) }, cl: int64(len(huge)) + 1, max: 1 << 20, wantErr: fmt.Sprintf("ended after %d of its %d bytes", len(huge), len(huge)+1)},
+		{name: "declared length, nothing sent", body: func(*testing.T) io.Reader { return strings.NewReader("") }, cl: 5, max: 10, wantErr: "ended after 0 of its 5 bytes"},
 		{name: "declared length over the limit, not read", body: func(t *testing.T) io.Reader { return failReader{t} }, cl: 11, max: 10, wantErr: "max"},
 		{name: "body longer than declared", body: func(*testing.T) io.Reader { return strings.NewReader("hello!") }, cl: 5, max: 10, wantErr: "longer than its Content-Length of 5"},
 		{name: "body shorter than declared", body: func(*testing.T) io.Reader { return strings.NewReader("hel") }, cl: 5, max: 10, wantErr: "ended after 3 of its 5 bytes"},
@@ -107,5 +117,39 @@ func TestReadBodyEmptyUnknownDoesNotAllocate(t *testing.T) {
 		// The race detector makes sync.Pool drop a quarter of what is put
 		// back, and each drop costs a new probe buffer.
 		t.Errorf("%v allocations per empty body; want 0 (at most 0.5 under -race)", n)
+	}
+}
+
+// stallReader returns its data and then fails as a read deadline does,
+// like a client that declared a body and stopped sending it.
+type stallReader struct{ data []byte }
+
+func (r *stallReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, os.ErrDeadlineExceeded
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// A declared Content-Length is a claim, not bytes: the buffer grows with
+// what arrives, so a client declaring 10 MiB and sending a few bytes does
+// not make the node allocate 10 MiB.
+func TestReadBodyDeclaredLengthAllocatesWhatArrives(t *testing.T) {
+	const declared, runs = 10 << 20, 20
+	var before, after goruntime.MemStats
+	goruntime.ReadMemStats(&before)
+	for range runs {
+		b, err := readBody(&stallReader{data: []byte("a few bytes")}, declared, declared)
+		if b != nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("got %d bytes, %v; want the reader's error", len(b), err)
+		}
+	}
+	goruntime.ReadMemStats(&after)
+	// Before the fix each run allocated the declared 10 MiB (200 MiB in
+	// all); the bound leaves room for allocations by other goroutines.
+	if got := after.TotalAlloc - before.TotalAlloc; got > declared {
+		t.Errorf("%d runs allocated %d bytes for bodies declared as %d bytes and never sent; want well under %d", runs, got, declared, declared)
 	}
 }

@@ -54,10 +54,13 @@ type ServerConfig struct {
 	// ReadHeaderTimeout bounds reading request headers, so slow clients
 	// cannot hold a connection open by trickling them. Default 10s.
 	ReadHeaderTimeout time.Duration
-	// ReadTimeout bounds reading a whole request, body included.
-	// Default 60s.
+	// ReadTimeout bounds reading a whole request, body included, from
+	// its arrival (on HTTP/3, from the end of its headers). Default 60s.
 	ReadTimeout time.Duration
-	// WriteTimeout bounds writing a response. Default 60s.
+	// WriteTimeout bounds writing a response, from the request's arrival
+	// on every protocol; Handler lifts it while a function runs and
+	// gives writing the function's answer WriteTimeout from the end of
+	// the run, so it never cuts a function off. Default 60s.
 	WriteTimeout time.Duration
 	// IdleTimeout closes keep-alive connections (and idle QUIC
 	// connections) after this long without a request. Default 120s.
@@ -273,8 +276,13 @@ func (s *Server) listen() error {
 
 func (s *Server) serve() {
 	log := slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug)
+	// Every request's context carries the timeouts, for Handler (see
+	// deadline.go).
+	tmo := &timeouts{write: s.cfg.WriteTimeout}
+	base := withTimeouts(context.Background(), tmo)
 	newHTTP := func(h http.Handler) *http.Server {
 		srv := &http.Server{
+			BaseContext:       func(net.Listener) context.Context { return base },
 			Handler:           h,
 			MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 			ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
@@ -295,17 +303,22 @@ func (s *Server) serve() {
 		// it gets the logger only when debug lines are wanted. Without
 		// one, its few error lines (a panic it recovered, a malformed
 		// Content-Length) go to slog's default logger, which gojinn-node
-		// points at stderr as JSON.
+		// points at stderr as JSON. Its request lines carry the request
+		// URI, whose query can hold secrets: the logger drops queries
+		// (redactQuery), as the access log leaves them out.
 		var h3Log *slog.Logger
 		if s.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
-			h3Log = s.cfg.Logger
+			h3Log = slog.New(redactQuery{s.cfg.Logger.Handler()})
 		}
 		s.h3 = &http3.Server{
-			Handler:        s.handler,
+			Handler:        s.h3Deadlines(s.handler),
 			MaxHeaderBytes: s.cfg.MaxHeaderBytes,
 			IdleTimeout:    s.cfg.IdleTimeout,
 			Port:           s.udp.LocalAddr().(*net.UDPAddr).Port,
 			Logger:         h3Log,
+			ConnContext: func(ctx context.Context, _ *quic.Conn) context.Context {
+				return withTimeouts(ctx, tmo)
+			},
 		}
 		var ln http3.QUICListener = &quicLimitListener{EarlyListener: s.quicLn, sem: make(chan struct{}, s.cfg.MaxConns)}
 		if s.cfg.Metrics != nil {

@@ -69,7 +69,9 @@ func startServer(t *testing.T, cfg edge.ServerConfig, h http.Handler) *testServe
 		cfg.HTTPSAddr = "127.0.0.1:0"
 	}
 	cfg.TCPTLS, cfg.QUICTLS = tcp, quicTLS
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	s, err := edge.NewServer(cfg, h)
 	if err != nil {
 		t.Fatal(err)
