@@ -130,6 +130,8 @@ func TestAbuseWAT(t *testing.T) {
 		{"trap", runtime.ModeIsolated, runtime.ErrTrap, long},
 		{"cmd-garbage", runtime.ModeIsolated, runtime.ErrBadResponse, long},
 		{"cmd-loop", runtime.ModeIsolated, runtime.ErrTimeout, short},
+		{"recurse", runtime.ModePooled, runtime.ErrTimeout, short},
+		{"cmd-recurse", runtime.ModeIsolated, runtime.ErrTimeout, short},
 	}
 	for _, c := range cases {
 		t.Run(c.mod+"-"+string(c.mode), func(t *testing.T) {

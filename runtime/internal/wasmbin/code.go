@@ -96,35 +96,42 @@ func unsupported(off int, format string, args ...any) error {
 
 // scanBody decodes one function body (locals and expression; r covers
 // exactly the body) and appends to loops the position in r.buf just past the
-// block type of every loop instruction, in order.
+// block type of every loop instruction, in order. entry is the position of
+// the body's first instruction (past the locals), and calls reports
+// whether the body makes a call of any kind (call, call_indirect, call_ref
+// and their tail-call forms).
 //
 // globals is the size of the module's global index space. global.get and
 // global.set must name a global below it: an out-of-range index makes the
 // module invalid, but it would become valid after the rewrite and name the
 // stop global, letting the guest clear it (global.set) and escape the stop.
-func scanBody(r *reader, loops []int, globals uint32) ([]int, error) {
+func scanBody(r *reader, loops []int, globals uint32) (_ []int, entry int, calls bool, err error) {
 	n, err := r.count("local declaration count", 2)
 	if err != nil {
-		return nil, err
+		return nil, 0, false, err
 	}
 	for i := uint32(0); i < n; i++ {
 		if _, err := r.u32("local count"); err != nil {
-			return nil, err
+			return nil, 0, false, err
 		}
 		if err := r.valType("local type"); err != nil {
-			return nil, err
+			return nil, 0, false, err
 		}
 	}
+	entry = r.pos
 	for depth := 1; depth > 0; {
 		if r.remaining() == 0 {
-			return nil, r.fail("function body ends inside %d unclosed blocks", depth)
+			return nil, 0, false, r.fail("function body ends inside %d unclosed blocks", depth)
 		}
 		off := r.off()
 		op := r.buf[r.pos]
 		r.pos++
+		if op >= 0x10 && op <= 0x15 {
+			calls = true
+		}
 		switch opcodeImm[op] {
 		case immUnknown:
-			return nil, unsupported(off, "opcode 0x%02x", op)
+			return nil, 0, false, unsupported(off, "opcode 0x%02x", op)
 		case immNone:
 		case immEnd:
 			depth--
@@ -142,7 +149,7 @@ func scanBody(r *reader, loops []int, globals uint32) ([]int, error) {
 			var idx uint32
 			idx, err = r.u32("index immediate")
 			if err == nil && (op == 0x23 || op == 0x24) && idx >= globals {
-				return nil, errorf(off, "global index %d out of range (%d globals)", idx, globals)
+				return nil, 0, false, errorf(off, "global index %d out of range (%d globals)", idx, globals)
 			}
 		case immBrTable:
 			err = r.brTable()
@@ -150,13 +157,13 @@ func scanBody(r *reader, loops []int, globals uint32) ([]int, error) {
 			err = r.skipImmediates(op)
 		}
 		if err != nil {
-			return nil, err
+			return nil, 0, false, err
 		}
 	}
 	if r.remaining() != 0 {
-		return nil, r.fail("%d bytes follow the end of the function body", r.remaining())
+		return nil, 0, false, r.fail("%d bytes follow the end of the function body", r.remaining())
 	}
-	return loops, nil
+	return loops, entry, calls, nil
 }
 
 // skipImmediates reads the immediates of an instruction without type or

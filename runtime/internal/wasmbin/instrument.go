@@ -42,6 +42,35 @@ const YieldInterval = 1024
 // api.MutableGlobal.Set. This replaces wazero's WithCloseOnContextDone, which
 // compiles every loop header into a call out of machine code.
 //
+// Loops are not the only way to run long: a function that calls itself
+// twice down to a fixed depth makes 2^depth calls with no loop and a
+// shallow stack, and a chain of functions each calling the next twice does
+// the same without recursion. So every function body that makes a call
+// (call, call_indirect, call_ref or a tail call) also starts with
+//
+//	global.get $tick        ;; $tick -= 1
+//	i32.const 1
+//	i32.sub
+//	global.set $tick
+//	global.get $tick
+//	i32.const 1
+//	i32.lt_s
+//	if                      ;; once every YieldInterval calls and iterations:
+//	  global.get $stop
+//	  if
+//	    unreachable
+//	  end
+//	  i32.const YieldInterval
+//	  global.set $tick
+//	  i32.const 0           ;; i64.const 0 for a 64-bit memory
+//	  memory.grow 0
+//	  drop
+//	end
+//
+// which counts the call with the loop iterations and reads $stop only when
+// $tick runs out: a stop is noticed within YieldInterval calls. A body
+// without calls or loops runs its instructions once and returns.
+//
 // The $tick part is needed because Go cannot preempt a goroutine running
 // wazero's machine code: a guest looping without ever leaving it would block
 // every stop-the-world of the garbage collector, and with it the goroutine
@@ -151,7 +180,7 @@ func InstrumentLoops(wasm []byte) ([]byte, error) {
 	splices = append(splices, splice{head, tail, exportSec})
 
 	if m.hasCode {
-		payload, err := instrumentCode(wasm[m.codeBody:m.codeEnd], m.codeBody, stopCheck(stop, tick, mem64), stop)
+		payload, err := instrumentCode(wasm[m.codeBody:m.codeEnd], m.codeBody, stopCheck(stop, tick, mem64), entryCheck(stop, tick, mem64), stop)
 		if err != nil {
 			return nil, err
 		}
@@ -243,11 +272,37 @@ func stopCheck(stop, tick uint32, mem64 bool) []byte {
 	return append(b, 0x40, 0x00, 0x1a, 0x0b) // memory.grow 0 drop end
 }
 
+// entryCheck returns the instruction sequence inserted at the start of
+// every function body that makes a call; see InstrumentLoops. It counts
+// the call against $tick like a loop iteration but reads $stop only when
+// $tick runs out, which keeps the common path to one decrement and one
+// test: a stop is then noticed within YieldInterval calls.
+func entryCheck(stop, tick uint32, mem64 bool) []byte {
+	b := appendU32([]byte{0x23}, tick)    // global.get $tick
+	b = append(b, 0x41, 0x01, 0x6b, 0x24) // i32.const 1 i32.sub global.set
+	b = appendU32(b, tick)                // $tick
+	b = appendU32(append(b, 0x23), tick)  // global.get $tick
+	b = append(b, 0x41, 0x01, 0x48)       // i32.const 1 i32.lt_s
+	b = append(b, 0x04, 0x40, 0x23)       // if global.get
+	b = appendU32(b, stop)                // $stop
+	b = append(b, 0x04, 0x40, 0x00, 0x0b) // if unreachable end
+	b = append(b, 0x41)                   // i32.const
+	b = appendS32(b, YieldInterval)       // YieldInterval
+	b = appendU32(append(b, 0x24), tick)  // global.set $tick
+	if mem64 {
+		b = append(b, 0x42, 0x00) // i64.const 0
+	} else {
+		b = append(b, 0x41, 0x00) // i32.const 0
+	}
+	return append(b, 0x40, 0x00, 0x1a, 0x0b) // memory.grow 0 drop end
+}
+
 // instrumentCode returns the payload of the code section whose payload is
 // code (starting at absolute offset base) with check inserted at the start
-// of every loop body. globals is the size of the module's global index
-// space before the rewrite.
-func instrumentCode(code []byte, base int, check []byte, globals uint32) ([]byte, error) {
+// of every loop body and entry at the start of every body that makes a
+// call. globals is the size of the module's global index space before the
+// rewrite.
+func instrumentCode(code []byte, base int, check, entry []byte, globals uint32) ([]byte, error) {
 	r := &reader{buf: code, base: base}
 	n, err := r.count("function body count", 1)
 	if err != nil {
@@ -267,15 +322,25 @@ func instrumentCode(code []byte, base int, check []byte, globals uint32) ([]byte
 		}
 		body := &reader{buf: r.buf[r.pos : r.pos+int(size)], base: r.off()}
 		r.pos += int(size)
-		if loops, err = scanBody(body, loops[:0], globals); err != nil {
+		var at int
+		var calls bool
+		if loops, at, calls, err = scanBody(body, loops[:0], globals); err != nil {
 			return nil, err
 		}
 		grown := uint64(size) + uint64(len(loops))*uint64(len(check))
+		if calls {
+			grown += uint64(len(entry))
+		}
 		if grown > math.MaxUint32 {
 			return nil, fmt.Errorf("%w: function body %d would grow to %d bytes", ErrTooLarge, i, grown)
 		}
 		out = appendU32(out, uint32(grown))
 		prev := 0
+		if calls {
+			out = append(out, body.buf[:at]...)
+			out = append(out, entry...)
+			prev = at
+		}
 		for _, at := range loops {
 			out = append(out, body.buf[prev:at]...)
 			out = append(out, check...)

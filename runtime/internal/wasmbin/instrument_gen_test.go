@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
@@ -30,7 +31,8 @@ type gen struct {
 	data        []byte
 	pos         int
 	plain, want []byte
-	budget      int // instructions left to emit
+	budget      int  // instructions left to emit
+	calls       bool // the body makes a call: it gets the entry check
 }
 
 // next returns the next fuzz byte, or 0 once the input is used up.
@@ -269,6 +271,7 @@ func (g *gen) instr(depth int) {
 			g.u32(0)
 		}
 	case 10: // calls; the tail calls need type 0, the caller's
+		g.calls = true
 		switch g.pick(6) {
 		case 0: // call
 			g.emit(0x10)
@@ -436,12 +439,16 @@ func genModule(b *mb, code []byte) []byte {
 func generate(data []byte) (plain, want []byte) {
 	g := &gen{data: data, budget: 200}
 	g.emit(vec(locals(3, i32), locals(1, v128), locals(1, 0x63, 0x00)))
+	entry := len(g.want)
 	g.emit(0x00)
 	g.units(0)
 	for g.pos < len(g.data) && g.budget > 0 {
 		g.units(0)
 	}
 	g.emit(opEnd)
+	if g.calls {
+		g.want = slices.Insert(g.want, entry, (&mb{stop: true, stopIdx: genStop}).entry()...)
+	}
 	return genModule(&mb{}, g.plain), genModule(&mb{stop: true, stopIdx: genStop}, g.want)
 }
 

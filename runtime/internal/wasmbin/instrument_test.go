@@ -45,6 +45,26 @@ func (b *mb) check() []byte {
 	)
 }
 
+// entry is the sequence inserted at the start of every function body that
+// makes a call: $tick counts the call, and $stop is read when it runs out.
+func (b *mb) entry() []byte {
+	if !b.stop {
+		return nil
+	}
+	t := uleb(uint64(b.stopIdx + 1))
+	zero := cat(0x41, 0x00)
+	if b.mem64 {
+		zero = cat(0x42, 0x00)
+	}
+	return cat(
+		0x23, t, 0x41, 0x01, 0x6b, 0x24, t, // $tick -= 1
+		0x23, t, 0x41, 0x01, 0x48, 0x04, 0x40, // if $tick < 1
+		0x23, uleb(uint64(b.stopIdx)), 0x04, 0x40, 0x00, 0x0b, //   global.get $stop if unreachable end
+		0x41, sleb(YieldInterval), 0x24, t, //   $tick = YieldInterval
+		zero, 0x40, 0x00, 0x1a, 0x0b, //   memory.grow 0 drop end
+	)
+}
+
 // loop encodes loop bt instrs end; bt is a block type in any cat form.
 func (b *mb) loop(bt any, instrs ...any) []byte {
 	return cat(0x03, cat(bt), b.check(), cat(instrs...), opEnd)
@@ -296,7 +316,7 @@ func loopCases() []loopCase {
 					bodyL(nil, globalGet(0), i32c(1), i32Add, globalSet(0), localGet(0), localGet(1), i32Add),
 					// callind: adds n..1 through call_indirect and 1 per round
 					// through call, then returns max(sum, 1000) with select t.
-					bodyL([][]byte{locals(1, i32)},
+					bodyL([][]byte{locals(1, i32)}, b.entry(),
 						block(btEmpty, b.loop(btEmpty,
 							localGet(0), i32Eqz, brIf(1),
 							localGet(1), localGet(0), i32c(0), 0x11, uleb(1), uleb(0), localSet(1),
@@ -508,10 +528,10 @@ func loopCases() []loopCase {
 				b.exports(export("count", 0, 0), export("countind", 0, 1)),
 				sec(9, vec(cat(0x00, i32c(0), opEnd, vec(uleb(1))))),
 				sec(10, vec(
-					bodyL(nil, localGet(0), i32Eqz, ifElse(i32, localGet(1), cat(
+					bodyL(nil, b.entry(), localGet(0), i32Eqz, ifElse(i32, localGet(1), cat(
 						localGet(0), i32c(1), i32Sub, localGet(1), localGet(0), i32Add, 0x12, uleb(0), // return_call
 					))),
-					bodyL(nil, b.loop(i32, localGet(0), i32Eqz, ifElse(i32, localGet(1), cat(
+					bodyL(nil, b.entry(), b.loop(i32, localGet(0), i32Eqz, ifElse(i32, localGet(1), cat(
 						localGet(0), i32c(1), i32Sub, localGet(1), localGet(0), i32Add, i32c(0),
 						0x13, uleb(0), uleb(0), // return_call_indirect
 					)))),
@@ -562,6 +582,7 @@ func loopCases() []loopCase {
 				sec(10, vec(
 					bodyL(nil, localGet(0), i32c(1), i32Add),
 					bodyL([][]byte{locals(1, 0x63, 0x00)}, // (ref null 0)
+						b.entry(),
 						0xd2, uleb(0), localSet(1),
 						localGet(0),
 						block(cat(0x64, 0x00), localGet(1), 0xd6, uleb(0), 0x00), // br_on_non_null
