@@ -179,6 +179,10 @@ func (in *instance) serveWith(ctx context.Context, req *protocol.Request, m *mod
 		during = "starting the module and handling the request"
 	}
 	var packed uint64
+	// A refused grow labels only the failure of the call it happened in:
+	// forget one from an earlier call (or _initialize, or an idle call)
+	// before, and this call's after (for an idle call that may follow).
+	in.mem.clearRefused()
 	cpu, ierr, broken := f.guarded(ctx, in.sb, during, f.spec.Limits.CPUTime, func(g *guard) (err error) {
 		if m != nil {
 			if err := in.start(g, m); err != nil {
@@ -188,6 +192,7 @@ func (in *instance) serveWith(ctx context.Context, req *protocol.Request, m *mod
 		packed, err = in.call(g.ctx)
 		return err
 	})
+	in.mem.clearRefused()
 	if ierr != nil {
 		return nil, true, ierr
 	}
@@ -219,7 +224,7 @@ func (in *instance) call(ctx context.Context) (uint64, error) {
 func (in *instance) readResponse(packed uint64) (*protocol.Response, *InvokeError) {
 	f := in.fn
 	ptr, n := uint32(packed>>32), uint32(packed)
-	if limit := f.spec.Limits.MaxResponseBody + 1<<20; int64(n) > limit { // 1 MiB for status and headers
+	if limit := maxResponseWire(f.spec.Limits.MaxResponseBody); int64(n) > limit {
 		return nil, f.errorf(ErrBadResponse, nil, "response is %d bytes, the limit is %d", n, limit)
 	}
 	data, ok := in.mod.Memory().Read(ptr, n)
@@ -234,6 +239,15 @@ func (in *instance) readResponse(packed uint64) (*protocol.Response, *InvokeErro
 		return nil, f.errorf(ErrBadResponse, nil, "response body is %d bytes, the limit is %d", len(resp.Body), f.spec.Limits.MaxResponseBody)
 	}
 	return resp, nil
+}
+
+// maxResponseWire is the size of the largest wire response readResponse
+// reads with a body limit of maxBody: the body, the header names and values
+// the protocol allows (the decoder checks those), up to 7 bytes of framing
+// per header field (a tag and two lengths) and 64 KiB for the rest (magic,
+// status, the body's framing, fields this host does not know).
+func maxResponseWire(maxBody int64) int64 {
+	return maxBody + protocol.MaxResponseHeaderBytes + 7*protocol.MaxResponseHeaderFields + 64<<10
 }
 
 // restore returns the instance to its snapshot.

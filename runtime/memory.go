@@ -42,17 +42,38 @@ func memKindFor(r Reset) memKind {
 
 // memory is an instance's linear memory, as seen by the engine.
 type memory struct {
-	lm      linmem.Memory
-	refused atomic.Bool // a grow was refused because of the limit
-	snapLen int         // the length at the last snapshot
+	lm linmem.Memory
+	// refused records that a grow was refused because of the limit, so
+	// that the call's failure is reported as ErrMemoryLimit. It belongs to
+	// one call: a guest may handle the refusal (C and Rust guests check
+	// memory.grow's -1) and go on serving, and a later, unrelated failure
+	// of the same instance is no memory limit. See clearRefused.
+	refused atomic.Bool
+	snapLen int // the length at the last snapshot
 }
 
+// clearRefused forgets a refused grow; callers clear it before and after
+// each call into the guest. m may be nil (no instance yet).
+func (m *memory) clearRefused() {
+	if m != nil {
+		m.refused.Store(false)
+	}
+}
+
+// snapshot records the memory every request of a reset instance starts
+// from; what happened before (a refused grow during _initialize) is not
+// part of it.
 func (m *memory) snapshot() error {
 	m.snapLen = m.lm.Len()
+	m.clearRefused()
 	return m.lm.Snapshot()
 }
 
-func (m *memory) reset() error { return m.lm.Reset() }
+// reset returns the memory to its snapshot, refused grows forgotten.
+func (m *memory) reset() error {
+	m.clearRefused()
+	return m.lm.Reset()
+}
 
 // grownBy is how many bytes the memory grew since the last snapshot. An
 // instance whose memory grew cannot be reset to a consistent state: the

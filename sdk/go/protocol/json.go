@@ -41,13 +41,13 @@ type jsonRequest struct {
 
 // jsonResponse is the JSON form of a Response as guests write it. Headers
 // are decoded by hand because both "k": "v" and "k": ["v1", "v2"] are
-// accepted.
+// accepted, and because their number is limited (jsonHeaders).
 type jsonResponse struct {
-	V            int                        `json:"v"`
-	Status       int                        `json:"status"`
-	Headers      map[string]json.RawMessage `json:"headers"`
-	Body         string                     `json:"body"`
-	BodyEncoding string                     `json:"body_encoding"`
+	V            int         `json:"v"`
+	Status       int         `json:"status"`
+	Headers      jsonHeaders `json:"headers"`
+	Body         string      `json:"body"`
+	BodyEncoding string      `json:"body_encoding"`
 }
 
 // MarshalRequestJSON encodes r in the JSON form of protocol v1.
@@ -194,7 +194,10 @@ func MarshalResponseJSON(r *Response) ([]byte, error) {
 // string or a list of strings. Header names are canonicalised; values of
 // names that differ only in case are merged in ascending order of the names
 // as written. Leading and trailing white space is allowed; anything else
-// around the object is an error.
+// around the object is an error. A response with more than
+// MaxResponseHeaderFields header fields, or more than MaxResponseHeaderBytes
+// of header names and values, is refused with an error wrapping
+// ErrTooLarge.
 func UnmarshalResponseJSON(data []byte) (*Response, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
@@ -214,6 +217,12 @@ func UnmarshalResponseJSON(data []byte) (*Response, error) {
 	if j.V != 0 && j.V != Version {
 		return nil, fmt.Errorf("%w: response is version %d, this decoder speaks %d", ErrUnsupportedVersion, j.V, Version)
 	}
+	if err := j.Headers.err; err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: response JSON: %v", ErrMalformed, err)
+	}
 	if !validStatus(j.Status) {
 		return nil, fmt.Errorf("%w: %d", ErrInvalidStatus, j.Status)
 	}
@@ -221,36 +230,24 @@ func UnmarshalResponseJSON(data []byte) (*Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: response body: %v", ErrMalformed, err)
 	}
-	resp := &Response{Status: j.Status, Body: body, Headers: make(http.Header, len(j.Headers))}
+	resp := &Response{Status: j.Status, Body: body, Headers: make(http.Header, len(j.Headers.m))}
+	hdrBytes := 0
 	// Sorted, so that names differing only in case merge in a fixed order.
-	for _, name := range sortedNames(nil, j.Headers) {
-		vals, err := headerValues(j.Headers[name])
-		if err != nil {
-			return nil, fmt.Errorf("%w: response header %q: %v", ErrMalformed, name, err)
+	for _, name := range sortedNames(nil, j.Headers.m) {
+		hv := j.Headers.m[name]
+		if hv.err != nil {
+			return nil, fmt.Errorf("%w: response header %q: %v", ErrMalformed, name, hv.err)
 		}
-		for _, v := range vals {
+		for _, v := range hv.vals {
 			if err := addHeader(resp.Headers, name, v); err != nil {
 				return nil, err
+			}
+			if hdrBytes += len(name) + len(v); hdrBytes > MaxResponseHeaderBytes {
+				return nil, errTooManyHeaderBytes()
 			}
 		}
 	}
 	return resp, nil
-}
-
-func headerValues(raw json.RawMessage) ([]string, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) > 0 && raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, err
-		}
-		return []string{s}, nil
-	}
-	var list []string
-	if err := json.Unmarshal(raw, &list); err != nil {
-		return nil, fmt.Errorf("want a string or a list of strings: %w", err)
-	}
-	return list, nil
 }
 
 func encodeBody(b []byte) (string, string) {

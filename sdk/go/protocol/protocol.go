@@ -20,7 +20,9 @@ var (
 	// ErrInvalidStatus means a response carries a status outside 200-599:
 	// a 1xx status is informational and cannot end a response.
 	ErrInvalidStatus = errors.New("protocol: status out of range")
-	// ErrTooLarge means a message exceeds the size the decoder was given.
+	// ErrTooLarge means a message exceeds a size limit: the size the
+	// decoder was given, or for a response MaxResponseHeaderFields or
+	// MaxResponseHeaderBytes.
 	ErrTooLarge = errors.New("protocol: message too large")
 )
 

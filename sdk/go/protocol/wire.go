@@ -121,7 +121,10 @@ func AppendResponseWire(dst []byte, r *Response) ([]byte, error) {
 }
 
 // DecodeResponseWire decodes the wire form of a response written by a
-// guest, validating status and headers. Header names are canonicalised and
+// guest, validating status and headers. A response with more than
+// MaxResponseHeaderFields header fields, or more than MaxResponseHeaderBytes
+// of header names and values, is refused with an error wrapping
+// ErrTooLarge. Header names are canonicalised and
 // values of names that differ only in case are merged in message order. When
 // the status or body occurs more than once, the last one wins. The result
 // does not alias data.
@@ -177,10 +180,17 @@ func DecodeResponseWireFields(data []byte) (*Response, error) {
 			if err := checkHeader(name, val); err != nil {
 				return nil, err
 			}
+			// Checked as the fields come, so that what is allocated
+			// before a refusal (hs) is bounded by the limits too.
+			if len(hs) == MaxResponseHeaderFields {
+				return nil, errTooManyHeaderFields()
+			}
+			if hdrBytes += len(name) + len(val); hdrBytes > MaxResponseHeaderBytes {
+				return nil, errTooManyHeaderBytes()
+			}
 			valAt := end - len(val)
 			nameAt := valAt - len(name)
 			hs = append(hs, HeaderSpan{Name: Span{int32(nameAt), int32(valAt)}, Value: Span{int32(valAt), int32(end)}})
-			hdrBytes += len(name) + len(val)
 		case tagRespBody:
 			body = Span{int32(start), int32(end)}
 		}
