@@ -82,10 +82,14 @@ type APIConfig struct {
 	// module with the runtime (returning the compiler's reason) and checks
 	// the routes against every other function's (conflicts name the other
 	// function). Its errors become 422 check_failed with their message.
-	// Nil skips the check.
+	// Nil skips the check. It sees this node's state only: the commit
+	// refuses conflicts a concurrent write brought (storage.ErrRouteConflict,
+	// also 422 check_failed).
 	Check func(ctx context.Context, name string, spec storage.Spec) error
 	// WaitReady blocks until this node serves name at version (compiled,
-	// route table swapped) or ctx ends. Nil means deploys never wait.
+	// route table swapped) or ctx ends. The API also ends the wait when a
+	// newer version of name becomes active in the local registry (409
+	// superseded). Nil means deploys never wait.
 	WaitReady func(ctx context.Context, name string, version int64) error
 	// WaitRemoved blocks until this node routes nothing to name, after a
 	// removal, or ctx ends. Nil means removals do not wait.

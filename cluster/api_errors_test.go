@@ -164,6 +164,31 @@ func TestAPIFunctionErrors(t *testing.T) {
 	}
 }
 
+// A rollback to a version that does not exist says how to list the
+// function's versions, naming the function rather than a "{name}"
+// placeholder.
+func TestAPIVersionNotFoundMessage(t *testing.T) {
+	h := newAPIHarness(t, nil)
+	sha := h.upload(testModule(10, 1))
+	if r := h.doJSON("POST", "/v1/functions/hello", fmt.Sprintf(`{"sha256":%q,"size":10}`, sha)); r.status != 201 {
+		t.Fatalf("deploy: %d %s", r.status, r.body)
+	}
+	for _, body := range []string{`{"version":9}`, ""} {
+		r := h.doJSON("POST", "/v1/functions/hello/rollback", body)
+		e := r.apiErr(t)
+		if r.status != 404 || e.Code != CodeVersionNotFound || strings.Contains(e.Message, "{") ||
+			!strings.Contains(e.Message, "gojinn-node functions versions hello") ||
+			!strings.Contains(e.Message, "GET /v1/functions/hello/versions") {
+			t.Errorf("rollback %s: %d %+v", body, r.status, e)
+		}
+	}
+	// Where no name is known, the message still says what to run.
+	e := toAPIError(fmt.Errorf("wrapped: %w", storage.ErrVersionNotFound))
+	if strings.Contains(e.Message, "{") || !strings.Contains(e.Message, "gojinn-node functions versions NAME") {
+		t.Errorf("generic version_not_found: %q", e.Message)
+	}
+}
+
 func TestAPIUnavailableRetryAfter(t *testing.T) {
 	for _, fail := range []error{
 		raft.ErrNotLeader,

@@ -62,6 +62,10 @@ func (a *api) deploy(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	v, err := a.cfg.Registry.Deploy(r.Context(), name, spec)
+	if errors.Is(err, storage.ErrBlobNotFound) {
+		return apiErrorf(http.StatusConflict, CodeBlobMissing,
+			"%v; upload the module first with PUT /v1/blobs/%s", err, spec.SHA256)
+	}
 	if err != nil {
 		return err
 	}
@@ -92,6 +96,9 @@ func (a *api) rollback(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	v, err := a.cfg.Registry.Rollback(r.Context(), name, req.Version)
+	if errors.Is(err, storage.ErrVersionNotFound) {
+		return versionNotFound(name, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -119,20 +126,38 @@ func (a *api) waitBound(wait *bool, d storage.Duration) (time.Duration, error) {
 
 // waitReady waits up to d for name at version to be served: on this node,
 // or on every live member of a cluster (APIConfig.WaitReady decides, and
-// its error names the nodes). The version is committed either way; the
-// error says so.
+// its error names the nodes). It stops early when a newer version of name
+// becomes active in this node's registry: version will then never be
+// served (409 superseded). The version is committed either way; the error
+// says so.
 func (a *api) waitReady(ctx context.Context, name string, version int64, d time.Duration) error {
 	if d == 0 {
 		return nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	err := a.cfg.WaitReady(wctx, name, version)
+	// The watcher cancels the wait with a *SupersededError as its cause:
+	// APIConfig.WaitReady may be a cluster-wide wait that polls peers and
+	// only learns of a newer version by timing out.
+	sctx, stop := context.WithCancelCause(wctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		a.watchSuperseded(sctx, stop, name, version)
+	}()
+	err := a.cfg.WaitReady(sctx, name, version)
+	stop(nil)
+	<-watched
+	var sup *SupersededError
 	switch {
 	case err == nil:
 		return nil
 	case ctx.Err() != nil:
 		return err // the client went away
+	case errors.As(err, &sup), errors.As(context.Cause(sctx), &sup):
+		return apiErrorf(http.StatusConflict, CodeSuperseded,
+			"version %d of %q is committed, but version %d became active before it was served (a later deploy or rollback), so version %d will not serve; check GET /v1/functions/%s, and deploy or roll back again if version %d should serve",
+			version, name, sup.Active, version, name, version)
 	case errors.Is(err, context.DeadlineExceeded):
 		return apiErrorf(http.StatusGatewayTimeout, CodeWaitTimeout,
 			"version %d of %q is committed, but it was not served within %v: %v; it may still become ready: check GET /v1/functions/%s, or deploy without waiting",
@@ -141,6 +166,29 @@ func (a *api) waitReady(ctx context.Context, name string, version int64, d time.
 		return apiErrorf(http.StatusInternalServerError, CodeNotReady,
 			"version %d of %q is committed, but it cannot be served: %v; roll back with POST /v1/functions/%s/rollback",
 			version, name, err, name)
+	}
+}
+
+// supersededPoll is how often a deploy's wait looks for a newer version
+// in the local registry.
+const supersededPoll = 50 * time.Millisecond
+
+// watchSuperseded polls the local registry until ctx ends and cancels
+// ctx (through stop) with a *SupersededError once a newer version of
+// name than version is active.
+func (a *api) watchSuperseded(ctx context.Context, stop context.CancelCauseFunc, name string, version int64) {
+	t := time.NewTicker(supersededPoll)
+	defer t.Stop()
+	for {
+		if f, ok := a.cfg.Registry.Function(name); ok && f.Active > version {
+			stop(&SupersededError{Name: name, Version: version, Active: f.Active})
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

@@ -35,12 +35,13 @@ const (
 	CodeModuleTooLarge   = "module_too_large"   // 413: module over the node's limit
 	CodeHashMismatch     = "hash_mismatch"      // 422: uploaded bytes do not hash to the URL's sha256
 	CodeBlobMissing      = "blob_missing"       // 409: deploy names a module not uploaded
-	CodeCheckFailed      = "check_failed"       // 422: module does not compile or routes conflict
+	CodeCheckFailed      = "check_failed"       // 422: module does not compile or routes conflict (pre-check or commit)
 	CodeFunctionNotFound = "function_not_found" // 404
 	CodeVersionNotFound  = "version_not_found"  // 404
 	CodeUnavailable      = "unavailable"        // 503 + Retry-After: no leader, retry
 	CodeNotReady         = "not_ready"          // 503 on /readyz; 500 when a committed version cannot be served
 	CodeWaitTimeout      = "wait_timeout"       // 504: committed, but not served within the wait bound
+	CodeSuperseded       = "superseded"         // 409: committed, but a later deploy or rollback made another version active before it was served
 	CodeInternal         = "internal"           // 500
 )
 
@@ -66,8 +67,9 @@ type APIError struct {
 // Error returns the message, so it can be shown to users as is.
 func (e *APIError) Error() string { return e.Message }
 
-// Is lets callers match API errors against the storage sentinels and
-// ErrUnavailable, e.g. errors.Is(err, storage.ErrFunctionNotFound).
+// Is lets callers match API errors against the storage sentinels,
+// ErrUnavailable and ErrSuperseded, e.g. errors.Is(err,
+// storage.ErrFunctionNotFound).
 func (e *APIError) Is(target error) bool {
 	switch e.Code {
 	case CodeFunctionNotFound:
@@ -82,6 +84,8 @@ func (e *APIError) Is(target error) bool {
 		return target == storage.ErrInvalid
 	case CodeUnavailable:
 		return target == ErrUnavailable
+	case CodeSuperseded:
+		return target == ErrSuperseded
 	}
 	return false
 }
@@ -106,6 +110,13 @@ func unavailable(err error) bool {
 	return false
 }
 
+// versionNotFound answers err (storage.ErrVersionNotFound) for function
+// name, saying how to list its versions.
+func versionNotFound(name string, err error) *APIError {
+	return apiErrorf(http.StatusNotFound, CodeVersionNotFound,
+		"%v; list its versions with `gojinn-node functions versions %s` (GET /v1/functions/%s/versions)", err, name, name)
+}
+
 // toAPIError maps an error from the registry, blob store or a handler to
 // the answer the client sees. *APIError passes through; storage sentinels
 // keep their meaning; anything else is a 500.
@@ -117,9 +128,16 @@ func toAPIError(err error) *APIError {
 	case errors.Is(err, storage.ErrFunctionNotFound):
 		return apiErrorf(http.StatusNotFound, CodeFunctionNotFound, "%v; list functions with GET /v1/functions", err)
 	case errors.Is(err, storage.ErrVersionNotFound):
-		return apiErrorf(http.StatusNotFound, CodeVersionNotFound, "%v; list versions with GET /v1/functions/{name}/versions", err)
+		// Handlers that know the name answer with versionNotFound.
+		return apiErrorf(http.StatusNotFound, CodeVersionNotFound, "%v; list the function's versions with `gojinn-node functions versions NAME` (GET /v1/functions/NAME/versions)", err)
 	case errors.Is(err, storage.ErrBlobNotFound):
-		return apiErrorf(http.StatusConflict, CodeBlobMissing, "%v; upload the module first with PUT /v1/blobs/{sha256}", err)
+		return apiErrorf(http.StatusConflict, CodeBlobMissing, "%v; upload the module first (PUT /v1/blobs/ followed by its sha256), then deploy again", err)
+	case errors.Is(err, storage.ErrRouteConflict):
+		// The state machine refused it at commit: a concurrent deploy or
+		// rollback took the routes after this node's pre-check passed,
+		// or a rollback brought back routes another function now holds.
+		return apiErrorf(http.StatusUnprocessableEntity, CodeCheckFailed,
+			"%v; choose other routes, or first change or remove the function named (GET /v1/functions lists every function's routes), then try again", err)
 	case errors.Is(err, storage.ErrHashMismatch):
 		return apiErrorf(http.StatusUnprocessableEntity, CodeHashMismatch, "%v; upload the exact bytes whose sha256 is in the URL", err)
 	case errors.Is(err, storage.ErrTooLarge):

@@ -303,6 +303,28 @@ func (h *harness) deploy(n *hnode, name string, module []byte, routes ...storage
 	return n.store.Deploy(ctx, name, storage.Spec{SHA256: sha, Mode: storage.ModePooled, Routes: routes})
 }
 
+// adminAPI serves the admin API over node n as gojinn-node wires it: n's
+// store and blob store, and n's reconciler's CheckDeploy, WaitReady and
+// WaitRemoved; tweak adjusts the config before NewAPI. The returned
+// apiHarness has no in-memory registry or blobs.
+func (h *harness) adminAPI(n *hnode, tweak func(*APIConfig)) *apiHarness {
+	h.t.Helper()
+	cfg := APIConfig{
+		Registry: n.store, Blobs: n.store.Blobs(), TokenHash: HashToken(testToken),
+		Check: n.rec.CheckDeploy, WaitReady: n.rec.WaitReady, WaitRemoved: n.rec.WaitRemoved,
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	handler, err := NewAPI(cfg)
+	if err != nil {
+		h.t.Fatalf("NewAPI: %v", err)
+	}
+	srv := httptest.NewServer(handler)
+	h.t.Cleanup(srv.Close) // runs before the nodes are killed
+	return &apiHarness{t: h.t, srv: srv, client: NewClient(srv.URL, testToken, srv.Client()), logs: &lockedBuffer{}}
+}
+
 // get calls path on node n's edge.
 func (h *harness) get(n *hnode, path string) (int, string) {
 	resp, err := http.Get(n.edge.URL + path)
@@ -362,8 +384,9 @@ func TestClusterDeployEverywhereAndFailover(t *testing.T) {
 				}
 			}
 
-			// Kill the leader: a new one takes the next deploy.
-			old := h.leader()
+			// Kill the leader: a new one takes the next deploy. A loaded
+			// machine may be between elections here: wait for one.
+			old := h.waitLeader()
 			h.Kill(old.i)
 			nl := h.waitLeader(old)
 			var follower *hnode

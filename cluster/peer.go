@@ -197,7 +197,10 @@ func (p *peerAPI) remove(w http.ResponseWriter, r *http.Request) {
 
 // applyResponse carries an ApplyResult across the wire.
 type applyResponse struct {
-	Version storage.Version  `json:"version"`
+	Version storage.Version `json:"version"`
+	// Index is the entry's Raft index for a registry command; zero from a
+	// leader of an older build.
+	Index   uint64           `json:"index,omitempty"`
 	KV      storage.KVResult `json:"kv"`
 	Code    string           `json:"code,omitempty"`
 	Message string           `json:"message,omitempty"`
@@ -222,7 +225,7 @@ func (p *peerAPI) apply(w http.ResponseWriter, r *http.Request) {
 		peerError(w, http.StatusInternalServerError, "internal", fmt.Sprintf("the state machine answered %T", resp))
 		return
 	}
-	out := applyResponse{Version: res.Version, KV: res.KV}
+	out := applyResponse{Version: res.Version, Index: res.Index, KV: res.KV}
 	if res.Err != nil {
 		out.Code, out.Message = errorCode(res.Err), res.Err.Error()
 		var c *storage.KVConflictError
@@ -305,6 +308,7 @@ var peerSentinels = map[string]error{
 	"blob_not_found":     storage.ErrBlobNotFound,
 	"hash_mismatch":      storage.ErrHashMismatch,
 	"invalid":            storage.ErrInvalid,
+	"route_conflict":     storage.ErrRouteConflict,
 	"not_leader":         ErrNotLeader,
 	"unavailable":        ErrUnavailable,
 	"kv_not_found":       storage.ErrKVNotFound,
@@ -393,7 +397,7 @@ func (c *PeerClient) Apply(ctx context.Context, base string, cmd []byte) (storag
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return storage.ApplyResult{}, fmt.Errorf("peer %s: decode apply result: %w", base, err)
 	}
-	res := storage.ApplyResult{Version: out.Version, KV: out.KV}
+	res := storage.ApplyResult{Version: out.Version, Index: out.Index, KV: out.KV}
 	switch {
 	case out.Conflict != nil:
 		res.Err = out.Conflict

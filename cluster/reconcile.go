@@ -39,6 +39,54 @@ type BlobReader interface {
 // (Agent.WaitServable).
 var ErrNotServable = errors.New("version is not servable")
 
+// ErrSuperseded means a later deploy or rollback made another version of
+// the function active before the awaited one was served, so it never will
+// be (Reconciler.WaitReady, the admin API's deploy and rollback waits).
+// The awaited version is still committed. Errors that wrap it are a
+// *SupersededError.
+var ErrSuperseded = errors.New("version superseded")
+
+// SupersededError says which version overtook the awaited one.
+type SupersededError struct {
+	// Name is the function.
+	Name string
+	// Version is the version that was awaited.
+	Version int64
+	// Active is the version active instead: newer, or an older one a
+	// later rollback brought back.
+	Active int64
+}
+
+// Error describes what happened.
+func (e *SupersededError) Error() string {
+	return fmt.Sprintf("%s version %d was superseded by version %d before it was served", e.Name, e.Version, e.Active)
+}
+
+// Is makes errors.Is(err, ErrSuperseded) match.
+func (e *SupersededError) Is(target error) bool { return target == ErrSuperseded }
+
+// registryCatchUp is what a RegistryView may offer (*Store does): return
+// once its state includes every command committed before the call. A
+// view without it, such as a bare storage.Registry with one writer, is
+// taken to be caught up always.
+type registryCatchUp interface {
+	catchUp(ctx context.Context) error
+}
+
+// caughtUp reports whether the registry now includes every command
+// committed before the call, catching up first when the view can.
+func (r *Reconciler) caughtUp(ctx context.Context) bool {
+	c, ok := r.src.(registryCatchUp)
+	if !ok {
+		return true
+	}
+	if err := c.catchUp(ctx); err != nil {
+		r.log.Debug("registry catch-up for a readiness wait failed; retrying", "err", err)
+		return false
+	}
+	return true
+}
+
 // Reconciler makes this node serve what the registry says: it loads every
 // function's active version into the runtime (compiling it before any
 // route points at it), unloads removed functions and swaps the edge's
@@ -252,28 +300,13 @@ func buildTable(routes map[string][]storage.Route) (*edge.RouteTable, map[string
 }
 
 // CheckDeploy is the admin API's pre-deploy check: the routes are valid
-// and conflict with no other function's, and the module compiles and
-// suits the mode. It changes nothing.
+// and conflict with no other function's active routes in this node's
+// state (CheckRoutes), and the module compiles and suits the mode. It
+// changes nothing. It is fast feedback only: a concurrent deploy may
+// commit first, and then the state machine refuses this one
+// (storage.ErrRouteConflict).
 func (r *Reconciler) CheckDeploy(ctx context.Context, name string, spec storage.Spec) error {
-	for i, rt := range EdgeRoutes(name, spec.Routes) {
-		if err := rt.Validate(); err != nil {
-			return fmt.Errorf("routes[%d]: %w", i, err)
-		}
-	}
-	others := map[string][]storage.Route{}
-	for _, f := range r.src.State().Functions() {
-		if f.Name == name {
-			continue
-		}
-		if v, ok := f.ActiveVersion(); ok {
-			others[f.Name] = v.Routes
-		}
-	}
-	var all []edge.Route
-	for n, rs := range others {
-		all = append(all, EdgeRoutes(n, rs)...)
-	}
-	if _, err := edge.NewRouteTable(append(all, EdgeRoutes(name, spec.Routes)...)); err != nil {
+	if err := CheckRoutes(name, spec.Routes, r.src.State().ActiveRoutes(name)); err != nil {
 		return fmt.Errorf("routes: %w", err)
 	}
 	module, err := r.blobs.ReadAll(spec.SHA256)
@@ -284,8 +317,17 @@ func (r *Reconciler) CheckDeploy(ctx context.Context, name string, spec storage.
 }
 
 // WaitReady blocks until this node serves name at version, the version
-// failed to load here (ErrNotServable with the reason), or ctx ends.
+// failed to load here (ErrNotServable with the reason), another version of
+// name became active after it (a *SupersededError: version will never be
+// served), or ctx ends. version must be committed (Store.Deploy or
+// Rollback returned it).
+//
+// A different active version is only trusted once the registry has caught
+// up with every committed command (a read barrier, once per wait): before
+// that it may be this node not having applied version yet, such as a
+// rollback to an older version committed through another node.
 func (r *Reconciler) WaitReady(ctx context.Context, name string, version int64) error {
+	caughtUp := false
 	for {
 		r.mu.Lock()
 		cur, isServed := r.served[name]
@@ -298,10 +340,27 @@ func (r *Reconciler) WaitReady(ctx context.Context, name string, version int64) 
 		case isFailed && fail.version == version && fail.retryAt.IsZero():
 			return fmt.Errorf("%w on this node: %s version %d: %w", ErrNotServable, name, version, fail.err)
 		}
+		// Every registry change ends in a route swap that closes changed,
+		// so another active version is seen at most one pass after it
+		// commits.
+		var retry <-chan time.Time
+		if f, ok := r.src.State().Function(name); ok && f.Active != version {
+			if !caughtUp {
+				caughtUp = r.caughtUp(ctx)
+				if !caughtUp {
+					retry = time.After(retryInterval)
+				}
+			}
+			// Re-read: catching up may have brought version in.
+			if f, ok := r.src.State().Function(name); caughtUp && ok && f.Active != version {
+				return &SupersededError{Name: name, Version: version, Active: f.Active}
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %s version %d to be served: %w", name, version, context.Cause(ctx))
 		case <-changed:
+		case <-retry:
 		}
 	}
 }

@@ -164,3 +164,41 @@ func TestReconcilerCheckDeploy(t *testing.T) {
 		t.Fatalf("bad module: %v, want the compiler's reason", err)
 	}
 }
+
+// A wait for a version that a newer one overtook before it was served
+// returns at once with a *SupersededError (the version can never be
+// served), not when ctx ends.
+func TestReconcilerWaitReadySuperseded(t *testing.T) {
+	env := newReconcileEnv(t)
+	// Version 1's module was never stored here: it stays pending (a
+	// transient failure, retried), so nothing serves it.
+	missing := storage.Spec{SHA256: strings.Repeat("ab", 32), Size: 10, Mode: storage.ModePooled}
+	v1 := env.apply(storage.Command{Op: storage.OpDeploy, Name: "fn", Spec: &missing})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- env.rec.WaitReady(ctx, "fn", v1.Version.Version) }()
+
+	good := env.put(runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat"))
+	good.Mode = storage.ModePooled
+	v2 := env.apply(storage.Command{Op: storage.OpDeploy, Name: "fn", Spec: &good})
+	err := <-done
+	var sup *cluster.SupersededError
+	if !errors.Is(err, cluster.ErrSuperseded) || !errors.As(err, &sup) || sup.Version != 1 || sup.Active != v2.Version.Version || ctx.Err() != nil {
+		t.Fatalf("wait for the overtaken version: %v (ctx %v)", err, ctx.Err())
+	}
+	if err := waitReady(t, env.rec, "fn", v2.Version.Version); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitReady(t, env.rec, "fn", v1.Version.Version); !errors.Is(err, cluster.ErrSuperseded) {
+		t.Fatalf("a later wait for version 1: %v", err)
+	}
+
+	// A rollback to an older version overtakes a pending version too.
+	v3 := env.apply(storage.Command{Op: storage.OpDeploy, Name: "fn", Spec: &missing})
+	go func() { done <- env.rec.WaitReady(ctx, "fn", v3.Version.Version) }()
+	env.apply(storage.Command{Op: storage.OpRollback, Name: "fn", Version: v2.Version.Version})
+	if err := <-done; !errors.As(err, &sup) || sup.Version != 3 || sup.Active != 2 || ctx.Err() != nil {
+		t.Fatalf("wait for a version a rollback overtook: %v (ctx %v)", err, ctx.Err())
+	}
+}

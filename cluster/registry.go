@@ -10,11 +10,13 @@ import (
 )
 
 // Store is the replicated function registry as the admin API uses it: a
-// Raft Node whose FSM is a storage.Registry, plus the node's blob store.
-// Writes go through Raft (on the leader); reads come from the local
-// registry snapshot without locking. Errors wrap the storage sentinels
-// (ErrInvalid, ErrBlobNotFound, ErrFunctionNotFound, ErrVersionNotFound)
-// or ErrNotLeader/ErrUnavailable.
+// Raft Node whose FSM is a storage.Registry (refusing route conflicts with
+// CheckRoutes), plus the node's blob store. Writes go through Raft (on the
+// leader); reads come from the local registry snapshot without locking,
+// and include this node's own committed writes once they return. Errors
+// wrap the storage sentinels (ErrInvalid, ErrBlobNotFound,
+// ErrFunctionNotFound, ErrVersionNotFound, ErrRouteConflict) or
+// ErrNotLeader/ErrUnavailable.
 type Store struct {
 	node  *Node
 	reg   *storage.Registry
@@ -50,6 +52,9 @@ func OpenStore(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	reg := storage.NewRegistry()
+	// Before Raft replays anything: the commit, not the API's pre-check,
+	// decides route conflicts, identically on every node.
+	reg.SetRouteCheck(CheckRoutes)
 	cfg.FSM = reg
 	node, err := Open(ctx, cfg)
 	if err != nil {
@@ -133,7 +138,27 @@ func (s *Store) propose(ctx context.Context, c storage.Command) (storage.ApplyRe
 	if res.Err != nil {
 		return res, res.Err
 	}
+	s.awaitLocal(ctx, c, res.Index)
 	return res, nil
+}
+
+// awaitLocal waits until this node has applied the command at index,
+// which a follower forwarded to the leader: then this node's reads, and
+// the admin API's watch for a newer version during a readiness wait
+// (which must not mistake the version a rollback replaces for one that
+// overtook it), start from a state that includes it. The command is committed either way, so a node that falls
+// behind (partitioned right after forwarding) only logs; index 0 (a leader
+// of an older build) skips the wait.
+func (s *Store) awaitLocal(ctx context.Context, c storage.Command, index uint64) {
+	if index == 0 || s.reg.State().Applied() >= index {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.node.timeout(ctx))
+	defer cancel()
+	if err := s.waitApplied(ctx, index); err != nil {
+		s.node.log.Warn("a committed registry command is not applied on this node yet; its reads trail the leader",
+			"op", c.Op, "function", c.Name, "index", index, "err", err)
+	}
 }
 
 // apply proposes b on this node when it leads, else forwards it to the
@@ -174,6 +199,17 @@ func (s *Store) apply(ctx context.Context, b []byte) (any, error) {
 		case <-time.After(retryBackoff):
 		}
 	}
+}
+
+// catchUp returns once this node's registry includes every command
+// committed before the call: a Barrier on the leader, a read index from
+// the leader on a follower (readindex.go). Reconciler.WaitReady uses it
+// before it trusts that another active version overtook the awaited one.
+func (s *Store) catchUp(ctx context.Context) error {
+	if s.node.IsLeader() {
+		return s.node.Barrier(ctx)
+	}
+	return s.followerReadBarrier(ctx)
 }
 
 // forwardAttemptTimeout bounds one forwarded write; the retry loop asks

@@ -19,9 +19,14 @@ type ApplyResult struct {
 	// Version is the deployed or now active version; zero for a remove and
 	// on error.
 	Version Version
-	// Err wraps ErrInvalid, ErrFunctionNotFound or ErrVersionNotFound,
-	// or for a KV command ErrKVQuota, ErrKVTooLarge or a *KVConflictError.
+	// Err wraps ErrInvalid, ErrFunctionNotFound, ErrVersionNotFound or
+	// ErrRouteConflict, or for a KV command ErrKVQuota, ErrKVTooLarge or a
+	// *KVConflictError.
 	Err error
+	// Index is the Raft index a registry command applied at (also when it
+	// failed); zero for KV commands. A node that forwarded the command
+	// waits until it has applied this index itself before answering.
+	Index uint64
 	// KV is a KV command's result.
 	KV KVResult
 	// Batch holds, for a batch of KV commands (EncodeKVBatch), each
@@ -135,6 +140,9 @@ func (s *State) with(entries map[string]*entry, index uint64) *State {
 type Registry struct {
 	state   atomic.Pointer[State]
 	writeMu sync.Mutex
+	// routeCheck refuses deploys and rollbacks whose routes conflict
+	// (SetRouteCheck); guarded by writeMu.
+	routeCheck RouteCheck
 
 	subMu sync.Mutex
 	subs  map[*subscriber]struct{}
@@ -235,10 +243,11 @@ func (r *Registry) ApplyCommand(index uint64, data []byte) ApplyResult {
 	)
 	cmd, err := DecodeCommand(data)
 	if err == nil {
-		entries, res = cur.apply(cmd)
+		entries, res = cur.apply(cmd, r.routeCheck)
 	} else {
 		res.Err = err
 	}
+	res.Index = index
 	r.state.Store(cur.with(entries, index))
 	r.notify()
 	return res
@@ -246,11 +255,16 @@ func (r *Registry) ApplyCommand(index uint64, data []byte) ApplyResult {
 
 // apply computes the effect of a validated command on s: the new entries
 // map (nil when nothing changed) and the result. It must stay deterministic:
-// no clock, no randomness, no map iteration order in the result.
-func (s *State) apply(c Command) (map[string]*entry, ApplyResult) {
+// no clock, no randomness, no map iteration order in the result. check
+// (nil: none) refuses a deploy or rollback whose routes conflict with
+// another function's active routes.
+func (s *State) apply(c Command, check RouteCheck) (map[string]*entry, ApplyResult) {
 	old := s.entries[c.Name]
 	switch c.Op {
 	case OpDeploy:
+		if err := s.checkRoutes(check, c.Name, c.Spec.Routes); err != nil {
+			return nil, ApplyResult{Err: fmt.Errorf("deploy of %q refused, nothing was deployed: %w", c.Name, err)}
+		}
 		var last int64
 		var prev *Function
 		if old != nil {
@@ -285,6 +299,9 @@ func (s *State) apply(c Command) (map[string]*entry, ApplyResult) {
 		}
 		if to == old.fn.Active {
 			return nil, ApplyResult{Version: v}
+		}
+		if err := s.checkRoutes(check, c.Name, v.Routes); err != nil {
+			return nil, ApplyResult{Err: fmt.Errorf("rollback of %q to version %d refused, nothing was changed: %w", c.Name, to, err)}
 		}
 		fn := &Function{Name: c.Name, Active: to, Versions: old.fn.Versions}
 		e := &entry{fn: fn, lastVersion: old.lastVersion, previous: old.fn.Active}

@@ -125,6 +125,10 @@ var (
 	ErrHashMismatch = errors.New("module bytes do not match their sha256")
 	// ErrInvalid means a name, spec or command failed validation.
 	ErrInvalid = errors.New("invalid")
+	// ErrRouteConflict means a deploy or rollback was refused because the
+	// version's routes would match the same requests as another
+	// function's active routes (see RouteCheck). Nothing changed.
+	ErrRouteConflict = errors.New("route conflict")
 )
 
 // MaxNameLen is the longest function name.
