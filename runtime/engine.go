@@ -17,10 +17,13 @@ import (
 
 // Engine compiles and runs functions. It is safe for concurrent use.
 //
-// Goroutines: the engine owns one janitor goroutine (stopped by Close); each
-// invocation runs on its caller's goroutine, plus the short-lived watcher
-// wazero starts per call to enforce the deadline. Lock order: Engine.mu,
-// then Function.mu; module.mu is never held with either.
+// Goroutines: the engine owns one janitor goroutine (stopped by Close) and
+// the idle calls of pooled instances (Function.maintain; Close stops them
+// and waits for them); each invocation runs on its caller's goroutine,
+// plus the short-lived watcher wazero starts per call to enforce the
+// deadline. Lock order: Engine.mu, then Function.mu, then calls.mu (a pool
+// discarding instances); module.mu is never held with either, and guard.mu
+// is taken with none of them held.
 type Engine struct {
 	cfg    Config
 	log    *slog.Logger
@@ -30,13 +33,9 @@ type Engine struct {
 	mods   *moduleCache
 	closed chan struct{} // closed by Close to stop the janitor
 	done   chan struct{} // closed by the janitor when it has returned
-	// maint counts the idle calls under way (Function.maintain): Close
-	// stops them (idleCtx) and waits for them before it closes the
-	// runtimes.
-	maint    sync.WaitGroup
-	idleMu   sync.Mutex // orders maint.Add with Close's stopIdle
-	idleCtx  context.Context
-	stopIdle context.CancelFunc
+	// calls tracks the invocations and idle calls under way: Close stops
+	// them and waits for them before it closes the runtimes.
+	calls *calls
 
 	mu   sync.RWMutex
 	fns  map[string]*Function
@@ -95,8 +94,8 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 		closed: make(chan struct{}),
 		done:   make(chan struct{}),
 		fns:    map[string]*Function{},
+		calls:  newCalls(),
 	}
-	e.idleCtx, e.stopIdle = context.WithCancel(context.Background())
 	e.mods = newModuleCache(fast, safe, cfg.MaxConcurrentCompiles, prepCache{dir: cfg.CacheDir}, cfg.Logger)
 	go e.janitor()
 	return e, nil
@@ -179,9 +178,16 @@ func (e *Engine) Invoke(ctx context.Context, name string, req *protocol.Request)
 	return f.Invoke(ctx, req)
 }
 
-// Close unloads every function and releases the wazero runtime. Close
-// does not wait for in-flight invocations; they end with ErrEngineClosed or
-// a trap.
+// Close unloads every function and releases the wazero runtimes. It first
+// stops the invocations and idle calls under way, of these functions or of
+// versions they replaced, as a timeout would (a sleep or KV call under way
+// is interrupted), and waits for them to return: they end with
+// ErrEngineClosed, and invocations that start from then on fail with it.
+// The wait is bounded by ctx and by 5 seconds; stopped guests return
+// within milliseconds. Should some still run then, Close leaves the
+// runtimes open, since closing them frees the linear memory those guests
+// run in, and returns an error saying so: their memory is reclaimed when
+// the process exits.
 func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
 	if e.shut {
@@ -193,32 +199,22 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.fns = map[string]*Function{}
 	e.mu.Unlock()
 
-	// Stop the janitor first so it does not race the teardown below.
+	e.calls.stop()
+	// Stop the janitor so it does not race the teardown below.
 	close(e.closed)
 	<-e.done
-	// Release pools and compiled code, then the runtime, then the cache.
+	err := e.calls.wait(ctx)
+	// Release pools and compiled code, then the runtimes, then the cache.
+	// A function's instances still serving a call are discarded when the
+	// call returns.
 	for _, f := range fns {
 		f.close(ctx)
 	}
-	// Idle calls (of these functions or of versions they replaced) are
-	// stopped, and their instances must not outlive the runtimes.
-	e.idleMu.Lock()
-	e.stopIdle()
-	e.idleMu.Unlock()
-	e.maint.Wait()
-	return errors.Join(e.fast.Close(ctx), e.safe.Close(ctx), e.cache.Close(ctx))
-}
-
-// startIdle registers an idle call about to start; it returns false once
-// Close has begun, when no new one may start.
-func (e *Engine) startIdle() bool {
-	e.idleMu.Lock()
-	defer e.idleMu.Unlock()
-	if e.idleCtx.Err() != nil {
-		return false
+	if err != nil {
+		e.log.Error("runtime: guests still running at shutdown; the wazero runtimes are left open", "err", err)
+		return fmt.Errorf("runtime: %w; the wazero runtimes were left open", err)
 	}
-	e.maint.Add(1)
-	return true
+	return errors.Join(e.fast.Close(ctx), e.safe.Close(ctx), e.cache.Close(ctx))
 }
 
 // janitor closes idle pools and evicts idle compiled code until Close.

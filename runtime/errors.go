@@ -11,7 +11,9 @@ import (
 var (
 	// ErrUnknownFunction means no function of that name is loaded.
 	ErrUnknownFunction = errors.New("unknown function")
-	// ErrEngineClosed means the engine was closed.
+	// ErrEngineClosed means the engine was closed: the invocation started
+	// after Engine.Close began, or was under way then and was stopped by
+	// it; or the function was unloaded or replaced before it could start.
 	ErrEngineClosed = errors.New("engine closed")
 	// ErrInvalidModule means the module bytes are not a WebAssembly module
 	// wazero accepts, or the module lacks the exports its mode needs.

@@ -138,6 +138,10 @@ func (f *Function) checkModule(m *module) error {
 // Invoke runs the function for req.
 func (f *Function) Invoke(ctx context.Context, req *protocol.Request) (res *Result, err error) {
 	start := time.Now()
+	if !f.engine.calls.enter() {
+		return nil, f.errorf(ErrEngineClosed, nil, "the engine is closed (the node is shutting down); retry elsewhere")
+	}
+	defer f.engine.calls.exit()
 	f.lastUsed.Store(start.UnixNano())
 	f.inflight.Add(1)
 	defer f.inflight.Add(-1)

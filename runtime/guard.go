@@ -16,6 +16,7 @@ var (
 	errCauseTimeout = errors.New("wall-clock timeout")
 	errCauseCPU     = errors.New("CPU-time budget exhausted")
 	errCauseCaller  = errors.New("the caller's context ended")
+	errCauseClosed  = errors.New("the engine closed")
 )
 
 // guard bounds one invocation in wall-clock time and CPU time with a
@@ -69,6 +70,9 @@ type guard struct {
 	// checks watch ctx.
 	stopG      api.MutableGlobal
 	unregister func() bool
+	// closing is the engine's (calls.closing), for reusable guards: a
+	// call that begins once Close has begun is stopped at once.
+	closing *atomic.Bool
 
 	mu    sync.Mutex // serializes the timer and stop callbacks with stop
 	timer *time.Timer
@@ -77,6 +81,10 @@ type guard struct {
 	cause error // reusable guards: why the guest was stopped
 	gen   uint64
 	wake  chan struct{} // reusable guards: closed when stopped, made on demand
+	// hostCancel ends the context of the host call under way (a KV call),
+	// for reusable guards, whose guest runs under its caller's context,
+	// which stopping the guest does not end; see hostCall.
+	hostCancel context.CancelFunc
 }
 
 // startGuard locks the calling goroutine to its thread and arms the limits.
@@ -97,10 +105,11 @@ func startGuard(parent context.Context, timeout, budget time.Duration, sl *sleep
 }
 
 // newReusableGuard returns a guard for the calls of one warm instance of
-// an instrumented module, stopped through stopG. Use it through begin and
-// stop, one call at a time.
-func newReusableGuard(stopG api.MutableGlobal) *guard {
-	return &guard{reusable: true, stopG: stopG}
+// an instrumented module, stopped through stopG; calls that begin once
+// closing is set are stopped at once. Use it through begin and stop, one
+// call at a time.
+func newReusableGuard(stopG api.MutableGlobal, closing *atomic.Bool) *guard {
+	return &guard{reusable: true, stopG: stopG, closing: closing, done: true}
 }
 
 // begin is startGuard for a reusable guard.
@@ -117,6 +126,11 @@ func (g *guard) begin(parent context.Context, timeout, budget time.Duration, sl 
 		g.timer = time.AfterFunc(g.firstCheck(timeout), g.check)
 	} else {
 		g.timer.Reset(g.firstCheck(timeout))
+	}
+	if g.closing != nil && g.closing.Load() {
+		// Engine.Close has begun and may have passed this guard by while
+		// it was idle (haltRunning; both under g.mu).
+		g.halt(errCauseClosed)
 	}
 	g.mu.Unlock()
 	sl.arm(g)
@@ -217,8 +231,46 @@ func (g *guard) fire() {
 	}
 }
 
+// haltRunning stops the guest for cause if a call is under way; Engine.Close
+// uses it on guards it does not own.
+func (g *guard) haltRunning(cause error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.done {
+		g.halt(cause)
+	}
+}
+
+// hostCall ties the context of a host call (cancel ends it) to the guest:
+// when the guard stops the guest, the host call ends too. It returns the
+// function the host call must run when it returns, in place of cancel.
+// A one-shot guard's guest runs under the guard's own context, which
+// stopping it cancels, so there is nothing to do.
+func (g *guard) hostCall(cancel context.CancelFunc) (done func()) {
+	if !g.reusable {
+		return cancel
+	}
+	g.mu.Lock()
+	if g.fired {
+		g.mu.Unlock()
+		cancel()
+		return cancel
+	}
+	g.hostCancel = cancel
+	g.mu.Unlock()
+	return func() {
+		g.mu.Lock()
+		g.hostCancel = nil
+		g.mu.Unlock()
+		cancel()
+	}
+}
+
 // halt stops the guest for cause. g.mu is held.
 func (g *guard) halt(cause error) {
+	if g.hostCancel != nil {
+		g.hostCancel()
+	}
 	if !g.reusable {
 		g.cancel(cause) // fire, or wazero's checks, do the rest
 		return
@@ -294,10 +346,11 @@ func (g *guard) check() {
 
 // stop disarms the limits and unlocks the thread. It returns the CPU time
 // used and, when the invocation was stopped from outside, why: ErrTimeout,
-// ErrCPUBudget or ErrCanceled (the caller's context ended). When it returns
-// a reason the instance may be stopped or half-stopped and must be
-// discarded even if the guest call itself returned. It must run on the
-// goroutine that called startGuard or begin.
+// ErrCPUBudget, ErrEngineClosed (Engine.Close) or ErrCanceled (the
+// caller's context ended). When it returns a reason the instance may be
+// stopped or half-stopped and must be discarded even if the guest call
+// itself returned. It must run on the goroutine that called startGuard or
+// begin.
 func (g *guard) stop() (time.Duration, error) {
 	g.mu.Lock()
 	g.done = true
@@ -332,6 +385,8 @@ func (g *guard) stop() (time.Duration, error) {
 		return used, ErrTimeout
 	case cause == errCauseCPU:
 		return used, ErrCPUBudget
+	case cause == errCauseClosed:
+		return used, ErrEngineClosed
 	case errors.Is(g.parent.Err(), context.DeadlineExceeded):
 		return used, ErrTimeout
 	}

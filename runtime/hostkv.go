@@ -141,6 +141,12 @@ func (c *kvCall) fail(err error) int32 {
 // context bounds a KV call by the invocation's deadline: a warm pooled
 // instance runs with its caller's context, which the guard does not end
 // at the timeout (it stops the guest through its stop global instead).
+// For the same reason the guard is told of the call, so that stopping the
+// guest (Engine.Close) ends it too.
 func (c *kvCall) context(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithDeadline(ctx, c.deadline)
+	kctx, cancel := context.WithDeadline(ctx, c.deadline)
+	if c.guard != nil {
+		return kctx, c.guard.hostCall(cancel)
+	}
+	return kctx, cancel
 }

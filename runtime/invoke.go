@@ -80,24 +80,25 @@ const minIdleTimeout = 10 * time.Second
 func (f *Function) maintain(p *pool, in *instance) {
 	// in keeps its pool slot meanwhile, which keeps the compiled code (the
 	// janitor evicts it only from a pool with no instance).
-	if !f.engine.startIdle() { // the engine is closing
+	calls := f.engine.calls
+	if !calls.enter() { // the engine is closing
 		p.release(in, false)
 		return
 	}
 	go func() {
-		defer f.engine.maint.Done()
+		defer calls.exit()
 		in.sb.kv = nil
 		timeout := max(f.spec.Limits.Timeout, minIdleTimeout)
 		// A guest must not get round its CPU budget in idle calls: one may
 		// use what the requests it follows could have used together (the
 		// timeout bounds a request's CPU time when there is no budget).
 		budget := idleEvery * cmp.Or(f.spec.Limits.CPUTime, f.spec.Limits.Timeout)
-		cpu, ierr, broken := f.guardedFor(f.engine.idleCtx, in.sb, "in the idle call", timeout, budget, func(g *guard) error {
+		cpu, ierr, broken := f.guardedFor(calls.ctx, in.sb, "in the idle call", timeout, budget, func(g *guard) error {
 			_, err := in.idle.Call(g.ctx)
 			return err
 		})
 		f.engine.cfg.Metrics.idle(f.spec.Name, cpu, ierr != nil)
-		if ierr != nil && f.engine.idleCtx.Err() == nil { // not stopped by Engine.Close
+		if ierr != nil && calls.ctx.Err() == nil { // not stopped by Engine.Close
 			f.engine.log.Warn("idle call failed; discarding the instance", "function", f.spec.Name, "version", f.spec.Version, "err", ierr)
 		}
 		// What the guest wrote there belongs to no request.

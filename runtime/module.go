@@ -2,8 +2,13 @@ package runtime
 
 import (
 	"context"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/tetratelabs/wazero"
@@ -148,6 +153,9 @@ func (c *moduleCache) compilePrepared(ctx context.Context, hash [32]byte, p *pre
 		rt, stop = c.safe, ""
 	}
 	cm, err := rt.CompileModule(ctx, p.bin)
+	if err != nil && c.dropCompiledCode(p, err) {
+		cm, err = rt.CompileModule(ctx, p.bin)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: wazero cannot compile it: %v", ErrInvalidModule, err)
 	}
@@ -157,6 +165,32 @@ func (c *moduleCache) compilePrepared(ctx context.Context, hash [32]byte, p *pre
 		return nil, err
 	}
 	return m, nil
+}
+
+// dropCompiledCode removes wazero's cache file of p's machine code after
+// CompileModule failed with err, and reports whether there was one. wazero
+// reads that file before it compiles, and a damaged one (a checksum
+// mismatch, a torn write) fails the compilation instead of being
+// replaced, so every later load of the module would fail the same way.
+// A module wazero rejects never got as far as a cache file (validation
+// comes first), so a file that exists is what failed; without it the
+// next compilation compiles afresh and rewrites it.
+func (c *moduleCache) dropCompiledCode(p *prepared, err error) bool {
+	if c.prep.dir == "" {
+		return false
+	}
+	key := wazeroCacheKey(p.bin, p.safe)
+	path := filepath.Join(wazeroCacheDir(c.prep.dir), hex.EncodeToString(key[:]))
+	rerr := os.Remove(path)
+	if errors.Is(rerr, fs.ErrNotExist) {
+		return false
+	}
+	if rerr != nil {
+		c.log.Warn("compiling a module failed with its compilation cache file present, which cannot be removed; remove it by hand", "file", path, "err", err, "remove_err", rerr)
+		return false
+	}
+	c.log.Warn("removed a compilation cache file wazero could not use; compiling the module again", "file", path, "err", err)
+	return true
 }
 
 // inspect works out the module's ABI from its exports and imports.

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,12 +58,15 @@ func (p *pool) acquire(ctx context.Context, wait time.Duration) (*instance, erro
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	var cause error
+	closed := false
 	select {
 	case in := <-p.ready:
 		return p.handed(ctx, in)
 	case <-t.C:
 	case <-ctx.Done():
 		cause = context.Cause(ctx)
+	case <-p.fn.engine.calls.ctx.Done():
+		closed = true
 	}
 	// Given up: unless release handed over something meanwhile, which is
 	// then this caller's, stop counting as a waiter.
@@ -75,6 +79,9 @@ func (p *pool) acquire(ctx context.Context, wait time.Duration) (*instance, erro
 	}
 	p.waiters--
 	p.mu.Unlock()
+	if closed {
+		return nil, p.fn.errorf(ErrEngineClosed, nil, "the engine closed (the node is shutting down) while waiting for an instance; retry elsewhere")
+	}
 	if cause != nil {
 		return nil, p.fn.errorf(ErrCanceled, cause, "while waiting for an instance")
 	}
@@ -92,9 +99,19 @@ func (p *pool) handed(ctx context.Context, in *instance) (*instance, error) {
 
 // create instantiates a new instance in a slot already taken.
 func (p *pool) create(ctx context.Context) (*instance, error) {
+	closing := &p.fn.engine.calls.closing
+	if closing.Load() {
+		p.freeSlot()
+		return nil, p.fn.errorf(ErrEngineClosed, nil, "the engine closed (the node is shutting down) before an instance was created; retry elsewhere")
+	}
 	in, err := p.fn.newInstance(ctx, p.mod, true)
 	if err != nil {
 		p.freeSlot()
+		if closing.Load() && !errors.Is(err, ErrEngineClosed) {
+			// Stopped by Engine.Close: newInstance may report it as a
+			// cancellation when the guest returned before it stopped.
+			return nil, p.fn.errorf(ErrEngineClosed, nil, "the engine closed (the node is shutting down) while an instance was created; retry elsewhere")
+		}
 		return nil, err
 	}
 	return in, nil
@@ -120,6 +137,9 @@ func (p *pool) release(in *instance, broken bool) {
 }
 
 func (p *pool) discard(in *instance) {
+	if g := in.sb.guard; g != nil {
+		p.fn.engine.calls.forget(g) // watched since its first call (guardedFor)
+	}
 	in.close()
 	p.freeSlot()
 }

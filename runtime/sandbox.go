@@ -70,15 +70,19 @@ func (f *Function) guarded(ctx context.Context, sb *sandbox, during string, budg
 
 // guardedFor is guarded with a timeout of its own.
 func (f *Function) guardedFor(ctx context.Context, sb *sandbox, during string, timeout, budget time.Duration, call func(*guard) error) (time.Duration, *InvokeError, bool) {
+	calls := f.engine.calls
 	var g *guard
 	if sb.stopG != nil { // a warm, instrumented instance
 		if sb.guard == nil {
-			sb.guard = newReusableGuard(sb.stopG)
+			sb.guard = newReusableGuard(sb.stopG, &calls.closing)
+			calls.watch(sb.guard) // until pool.discard
 		}
 		g = sb.guard
 		g.begin(ctx, timeout, budget, sb.sleep)
 	} else {
 		g = startGuard(ctx, timeout, budget, sb.sleep, nil)
+		calls.watch(g)
+		defer calls.forget(g)
 	}
 	if sb.kv != nil {
 		sb.kv.guard = g // KV host calls report their waits to it
@@ -86,6 +90,13 @@ func (f *Function) guardedFor(ctx context.Context, sb *sandbox, during string, t
 	err := call(g)
 	cpu, stopped := g.stop()
 	if err != nil {
+		if stopped == ErrEngineClosed {
+			e := f.errorf(ErrEngineClosed, err, "the engine closed (the node is shutting down) while %s; retry elsewhere", during)
+			if sb.stderr != nil {
+				e.Stderr = sb.stderr.take()
+			}
+			return cpu, e, true
+		}
 		return cpu, f.failure(during, err, stopped, sb.mem, sb.stderr), true
 	}
 	return cpu, nil, stopped != nil
