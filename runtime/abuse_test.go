@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -119,27 +120,41 @@ func TestAbuseWAT(t *testing.T) {
 		mode    runtime.Mode
 		want    error
 		timeout time.Duration
+		memory  uint64 // the memory limit
 	}{
-		{"trap", runtime.ModePooled, runtime.ErrTrap, long},
-		{"loop", runtime.ModePooled, runtime.ErrTimeout, short},
-		{"stackoverflow", runtime.ModePooled, runtime.ErrTrap, long},
-		{"growmem", runtime.ModePooled, runtime.ErrMemoryLimit, long},
-		{"badptr", runtime.ModePooled, runtime.ErrBadResponse, long},
-		{"garbage", runtime.ModePooled, runtime.ErrBadResponse, long},
-		{"reserve-oob", runtime.ModePooled, runtime.ErrTrap, long},
-		{"trap", runtime.ModeIsolated, runtime.ErrTrap, long},
-		{"cmd-garbage", runtime.ModeIsolated, runtime.ErrBadResponse, long},
-		{"cmd-loop", runtime.ModeIsolated, runtime.ErrTimeout, short},
-		{"recurse", runtime.ModePooled, runtime.ErrTimeout, short},
-		{"cmd-recurse", runtime.ModeIsolated, runtime.ErrTimeout, short},
+		{"trap", runtime.ModePooled, runtime.ErrTrap, long, 1 << 20},
+		{"loop", runtime.ModePooled, runtime.ErrTimeout, short, 1 << 20},
+		{"stackoverflow", runtime.ModePooled, runtime.ErrTrap, long, 1 << 20},
+		{"growmem", runtime.ModePooled, runtime.ErrMemoryLimit, long, 1 << 20},
+		{"badptr", runtime.ModePooled, runtime.ErrBadResponse, long, 1 << 20},
+		{"garbage", runtime.ModePooled, runtime.ErrBadResponse, long, 1 << 20},
+		{"reserve-oob", runtime.ModePooled, runtime.ErrTrap, long, 1 << 20},
+		{"trap", runtime.ModeIsolated, runtime.ErrTrap, long, 1 << 20},
+		{"cmd-garbage", runtime.ModeIsolated, runtime.ErrBadResponse, long, 1 << 20},
+		{"cmd-loop", runtime.ModeIsolated, runtime.ErrTimeout, short, 1 << 20},
+		{"recurse", runtime.ModePooled, runtime.ErrTimeout, short, 1 << 20},
+		{"cmd-recurse", runtime.ModeIsolated, runtime.ErrTimeout, short, 1 << 20},
+		{"bulkfill", runtime.ModePooled, runtime.ErrTimeout, short, 64 << 20},
+		{"bulkfill-straight", runtime.ModePooled, runtime.ErrTimeout, short, 64 << 20},
 	}
 	for _, c := range cases {
 		t.Run(c.mod+"-"+string(c.mode), func(t *testing.T) {
 			f := load(t, e, runtime.FunctionSpec{Name: c.mod, Module: wat(t, c.mod), Mode: c.mode,
-				Limits: runtime.Limits{Timeout: c.timeout, MemoryBytes: 1 << 20}})
+				Limits: runtime.Limits{Timeout: c.timeout, MemoryBytes: c.memory}})
 			for i := 0; i < 2; i++ { // twice: a broken instance must not be reused
+				// A guest that runs until stopped must also let the host
+				// collect garbage meanwhile: if it never left wazero's
+				// machine code, the stop-the-world would wait for it, and
+				// so would the timer that stops it.
+				start := time.Now()
+				if c.want == runtime.ErrTimeout {
+					defer time.AfterFunc(c.timeout/4, goruntime.GC).Stop()
+				}
 				if _, err := invoke(t, f, get("/")); !errors.Is(err, c.want) {
 					t.Fatalf("call %d: got %v, want %v", i, err, c.want)
+				}
+				if d := time.Since(start); c.want == runtime.ErrTimeout && d > 5*c.timeout {
+					t.Errorf("call %d: stopped after %v, more than 5 times the timeout", i, d)
 				}
 			}
 		})

@@ -18,7 +18,7 @@ import (
 // prepVersion names the output of prepare. Bump it whenever wasmbin's
 // rewriting or the limits CheckLimits enforces change, so that modules
 // prepared by an older node are prepared again rather than reused.
-const prepVersion = "prep-v2" // v2: checks at function entry (wasmbin.InstrumentLoops)
+const prepVersion = "prep-v4" // v2: checks at function entry; v3: bulk memory instructions charged by length; v4: and yield after the charge (wasmbin.InstrumentLoops)
 
 // prepared is what prepare makes of an upload: the bytes wazero compiles
 // and how to run them.

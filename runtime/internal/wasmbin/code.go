@@ -94,44 +94,60 @@ func unsupported(off int, format string, args ...any) error {
 	return fmt.Errorf("%w: %s at byte offset %d", ErrUnsupportedInstruction, fmt.Sprintf(format, args...), off)
 }
 
+// bodyScan is what scanBody finds in one function body. Positions index
+// the body (the reader's buf).
+type bodyScan struct {
+	decls   uint32 // local declarations
+	declsAt int    // the first local declaration, just past their count
+	locals  uint64 // locals declared
+	entry   int    // the first instruction, past the locals
+	// calls reports whether the body makes a call of any kind (call,
+	// call_indirect, call_ref and their tail-call forms).
+	calls bool
+	loops []int // just past the block type of every loop, in order
+	// bulk holds the 0xfc prefix of every memory.init, memory.copy and
+	// memory.fill, in order.
+	bulk []int
+}
+
 // scanBody decodes one function body (locals and expression; r covers
-// exactly the body) and appends to loops the position in r.buf just past the
-// block type of every loop instruction, in order. entry is the position of
-// the body's first instruction (past the locals), and calls reports
-// whether the body makes a call of any kind (call, call_indirect, call_ref
-// and their tail-call forms).
+// exactly the body) into s, reusing the capacity of its slices.
 //
 // globals is the size of the module's global index space. global.get and
 // global.set must name a global below it: an out-of-range index makes the
 // module invalid, but it would become valid after the rewrite and name the
 // stop global, letting the guest clear it (global.set) and escape the stop.
-func scanBody(r *reader, loops []int, globals uint32) (_ []int, entry int, calls bool, err error) {
+func scanBody(r *reader, s *bodyScan, globals uint32) error {
+	*s = bodyScan{loops: s.loops[:0], bulk: s.bulk[:0]}
 	n, err := r.count("local declaration count", 2)
 	if err != nil {
-		return nil, 0, false, err
+		return err
 	}
+	s.decls, s.declsAt = n, r.pos
 	for i := uint32(0); i < n; i++ {
-		if _, err := r.u32("local count"); err != nil {
-			return nil, 0, false, err
+		k, err := r.u32("local count")
+		if err != nil {
+			return err
 		}
+		s.locals += uint64(k)
 		if err := r.valType("local type"); err != nil {
-			return nil, 0, false, err
+			return err
 		}
 	}
-	entry = r.pos
+	s.entry = r.pos
 	for depth := 1; depth > 0; {
 		if r.remaining() == 0 {
-			return nil, 0, false, r.fail("function body ends inside %d unclosed blocks", depth)
+			return r.fail("function body ends inside %d unclosed blocks", depth)
 		}
-		off := r.off()
+		at, off := r.pos, r.off()
 		op := r.buf[r.pos]
 		r.pos++
 		if op >= 0x10 && op <= 0x15 {
-			calls = true
+			s.calls = true
 		}
 		switch opcodeImm[op] {
 		case immUnknown:
-			return nil, 0, false, unsupported(off, "opcode 0x%02x", op)
+			return unsupported(off, "opcode 0x%02x", op)
 		case immNone:
 		case immEnd:
 			depth--
@@ -141,7 +157,7 @@ func scanBody(r *reader, loops []int, globals uint32) (_ []int, entry int, calls
 		case immLoop:
 			err = r.blockType()
 			depth++
-			loops = append(loops, r.pos)
+			s.loops = append(s.loops, r.pos)
 		case immTryTable:
 			err = r.tryTable()
 			depth++
@@ -149,21 +165,32 @@ func scanBody(r *reader, loops []int, globals uint32) (_ []int, entry int, calls
 			var idx uint32
 			idx, err = r.u32("index immediate")
 			if err == nil && (op == 0x23 || op == 0x24) && idx >= globals {
-				return nil, 0, false, errorf(off, "global index %d out of range (%d globals)", idx, globals)
+				return errorf(off, "global index %d out of range (%d globals)", idx, globals)
 			}
 		case immBrTable:
 			err = r.brTable()
+		case immMisc:
+			var sub uint32
+			var mem0 bool
+			if sub, mem0, err = r.miscOp(); err == nil && (sub == 8 || sub == 10 || sub == 11) {
+				if !mem0 {
+					// The length's type would be that of a memory other
+					// than memory 0 (multi-memory), which is not decoded.
+					return unsupported(off, "opcode 0xfc %d on a memory other than memory 0", sub)
+				}
+				s.bulk = append(s.bulk, at)
+			}
 		default:
 			err = r.skipImmediates(op)
 		}
 		if err != nil {
-			return nil, 0, false, err
+			return err
 		}
 	}
 	if r.remaining() != 0 {
-		return nil, 0, false, r.fail("%d bytes follow the end of the function body", r.remaining())
+		return r.fail("%d bytes follow the end of the function body", r.remaining())
 	}
-	return loops, entry, calls, nil
+	return nil
 }
 
 // skipImmediates reads the immediates of an instruction without type or
@@ -357,25 +384,41 @@ func (r *reader) selectTypes() error {
 // misc reads an instruction with the 0xfc prefix (saturating truncation,
 // bulk memory and table instructions).
 func (r *reader) misc() error {
+	_, _, err := r.miscOp()
+	return err
+}
+
+// miscOp reads an instruction with the 0xfc prefix and returns its
+// sub-opcode and whether every memory index immediate it has (those of
+// memory.init, memory.copy and memory.fill) is 0.
+func (r *reader) miscOp() (sub uint32, mem0 bool, err error) {
 	off := r.off()
-	sub, err := r.u32("0xfc sub-opcode")
-	if err != nil {
-		return err
+	if sub, err = r.u32("0xfc sub-opcode"); err != nil {
+		return 0, false, err
 	}
 	switch sub {
 	case 0, 1, 2, 3, 4, 5, 6, 7: // trunc_sat
-		return nil
+		return sub, true, nil
 	case 8, 10, 12, 14: // memory.init data mem, memory.copy mem mem, table.init elem table, table.copy table table
-		if _, err := r.u32("first index immediate"); err != nil {
-			return err
+		first, err := r.u32("first index immediate")
+		if err != nil {
+			return 0, false, err
 		}
-		_, err = r.u32("second index immediate")
-		return err
+		second, err := r.u32("second index immediate")
+		switch sub {
+		case 8:
+			mem0 = second == 0
+		case 10:
+			mem0 = first == 0 && second == 0
+		default:
+			mem0 = true
+		}
+		return sub, mem0, err
 	case 9, 11, 13, 15, 16, 17: // data.drop, memory.fill, elem.drop, table.grow, table.size, table.fill
-		_, err = r.u32("index immediate")
-		return err
+		idx, err := r.u32("index immediate")
+		return sub, sub != 11 || idx == 0, err
 	}
-	return unsupported(off, "opcode 0xfc %d", sub)
+	return 0, false, unsupported(off, "opcode 0xfc %d", sub)
 }
 
 // subOpcode reads the LEB128 sub-opcode after the 0xfd or 0xfe prefix.

@@ -71,6 +71,32 @@ const YieldInterval = 1024
 // $tick runs out: a stop is noticed within YieldInterval calls. A body
 // without calls or loops runs its instructions once and returns.
 //
+// One instruction can still run long: memory.fill, memory.copy and
+// memory.init touch as many bytes as their length operand says, up to the
+// whole memory. So each of them is charged by its length n, one tick per
+// KiB, just before it runs:
+//
+//	local.tee $n            ;; n stays on the stack for the instruction
+//	global.get $tick        ;; $tick -= n >> 10
+//	local.get $n
+//	i32.const 10
+//	i32.shr_u
+//	i32.sub
+//	global.set $tick
+//
+// followed by the conditional yield of the entry sequence above (from
+// global.get $tick; i32.const 1; i32.lt_s on), so a charge that uses $tick
+// up yields before the instruction runs, and straight-line code of many
+// large fills cannot hold the Go runtime or escape $stop. $n is a
+// scratch local (i32) declared after the body's own locals, in every body
+// that has such an instruction; its index is the function's parameter
+// count plus its locals, so the type and function sections are decoded
+// for those bodies. With a 64-bit memory, $n is an i64 and the charge is
+// i32.wrap_i64(n >> 10), or 2^22 (the charge for 4 GiB) from 4 GiB on,
+// chosen with select. A bulk memory instruction whose memory index
+// immediate is not 0 (multi-memory: its length would have that memory's
+// type) is ErrUnsupportedInstruction.
+//
 // The $tick part is needed because Go cannot preempt a goroutine running
 // wazero's machine code: a guest looping without ever leaving it would block
 // every stop-the-world of the garbage collector, and with it the goroutine
@@ -88,7 +114,8 @@ const YieldInterval = 1024
 // ExportMutableGlobals). Only the memory (when one is added), global, export
 // and code sections change; every other section is copied byte for byte.
 // Function bodies grow, so code offsets (DWARF, wazero's source offsets)
-// shift.
+// shift; a body that gets the scratch local has its local declaration
+// count re-encoded, and existing local indices do not change.
 //
 // InstrumentLoops decodes every instruction of every function body. A body
 // using an instruction it does not know, or an encoding of one that wazero
@@ -97,12 +124,16 @@ const YieldInterval = 1024
 // module with the runtime's own termination checks. Malformed input yields
 // ErrMalformed with a byte offset (this includes global.get and global.set
 // of a global that does not exist: after the rewrite such an index could
-// name the new globals), an existing export named StopGlobalName
-// ErrNameConflict (so instrumenting an instrumented module fails: the
-// function is deterministic but not idempotent), and sizes beyond the
-// format's 32-bit limits ErrTooLarge. It never panics and never modifies the
-// input. Everything it does not decode (types, function indices, the typing
-// of instructions) is left for the runtime to validate.
+// name the new globals; and, for a body with a bulk memory instruction, a
+// type or function section that does not decode or has no type for the
+// body), an existing export named StopGlobalName ErrNameConflict (so
+// instrumenting an instrumented module fails: the function is
+// deterministic but not idempotent), and sizes beyond the format's 32-bit
+// limits ErrTooLarge (also a function with 2^32-1 parameters and locals,
+// which leaves no index for the scratch local). It never panics and never
+// modifies the input. Everything it does not decode (the types of modules
+// without bulk memory instructions, function indices, the typing of
+// instructions) is left for the runtime to validate.
 func InstrumentLoops(wasm []byte) ([]byte, error) {
 	m, err := parse(wasm)
 	if err != nil {
@@ -180,7 +211,13 @@ func InstrumentLoops(wasm []byte) ([]byte, error) {
 	splices = append(splices, splice{head, tail, exportSec})
 
 	if m.hasCode {
-		payload, err := instrumentCode(wasm[m.codeBody:m.codeEnd], m.codeBody, stopCheck(stop, tick, mem64), entryCheck(stop, tick, mem64), stop)
+		rw := &codeRewrite{
+			check: stopCheck(stop, tick, mem64), entry: entryCheck(stop, tick, mem64),
+			yield: yieldIfDue(stop, tick, mem64),
+			tick:  tick, mem64: mem64, globals: stop,
+			params: func() ([]uint32, error) { return m.funcParams(wasm) },
+		}
+		payload, err := instrumentCode(wasm[m.codeBody:m.codeEnd], m.codeBody, rw)
 		if err != nil {
 			return nil, err
 		}
@@ -281,7 +318,16 @@ func entryCheck(stop, tick uint32, mem64 bool) []byte {
 	b := appendU32([]byte{0x23}, tick)    // global.get $tick
 	b = append(b, 0x41, 0x01, 0x6b, 0x24) // i32.const 1 i32.sub global.set
 	b = appendU32(b, tick)                // $tick
-	b = appendU32(append(b, 0x23), tick)  // global.get $tick
+	return append(b, yieldIfDue(stop, tick, mem64)...)
+}
+
+// yieldIfDue returns the sequence that, once $tick has run out, stops the
+// guest if $stop is set, resets $tick and exits into Go: the tail of
+// entryCheck, and what follows every bulk memory charge (bulkCharge), so
+// that straight-line code of many large fills or copies yields between
+// them too.
+func yieldIfDue(stop, tick uint32, mem64 bool) []byte {
+	b := appendU32([]byte{0x23}, tick)    // global.get $tick
 	b = append(b, 0x41, 0x01, 0x48)       // i32.const 1 i32.lt_s
 	b = append(b, 0x04, 0x40, 0x23)       // if global.get
 	b = appendU32(b, stop)                // $stop
@@ -297,12 +343,25 @@ func entryCheck(stop, tick uint32, mem64 bool) []byte {
 	return append(b, 0x40, 0x00, 0x1a, 0x0b) // memory.grow 0 drop end
 }
 
+// codeRewrite is what instrumentCode inserts.
+type codeRewrite struct {
+	check, entry []byte // the loop and function entry sequences
+	yield        []byte // what follows a bulk memory charge (yieldIfDue)
+	tick         uint32 // $tick's index
+	mem64        bool   // memory 0 has 64-bit lengths
+	globals      uint32 // the size of the global index space before the rewrite
+	// params returns the parameter count of every defined function. It
+	// is called once, for the first body with a bulk memory instruction:
+	// a module without any does not need its types decoded.
+	params func() ([]uint32, error)
+}
+
 // instrumentCode returns the payload of the code section whose payload is
-// code (starting at absolute offset base) with check inserted at the start
-// of every loop body and entry at the start of every body that makes a
-// call. globals is the size of the module's global index space before the
-// rewrite.
-func instrumentCode(code []byte, base int, check, entry []byte, globals uint32) ([]byte, error) {
+// code (starting at absolute offset base) with rw.check inserted at the
+// start of every loop body, rw.entry at the start of every body that makes
+// a call, and the bulk charge before every memory.init, memory.copy and
+// memory.fill, whose body gets a scratch local declared after its own.
+func instrumentCode(code []byte, base int, rw *codeRewrite) ([]byte, error) {
 	r := &reader{buf: code, base: base}
 	n, err := r.count("function body count", 1)
 	if err != nil {
@@ -310,7 +369,10 @@ func instrumentCode(code []byte, base int, check, entry []byte, globals uint32) 
 	}
 	out := make([]byte, 0, len(code)+len(code)/16)
 	out = appendU32(out, n)
-	var loops []int
+	var s bodyScan
+	var params []uint32
+	paramsDecoded := false
+	var charge []byte
 	for i := uint32(0); i < n; i++ {
 		off := r.off()
 		size, err := r.u32("function body size")
@@ -322,29 +384,65 @@ func instrumentCode(code []byte, base int, check, entry []byte, globals uint32) 
 		}
 		body := &reader{buf: r.buf[r.pos : r.pos+int(size)], base: r.off()}
 		r.pos += int(size)
-		var at int
-		var calls bool
-		if loops, at, calls, err = scanBody(body, loops[:0], globals); err != nil {
+		if err = scanBody(body, &s, rw.globals); err != nil {
 			return nil, err
 		}
-		grown := uint64(size) + uint64(len(loops))*uint64(len(check))
-		if calls {
-			grown += uint64(len(entry))
+		grown := uint64(size) + uint64(len(s.loops))*uint64(len(rw.check))
+		if s.calls {
+			grown += uint64(len(rw.entry))
+		}
+		charge = charge[:0]
+		if len(s.bulk) > 0 {
+			if !paramsDecoded {
+				if params, err = rw.params(); err != nil {
+					return nil, err
+				}
+				paramsDecoded = true
+			}
+			if i >= uint32(len(params)) {
+				return nil, errorf(off, "function body %d has no entry in the function section (%d entries)", i, len(params))
+			}
+			local := uint64(params[i]) + s.locals
+			if local >= math.MaxUint32 {
+				return nil, fmt.Errorf("%w: function body %d has %d parameters and locals, no index is left for a scratch local", ErrTooLarge, i, local)
+			}
+			charge = bulkCharge(charge, rw.tick, uint32(local), rw.mem64)
+			charge = append(charge, rw.yield...)
+			// The declaration count is re-encoded and a declaration of
+			// one local (2 bytes) appended; grown >= size >= declsAt.
+			grown = grown - uint64(s.declsAt) + uint64(lebLen(s.decls+1)) + 2
+			grown += uint64(len(s.bulk)) * uint64(len(charge))
 		}
 		if grown > math.MaxUint32 {
 			return nil, fmt.Errorf("%w: function body %d would grow to %d bytes", ErrTooLarge, i, grown)
 		}
 		out = appendU32(out, uint32(grown))
 		prev := 0
-		if calls {
-			out = append(out, body.buf[:at]...)
-			out = append(out, entry...)
-			prev = at
+		if len(s.bulk) > 0 {
+			out = appendU32(out, s.decls+1)
+			out = append(out, body.buf[s.declsAt:s.entry]...)
+			out = append(out, 0x01, scratchType(rw.mem64))
+			prev = s.entry
 		}
-		for _, at := range loops {
-			out = append(out, body.buf[prev:at]...)
-			out = append(out, check...)
-			prev = at
+		if s.calls {
+			out = append(out, body.buf[prev:s.entry]...)
+			out = append(out, rw.entry...)
+			prev = s.entry
+		}
+		// Merge the insertion points, both in body order. A loop whose
+		// body starts with a bulk instruction gets the check first.
+		for li, bi := 0, 0; li < len(s.loops) || bi < len(s.bulk); {
+			if bi == len(s.bulk) || (li < len(s.loops) && s.loops[li] <= s.bulk[bi]) {
+				out = append(out, body.buf[prev:s.loops[li]]...)
+				out = append(out, rw.check...)
+				prev = s.loops[li]
+				li++
+			} else {
+				out = append(out, body.buf[prev:s.bulk[bi]]...)
+				out = append(out, charge...)
+				prev = s.bulk[bi]
+				bi++
+			}
 		}
 		out = append(out, body.buf[prev:]...)
 	}
@@ -352,4 +450,13 @@ func instrumentCode(code []byte, base int, check, entry []byte, globals uint32) 
 		return nil, r.fail("code section has %d trailing bytes", r.remaining())
 	}
 	return out, nil
+}
+
+// scratchType is the type of the local that holds a bulk instruction's
+// length: i32, or i64 for a 64-bit memory.
+func scratchType(mem64 bool) byte {
+	if mem64 {
+		return 0x7e
+	}
+	return 0x7f
 }

@@ -26,6 +26,7 @@ func FuzzInstrumentLoops(f *testing.F) {
 		f.Add(tc.wasm)
 	}
 	f.Add(spinModule())
+	f.Add(bulkLoopModule())
 	f.Add(wasmModule())
 
 	ctx := context.Background()

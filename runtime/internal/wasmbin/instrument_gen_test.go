@@ -15,8 +15,11 @@ import (
 // kind InstrumentLoops decodes, with immediates in random (often
 // non-minimal) encodings that wazero accepts, nested in blocks, loops, ifs
 // and try_tables. It writes the body twice: as is, and with the stop check
-// after every loop's block type, which is exactly what InstrumentLoops must
-// produce. Typing is made easy with unreachable: every generated
+// after every loop's block type, the entry check when the body makes a
+// call, and the bulk charge before every memory.init, memory.copy and
+// memory.fill with the scratch local it uses declared after the body's
+// locals, which is exactly what InstrumentLoops must produce. Typing is
+// made easy with unreachable: every generated
 // instruction sits in its own
 //
 //	block unreachable <instruction> br 0 end
@@ -27,12 +30,21 @@ import (
 // genStop is the stop global's index in genModule: after 4 globals.
 const genStop = 4
 
+// genDecls are the local declarations of the generated body, and
+// genScratch the index of the scratch local InstrumentLoops declares after
+// them when the body has a bulk memory instruction (function 0 has no
+// parameters).
+var genDecls = [][]byte{locals(3, i32), locals(1, v128), locals(1, 0x63, 0x00)}
+
+const genScratch = 5
+
 type gen struct {
 	data        []byte
 	pos         int
 	plain, want []byte
 	budget      int  // instructions left to emit
 	calls       bool // the body makes a call: it gets the entry check
+	bulk        bool // the body has a bulk memory instruction: it gets the scratch local
 }
 
 // next returns the next fuzz byte, or 0 once the input is used up.
@@ -336,8 +348,12 @@ func (g *gen) instr(depth int) {
 		g.emit(0x08)
 		g.u32(0)
 	case 23, 24: // 0xfc
-		g.emit(0xfc)
 		sub := uint32(g.pick(18))
+		if sub == 8 || sub == 10 || sub == 11 { // memory.init, memory.copy, memory.fill
+			g.want = append(g.want, (&mb{stop: true, stopIdx: genStop}).bulk(genScratch)...)
+			g.bulk = true
+		}
+		g.emit(0xfc)
 		g.u32(sub)
 		switch sub {
 		case 8:
@@ -438,7 +454,7 @@ func genModule(b *mb, code []byte) []byte {
 // expected instrumented module.
 func generate(data []byte) (plain, want []byte) {
 	g := &gen{data: data, budget: 200}
-	g.emit(vec(locals(3, i32), locals(1, v128), locals(1, 0x63, 0x00)))
+	g.emit(vec(genDecls...))
 	entry := len(g.want)
 	g.emit(0x00)
 	g.units(0)
@@ -448,6 +464,9 @@ func generate(data []byte) (plain, want []byte) {
 	g.emit(opEnd)
 	if g.calls {
 		g.want = slices.Insert(g.want, entry, (&mb{stop: true, stopIdx: genStop}).entry()...)
+	}
+	if g.bulk {
+		g.want = slices.Replace(g.want, 0, entry, vec((&mb{stop: true}).scratch(genDecls...)...)...)
 	}
 	return genModule(&mb{}, g.plain), genModule(&mb{stop: true, stopIdx: genStop}, g.want)
 }

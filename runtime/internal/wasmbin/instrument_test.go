@@ -65,6 +65,56 @@ func (b *mb) entry() []byte {
 	)
 }
 
+// bulk is the sequence inserted before every memory.init, memory.copy and
+// memory.fill of a body whose scratch local has index local: $tick -= n >>
+// bulkShift, where n, the length operand, stays on the stack, then the
+// yield of entry() once $tick has run out.
+func (b *mb) bulk(local uint32) []byte {
+	if !b.stop {
+		return nil
+	}
+	t, n := uleb(uint64(b.stopIdx+1)), uleb(uint64(local))
+	zero := cat(0x41, 0x00)
+	if b.mem64 {
+		zero = cat(0x42, 0x00)
+	}
+	yield := cat(
+		0x23, t, 0x41, 0x01, 0x48, 0x04, 0x40, // if $tick < 1
+		0x23, uleb(uint64(b.stopIdx)), 0x04, 0x40, 0x00, 0x0b, //   global.get $stop if unreachable end
+		0x41, sleb(YieldInterval), 0x24, t, //   $tick = YieldInterval
+		zero, 0x40, 0x00, 0x1a, 0x0b, //   memory.grow 0 drop end
+	)
+	if b.mem64 {
+		return cat(
+			0x22, n, 0x23, t, // local.tee $n global.get $tick
+			0x20, n, 0x42, bulkShift, 0x88, 0xa7, // i32.wrap_i64(n >> bulkShift)
+			i32c(1<<(32-bulkShift)),             // or, from 4 GiB on, what 4 GiB costs:
+			0x20, n, 0x42, 32, 0x88, 0x50, 0x1b, // select(..., ..., n >> 32 == 0)
+			0x6b, 0x24, t, // i32.sub global.set $tick
+			yield,
+		)
+	}
+	return cat(
+		0x22, n, 0x23, t, // local.tee $n global.get $tick
+		0x20, n, 0x41, bulkShift, 0x76, // n >> bulkShift
+		0x6b, 0x24, t, // i32.sub global.set $tick
+		yield,
+	)
+}
+
+// scratch appends to decls the declaration of the scratch local that
+// InstrumentLoops adds to a body with bulk memory instructions.
+func (b *mb) scratch(decls ...[]byte) [][]byte {
+	if !b.stop {
+		return decls
+	}
+	t := byte(i32)
+	if b.mem64 {
+		t = i64
+	}
+	return append(decls[:len(decls):len(decls)], locals(1, t))
+}
+
 // loop encodes loop bt instrs end; bt is a block type in any cat form.
 func (b *mb) loop(bt any, instrs ...any) []byte {
 	return cat(0x03, cat(bt), b.check(), cat(instrs...), opEnd)
@@ -378,15 +428,15 @@ func loopCases() []loopCase {
 				sec(9, vec(cat(0x01, 0x00, vec(uleb(0), uleb(1))))), // passive: funcs 0 and 1
 				sec(12, uleb(1)),
 				sec(10, vec(
-					bodyL([][]byte{locals(1, i32)},
-						i32c(0), i32c(7), i32c(64), misc(11, 0x00), // memory.fill
+					bodyL(b.scratch(locals(1, i32)), // the scratch local is 2
+						i32c(0), i32c(7), i32c(64), b.bulk(2), misc(11, 0x00), // memory.fill
 						block(btEmpty, b.loop(btEmpty,
 							localGet(1), localGet(0), i32GeS, brIf(1),
-							localGet(1), i32c(0), i32c(8), misc(10, 0x00, 0x00), // memory.copy
+							localGet(1), i32c(0), i32c(8), b.bulk(2), misc(10, 0x00, 0x00), // memory.copy
 							localGet(1), i32c(1), i32Add, localSet(1),
 							br(0),
 						)),
-						i32c(100), i32c(0), i32c(3), misc(8, uleb(0), 0x00), // memory.init data 0
+						i32c(100), i32c(0), i32c(3), b.bulk(2), misc(8, uleb(0), 0x00), // memory.init data 0
 						misc(9, uleb(0)), // data.drop 0
 						i32c(0), memop(0x2d, 0, 0), i32c(100), memop(0x2d, 0, 0), i32Add,
 						i32c(101), memop(0x2d, 0, 0), i32Add,
@@ -409,10 +459,10 @@ func loopCases() []loopCase {
 						b.loop(btEmpty),
 					),
 					// fill: memory.fill in a loop, n bytes of n at 1000.
-					bodyL(nil,
+					bodyL(b.scratch(),
 						block(btEmpty, b.loop(btEmpty,
 							localGet(0), i32Eqz, brIf(1),
-							localGet(0), i32c(1000), i32Add, localGet(0), i32c(1), misc(11, 0x00),
+							localGet(0), i32c(1000), i32Add, localGet(0), i32c(1), b.bulk(1), misc(11, 0x00),
 							localGet(0), i32c(1), i32Sub, localSet(0),
 							br(0),
 						)),
@@ -766,6 +816,18 @@ func TestInstrumentLoopsSectionPlacement(t *testing.T) {
 	ng := newGlobals()
 	stopExport := func(idx uint32) []byte { return export(StopGlobalName, 3, idx) }
 	check := func(idx uint32) []byte { return (&mb{stop: true, stopIdx: idx}).check() }
+	m32, m64 := &mb{stop: true}, &mb{stop: true, mem64: true}
+	tI32x3 := functype([]byte{i32, i32, i32}, nil)
+	decls127 := make([][]byte, 127)
+	for i := range decls127 {
+		decls127[i] = locals(1, i32)
+	}
+	// bodyPadded encodes a body like bodyL, with its declaration count
+	// in five bytes.
+	bodyPadded := func(decls [][]byte, instrs ...any) []byte {
+		b := cat(paddedLEB(uint32(len(decls))), cat(anys(decls)...), cat(instrs...), opEnd)
+		return cat(uleb(uint64(len(b))), b)
+	}
 	tag := sec(13, vec(cat(0x00, uleb(0))))
 	envMemory := wasmModule(sec(5, vec(cat(0x00, uleb(1)))), sec(7, vec(export("m", 2, 0))))
 	for _, tc := range []struct {
@@ -850,6 +912,66 @@ func TestInstrumentLoopsSectionPlacement(t *testing.T) {
 			sec(1, vec(tVoid)), sec(3, vec(uleb(0))), sec(5, vec(cat(0x04, uleb(1)))),
 			sec(6, vec(ng...)), sec(7, vec(stopExport(0))),
 			sec(10, vec(body(0x03, btEmpty, (&mb{stop: true, mem64: true}).check(), opEnd))),
+		),
+	}, {
+		name:      "a 64-bit memory's bulk lengths are i64 (parse only)",
+		parseOnly: true,
+		in: wasmModule(
+			sec(1, vec(functype([]byte{i64}, nil))), sec(3, vec(uleb(0))), sec(5, vec(cat(0x04, uleb(1)))),
+			sec(10, vec(bodyL([][]byte{locals(1, i64)}, i64c(0), i32c(0), localGet(0), misc(11, 0x00)))),
+		),
+		want: wasmModule(
+			sec(1, vec(functype([]byte{i64}, nil))), sec(3, vec(uleb(0))), sec(5, vec(cat(0x04, uleb(1)))),
+			sec(6, vec(ng...)), sec(7, vec(stopExport(0))),
+			sec(10, vec(bodyL(m64.scratch(locals(1, i64)), i64c(0), i32c(0), localGet(0), m64.bulk(2), misc(11, 0x00)))),
+		),
+	}, {
+		// The scratch local follows the parameters and the locals; its
+		// declaration is appended, the declaration count re-encoded
+		// (here from one byte to two, and from a padded encoding).
+		name: "bulk instructions get a scratch local",
+		in: wasmModule(
+			sec(1, vec(tI32x3, tVoid)), sec(3, vec(uleb(0), uleb(1))),
+			sec(5, vec(cat(0x00, uleb(1)))), sec(7, vec(export("f", 0, 0))),
+			sec(12, uleb(1)),
+			sec(10, vec(
+				bodyL(decls127,
+					localGet(0), localGet(1), localGet(2),
+					0x03, uleb(0), misc(11, 0x00), opEnd, // a loop (param i32 i32 i32) starting with memory.fill
+					i32c(0), i32c(0), i32c(1), misc(8, uleb(0), 0x00),
+					localGet(0), localGet(1), localGet(2), callF(0),
+				),
+				bodyPadded(nil, i32c(0), i32c(0), i32c(1), misc(10, 0x00, 0x00)),
+			)),
+			sec(11, vec(cat(0x01, str("x")))),
+		),
+		want: wasmModule(
+			sec(1, vec(tI32x3, tVoid)), sec(3, vec(uleb(0), uleb(1))),
+			sec(5, vec(cat(0x00, uleb(1)))),
+			sec(6, vec(ng...)), sec(7, vec(export("f", 0, 0), stopExport(0))),
+			sec(12, uleb(1)),
+			sec(10, vec(
+				bodyL(m32.scratch(decls127...), m32.entry(),
+					localGet(0), localGet(1), localGet(2),
+					0x03, uleb(0), check(0), m32.bulk(130), misc(11, 0x00), opEnd,
+					i32c(0), i32c(0), i32c(1), m32.bulk(130), misc(8, uleb(0), 0x00),
+					localGet(0), localGet(1), localGet(2), callF(0),
+				),
+				bodyL(m32.scratch(), i32c(0), i32c(0), i32c(1), m32.bulk(0), misc(10, 0x00, 0x00)),
+			)),
+			sec(11, vec(cat(0x01, str("x")))),
+		),
+	}, {
+		name:      "types are decoded only for bulk instructions (parse only: a GC type)",
+		parseOnly: true,
+		in: wasmModule(
+			sec(1, vec(tVoid, cat(0x5f, 0x00))), sec(3, vec(uleb(0))),
+			sec(10, vec(body(0x03, btEmpty, opEnd))),
+		),
+		want: wasmModule(
+			sec(1, vec(tVoid, cat(0x5f, 0x00))), sec(3, vec(uleb(0))),
+			newMemory(), sec(6, vec(ng...)), sec(7, vec(stopExport(0))),
+			sec(10, vec(body(0x03, btEmpty, check(0), opEnd))),
 		),
 	}, {
 		name: "stop index needing two LEB128 bytes",
@@ -973,6 +1095,7 @@ func TestInstrumentLoopsErrors(t *testing.T) {
 	// bodyAt is the offset of the first instruction of a short body with
 	// no locals in a module built by fn.
 	bodyAt := len(fn(0x00))
+	fill3 := cat(i32c(0), i32c(0), i32c(0)) // the operands of a bulk memory instruction
 	for _, tc := range []struct {
 		name   string
 		wasm   []byte
@@ -1020,6 +1143,23 @@ func TestInstrumentLoopsErrors(t *testing.T) {
 		{"body larger than the section", wasmModule(sec(1, vec(tVoid)), sec(3, vec(uleb(0))), sec(10, 0x01, 0x05, 0x00, opEnd)), ErrMalformed, "function body 0 size 5 exceeds the 2 remaining bytes"},
 		{"trailing bytes in the code section", wasmModule(sec(1, vec(tVoid)), sec(3, vec(uleb(0))), sec(10, vec(body()), 0x00)), ErrMalformed, "code section has 1 trailing bytes"},
 		{"huge body count", wasmModule(sec(10, 0xff, 0xff, 0xff, 0xff, 0x0f)), ErrMalformed, "function body count"},
+		{"memory.fill of memory 1", fn(0x00, fill3, misc(11, 0x01), opEnd), ErrUnsupportedInstruction, "opcode 0xfc 11 on a memory other than memory 0"},
+		{"memory.copy from memory 1", fn(0x00, fill3, misc(10, 0x00, 0x01), opEnd), ErrUnsupportedInstruction, "opcode 0xfc 10 on a memory other than memory 0"},
+		{"memory.init of memory 1", fn(0x00, fill3, misc(8, 0x00, 0x01), opEnd), ErrUnsupportedInstruction, "opcode 0xfc 8 on a memory other than memory 0"},
+		{"bulk instruction without a function section", wasmModule(sec(1, vec(tVoid)), sec(10, vec(body(fill3, misc(11, 0x00))))),
+			ErrMalformed, "function body 0 has no entry in the function section (0 entries)"},
+		{"function type index out of range", wasmModule(sec(1, vec(tVoid)), sec(3, vec(uleb(1))), sec(10, vec(body(fill3, misc(11, 0x00))))),
+			ErrMalformed, "function type index 1 out of range (1 types)"},
+		{"GC type", wasmModule(sec(1, vec(cat(0x5f, 0x00))), sec(3, vec(uleb(0))), sec(10, vec(body(fill3, misc(11, 0x00))))),
+			ErrMalformed, "function type starts with 0x5f, not 0x60"},
+		{"GC parameter type", wasmModule(sec(1, vec(functype([]byte{0x6e}, nil))), sec(3, vec(uleb(0))), sec(10, vec(body(fill3, misc(11, 0x00))))),
+			ErrUnsupportedInstruction, "parameter type 0x6e"},
+		{"truncated type section", wasmModule(sec(1, 0x01, 0x60, 0x01), sec(3, vec(uleb(0))), sec(10, vec(body(fill3, misc(11, 0x00))))),
+			ErrMalformed, "parameter count"},
+		{"trailing bytes in the function section", wasmModule(sec(1, vec(tVoid)), sec(3, vec(uleb(0)), 0x00), sec(10, vec(body(fill3, misc(11, 0x00))))),
+			ErrMalformed, "function section has 1 trailing bytes"},
+		{"no local index left for the scratch local", fn(0x01, 0xff, 0xff, 0xff, 0xff, 0x0f, i32, fill3, misc(11, 0x00), opEnd),
+			ErrTooLarge, "function body 0 has 4294967295 parameters and locals"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := bytes.Clone(tc.wasm)

@@ -8,7 +8,9 @@ import (
 // Section ids of the WebAssembly binary format.
 const (
 	secCustom    = 0
+	secType      = 1
 	secImport    = 2
+	secFunction  = 3
 	secMemory    = 5
 	secGlobal    = 6
 	secExport    = 7
@@ -60,6 +62,13 @@ type module struct {
 	codeStart int // offset of the code section's id byte
 	codeBody  int // offset of the code section's payload
 	codeEnd   int // offset just past the code section
+
+	// The type and function sections are only framed by parse; their
+	// payloads, [typeBody, typeEnd) and [funcBody, funcEnd), are decoded
+	// by InstrumentLoops when it needs a function's parameter count.
+	hasType, hasFunc  bool
+	typeBody, typeEnd int
+	funcBody, funcEnd int
 
 	hasStart bool
 	// goBuildID reports a custom section named "go:buildid", which the Go
@@ -157,6 +166,12 @@ func parse(wasm []byte) (*module, error) {
 		case secStart:
 			m.hasStart = true
 			sr.pos = len(sr.buf)
+		case secType:
+			m.hasType, m.typeBody, m.typeEnd = true, payload, end
+			sr.pos = len(sr.buf) // decoded by InstrumentLoops only
+		case secFunction:
+			m.hasFunc, m.funcBody, m.funcEnd = true, payload, end
+			sr.pos = len(sr.buf) // decoded by InstrumentLoops only
 		case secMemory:
 			m.hasMemory, m.memoryStart, m.memoryBody, m.memoryEnd = true, start, payload, end
 			sr.pos = len(sr.buf) // decoded by InstrumentLoops only
