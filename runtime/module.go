@@ -42,7 +42,7 @@ const (
 type module struct {
 	hash     [32]byte
 	rt       wazero.Runtime // the runtime that compiled it
-	stop     string         // export name of the stop global; "" when rt checks termination itself
+	stop     string         // export name of the stop global; "" when the module was not instrumented (rt checks loops itself)
 	compiled wazero.CompiledModule
 	abi      abi
 	init     bool                   // exports _initialize
@@ -148,9 +148,14 @@ func (c *moduleCache) compile(ctx context.Context, hash [32]byte, bin []byte) (*
 
 // compilePrepared compiles a prepared module with the runtime it needs.
 func (c *moduleCache) compilePrepared(ctx context.Context, hash [32]byte, p *prepared) (*module, error) {
+	// A module on the fast runtime must carry the stop global (the
+	// sandbox refuses one without it); on the safe runtime it may.
 	rt, stop := c.fast, wasmbin.StopGlobalName
 	if p.safe {
-		rt, stop = c.safe, ""
+		rt = c.safe
+		if !p.stop {
+			stop = ""
+		}
 	}
 	cm, err := rt.CompileModule(ctx, p.bin)
 	if err != nil && c.dropCompiledCode(p, err) {

@@ -18,13 +18,14 @@ import (
 // prepVersion names the output of prepare. Bump it whenever wasmbin's
 // rewriting or the limits CheckLimits enforces change, so that modules
 // prepared by an older node are prepared again rather than reused.
-const prepVersion = "prep-v4" // v2: checks at function entry; v3: bulk memory instructions charged by length; v4: and yield after the charge (wasmbin.InstrumentLoops)
+const prepVersion = "prep-v5" // v2: checks at function entry; v3: bulk memory instructions charged by length; v4: and yield after the charge (wasmbin.InstrumentLoops); v5: start-section modules instrumented too
 
 // prepared is what prepare makes of an upload: the bytes wazero compiles
 // and how to run them.
 type prepared struct {
 	bin     []byte
 	safe    bool // compile with wazero's own termination checks
+	stop    bool // the module carries the stop global (it was instrumented)
 	globals []wasmbin.GlobalExport
 }
 
@@ -42,13 +43,18 @@ func prepare(bin []byte) (*prepared, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
 	}
-	safe := false
+	safe, stop := false, true
 	instrumented, err := wasmbin.InstrumentLoops(bin)
 	switch {
-	case errors.Is(err, wasmbin.ErrUnsupportedInstruction), err == nil && wasmbin.HasStartSection(bin):
+	case errors.Is(err, wasmbin.ErrUnsupportedInstruction):
+		// wazero watches the context instead, at loop headers only.
+		safe, stop, instrumented = true, false, bin
+	case err == nil && wasmbin.HasStartSection(bin):
 		// A start section runs inside instantiation, before the host can
-		// reach the stop global: let wazero watch the context instead.
-		safe, instrumented = true, bin
+		// reach the stop global: wazero watches the context during it,
+		// and the stop global (the instrumentation stays) the rest, which
+		// also stops loop-free code wazero's checks miss.
+		safe = true
 	case err != nil:
 		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
 	}
@@ -56,7 +62,7 @@ func prepare(bin []byte) (*prepared, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
 	}
-	return &prepared{bin: rewritten, safe: safe, globals: globals}, nil
+	return &prepared{bin: rewritten, safe: safe, stop: stop, globals: globals}, nil
 }
 
 // prepCache keeps prepared modules on disk beside wazero's compilation
@@ -75,6 +81,7 @@ var prepMagic = [4]byte{'G', 'J', 'P', 1}
 
 type prepMeta struct {
 	Safe    bool                   `json:"safe"`
+	Stop    bool                   `json:"stop"`
 	Globals []wasmbin.GlobalExport `json:"globals"`
 }
 
@@ -111,7 +118,7 @@ func decodePrep(b []byte) *prepared {
 	if json.Unmarshal(rest[k:k+int(n)], &meta) != nil {
 		return nil
 	}
-	return &prepared{bin: rest[k+int(n):], safe: meta.Safe, globals: meta.Globals}
+	return &prepared{bin: rest[k+int(n):], safe: meta.Safe, stop: meta.Stop, globals: meta.Globals}
 }
 
 // store writes p for hash, atomically (a reader sees the whole file or
@@ -120,7 +127,7 @@ func (c prepCache) store(hash [32]byte, p *prepared) error {
 	if c.dir == "" {
 		return nil
 	}
-	meta, err := json.Marshal(prepMeta{Safe: p.safe, Globals: p.globals})
+	meta, err := json.Marshal(prepMeta{Safe: p.safe, Stop: p.stop, Globals: p.globals})
 	if err != nil {
 		return err
 	}

@@ -46,7 +46,7 @@ func TestFallbackRuntimeStopsInfiniteLoop(t *testing.T) {
 	for _, mod := range []struct {
 		name string
 		bin  []byte
-	}{{"start-section", startSection}, {"unsupported-instruction", unsupported}} {
+	}{{"start-section", startSection}, {"unsupported-instruction", unsupported}, {"start-recurse", wat(t, "start-recurse")}} {
 		for _, mc := range fallbackModes {
 			t.Run(mod.name+"/"+mc.name, func(t *testing.T) {
 				f := load(t, e, runtime.FunctionSpec{Name: mod.name + "-" + mc.name, Module: mod.bin, Mode: mc.mode, Reset: mc.reset,
