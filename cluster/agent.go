@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -40,7 +41,9 @@ type AgentConfig struct {
 	Join []string
 	// BootstrapExpect, on the node that bootstraps, delays the first
 	// election until this many servers (itself included) asked to join;
-	// they all start as voters. 0 or 1: bootstrap alone at once.
+	// they all start as voters. A restart before then waits again (the
+	// joins are asked anew). 0 or 1: bootstrap alone at once. Ignored on
+	// a node that enrolled.
 	BootstrapExpect int
 	// JoinRetryMax bounds enrollment rounds over the seeds (with
 	// exponential backoff up to 30 s); 0 retries until the start context
@@ -109,11 +112,12 @@ type Agent struct {
 	wg   sync.WaitGroup
 }
 
-// StartAgent starts the cluster side of a node. A data directory without
-// Raft state and without Join bootstraps a new cluster (creating its CA,
-// gossip key and a join token); with Join and JoinToken it enrolls at a
-// seed, then asks the leader to add it. A data directory with state
-// restarts and rejoins by itself, also on new addresses.
+// StartAgent starts the cluster side of a node. A new data directory
+// without Join bootstraps a new cluster (creating its CA, gossip key and a
+// join token); with Join and JoinToken it enrolls at a seed, then asks the
+// leader to add it. A node that enrolled never bootstraps: until it has
+// Raft state, every start asks its seeds to add it. A data directory with
+// state restarts and rejoins by itself, also on new addresses.
 func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -140,7 +144,14 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	nodeID := string(id)
 
 	// 1. Identity: stored, enrolled at a seed, or bootstrapped.
-	gossipKeys, joining, err := a.identityFor(ctx, dir, nodeID)
+	gossipKeys, err := a.identityFor(ctx, dir, nodeID)
+	if err != nil {
+		return nil, err
+	}
+	// Only the node that created the cluster may start a Raft cluster; a
+	// node that enrolled waits for the leader to add it, on every start
+	// until it has Raft state (not only the start that enrolled it).
+	boot, err := mayBootstrap(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -175,12 +186,10 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 
 	// 3. Raft over mutual TLS.
 	rc := cfg.Raft
-	rc.Join = joining
-	if a.JoinTokenCreated != "" && cfg.BootstrapExpect > 1 {
-		// A new cluster waits for its voters before its first election.
-		rc.Join = true
-		a.expect, a.pending = cfg.BootstrapExpect, map[string]ServerInfo{}
-	}
+	// Join only matters while there is no Raft state. A new cluster with
+	// BootstrapExpect waits for its voters before its first election, on
+	// a restart during that wait too.
+	rc.Join = !boot || cfg.BootstrapExpect > 1
 	rc.Logger = cfg.Logger
 	trans, err := NewTLSTransport(rc.withDefaults().RaftBind, rc.RaftAdvertise, a.identity, newHCLog(cfg.Logger, "raft-net", 0))
 	if err != nil {
@@ -193,6 +202,10 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	if err != nil {
 		_ = trans.Close()
 		return nil, err
+	}
+	if boot && cfg.BootstrapExpect > 1 && a.store.node.startedEmpty {
+		// Before the peer API serves, so no join request finds it unset.
+		a.expect, a.pending = cfg.BootstrapExpect, map[string]ServerInfo{}
 	}
 	a.client = &PeerClient{HTTP: &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
 		TLSClientConfig: a.identity.ClientTLS(), TLSHandshakeTimeout: 10 * time.Second, MaxIdleConnsPerHost: 4,
@@ -225,6 +238,10 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	if seeds := a.joinSeeds(); len(seeds) > 0 {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.joinLoop(bg, seeds) }()
+	} else if !boot && a.store.node.startedEmpty {
+		a.log.Warn("this node enrolled into a cluster but has no Raft state and knows no member to ask to add it: "+
+			"it waits until a member reaches it by gossip; set cluster.join to a member's peer API address",
+			"peer_addr", a.PeerAddr())
 	}
 
 	// 7. Every live version's module, not only active ones, so a rollback
@@ -238,9 +255,8 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	return a, nil
 }
 
-// identityFor loads or creates this node's TLS identity and gossip key,
-// and says whether the node must join an existing cluster.
-func (a *Agent) identityFor(ctx context.Context, dir, nodeID string) (gossipKeys [][]byte, joining bool, err error) {
+// identityFor loads or creates this node's TLS identity and gossip key.
+func (a *Agent) identityFor(ctx context.Context, dir, nodeID string) (gossipKeys [][]byte, err error) {
 	if id, err := LoadNodeIdentity(dir); err == nil {
 		a.identity = id
 		// A bootstrap whose start failed before the banner showed its
@@ -254,65 +270,128 @@ func (a *Agent) identityFor(ctx context.Context, dir, nodeID string) (gossipKeys
 			}
 		}
 		ring, err := readGossipKeyring(dir)
-		return ring, false, err
+		return ring, err
 	}
 	if len(a.cfg.Join) == 0 {
+		if enrolled, err := hasEnrolled(dir); err != nil {
+			return nil, err
+		} else if enrolled {
+			return nil, errEnrolledNoIdentity
+		}
 		// Bootstrap: a new cluster CA, this node's certificate, a gossip
 		// key and a join token for the next nodes.
 		ca, id, err := BootstrapIdentity(dir, nodeID, nil, nil)
 		if err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		a.identity = id
 		key, err := GenerateGossipKey()
 		if err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		raw, _ := ParseGossipKey(key)
 		if err := writeGossipKeyring(dir, [][]byte{raw}); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		tok, hash := NewJoinToken(ca)
 		// The token waits unshown until the banner shows it (token.go).
 		if err := writeSecretFile(filepath.Join(dir, joinTokenUnshownFile), []byte(tok.Encode()+"\n")); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		if err := SaveJoinSecretHash(dir, hash); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		a.JoinTokenCreated = tok.Encode()
 		a.log.Info("bootstrapped a new cluster: certificate authority, gossip key and join token created")
-		return [][]byte{raw}, false, nil
+		return [][]byte{raw}, nil
 	}
 	if a.cfg.JoinToken == "" {
-		return nil, false, errors.New("joining needs a join token (printed by the node that bootstrapped the cluster; set cluster.join_token or cluster.join_token_file)")
+		return nil, errors.New("joining needs a join token (printed by the node that bootstrapped the cluster; set cluster.join_token or cluster.join_token_file)")
 	}
 	tok, err := ParseJoinToken(a.cfg.JoinToken)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	key, err := LoadOrCreateNodeKey(dir)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	resp, seed, err := a.enroll(ctx, tok, key, nodeID)
 	if err != nil {
-		return nil, false, err
+		return nil, err
+	}
+	// The mark goes first: a crash between the two files leaves a node
+	// that enrolls again, never one that has a certificate and may
+	// bootstrap.
+	if err := markEnrolled(dir, seed); err != nil {
+		return nil, err
 	}
 	if err := SaveNodeCert(dir, resp.NodeCert, resp.CACert); err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	ring := resp.Keyring()
 	if len(ring) > 0 {
 		if err := writeGossipKeyring(dir, ring); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 	}
 	if a.identity, err = LoadNodeIdentity(dir); err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	a.log.Info("enrolled in the cluster", "seed", seed, "gossip_keys", keyringFingerprints(ring))
-	return ring, true, nil
+	return ring, nil
+}
+
+// enrolledFileName, in DATA/cluster, marks a node that enrolled into an
+// existing cluster. It is written before the node's certificate and never
+// removed: such a node must never start a Raft cluster of its own, also
+// when it stopped before the leader added it or lost its Raft state
+// later, and even if an operator copied the cluster CA to it.
+const enrolledFileName = "enrolled"
+
+// errEnrolledNoIdentity refuses to bootstrap a data directory that
+// enrolled into a cluster but holds no certificate (a crash between the
+// mark and the certificate, or deleted files).
+var errEnrolledNoIdentity = errors.New("cluster: this data directory enrolled into an existing cluster (DATA/cluster/" + enrolledFileName +
+	") but holds no node certificate, so it cannot bootstrap a new one: set cluster.join and a join token to enroll again, or start a new cluster in an empty data directory")
+
+// markEnrolled records that this node enrolled at seed.
+func markEnrolled(dir, seed string) error {
+	msg := fmt.Sprintf("enrolled at %s on %s; this node joins an existing cluster and never bootstraps one\n", seed, time.Now().UTC().Format(time.RFC3339))
+	return writeSecretFile(filepath.Join(dir, enrolledFileName), []byte(msg))
+}
+
+// hasEnrolled reports whether this node enrolled into a cluster.
+func hasEnrolled(dir string) (bool, error) {
+	_, err := os.Stat(filepath.Join(dir, enrolledFileName))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, fmt.Errorf("cluster: check whether this node enrolled: %w", err)
+}
+
+// mayBootstrap reports whether this node may start a new Raft cluster
+// when its data directory has no Raft state: only the node that created
+// the cluster here. It holds the CA key (created before its certificate)
+// and never enrolled. The CA key alone is not enough, since an operator
+// may copy it to a voter ("Replacing a dead node"); the mark alone misses
+// nodes that enrolled before the mark existed. Either way, a node that
+// enrolled waits to be added by the leader.
+func mayBootstrap(dir string) (bool, error) {
+	if enrolled, err := hasEnrolled(dir); err != nil || enrolled {
+		return false, err
+	}
+	_, err := os.Stat(filepath.Join(dir, ClusterCADirName, caKeyFile))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, fmt.Errorf("cluster: check for the cluster CA key: %w", err)
 }
 
 // enroll asks each seed in turn for a certificate, retrying with backoff
@@ -607,7 +686,9 @@ func (a *Agent) syncBlobs(ctx context.Context) {
 	defer unsubscribe()
 	tick := time.NewTicker(blobSyncInterval)
 	defer tick.Stop()
-	reader := a.BlobReader(0)
+	// The agent's context reaches the fetch, so Close does not wait for a
+	// peer that accepted and never answers.
+	reader := a.peerBlobs(0)
 	for {
 		for sha := range a.store.State().LiveBlobs() {
 			if ctx.Err() != nil {
@@ -616,7 +697,7 @@ func (a *Agent) syncBlobs(ctx context.Context) {
 			if a.store.Blobs().Has(sha) {
 				continue
 			}
-			if _, err := reader.ReadAll(sha); err != nil {
+			if _, err := reader.ReadAllContext(ctx, sha); err != nil {
 				a.log.Debug("module not fetched yet; will retry", "sha256", sha, "err", err)
 			}
 		}
@@ -693,7 +774,9 @@ func (a *Agent) MemberInfos() []MemberInfo {
 
 // BlobReader returns modules from the local store or, when missing, from
 // a peer.
-func (a *Agent) BlobReader(maxBytes int64) BlobReader {
+func (a *Agent) BlobReader(maxBytes int64) BlobReader { return a.peerBlobs(maxBytes) }
+
+func (a *Agent) peerBlobs(maxBytes int64) *PeerBlobs {
 	return &PeerBlobs{Local: a.store.Blobs(), Node: a.store.node, Client: a.client, Peers: a.peers, MaxBytes: maxBytes}
 }
 

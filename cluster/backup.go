@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -144,10 +146,103 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 			return fmt.Errorf("restore: %w: module %s named by a version is not in the backup", ErrBadBackup, sha)
 		}
 	}
-	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: int64(len(state))}
-	if err := s.node.raft.Restore(meta, bytes.NewReader(state), s.node.timeout(ctx)); err != nil {
+	state = nil // st holds it now
+	snap, err := newRestoreSnapshot(st, s.node.raft.LastIndex)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	// Raft writes the snapshot at max(meta.Index, its last index) + 1,
+	// leaving a hole in the log, and new entries follow it.
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: snap.base, Size: snap.size}
+	if err := s.node.raft.Restore(meta, snap, s.node.timeout(ctx)); err != nil {
 		return fmt.Errorf("restore: %w", s.node.applyError(err))
 	}
-	s.node.log.Warn("state restored from a backup", "backup_index", manifest.Index, "backup_created", manifest.Created, "functions", st.Len())
+	if got := s.node.raft.Stats()["last_snapshot_index"]; got != strconv.FormatUint(snap.at, 10) {
+		// raft changed how it picks the index (see restoreSnapshot).
+		s.node.log.Warn("raft restored the backup at another index than the state records; linearizable reads right after the restore may miss a few writes",
+			"raft_index", got, "state_index", snap.at)
+	}
+	s.node.log.Warn("state restored from a backup", "backup_index", manifest.Index, "backup_created", manifest.Created,
+		"functions", st.Len(), "restore_index", snap.at)
 	return nil
+}
+
+// restoreSnapshot is the snapshot a restore hands to raft: the backup's
+// state placed at the Raft index raft restores it at (State.RestoredAt).
+//
+// The backup's indexes (Applied, KV versions) come from the source
+// cluster's log. Restored as they are into a younger log, new writes got
+// versions below restored ones (a compare-and-set could match an older
+// write) and Applied stayed above every new index (a follower's read
+// index was met at once: stale linearizable reads). So meta.Index is at
+// least the state's highest index, which puts every later entry above it,
+// and the state's Index and Applied become the restore index itself, so
+// a follower that has not installed the restore yet (Applied below it)
+// waits for it.
+//
+// raft (v1.7) picks the index as max(meta.Index, LastIndex()) + 1 on its
+// main goroutine and copies this reader right after, before it appends
+// anything else, so the first Read computes the same value. The size
+// raft must be told up front is that of the state at the largest
+// possible index; a shorter encoding is padded with newlines, which
+// DecodeState skips.
+type restoreSnapshot struct {
+	st   *storage.State
+	last func() uint64 // raft's LastIndex
+	base uint64        // meta.Index
+	size int64         // meta.Size
+	at   uint64        // the restore index, set by the first Read
+	buf  *bytes.Reader
+	err  error
+}
+
+func newRestoreSnapshot(st *storage.State, last func() uint64) (*restoreSnapshot, error) {
+	r := &restoreSnapshot{st: st, last: last, base: max(st.MaxIndex(), last())}
+	widest, err := st.RestoredAt(math.MaxUint64)
+	if err != nil {
+		return nil, err
+	}
+	var n countWriter
+	if err := widest.Encode(&n); err != nil {
+		return nil, err
+	}
+	r.size = int64(n)
+	return r, nil
+}
+
+func (r *restoreSnapshot) Read(p []byte) (int, error) {
+	if r.buf == nil && r.err == nil {
+		r.err = r.encode()
+	}
+	if r.err != nil {
+		return 0, r.err
+	}
+	return r.buf.Read(p)
+}
+
+func (r *restoreSnapshot) encode() error {
+	r.at = max(r.base, r.last()) + 1
+	st, err := r.st.RestoredAt(r.at)
+	if err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	b.Grow(int(r.size))
+	if err := st.Encode(&b); err != nil {
+		return err
+	}
+	if int64(b.Len()) > r.size {
+		return fmt.Errorf("restore: the state at index %d encodes to %d bytes, over the %d announced", r.at, b.Len(), r.size)
+	}
+	b.Write(bytes.Repeat([]byte{'\n'}, int(r.size)-b.Len()))
+	r.buf = bytes.NewReader(b.Bytes())
+	return nil
+}
+
+// countWriter counts the bytes written to it.
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	*c += countWriter(len(p))
+	return len(p), nil
 }

@@ -14,6 +14,8 @@ import (
 
 // ErrUnavailable means the cluster cannot take a write right now: there is
 // no leader, leadership was lost while committing, or Raft is shutting down.
+// ErrUnknownOutcome (outcome.go) wraps it for writes that may have been
+// applied.
 // The store wraps it (or returns one of raft's own errors of that kind); the
 // API answers 503 with Retry-After, and the client's *APIError matches it
 // with errors.Is.
@@ -38,7 +40,7 @@ const (
 	CodeCheckFailed      = "check_failed"       // 422: module does not compile or routes conflict (pre-check or commit)
 	CodeFunctionNotFound = "function_not_found" // 404
 	CodeVersionNotFound  = "version_not_found"  // 404
-	CodeUnavailable      = "unavailable"        // 503 + Retry-After: no leader, retry
+	CodeUnavailable      = "unavailable"        // 503 + Retry-After: no leader, retry; or a write's outcome is unknown (the message says so): read first
 	CodeNotReady         = "not_ready"          // 503 on /readyz; 500 when a committed version cannot be served
 	CodeWaitTimeout      = "wait_timeout"       // 504: committed, but not served within the wait bound
 	CodeSuperseded       = "superseded"         // 409: committed, but a later deploy or rollback made another version active before it was served
@@ -144,6 +146,13 @@ func toAPIError(err error) *APIError {
 		return apiErrorf(http.StatusRequestEntityTooLarge, CodeModuleTooLarge, "%v", err)
 	case errors.Is(err, storage.ErrInvalid):
 		return apiErrorf(http.StatusUnprocessableEntity, CodeInvalid, "%v", err)
+	case outcomeUnknown(err):
+		// Still 503 unavailable, so clients back off as before, but the
+		// message must not invite a blind retry.
+		ae := apiErrorf(http.StatusServiceUnavailable, CodeUnavailable,
+			"the write's outcome is unknown (%v); GET the key or function to see whether it was applied", err)
+		ae.RetryAfter = retryAfter
+		return ae
 	case unavailable(err):
 		ae := apiErrorf(http.StatusServiceUnavailable, CodeUnavailable, "the cluster cannot take writes right now (%v); retry in a few seconds", err)
 		ae.RetryAfter = retryAfter

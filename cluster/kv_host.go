@@ -75,7 +75,8 @@ func (h HostKV) Put(ctx context.Context, namespace, key string, value []byte, tt
 const ownWriteWait = time.Second
 
 // seeOwnWrite waits, on a follower, until this node's replica holds the
-// version a put just committed, so the guest's next local read sees its
+// version a put just committed (version 0: until it no longer holds the
+// key a delete just removed), so the guest's next local read sees its
 // own write (a compare-and-set loop would otherwise spin on a stale
 // version). A write forwarded to the leader is acknowledged once the
 // leader commits it, before this node applies it; on the leader the FSM
@@ -89,7 +90,7 @@ func (h HostKV) seeOwnWrite(ctx context.Context, namespace, key string, version 
 	deadline := time.Now().Add(ownWriteWait)
 	for {
 		e, err := h.s.State().KVGet(namespace, key, time.Now())
-		if err == nil && e.Version >= version {
+		if version == 0 && errors.Is(err, storage.ErrKVNotFound) || version > 0 && err == nil && e.Version >= version {
 			return
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -107,9 +108,15 @@ func (h HostKV) seeOwnWrite(ctx context.Context, namespace, key string, version 
 	}
 }
 
-// Delete implements runtime.KV.
+// Delete implements runtime.KV. Like a put, it returns once this node's
+// replica no longer holds the key, so the guest's next local read does
+// not find it.
 func (h HostKV) Delete(ctx context.Context, namespace, key string) error {
-	return hostKVError(h.s.KVDelete(ctx, namespace, key, KVWriteOptions{}))
+	if err := h.s.KVDelete(ctx, namespace, key, KVWriteOptions{}); err != nil {
+		return hostKVError(err)
+	}
+	h.seeOwnWrite(ctx, namespace, key, 0)
+	return nil
 }
 
 // List implements runtime.KV; the cursor is the last key of the previous

@@ -11,9 +11,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gojinn/gojinn/runtime"
@@ -277,6 +279,11 @@ func (p *peerAPI) info(w http.ResponseWriter, _ *http.Request) {
 func (p *peerAPI) fail(w http.ResponseWriter, err error) {
 	var nl *NotLeaderError
 	switch {
+	case outcomeUnknown(err):
+		// Before not_leader: a leader that lost leadership mid-commit
+		// must not have the follower retry the write.
+		w.Header().Set("Retry-After", "1")
+		peerError(w, http.StatusServiceUnavailable, "unknown_outcome", err.Error())
 	case errors.As(err, &nl):
 		w.Header().Set("Retry-After", "1")
 		peerError(w, http.StatusServiceUnavailable, "not_leader", err.Error())
@@ -311,6 +318,7 @@ var peerSentinels = map[string]error{
 	"route_conflict":     storage.ErrRouteConflict,
 	"not_leader":         ErrNotLeader,
 	"unavailable":        ErrUnavailable,
+	"unknown_outcome":    ErrUnknownOutcome,
 	"kv_not_found":       storage.ErrKVNotFound,
 	"kv_conflict":        storage.ErrKVConflict,
 	"kv_too_large":       storage.ErrKVTooLarge,
@@ -372,7 +380,7 @@ func (c *PeerClient) do(ctx context.Context, method, url string, body io.Reader)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: peer %s: %w", ErrUnavailable, url, err)
+		return nil, &noAnswerError{fmt.Errorf("%w: peer %s: %w", ErrUnavailable, url, err)}
 	}
 	if resp.StatusCode >= 300 {
 		defer func() { _ = resp.Body.Close() }()
@@ -386,16 +394,35 @@ func (c *PeerClient) do(ctx context.Context, method, url string, body io.Reader)
 	return resp, nil
 }
 
-// Apply sends an encoded command to the leader's peer API.
+// Apply sends an encoded command to the leader's peer API. An error
+// matching ErrUnknownOutcome means the leader received the command but
+// its answer was lost (a timeout, a broken connection, a garbled body),
+// or the leader itself cannot tell whether it applied: the command may
+// have been applied, and must not be sent again blindly. Other errors
+// mean it was not applied.
 func (c *PeerClient) Apply(ctx context.Context, base string, cmd []byte) (storage.ApplyResult, error) {
+	// The whole request was written: from then on the leader may apply
+	// it whatever happens to the answer.
+	var sent atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				sent.Store(true)
+			}
+		},
+	})
 	resp, err := c.do(ctx, "POST", base+"/peer/v1/apply", bytes.NewReader(cmd))
+	var na *noAnswerError
+	if errors.As(err, &na) && sent.Load() {
+		return storage.ApplyResult{}, unknownOutcome(err)
+	}
 	if err != nil {
 		return storage.ApplyResult{}, err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	var out applyResponse
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return storage.ApplyResult{}, fmt.Errorf("peer %s: decode apply result: %w", base, err)
+		return storage.ApplyResult{}, unknownOutcome(fmt.Errorf("peer %s: decode apply result: %w", base, err))
 	}
 	res := storage.ApplyResult{Version: out.Version, Index: out.Index, KV: out.KV}
 	switch {

@@ -26,8 +26,16 @@ type PeerBlobs struct {
 	ArtifactTimeout time.Duration
 }
 
-// ReadAll implements BlobReader.
+// ReadAll implements BlobReader. It is ReadAllContext without a context
+// of its own: a fetch ends only at Timeout per peer.
 func (p *PeerBlobs) ReadAll(sha string) ([]byte, error) {
+	return p.ReadAllContext(context.Background(), sha)
+}
+
+// ReadAllContext returns the module sha from the local store or, when
+// missing, fetches it from a peer. A fetch stops when ctx ends, so its
+// owner's shutdown does not wait out Timeout for every unreachable peer.
+func (p *PeerBlobs) ReadAllContext(ctx context.Context, sha string) ([]byte, error) {
 	b, err := p.Local.ReadAll(sha)
 	if err == nil || !errors.Is(err, storage.ErrBlobNotFound) {
 		return b, err
@@ -36,7 +44,7 @@ func (p *PeerBlobs) ReadAll(sha string) ([]byte, error) {
 	if timeout == 0 {
 		timeout = 2 * time.Minute
 	}
-	_, err = p.askPeers(context.Background(), timeout, func(ctx context.Context, url string) error {
+	_, err = p.askPeers(ctx, timeout, func(ctx context.Context, url string) error {
 		return p.Client.FetchBlob(ctx, url, sha, p.Local, p.MaxBytes)
 	})
 	if err == nil {

@@ -87,6 +87,9 @@ type Node struct {
 	trans     raft.Transport
 	bolt      *raftboltdb.BoltStore
 	startedAt time.Time
+	// startedEmpty is set when Open found no Raft state: a node opened
+	// with Join that is not in a cluster yet, or one that bootstrapped.
+	startedEmpty bool
 
 	observer *raft.Observer
 	obsCh    chan raft.Observation
@@ -211,6 +214,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		doneCh:    make(chan struct{}),
 		changed:   make(chan struct{}),
 	}
+	n.startedEmpty = !hasState
 	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
 		case raft.LeaderObservation, raft.RaftState:

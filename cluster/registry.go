@@ -164,9 +164,12 @@ func (s *Store) awaitLocal(ctx context.Context, c storage.Command, index uint64)
 // apply proposes b on this node when it leads, else forwards it to the
 // leader. While there is no leader (an election), it retries until ctx's
 // deadline or the node's ApplyTimeout: leadership changes cost clients
-// latency, not errors. A write whose leader was lost mid-commit may be
-// applied and retried; registry commands tolerate that (a deploy may gain
-// an extra version).
+// latency, not errors. It retries only attempts that certainly applied
+// nothing (no leader, not the leader, a leader that refused or could not
+// be reached). An attempt whose outcome is unknown (leadership lost
+// mid-commit, a forwarded write whose answer was lost) fails with
+// ErrUnknownOutcome: a retry could apply a put twice, over a newer write,
+// or fail a create-only compare-and-set against the caller's own write.
 func (s *Store) apply(ctx context.Context, b []byte) (any, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.node.timeout(ctx))
 	defer cancel()
@@ -174,6 +177,9 @@ func (s *Store) apply(ctx context.Context, b []byte) (any, error) {
 		resp, err := s.node.Apply(ctx, b)
 		if err == nil {
 			return resp, nil
+		}
+		if outcomeUnknown(err) {
+			return nil, unknownOutcome(err)
 		}
 		var nl *NotLeaderError
 		if s.peerClient != nil && errors.As(err, &nl) && nl.LeaderID != "" && nl.LeaderID != s.node.ID() {
@@ -186,6 +192,9 @@ func (s *Store) apply(ctx context.Context, b []byte) (any, error) {
 				acancel()
 				if ferr == nil {
 					return res, nil
+				}
+				if outcomeUnknown(ferr) {
+					return nil, ferr
 				}
 				err = ferr
 			}

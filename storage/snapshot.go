@@ -147,6 +147,36 @@ func DecodeState(rd io.Reader) (*State, error) {
 	return st, nil
 }
 
+// MaxIndex returns the highest Raft index s records: Index, Applied and
+// every KV version. A state restored from a backup into another log must
+// be placed above it (RestoredAt): its versions came from the source
+// cluster's log, and the target's new writes must not repeat them.
+func (s *State) MaxIndex() uint64 {
+	top := max(s.index, s.applied)
+	s.kv.Ascend("", func(_ string, ns *kvNamespace) bool {
+		ns.keys.Ascend("", func(_ string, it kvItem) bool {
+			top = max(top, it.version)
+			return true
+		})
+		return true
+	})
+	return top
+}
+
+// RestoredAt returns s as restored at Raft index index, as if the restore
+// were a registry command applied there: Index and Applied become index,
+// so readers that wait for an index of the target log (read index,
+// forwarded writes, the reconciler) see the restore as one step of it.
+// index must be above MaxIndex.
+func (s *State) RestoredAt(index uint64) (*State, error) {
+	if top := s.MaxIndex(); index <= top {
+		return nil, fmt.Errorf("%w: restore index %d is not above the state's highest index %d", ErrInvalid, index, top)
+	}
+	next := *s
+	next.index, next.applied = index, index
+	return &next, nil
+}
+
 // check rejects records Apply could never have produced.
 func (rec *snapshotRecord) check() error {
 	if err := ValidateName(rec.Name); err != nil {
