@@ -34,6 +34,19 @@ type BlobReader interface {
 	ReadAll(sha string) ([]byte, error)
 }
 
+// readBlob reads sha through blobs, with ctx when blobs can take one
+// (PeerBlobs fetches from peers, which can be slow or silent: stopping
+// the reconciler, or a deploy's client going away, must not wait for
+// them).
+func readBlob(ctx context.Context, blobs BlobReader, sha string) ([]byte, error) {
+	if c, ok := blobs.(interface {
+		ReadAllContext(context.Context, string) ([]byte, error)
+	}); ok {
+		return c.ReadAllContext(ctx, sha)
+	}
+	return blobs.ReadAll(sha)
+}
+
 // ErrNotServable means a version could not be loaded: on this node
 // (Reconciler.WaitReady) or on the members the error names
 // (Agent.WaitServable).
@@ -224,7 +237,7 @@ func (r *Reconciler) Sync(ctx context.Context) {
 }
 
 func (r *Reconciler) load(ctx context.Context, name string, v storage.Version) error {
-	module, err := r.blobs.ReadAll(v.SHA256)
+	module, err := readBlob(ctx, r.blobs, v.SHA256)
 	if err != nil {
 		return fmt.Errorf("read module %s: %w", v.SHA256, err)
 	}
@@ -309,7 +322,7 @@ func (r *Reconciler) CheckDeploy(ctx context.Context, name string, spec storage.
 	if err := CheckRoutes(name, spec.Routes, r.src.State().ActiveRoutes(name)); err != nil {
 		return fmt.Errorf("routes: %w", err)
 	}
-	module, err := r.blobs.ReadAll(spec.SHA256)
+	module, err := readBlob(ctx, r.blobs, spec.SHA256)
 	if err != nil {
 		return fmt.Errorf("module: %w", err)
 	}
