@@ -146,7 +146,6 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 			return fmt.Errorf("restore: %w: module %s named by a version is not in the backup", ErrBadBackup, sha)
 		}
 	}
-	state = nil // st holds it now
 	snap, err := newRestoreSnapshot(st, s.node.raft.LastIndex)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)

@@ -61,7 +61,7 @@ func (r *restartable) mustStart(edits ...func(*AgentConfig)) {
 	}
 }
 
-func (r *restartable) close() { r.closeOnce.Do(r.Agent.Close) }
+func (r *restartable) close() { r.closeOnce.Do(r.Close) }
 
 // nodeID is the ID in the data directory, also while the agent is down.
 func (r *restartable) nodeID() string {
