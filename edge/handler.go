@@ -169,8 +169,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) in
 	// The server's write deadline runs from the request's arrival; lift
 	// it while the function runs (the runtime's limits bound the run)
 	// and give writing the answer the whole write timeout (deadline.go).
-	wt := writeTimeout(r)
-	liftWriteDeadline(w, wt)
+	wt, armed := writeTimeout(r)
+	liftWriteDeadline(w, armed)
 	start := time.Now()
 	res, err := h.Invoker.Invoke(ctx, function, req)
 	armWriteDeadline(w, wt)
