@@ -130,22 +130,7 @@ func TestInstrumentLoopsBulkTick(t *testing.T) {
 // fill per iteration kept runtime.GC waiting 19.6 s); now it waits for
 // about one.
 func TestInstrumentLoopsBulkLetsTheGoRuntimeRun(t *testing.T) {
-	out, err := InstrumentLoops(bulkLoopModule())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
-	defer r.Close(ctx)
-	mod, err := r.Instantiate(ctx, out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := mod.ExportedFunction("spin").Call(ctx)
-		done <- err
-	}()
+	mod, done := spinInstrumented(t, bulkLoopModule())
 	stopped := false
 	defer func() {
 		if !stopped {

@@ -771,23 +771,31 @@ func spinModule() []byte {
 	)
 }
 
-func TestInstrumentLoopsStopsInfiniteLoop(t *testing.T) {
-	out, err := InstrumentLoops(spinModule())
+// spinInstrumented instruments plain, instantiates it in a wazero runtime
+// of its own (closed when the test ends, after its deferred calls) and
+// calls its "spin" export on a goroutine; done receives the call's error.
+func spinInstrumented(t *testing.T, plain []byte) (mod api.Module, done <-chan error) {
+	t.Helper()
+	out, err := InstrumentLoops(plain)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
-	defer r.Close(ctx)
-	mod, err := r.Instantiate(ctx, out)
-	if err != nil {
+	t.Cleanup(func() { _ = r.Close(ctx) })
+	if mod, err = r.Instantiate(ctx, out); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
+	ch := make(chan error, 1)
 	go func() {
 		_, err := mod.ExportedFunction("spin").Call(ctx)
-		done <- err
+		ch <- err
 	}()
+	return mod, ch
+}
+
+func TestInstrumentLoopsStopsInfiniteLoop(t *testing.T) {
+	mod, done := spinInstrumented(t, spinModule())
 	deadline := time.After(10 * time.Second)
 	count := mod.ExportedGlobal("count")
 	for count.Get() < 1000 {
