@@ -90,7 +90,7 @@ func (e *Engine) Artifacts(hash [32]byte) (*Artifacts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoArtifacts, err)
 	}
-	p := decodePrep(b)
+	p := decodePrep(b, hash)
 	if p == nil {
 		return nil, fmt.Errorf("%w: the prepared module's file is damaged", ErrNoArtifacts)
 	}
@@ -167,7 +167,7 @@ func (e *Engine) importArtifacts(hash [32]byte, a *Artifacts) error {
 	if _, err := io.ReadFull(a.Prep, b); err != nil {
 		return fmt.Errorf("reading the prepared module: %w", err)
 	}
-	p := decodePrep(b)
+	p := decodePrep(b, hash)
 	if p == nil {
 		return errors.New("the prepared module's checksum or metadata does not verify")
 	}

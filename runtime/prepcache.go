@@ -80,6 +80,10 @@ type prepCache struct {
 var prepMagic = [4]byte{'G', 'J', 'P', 1}
 
 type prepMeta struct {
+	// Module is the hex sha256 of the upload the file was prepared from:
+	// a file under another module's name (swapped, or copied from
+	// elsewhere) is not taken for that module.
+	Module  string                 `json:"module"`
 	Safe    bool                   `json:"safe"`
 	Stop    bool                   `json:"stop"`
 	Globals []wasmbin.GlobalExport `json:"globals"`
@@ -98,11 +102,13 @@ func (c prepCache) load(hash [32]byte) *prepared {
 	if err != nil {
 		return nil
 	}
-	return decodePrep(b)
+	return decodePrep(b, hash)
 }
 
-// decodePrep parses a prep file, or returns nil when it is damaged.
-func decodePrep(b []byte) *prepared {
+// decodePrep parses a prep file prepared from the module whose sha256 is
+// hash, or returns nil when it is damaged or was prepared from another
+// module.
+func decodePrep(b []byte, hash [32]byte) *prepared {
 	if len(b) < 8 || [4]byte(b[:4]) != prepMagic {
 		return nil
 	}
@@ -115,7 +121,7 @@ func decodePrep(b []byte) *prepared {
 		return nil
 	}
 	var meta prepMeta
-	if json.Unmarshal(rest[k:k+int(n)], &meta) != nil {
+	if json.Unmarshal(rest[k:k+int(n)], &meta) != nil || meta.Module != hex.EncodeToString(hash[:]) {
 		return nil
 	}
 	return &prepared{bin: rest[k+int(n):], safe: meta.Safe, stop: meta.Stop, globals: meta.Globals}
@@ -127,7 +133,7 @@ func (c prepCache) store(hash [32]byte, p *prepared) error {
 	if c.dir == "" {
 		return nil
 	}
-	meta, err := json.Marshal(prepMeta{Safe: p.safe, Stop: p.stop, Globals: p.globals})
+	meta, err := json.Marshal(prepMeta{Module: hex.EncodeToString(hash[:]), Safe: p.safe, Stop: p.stop, Globals: p.globals})
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,15 @@ func TestPrepCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A valid file under another module's name (swapped or copied) is
+	// not taken for that module: it would run the other module's code.
+	other := sha256.Sum256([]byte("another module"))
+	if err := os.WriteFile(c.path(other), file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c.load(other) != nil {
+		t.Fatal("a file prepared from another module was accepted")
+	}
 	for _, bad := range [][]byte{file[:len(file)-1], flip(file, len(file)-1), flip(file, 2), flip(file, 9), file[:6]} {
 		if err := os.WriteFile(c.path(hash), bad, 0o600); err != nil {
 			t.Fatal(err)
