@@ -24,12 +24,7 @@ import (
 // them in the context of every request it serves (one value per listener
 // or QUIC connection, so a request costs nothing), where Handler finds
 // them.
-type timeouts struct {
-	write time.Duration
-	// armed says the server armed a write deadline when the request
-	// arrived (net/http does, for HTTP/1.1 and HTTP/2): Handler lifts it.
-	armed bool
-}
+type timeouts struct{ write time.Duration }
 
 type timeoutsKey struct{}
 
@@ -38,15 +33,14 @@ func withTimeouts(ctx context.Context, t *timeouts) context.Context {
 	return context.WithValue(ctx, timeoutsKey{}, t)
 }
 
-// writeTimeout returns the write timeout of the Server serving r and
-// whether the server armed a write deadline at the request's arrival, or
-// 0 when r did not come through a Server (tests, httptest): then no write
+// writeTimeout returns the write timeout of the Server serving r, or 0
+// when r did not come through a Server (tests, httptest): then no write
 // deadline is known to be armed, and none is touched.
-func writeTimeout(r *http.Request) (d time.Duration, armed bool) {
+func writeTimeout(r *http.Request) time.Duration {
 	if t, ok := r.Context().Value(timeoutsKey{}).(*timeouts); ok {
-		return t.write, t.armed
+		return t.write
 	}
-	return 0, false
+	return 0
 }
 
 // h3Deadlines gives HTTP/3 requests the read deadline net/http gives
@@ -54,7 +48,7 @@ func writeTimeout(r *http.Request) (d time.Duration, armed bool) {
 // ReadTimeout after the request arrived. Without it a client that declares
 // a body and stops sending it holds the request's handler and buffers
 // until the QUIC idle timeout, which any packet of the client's resets.
-// The write deadline is Handler's (armWriteDeadline).
+// The write deadline is Handler's (writeDeadline.arm).
 func (s *Server) h3Deadlines(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// quic-go's response writer supports it; an error means the
@@ -64,21 +58,35 @@ func (s *Server) h3Deadlines(next http.Handler) http.Handler {
 	})
 }
 
-// liftWriteDeadline removes w's write deadline before a function runs,
-// when the server armed one (armed). It must come before the deadline
-// passes: net/http does not extend an HTTP/2 stream's deadline once it
-// has fired (the stream is reset then).
-func liftWriteDeadline(w http.ResponseWriter, armed bool) {
-	if armed {
-		// An error means the writer has no deadline to lift.
-		_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
-	}
+// writeDeadline is the write deadline of one request a function answers:
+// see liftWriteDeadline and arm.
+type writeDeadline struct {
+	rc *http.ResponseController // nil: no Server's timeout known, deadlines left alone
+	d  time.Duration            // the Server's write timeout
 }
 
-// armWriteDeadline gives writing the answer d from now, once the function
-// has run (d as for liftWriteDeadline).
-func armWriteDeadline(w http.ResponseWriter, d time.Duration) {
-	if d > 0 {
-		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
+// liftWriteDeadline removes the write deadline net/http armed when r
+// arrived (HTTP/1.1 and HTTP/2; HTTP/3 has none then) before a function
+// runs. It must come before the deadline passes: net/http does not extend
+// an HTTP/2 stream's deadline once it has fired (the stream is reset
+// then).
+func liftWriteDeadline(w http.ResponseWriter, r *http.Request) writeDeadline {
+	d := writeTimeout(r)
+	if d <= 0 {
+		return writeDeadline{}
+	}
+	wd := writeDeadline{rc: http.NewResponseController(w), d: d}
+	if r.ProtoMajor < 3 {
+		// An error means the writer has no deadline to lift.
+		_ = wd.rc.SetWriteDeadline(time.Time{})
+	}
+	return wd
+}
+
+// arm gives writing the answer the whole write timeout from now, once the
+// function has run.
+func (wd writeDeadline) arm() {
+	if wd.rc != nil {
+		_ = wd.rc.SetWriteDeadline(time.Now().Add(wd.d))
 	}
 }

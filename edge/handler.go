@@ -169,11 +169,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) in
 	// The server's write deadline runs from the request's arrival; lift
 	// it while the function runs (the runtime's limits bound the run)
 	// and give writing the answer the whole write timeout (deadline.go).
-	wt, armed := writeTimeout(r)
-	liftWriteDeadline(w, armed)
+	wd := liftWriteDeadline(w, r)
 	start := time.Now()
 	res, err := h.Invoker.Invoke(ctx, function, req)
-	armWriteDeadline(w, wt)
+	wd.arm()
 	var took time.Duration
 	if res != nil {
 		took = res.Duration // the runtime timed it already, from about start

@@ -278,7 +278,7 @@ func (s *Server) serve() {
 	log := slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug)
 	// Every request's context carries the timeouts, for Handler (see
 	// deadline.go).
-	tmo := &timeouts{write: s.cfg.WriteTimeout, armed: true}
+	tmo := &timeouts{write: s.cfg.WriteTimeout}
 	base := withTimeouts(context.Background(), tmo)
 	newHTTP := func(h http.Handler) *http.Server {
 		srv := &http.Server{
@@ -310,8 +310,6 @@ func (s *Server) serve() {
 		if s.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
 			h3Log = slog.New(redactQuery{s.cfg.Logger.Handler()})
 		}
-		// HTTP/3: no write deadline at arrival (deadline.go).
-		tmoH3 := &timeouts{write: s.cfg.WriteTimeout}
 		s.h3 = &http3.Server{
 			Handler:        s.h3Deadlines(s.handler),
 			MaxHeaderBytes: s.cfg.MaxHeaderBytes,
@@ -319,7 +317,7 @@ func (s *Server) serve() {
 			Port:           s.udp.LocalAddr().(*net.UDPAddr).Port,
 			Logger:         h3Log,
 			ConnContext: func(ctx context.Context, _ *quic.Conn) context.Context {
-				return withTimeouts(ctx, tmoH3)
+				return withTimeouts(ctx, tmo)
 			},
 		}
 		var ln http3.QUICListener = &quicLimitListener{EarlyListener: s.quicLn, sem: make(chan struct{}, s.cfg.MaxConns)}

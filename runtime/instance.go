@@ -250,6 +250,16 @@ func maxResponseWire(maxBody int64) int64 {
 	return maxBody + protocol.MaxResponseHeaderBytes + 7*protocol.MaxResponseHeaderFields + 64<<10
 }
 
+// maxResponseJSON is maxResponseWire for a command's JSON response on
+// stdout: the body base64-encoded (4 bytes per 3), the header names and
+// values JSON-escaped (at most 6 bytes per byte, \u00XX), up to 8 bytes of
+// framing per field (quotes, colon, brackets, commas) and 64 KiB for the
+// rest. The decoder enforces the protocol's header limits; this only
+// bounds what the host buffers.
+func maxResponseJSON(maxBody int64) int64 {
+	return (maxBody+2)/3*4 + 6*protocol.MaxResponseHeaderBytes + 8*protocol.MaxResponseHeaderFields + 64<<10
+}
+
 // restore returns the instance to its snapshot.
 func (in *instance) restore() error {
 	if err := in.mem.reset(); err != nil {

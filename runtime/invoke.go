@@ -132,8 +132,7 @@ func (f *Function) runCommand(ctx context.Context, m *module, req *protocol.Requ
 	if err != nil {
 		return nil, f.errorf(ErrInternal, err, "encode request")
 	}
-	// Room for a base64 body plus status and headers.
-	stdout := newCapWriter(l.MaxResponseBody/3*4 + 1<<20)
+	stdout := newCapWriter(maxResponseJSON(l.MaxResponseBody))
 	stderr := newCapWriter(l.MaxStderr)
 	var sl sleeper
 	cfg := f.base.WithStdin(bytes.NewReader(in)).WithStdout(stdout).WithStderr(stderr).WithNanosleep(sl.sleep)

@@ -65,21 +65,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return runLookup(ctx, args, stdout, stderr, os.LookupEnv)
 }
 
-// runEnv is run with env as the environment, where an empty value counts
-// as unset.
-func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string) int {
-	return runLookup(ctx, args, stdout, stderr, envLookup(env))
-}
-
-// envLookup turns a getenv-style function into a lookup for which an empty
-// value is unset.
-func envLookup(env func(string) string) func(string) (string, bool) {
-	return func(k string) (string, bool) {
-		v := env(k)
-		return v, v != ""
-	}
-}
-
 // runLookup is run with lookup as the environment. It tells a variable set
 // to "" from an unset one, which the agent's GOJINN_* settings need: an
 // empty GOJINN_EDGE_HTTP turns the plain-HTTP listener off.

@@ -84,3 +84,18 @@ func TestCLIUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// runEnv is run with env as the environment, where an empty value counts
+// as unset.
+func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string) int {
+	return runLookup(ctx, args, stdout, stderr, envLookup(env))
+}
+
+// envLookup turns a getenv-style function into a lookup for which an empty
+// value is unset.
+func envLookup(env func(string) string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v := env(k)
+		return v, v != ""
+	}
+}
