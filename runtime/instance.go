@@ -179,10 +179,6 @@ func (in *instance) serveWith(ctx context.Context, req *protocol.Request, m *mod
 		during = "starting the module and handling the request"
 	}
 	var packed uint64
-	// A refused grow labels only the failure of the call it happened in:
-	// forget one from an earlier call (or _initialize, or an idle call)
-	// before, and this call's after (for an idle call that may follow).
-	in.mem.clearRefused()
 	cpu, ierr, broken := f.guarded(ctx, in.sb, during, f.spec.Limits.CPUTime, func(g *guard) (err error) {
 		if m != nil {
 			if err := in.start(g, m); err != nil {
@@ -192,7 +188,6 @@ func (in *instance) serveWith(ctx context.Context, req *protocol.Request, m *mod
 		packed, err = in.call(g.ctx)
 		return err
 	})
-	in.mem.clearRefused()
 	if ierr != nil {
 		return nil, true, ierr
 	}

@@ -52,8 +52,8 @@ type memory struct {
 	snapLen int // the length at the last snapshot
 }
 
-// clearRefused forgets a refused grow; callers clear it before and after
-// each call into the guest. m may be nil (no instance yet).
+// clearRefused forgets a refused grow; guardedFor clears it before every
+// call into the guest. m may be nil (no instance yet).
 func (m *memory) clearRefused() {
 	if m != nil {
 		m.refused.Store(false)
@@ -61,19 +61,13 @@ func (m *memory) clearRefused() {
 }
 
 // snapshot records the memory every request of a reset instance starts
-// from; what happened before (a refused grow during _initialize) is not
-// part of it.
+// from.
 func (m *memory) snapshot() error {
 	m.snapLen = m.lm.Len()
-	m.clearRefused()
 	return m.lm.Snapshot()
 }
 
-// reset returns the memory to its snapshot, refused grows forgotten.
-func (m *memory) reset() error {
-	m.clearRefused()
-	return m.lm.Reset()
-}
+func (m *memory) reset() error { return m.lm.Reset() }
 
 // grownBy is how many bytes the memory grew since the last snapshot. An
 // instance whose memory grew cannot be reset to a consistent state: the

@@ -87,6 +87,10 @@ func (f *Function) guardedFor(ctx context.Context, sb *sandbox, during string, t
 	if sb.kv != nil {
 		sb.kv.guard = g // KV host calls report their waits to it
 	}
+	// A refused grow labels only the failure of the call it happened in
+	// (an earlier request, _initialize or an idle call may have handled
+	// one): every call into the guest comes through here.
+	sb.mem.clearRefused()
 	err := call(g)
 	cpu, stopped := g.stop()
 	if err != nil {
