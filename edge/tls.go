@@ -117,6 +117,12 @@ func (c TLSConfig) Validate() error {
 			return tlsConfigError("ca", "only used in mode acme (mode is %s)", mode)
 		case c.OnDemand:
 			return tlsConfigError("on_demand", "only used in mode acme (mode is %s)", mode)
+		case c.CARoots != nil:
+			return tlsConfigError("ca_root", "only used in mode acme (mode is %s)", mode)
+		case c.DisableHTTPChallenge:
+			return tlsConfigError("disable_http_challenge", "only used in mode acme (mode is %s)", mode)
+		case c.DisableTLSALPNChallenge:
+			return tlsConfigError("disable_tls_alpn_challenge", "only used in mode acme (mode is %s)", mode)
 		}
 	}
 	switch mode {

@@ -330,18 +330,11 @@ func (c Config) Validate() error {
 		return bad("runtime.log_burst", "must be positive, got %d", c.Runtime.LogBurst)
 	}
 	if c.Edge.HTTPS != "" {
-		switch c.TLS.Mode {
-		case "acme":
-			if len(c.TLS.Names) == 0 && !c.TLS.OnDemand {
-				return bad("tls.names", "acme needs at least one name, or tls.on_demand = true")
-			}
-		case "internal":
-		case "files":
-			if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
-				return bad("tls.cert_file", "files mode needs tls.cert_file and tls.key_file")
-			}
-		default:
-			return bad("tls.mode", "%q is not acme, internal or files", c.TLS.Mode)
+		// Without names or on-demand the node would have no certificate
+		// to obtain: the node's concern, not the edge's, which learns the
+		// names later (ManageSync).
+		if c.TLS.Mode == "acme" && len(c.TLS.Names) == 0 && !c.TLS.OnDemand {
+			return bad("tls.names", "acme needs at least one name, or tls.on_demand = true")
 		}
 		if _, err := c.edgeTLS(); err != nil {
 			return err

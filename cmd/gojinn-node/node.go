@@ -337,8 +337,9 @@ func tlsConfig(cfg Config) (edge.TLSConfig, error) {
 
 // edgeTLS builds and validates the edge's TLS settings from the [tls]
 // table: every key, whatever the mode, so that one the mode does not use
-// is refused by name rather than ignored, and the names are checked for
-// the mode (no wildcard for acme without on-demand, no URL). Config.Validate
+// is refused by name rather than ignored (edge.TLSConfig.Validate knows
+// which keys each mode uses), and the names are checked for the mode (no
+// wildcard for acme without on-demand, no URL). Config.Validate
 // calls it, so a bad setting stops the node before it writes anything.
 func (c Config) edgeTLS() (edge.TLSConfig, error) {
 	t := c.TLS
@@ -348,25 +349,17 @@ func (c Config) edgeTLS() (edge.TLSConfig, error) {
 		DisableHTTPChallenge: t.DisableHTTPChallenge, DisableTLSALPNChallenge: t.DisableTLSALPNChallenge,
 		CertFile: t.CertFile, KeyFile: t.KeyFile,
 	}
-	if tc.Mode != edge.TLSModeACME {
-		for _, k := range []struct {
-			key string
-			set bool
-		}{
-			{"ca_root", t.CARoot != ""}, {"disable_http_challenge", t.DisableHTTPChallenge},
-			{"disable_tls_alpn_challenge", t.DisableTLSALPNChallenge},
-		} {
-			if k.set {
-				return tc, fmt.Errorf("config key tls.%s: only used in mode acme (mode is %s); remove it", k.key, t.Mode)
-			}
+	if t.CARoot != "" {
+		// Validate refuses a root outside mode acme by its key, before
+		// the file is read.
+		tc.CARoots = x509.NewCertPool()
+		if err := tc.Validate(); err != nil {
+			return tc, fmt.Errorf("config key %w", err)
 		}
-	}
-	if t.CARoot != "" && tc.Mode == edge.TLSModeACME {
 		pem, err := os.ReadFile(t.CARoot)
 		if err != nil {
 			return tc, fmt.Errorf("config key tls.ca_root: %w", err)
 		}
-		tc.CARoots = x509.NewCertPool()
 		if !tc.CARoots.AppendCertsFromPEM(pem) {
 			return tc, fmt.Errorf("config key tls.ca_root: %s holds no PEM certificate", t.CARoot)
 		}
