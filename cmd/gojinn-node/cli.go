@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -38,26 +40,60 @@ func (c *clientFlags) register(fs *flag.FlagSet, env func(string) string) {
 		addr = DefaultAdminAddr
 	}
 	fs.StringVar(&c.addr, "addr", addr, "admin API URL (env GOJINN_ADDR)")
-	fs.StringVar(&c.token, "token", env("GOJINN_TOKEN"), "admin token (env GOJINN_TOKEN; default: DATA/admin-token of a dev node)")
+	c.token = env("GOJINN_TOKEN")
+	fs.Var((*secretFlag)(&c.token), "token", "admin token (env GOJINN_TOKEN; default: DATA/admin-token of a dev node on this machine)")
 	fs.StringVar(&c.data, "data", ".gojinn", "data directory of a local dev node, read for its token when --token is unset")
 	fs.BoolVar(&c.json, "json", false, "print JSON instead of tables")
 }
 
 func (c *clientFlags) client() (*cluster.Client, error) {
+	addr := c.addr
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
 	tok := c.token
 	if tok == "" {
+		// A local dev node's token file, sent only to a node on this
+		// machine: a token found on disk must not go to whatever --addr
+		// names.
+		if !loopbackURL(addr) {
+			return nil, fmt.Errorf("no admin token for %s: pass --token or set GOJINN_TOKEN (the token file of a local dev node, %s, is only sent to a node on this machine)", addr, filepath.Join(c.data, cluster.TokenFile))
+		}
 		b, err := os.ReadFile(filepath.Join(c.data, cluster.TokenFile))
 		if err != nil {
 			return nil, errors.New("no admin token: pass --token or set GOJINN_TOKEN (a node prints its token at first start; `gojinn-node dev` prints it every start)")
 		}
 		tok = strings.TrimSpace(string(b))
 	}
-	addr := c.addr
-	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
-	}
 	return cluster.NewClient(strings.TrimSuffix(addr, "/"), tok, nil), nil
 }
+
+// loopbackURL reports whether rawURL names a host on this machine:
+// localhost or a loopback IP literal.
+func loopbackURL(rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return false
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// secretFlag is a string flag whose value is never printed: the flag
+// package shows a flag's initial value as its default in usage output,
+// and a secret taken from the environment or a config file would end up
+// on the terminal or in a CI log after any mistyped flag.
+type secretFlag string
+
+// String hides the value (it is what usage output prints as the default).
+func (s *secretFlag) String() string { return "" }
+
+// Set stores v.
+func (s *secretFlag) Set(v string) error { *s = secretFlag(v); return nil }
 
 // cli carries a client subcommand's streams.
 type cli struct {

@@ -191,7 +191,7 @@ func agentConfig(args []string, stderr io.Writer, lookup func(string) (string, b
 		return nil
 	})
 	fs.IntVar(&cfg.Cluster.BootstrapExpect, "bootstrap-expect", cfg.Cluster.BootstrapExpect, "on the bootstrapping node: hold the first election until this many servers joined (cluster.bootstrap_expect)")
-	fs.StringVar(&cfg.Cluster.JoinToken, "join-token", cfg.Cluster.JoinToken, "join token from the bootstrap node (cluster.join_token; env GOJINN_CLUSTER_JOIN_TOKEN)")
+	fs.Var((*secretFlag)(&cfg.Cluster.JoinToken), "join-token", "join token from the bootstrap node (cluster.join_token; env GOJINN_CLUSTER_JOIN_TOKEN)")
 	advertise := fs.String("advertise", "", "IP other nodes reach this one at: sets raft.advertise, cluster.peer_advertise and cluster.gossip_advertise that are not set to IP:port of raft.bind, cluster.peer_listen and cluster.gossip_bind")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gojinn/gojinn/cluster"
 	"github.com/gojinn/gojinn/runtime/runtimetest"
 )
 
@@ -97,5 +98,76 @@ func envLookup(env func(string) string) func(string) (string, bool) {
 	return func(k string) (string, bool) {
 		v := env(k)
 		return v, v != ""
+	}
+}
+
+// TestUsageHidesSecrets checks that a token taken from the environment
+// never appears in the usage output a mistyped flag prints.
+func TestUsageHidesSecrets(t *testing.T) {
+	const secret = "gjn_usage_secret_value"
+	cfgPath := filepath.Join(t.TempDir(), "n.toml")
+	if err := os.WriteFile(cfgPath, []byte("data_dir = \""+t.TempDir()+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := func(k string) string {
+		switch k {
+		case "GOJINN_TOKEN", "GOJINN_CLUSTER_JOIN_TOKEN":
+			return secret
+		}
+		return ""
+	}
+	for _, args := range [][]string{
+		{"deploy", "a", "f.wasm", "--memory", "12xyz"},
+		{"functions", "--bogus"},
+		{"status", "--bogus"},
+		{"agent", "--config", cfgPath, "--bogus"},
+	} {
+		var out, errb bytes.Buffer
+		code := runEnv(context.Background(), args, &out, &errb, env)
+		if code != 2 {
+			t.Errorf("gojinn-node %s: exit %d, want 2 (stderr %q)", strings.Join(args, " "), code, errb.String())
+		}
+		if !strings.Contains(errb.String(), "-token") && !strings.Contains(errb.String(), "-join-token") {
+			t.Errorf("gojinn-node %s: stderr %q shows no usage with the token flag", strings.Join(args, " "), errb.String())
+		}
+		if strings.Contains(out.String()+errb.String(), secret) {
+			t.Errorf("gojinn-node %s printed the token from the environment: %q", strings.Join(args, " "), errb.String())
+		}
+	}
+}
+
+// TestTokenFileOnlyForLoopback checks that the CLI sends a dev node's
+// token file only to an admin address on this machine.
+func TestTokenFileOnlyForLoopback(t *testing.T) {
+	data := t.TempDir()
+	if err := os.WriteFile(filepath.Join(data, cluster.TokenFile), []byte("gjn_from_file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		addr  string
+		local bool
+	}{
+		{"http://127.0.0.1:9090", true},
+		{"127.0.0.1:9090", true},
+		{"http://localhost:9090", true},
+		{"http://[::1]:9090", true},
+		{"http://127.1.2.3:9090", true},
+		{"http://192.0.2.10:9090", false},
+		{"https://admin.example.com", false},
+		{"http://localhost.example.com:9090", false},
+	} {
+		cf := clientFlags{addr: c.addr, data: data}
+		cl, err := cf.client()
+		if c.local && (err != nil || cl == nil) {
+			t.Errorf("%s: %v, want a client with the token file", c.addr, err)
+		}
+		if !c.local && (err == nil || !strings.Contains(err.Error(), "only sent to a node on this machine")) {
+			t.Errorf("%s: err %v, want the token file refused for a remote address", c.addr, err)
+		}
+		// An explicit token goes anywhere.
+		cf.token = "gjn_explicit"
+		if _, err := cf.client(); err != nil {
+			t.Errorf("%s with --token: %v", c.addr, err)
+		}
 	}
 }
