@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -176,7 +177,11 @@ func loadConfigFile(path string, base Config) (Config, error) {
 	if err != nil {
 		var perr toml.ParseError
 		if errors.As(err, &perr) {
-			return c, fmt.Errorf("config %s:%d:%d: %s", path, perr.Position.Line, perr.Position.Col, perr.Message)
+			key := ""
+			if perr.LastKey != "" {
+				key = "key " + perr.LastKey + ": "
+			}
+			return c, fmt.Errorf("config %s:%d:%d: %s%s", path, perr.Position.Line, perr.Position.Col, key, perr.Message)
 		}
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -194,7 +199,7 @@ func loadConfigFile(path string, base Config) (Config, error) {
 // e.g. GOJINN_EDGE_HTTPS, GOJINN_DATA_DIR, GOJINN_TLS_NAMES=a.com,b.com).
 func applyEnv(c *Config, lookup func(string) (string, bool)) error {
 	return walkConfig(reflect.ValueOf(c).Elem(), "", func(key string, v reflect.Value) error {
-		name := "GOJINN_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+		name := envName(key)
 		s, ok := lookup(name)
 		if !ok {
 			return nil
@@ -204,6 +209,53 @@ func applyEnv(c *Config, lookup func(string) (string, bool)) error {
 		}
 		return nil
 	})
+}
+
+// envName is the environment variable that sets the config key.
+func envName(key string) string {
+	return "GOJINN_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// clientEnv are the GOJINN_* variables that are not config keys: the
+// CLI's (GOJINN_ADDR, GOJINN_TOKEN) and the config file's path.
+var clientEnv = []string{"GOJINN_ADDR", "GOJINN_TOKEN", "GOJINN_CONFIG"}
+
+// unknownEnv returns the GOJINN_* names in environ (KEY=VALUE entries)
+// that set no config key: mistyped ones, which would otherwise be ignored
+// without a word.
+func unknownEnv(environ []string) []string {
+	known := map[string]bool{}
+	for _, n := range clientEnv {
+		known[n] = true
+	}
+	var c Config
+	_ = walkConfig(reflect.ValueOf(&c).Elem(), "", func(key string, _ reflect.Value) error {
+		known[envName(key)] = true
+		return nil
+	})
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "GOJINN_") && !known[name] {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// envSource adds to a "config key K: ..." error the variable that set K,
+// when one did: the message then points at the environment rather than a
+// file that says otherwise.
+func envSource(err error, lookup func(string) (string, bool)) error {
+	key, _, ok := strings.Cut(strings.TrimPrefix(err.Error(), "config key "), ":")
+	if !ok || !strings.HasPrefix(err.Error(), "config key ") {
+		return err
+	}
+	if _, set := lookup(envName(key)); !set {
+		return err
+	}
+	return fmt.Errorf("%w (%s is set in the environment)", err, envName(key))
 }
 
 // walkConfig calls f for every leaf field with its dotted TOML key.

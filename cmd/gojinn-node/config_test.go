@@ -404,3 +404,51 @@ func TestEnvSetToEmpty(t *testing.T) {
 		t.Fatalf("GOJINN_EDGE_HTTP3 set to \"\": %v, want an error naming it", err)
 	}
 }
+
+// A config problem names where it came from: the key of a badly typed
+// file value, the variable that set a key the environment got wrong, and
+// a GOJINN_* variable that sets nothing is reported, not ignored.
+func TestConfigErrorsNameTheirSource(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "node.toml")
+	if err := os.WriteFile(p, []byte("[edge]\nread_timeout = \"30x\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadConfigFile(p, DefaultConfig()); err == nil || !strings.Contains(err.Error(), "key edge.read_timeout: ") {
+		t.Errorf("badly typed duration: %v, want the key named", err)
+	}
+
+	if err := os.WriteFile(p, []byte("data_dir = \""+filepath.Join(dir, "data")+"\"\n[edge]\nhttps = \"127.0.0.1:28443\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := environ
+	t.Cleanup(func() { environ = old })
+	environ = func() []string {
+		return []string{"PATH=/bin", "GOJINN_EDGE_HTTPS=443", "GOJINN_EDGE_HTPS=:1", "GOJINN_TOKEN=gjn_x", "GOJINN_ADDR=x", "GOJINN_CONFIG=" + p}
+	}
+	lookup := func(k string) (string, bool) {
+		if k == "GOJINN_EDGE_HTTPS" {
+			return "443", true
+		}
+		return "", false
+	}
+	var errb bytes.Buffer
+	_, err := agentConfig([]string{"--config", p}, &errb, lookup)
+	if err == nil || !strings.Contains(err.Error(), "config key edge.https:") || !strings.Contains(err.Error(), "GOJINN_EDGE_HTTPS is set in the environment") {
+		t.Errorf("bad value from the environment: %v, want the key and the variable named", err)
+	}
+	warn := errb.String()
+	if !strings.Contains(warn, "GOJINN_EDGE_HTPS is not a config variable") {
+		t.Errorf("no warning for the mistyped variable: %q", warn)
+	}
+	for _, fine := range []string{"GOJINN_TOKEN", "GOJINN_ADDR", "GOJINN_CONFIG", "GOJINN_EDGE_HTTPS is not"} {
+		if strings.Contains(warn, fine) {
+			t.Errorf("warned about %s: %q", fine, warn)
+		}
+	}
+	// A key the environment did not set is not blamed on it.
+	_, err = agentConfig([]string{"--config", p, "--https", "443"}, io.Discard, func(string) (string, bool) { return "", false })
+	if err == nil || strings.Contains(err.Error(), "environment") {
+		t.Errorf("bad flag value: %v, want no mention of the environment", err)
+	}
+}

@@ -552,3 +552,27 @@ func TestHelloRawEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+// dev starts, without its example, in a data directory where another
+// function serves the example's route: the user's function keeps serving
+// and the log says why the example is missing.
+func TestDevKeepsAUserFunctionAtRoot(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	raw := writeModule(t, dir, "raw.wasm", runtimetest.WAT(t, "examples/raw-wat/main.wat"))
+	n := startDev(t, data, "")
+	n.cli(0, "deploy", "mine", raw, "--route", "/*")
+	n.stop()
+
+	n = startDev(t, data, raw) // the example would be deployed as hello at /*
+	code, body, _ := n.get(n.plainClient, "http://"+n.http+"/anything")
+	if code != 200 {
+		t.Fatalf("the user's function at /*: %d %q", code, body)
+	}
+	if out := n.cli(0, "functions", "--json"); strings.Contains(out, `"hello"`) || !strings.Contains(out, `"mine"`) {
+		t.Fatalf("functions after the restart: %s", out)
+	}
+	if !strings.Contains(n.stderr.String(), "the example hello function was not deployed") {
+		t.Fatalf("no warning about the example in the log:\n%s", n.stderr.String())
+	}
+}

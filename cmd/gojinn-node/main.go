@@ -205,8 +205,18 @@ func agentConfig(args []string, stderr io.Writer, lookup func(string) (string, b
 			return cfg, err
 		}
 	}
-	return cfg, cfg.Validate()
+	for _, name := range unknownEnv(environ()) {
+		fmt.Fprintf(stderr, "gojinn-node agent: warning: %s is not a config variable and is ignored (a typo? docs/operations.md lists the keys; the variable of key edge.https is GOJINN_EDGE_HTTPS)\n", name)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, envSource(err, lookup)
+	}
+	return cfg, nil
 }
+
+// environ lists the environment for the unknown-variable warning; tests
+// replace it.
+var environ = os.Environ
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg := DevConfig()
@@ -225,8 +235,15 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var seed func(context.Context, *node) error
 	if *module != "" {
 		seed = func(ctx context.Context, n *node) error {
-			if err := deployHello(ctx, n, *module); err != nil {
-				return fmt.Errorf("deploying the example: %w", err)
+			err := deployHello(ctx, n, *module)
+			if errors.Is(err, storage.ErrRouteConflict) {
+				// The user deployed their own function at / in this
+				// data directory: it serves, the example stays out.
+				log.Warn("the example hello function was not deployed: another function serves its route /*; remove that function to get the example back, or start with --module '' to skip the example", "err", err)
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("deploying the example %s (start with --module '' to deploy nothing): %w", *module, err)
 			}
 			return nil
 		}
