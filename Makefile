@@ -43,8 +43,8 @@ examples:
 			GOOS=wasip1 GOARCH=wasm $(GO) build -o $(BIN)/examples/$$n.wasm ./$$d && \
 			GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $(BIN)/examples/$$n.pooled.wasm ./$$d || exit 1; \
 		fi; \
-		for w in $$d*.wat; do [ -f $$w ] && wat2wasm $$w -o $(BIN)/examples/$$n.wasm; done; \
-	done; true
+		for w in $$d*.wat; do if [ -f $$w ]; then wat2wasm $$w -o $(BIN)/examples/$$n.wasm || exit 1; fi; done; \
+	done
 
 ## run: build and start a single node with the hello example on localhost.
 run: deps build examples

@@ -256,8 +256,12 @@ func (c cli) deploy(ctx context.Context, args []string) int {
 		return c.printJSON(v)
 	}
 	state := "serving"
-	if *noWait {
+	switch {
+	case *noWait:
 		state = "committed"
+	case len(v.Routes) == 0:
+		// Loaded and ready, but no request reaches it.
+		state = "ready, but no route reaches it (deploy again with --route to serve it over HTTP)"
 	}
 	fmt.Fprintf(c.stdout, "deployed %s version %d (%s, sha256 %s): %s\n", name, v.Version, modeOf(v.Mode), short(v.SHA256), state)
 	return 0

@@ -406,8 +406,18 @@ func (c Config) Validate() error {
 
 func (c ClusterConfig) validate(bad func(key, format string, args ...any) error, addr func(key, v string, optional bool) error) error {
 	if !c.Enabled {
-		if len(c.Join) > 0 {
-			return bad("cluster.join", "is set but cluster.enabled is false; set cluster.enabled = true")
+		// Keys that only mean something to a cluster member are refused,
+		// not ignored: the operator meant to run one.
+		for _, k := range []struct {
+			key string
+			set bool
+		}{
+			{"cluster.join", len(c.Join) > 0}, {"cluster.bootstrap_expect", c.BootstrapExpect != 0},
+			{"cluster.join_token", c.JoinToken != ""}, {"cluster.join_token_file", c.JoinTokenFile != ""},
+		} {
+			if k.set {
+				return bad(k.key, "is set but cluster.enabled is false; set cluster.enabled = true (--cluster) or remove it")
+			}
 		}
 		return nil
 	}

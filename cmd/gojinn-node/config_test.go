@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
 	"io"
 	"os"
 	"path/filepath"
@@ -78,6 +80,9 @@ func TestConfigValidateTable(t *testing.T) {
 		{"raft.advertise", func(c *Config) { c.Raft.Advertise = "10.0.0.1" }},
 		{"runtime.max_concurrent_compiles", func(c *Config) { c.Runtime.MaxConcurrentCompiles = 0 }},
 		{"runtime.pool_idle_timeout", func(c *Config) { c.Runtime.PoolIdleTimeout = 0 }},
+		{"cluster.bootstrap_expect", func(c *Config) { c.Cluster.BootstrapExpect = -1 }},
+		{"cluster.join_token", func(c *Config) { c.Cluster.JoinToken = "AbC" }},
+		{"cluster.join_token_file", func(c *Config) { c.Cluster.JoinTokenFile = "/etc/gojinn/join" }},
 	} {
 		cfg := DevConfig()
 		c.mod(&cfg)
@@ -153,6 +158,19 @@ func TestAgentConfigErrors(t *testing.T) {
 	code := runEnv(context.Background(), []string{"agent", "--config", p, "--data", dir}, &out, &errb, func(string) string { return "" })
 	if code != 2 || !strings.Contains(errb.String(), "tls.cert_file") {
 		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	// Files that are not there stop the agent before it writes anything.
+	data := filepath.Join(dir, "data")
+	if err := os.WriteFile(p, []byte("[tls]\nmode = \"files\"\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errb.Reset()
+	code = runEnv(context.Background(), []string{"agent", "--config", p, "--data", data}, &out, &errb, func(string) string { return "" })
+	if code != 2 || !strings.Contains(errb.String(), "tls.cert_file") || !strings.Contains(errb.String(), "/nonexistent/cert.pem") {
+		t.Fatalf("missing certificate file: exit %d: %s", code, errb.String())
+	}
+	if _, err := os.Stat(data); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the refused start created its data directory: %v", err)
 	}
 	errb.Reset()
 	code = runEnv(context.Background(), []string{"agent", "--config", filepath.Join(dir, "missing.toml")}, &out, &errb, func(string) string { return "" })

@@ -561,7 +561,14 @@ func TestDevKeepsAUserFunctionAtRoot(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	raw := writeModule(t, dir, "raw.wasm", runtimetest.WAT(t, "examples/raw-wat/main.wat"))
 	n := startDev(t, data, "")
-	n.cli(0, "deploy", "mine", raw, "--route", "/*")
+	if out := n.cli(0, "deploy", "mine", raw, "--route", "/*"); !strings.Contains(out, ": serving\n") {
+		t.Fatalf("deploy with a route: %q", out)
+	}
+	// Without a route the deploy is ready but serves nothing: the CLI
+	// says so rather than "serving".
+	if out := n.cli(0, "deploy", "unrouted", raw); !strings.Contains(out, "no route reaches it") {
+		t.Fatalf("deploy without a route: %q", out)
+	}
 	n.stop()
 
 	n = startDev(t, data, raw) // the example would be deployed as hello at /*

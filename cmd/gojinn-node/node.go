@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -366,6 +367,14 @@ func (c Config) edgeTLS() (edge.TLSConfig, error) {
 	}
 	if err := tc.Validate(); err != nil {
 		return tc, fmt.Errorf("config key %w", err)
+	}
+	if tc.Mode == edge.TLSModeFiles {
+		// Read now, so that a wrong path stops the node before it writes
+		// anything (the edge reads the pair again at start, and on
+		// change).
+		if _, err := tls.LoadX509KeyPair(tc.CertFile, tc.KeyFile); err != nil {
+			return tc, fmt.Errorf("config key tls.cert_file / tls.key_file: %w", err)
+		}
 	}
 	return tc, nil
 }
