@@ -697,7 +697,7 @@ func (a *Agent) syncBlobs(ctx context.Context) {
 			if a.store.Blobs().Has(sha) {
 				continue
 			}
-			if _, err := reader.ReadAllContext(ctx, sha); err != nil {
+			if _, err := reader.ReadBlob(ctx, sha); err != nil {
 				a.log.Debug("module not fetched yet; will retry", "sha256", sha, "err", err)
 			}
 		}

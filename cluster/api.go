@@ -36,6 +36,11 @@ type Registry interface {
 	Function(name string) (storage.Function, bool)
 	// Status describes this node.
 	Status() Status
+	// Subscribe returns a channel that receives a value after every
+	// change of this node's registry, and a function that ends the
+	// subscription (storage.Registry.Subscribe): a deploy's or rollback's
+	// wait watches it for a later write that overtakes the version.
+	Subscribe() (<-chan struct{}, func())
 }
 
 // BlobStore is what the admin API needs from the content-addressed module
@@ -87,9 +92,11 @@ type APIConfig struct {
 	// also 422 check_failed).
 	Check func(ctx context.Context, name string, spec storage.Spec) error
 	// WaitReady blocks until this node serves name at version (compiled,
-	// route table swapped) or ctx ends. The API also ends the wait when a
-	// newer version of name becomes active in the local registry (409
-	// superseded). Nil means deploys never wait.
+	// route table swapped) or ctx ends. The API also ends the wait when
+	// this node's registry shows a later write overtook the version:
+	// another version of name active (newer, or older after a rollback)
+	// or name removed (409 superseded; the message says which). Nil means
+	// deploys never wait.
 	WaitReady func(ctx context.Context, name string, version int64) error
 	// WaitRemoved blocks until this node routes nothing to name, after a
 	// removal, or ctx ends. Nil means removals do not wait.

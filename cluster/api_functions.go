@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -70,7 +71,7 @@ func (a *api) deploy(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("function deployed", "function", name, "version", v.Version, "sha256", v.SHA256, "size", v.Size)
-	if err := a.waitReady(r.Context(), name, v.Version, wait); err != nil {
+	if err := a.waitReady(r.Context(), "deploy", name, v.Version, wait); err != nil {
 		return err
 	}
 	w.Header().Set("Location", "/v1/functions/"+url.PathEscape(name))
@@ -103,7 +104,7 @@ func (a *api) rollback(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("function rolled back", "function", name, "version", v.Version)
-	if err := a.waitReady(r.Context(), name, v.Version, wait); err != nil {
+	if err := a.waitReady(r.Context(), "rollback", name, v.Version, wait); err != nil {
 		return err
 	}
 	a.writeJSON(w, http.StatusOK, redactVersion(v))
@@ -126,11 +127,11 @@ func (a *api) waitBound(wait *bool, d storage.Duration) (time.Duration, error) {
 
 // waitReady waits up to d for name at version to be served: on this node,
 // or on every live member of a cluster (APIConfig.WaitReady decides, and
-// its error names the nodes). It stops early when a newer version of name
-// becomes active in this node's registry: version will then never be
-// served (409 superseded). The version is committed either way; the error
-// says so.
-func (a *api) waitReady(ctx context.Context, name string, version int64, d time.Duration) error {
+// its error names the nodes). It stops early when this node's registry
+// shows that a later write overtook version (watchOvertaken): version
+// will then never be served (409 superseded). The version is committed
+// either way; the error says so. op names the request ("deploy").
+func (a *api) waitReady(ctx context.Context, op, name string, version int64, d time.Duration) error {
 	if d == 0 {
 		return nil
 	}
@@ -138,12 +139,12 @@ func (a *api) waitReady(ctx context.Context, name string, version int64, d time.
 	defer cancel()
 	// The watcher cancels the wait with a *SupersededError as its cause:
 	// APIConfig.WaitReady may be a cluster-wide wait that polls peers and
-	// only learns of a newer version by timing out.
+	// only learns of an overtaking write by timing out.
 	sctx, stop := context.WithCancelCause(wctx)
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		a.watchSuperseded(sctx, stop, name, version)
+		a.watchOvertaken(sctx, stop, name, version)
 	}()
 	err := a.cfg.WaitReady(sctx, name, version)
 	stop(nil)
@@ -155,9 +156,7 @@ func (a *api) waitReady(ctx context.Context, name string, version int64, d time.
 	case ctx.Err() != nil:
 		return err // the client went away
 	case errors.As(err, &sup), errors.As(context.Cause(sctx), &sup):
-		return apiErrorf(http.StatusConflict, CodeSuperseded,
-			"version %d of %q is committed, but version %d became active before it was served (a later deploy or rollback), so version %d will not serve; check GET /v1/functions/%s, and deploy or roll back again if version %d should serve",
-			version, name, sup.Active, version, name, version)
+		return supersededAnswer(op, sup)
 	case errors.Is(err, context.DeadlineExceeded):
 		return apiErrorf(http.StatusGatewayTimeout, CodeWaitTimeout,
 			"version %d of %q is committed, but it was not served within %v: %v; it may still become ready: check GET /v1/functions/%s, or deploy without waiting",
@@ -169,25 +168,55 @@ func (a *api) waitReady(ctx context.Context, name string, version int64, d time.
 	}
 }
 
-// supersededPoll is how often a deploy's wait looks for a newer version
-// in the local registry.
-const supersededPoll = 50 * time.Millisecond
+// supersededAnswer is the 409 for a wait of op that sup overtook.
+func supersededAnswer(op string, sup *SupersededError) *APIError {
+	name, version := sup.Name, sup.Version
+	if sup.Removed {
+		again := ""
+		if sup.Active != 0 {
+			again = fmt.Sprintf(" (and deployed again since, as version %d)", sup.Active)
+		}
+		return apiErrorf(http.StatusConflict, CodeSuperseded,
+			"version %d of %q is committed, but the function was removed while the %s waited%s (DELETE /v1/functions/%s or `gojinn-node functions rm`), so version %d will not serve; deploy %q again if it should serve",
+			version, name, op, again, name, version, name)
+	}
+	return apiErrorf(http.StatusConflict, CodeSuperseded,
+		"version %d of %q is committed, but version %d became active before it was served (a later deploy or rollback), so version %d will not serve; check GET /v1/functions/%s, and deploy or roll back again if version %d should serve",
+		version, name, sup.Active, version, name, version)
+}
 
-// watchSuperseded polls the local registry until ctx ends and cancels
-// ctx (through stop) with a *SupersededError once a newer version of
-// name than version is active.
-func (a *api) watchSuperseded(ctx context.Context, stop context.CancelCauseFunc, name string, version int64) {
-	t := time.NewTicker(supersededPoll)
-	defer t.Stop()
+// overtakenRecheck is how often a deploy's wait looks at this node's
+// registry without a change notification: to retry a catch-up that
+// failed (no leader), and so that a missed notification costs a second,
+// never the whole wait.
+const overtakenRecheck = time.Second
+
+// watchOvertaken cancels ctx (through stop) with a *SupersededError once
+// this node's registry shows that a later write overtook version of name
+// (overtakeCheck, as Reconciler.WaitReady decides it). It looks after
+// every registry change and every overtakenRecheck, until ctx ends.
+func (a *api) watchOvertaken(ctx context.Context, stop context.CancelCauseFunc, name string, version int64) {
+	// Subscribed before the first look: a change after it is notified,
+	// one before it is in what the first look reads.
+	changed, unsubscribe := a.cfg.Registry.Subscribe()
+	defer unsubscribe()
+	tick := time.NewTicker(overtakenRecheck)
+	defer tick.Stop()
+	over := newOvertakeCheck(a.cfg.Registry, a.cfg.Registry.Function, name, version)
 	for {
-		if f, ok := a.cfg.Registry.Function(name); ok && f.Active > version {
-			stop(&SupersededError{Name: name, Version: version, Active: f.Active})
+		sup, err := over.check(ctx)
+		if sup != nil {
+			stop(sup)
 			return
+		}
+		if err != nil && ctx.Err() == nil {
+			a.log.Debug("a readiness wait could not catch up the registry; retrying", "function", name, "version", version, "err", err)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-changed:
+		case <-tick.C:
 		}
 	}
 }

@@ -25,10 +25,36 @@ type memRegistry struct {
 	next    map[string]int64   // last version number used, kept after Remove
 	calls   int                // Deploy, Rollback and Remove calls
 	fail    error              // returned by every write when set
+	subs    map[chan struct{}]struct{}
 }
 
 func newMemRegistry() *memRegistry {
-	return &memRegistry{fns: map[string]*storage.Function{}, history: map[string][]int64{}, next: map[string]int64{}}
+	return &memRegistry{fns: map[string]*storage.Function{}, history: map[string][]int64{}, next: map[string]int64{},
+		subs: map[chan struct{}]struct{}{}}
+}
+
+// Subscribe is storage.Registry.Subscribe: a value after every write that
+// changed something, never blocking the writer.
+func (m *memRegistry) Subscribe() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	m.mu.Lock()
+	m.subs[ch] = struct{}{}
+	m.mu.Unlock()
+	return ch, func() {
+		m.mu.Lock()
+		delete(m.subs, ch)
+		m.mu.Unlock()
+	}
+}
+
+// notify tells the subscribers of a change; m.mu is held.
+func (m *memRegistry) notify() {
+	for ch := range m.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (m *memRegistry) Deploy(_ context.Context, name string, spec storage.Spec) (storage.Version, error) {
@@ -49,6 +75,7 @@ func (m *memRegistry) Deploy(_ context.Context, name string, spec storage.Spec) 
 	f.Versions = append(f.Versions, v)
 	f.Active = v.Version
 	m.history[name] = append(m.history[name], v.Version)
+	m.notify()
 	return v, nil
 }
 
@@ -76,6 +103,7 @@ func (m *memRegistry) Rollback(_ context.Context, name string, to int64) (storag
 	}
 	f.Active = to
 	m.history[name] = append(m.history[name], to)
+	m.notify()
 	return v, nil
 }
 
@@ -91,6 +119,7 @@ func (m *memRegistry) Remove(_ context.Context, name string) error {
 	}
 	delete(m.fns, name)
 	delete(m.history, name)
+	m.notify()
 	return nil
 }
 

@@ -26,16 +26,11 @@ type PeerBlobs struct {
 	ArtifactTimeout time.Duration
 }
 
-// ReadAll implements BlobReader. It is ReadAllContext without a context
-// of its own: a fetch ends only at Timeout per peer.
-func (p *PeerBlobs) ReadAll(sha string) ([]byte, error) {
-	return p.ReadAllContext(context.Background(), sha)
-}
-
-// ReadAllContext returns the module sha from the local store or, when
-// missing, fetches it from a peer. A fetch stops when ctx ends, so its
-// owner's shutdown does not wait out Timeout for every unreachable peer.
-func (p *PeerBlobs) ReadAllContext(ctx context.Context, sha string) ([]byte, error) {
+// ReadBlob implements BlobReader: it returns the module sha from the
+// local store or, when missing, fetches it from a peer. A fetch stops when
+// ctx ends, so its owner's shutdown does not wait out Timeout for every
+// unreachable peer.
+func (p *PeerBlobs) ReadBlob(ctx context.Context, sha string) ([]byte, error) {
 	b, err := p.Local.ReadAll(sha)
 	if err == nil || !errors.Is(err, storage.ErrBlobNotFound) {
 		return b, err

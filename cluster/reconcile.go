@@ -29,76 +29,19 @@ type RegistryView interface {
 	Subscribe() (<-chan struct{}, func())
 }
 
-// BlobReader returns verified module bytes by sha256.
+// BlobReader returns verified module bytes by sha256. *storage.Blobs
+// reads the local store; *PeerBlobs also fetches a module the node lacks
+// from a peer, which can be slow or silent: the read stops when ctx ends,
+// so stopping the reconciler, or a deploy's client going away, does not
+// wait for it.
 type BlobReader interface {
-	ReadAll(sha string) ([]byte, error)
-}
-
-// readBlob reads sha through blobs, with ctx when blobs can take one
-// (PeerBlobs fetches from peers, which can be slow or silent: stopping
-// the reconciler, or a deploy's client going away, must not wait for
-// them).
-func readBlob(ctx context.Context, blobs BlobReader, sha string) ([]byte, error) {
-	if c, ok := blobs.(interface {
-		ReadAllContext(context.Context, string) ([]byte, error)
-	}); ok {
-		return c.ReadAllContext(ctx, sha)
-	}
-	return blobs.ReadAll(sha)
+	ReadBlob(ctx context.Context, sha string) ([]byte, error)
 }
 
 // ErrNotServable means a version could not be loaded: on this node
 // (Reconciler.WaitReady) or on the members the error names
 // (Agent.WaitServable).
 var ErrNotServable = errors.New("version is not servable")
-
-// ErrSuperseded means a later deploy or rollback made another version of
-// the function active before the awaited one was served, so it never will
-// be (Reconciler.WaitReady, the admin API's deploy and rollback waits).
-// The awaited version is still committed. Errors that wrap it are a
-// *SupersededError.
-var ErrSuperseded = errors.New("version superseded")
-
-// SupersededError says which version overtook the awaited one.
-type SupersededError struct {
-	// Name is the function.
-	Name string
-	// Version is the version that was awaited.
-	Version int64
-	// Active is the version active instead: newer, or an older one a
-	// later rollback brought back.
-	Active int64
-}
-
-// Error describes what happened.
-func (e *SupersededError) Error() string {
-	return fmt.Sprintf("%s version %d was superseded by version %d before it was served", e.Name, e.Version, e.Active)
-}
-
-// Is makes errors.Is(err, ErrSuperseded) match.
-func (e *SupersededError) Is(target error) bool { return target == ErrSuperseded }
-
-// registryCatchUp is what a RegistryView may offer (*Store does): return
-// once its state includes every command committed before the call. A
-// view without it, such as a bare storage.Registry with one writer, is
-// taken to be caught up always.
-type registryCatchUp interface {
-	catchUp(ctx context.Context) error
-}
-
-// caughtUp reports whether the registry now includes every command
-// committed before the call, catching up first when the view can.
-func (r *Reconciler) caughtUp(ctx context.Context) bool {
-	c, ok := r.src.(registryCatchUp)
-	if !ok {
-		return true
-	}
-	if err := c.catchUp(ctx); err != nil {
-		r.log.Debug("registry catch-up for a readiness wait failed; retrying", "err", err)
-		return false
-	}
-	return true
-}
 
 // Reconciler makes this node serve what the registry says: it loads every
 // function's active version into the runtime (compiling it before any
@@ -237,7 +180,7 @@ func (r *Reconciler) Sync(ctx context.Context) {
 }
 
 func (r *Reconciler) load(ctx context.Context, name string, v storage.Version) error {
-	module, err := readBlob(ctx, r.blobs, v.SHA256)
+	module, err := r.blobs.ReadBlob(ctx, v.SHA256)
 	if err != nil {
 		return fmt.Errorf("read module %s: %w", v.SHA256, err)
 	}
@@ -322,7 +265,7 @@ func (r *Reconciler) CheckDeploy(ctx context.Context, name string, spec storage.
 	if err := CheckRoutes(name, spec.Routes, r.src.State().ActiveRoutes(name)); err != nil {
 		return fmt.Errorf("routes: %w", err)
 	}
-	module, err := readBlob(ctx, r.blobs, spec.SHA256)
+	module, err := r.blobs.ReadBlob(ctx, spec.SHA256)
 	if err != nil {
 		return fmt.Errorf("module: %w", err)
 	}
@@ -330,17 +273,21 @@ func (r *Reconciler) CheckDeploy(ctx context.Context, name string, spec storage.
 }
 
 // WaitReady blocks until this node serves name at version, the version
-// failed to load here (ErrNotServable with the reason), another version of
-// name became active after it (a *SupersededError: version will never be
-// served), or ctx ends. version must be committed (Store.Deploy or
-// Rollback returned it).
+// failed to load here (ErrNotServable with the reason), a later write
+// overtook it (a *SupersededError: another version of name became active
+// after it, or name was removed; version will never be served), or ctx
+// ends. version must be committed (Store.Deploy or Rollback returned it).
 //
-// A different active version is only trusted once the registry has caught
-// up with every committed command (a read barrier, once per wait): before
-// that it may be this node not having applied version yet, such as a
-// rollback to an older version committed through another node.
+// Whether it was overtaken is decided as the admin API's watch decides it
+// (overtakeCheck): a different active version, or no function, is only
+// trusted once the registry has caught up with every committed command (a
+// read barrier, once per wait), because before that it may be this node
+// not having applied version yet, such as a rollback to an older version
+// committed through another node.
 func (r *Reconciler) WaitReady(ctx context.Context, name string, version int64) error {
-	caughtUp := false
+	over := newOvertakeCheck(r.src, func(name string) (storage.Function, bool) {
+		return r.src.State().Function(name)
+	}, name, version)
 	for {
 		r.mu.Lock()
 		cur, isServed := r.served[name]
@@ -354,20 +301,15 @@ func (r *Reconciler) WaitReady(ctx context.Context, name string, version int64) 
 			return fmt.Errorf("%w on this node: %s version %d: %w", ErrNotServable, name, version, fail.err)
 		}
 		// Every registry change ends in a route swap that closes changed,
-		// so another active version is seen at most one pass after it
-		// commits.
+		// so a later write is seen at most one pass after it commits.
 		var retry <-chan time.Time
-		if f, ok := r.src.State().Function(name); ok && f.Active != version {
-			if !caughtUp {
-				caughtUp = r.caughtUp(ctx)
-				if !caughtUp {
-					retry = time.After(retryInterval)
-				}
-			}
-			// Re-read: catching up may have brought version in.
-			if f, ok := r.src.State().Function(name); caughtUp && ok && f.Active != version {
-				return &SupersededError{Name: name, Version: version, Active: f.Active}
-			}
+		sup, err := over.check(ctx)
+		if sup != nil {
+			return sup
+		}
+		if err != nil {
+			r.log.Debug("registry catch-up for a readiness wait failed; retrying", "err", err)
+			retry = time.After(retryInterval)
 		}
 		select {
 		case <-ctx.Done():

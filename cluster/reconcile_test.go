@@ -202,3 +202,34 @@ func TestReconcilerWaitReadySuperseded(t *testing.T) {
 		t.Fatalf("wait for a version a rollback overtook: %v (ctx %v)", err, ctx.Err())
 	}
 }
+
+// A wait for a version whose function is removed before it is served
+// returns at once with a *SupersededError saying so, not when ctx ends;
+// so does a later wait for it once the name was deployed again.
+func TestReconcilerWaitReadyRemoved(t *testing.T) {
+	env := newReconcileEnv(t)
+	// Never stored here: version 1 stays pending, so nothing serves it.
+	missing := storage.Spec{SHA256: strings.Repeat("cd", 32), Size: 10, Mode: storage.ModePooled}
+	v1 := env.apply(storage.Command{Op: storage.OpDeploy, Name: "fn", Spec: &missing})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- env.rec.WaitReady(ctx, "fn", v1.Version.Version) }()
+	env.apply(storage.Command{Op: storage.OpRemove, Name: "fn"})
+	err := <-done
+	var sup *cluster.SupersededError
+	if !errors.As(err, &sup) || !sup.Removed || sup.Version != 1 || sup.Active != 0 || ctx.Err() != nil ||
+		!strings.Contains(err.Error(), "fn was removed before version 1 was served") {
+		t.Fatalf("wait for a version whose function was removed: %v (ctx %v)", err, ctx.Err())
+	}
+
+	good := env.put(runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat"))
+	good.Mode = storage.ModePooled
+	v2 := env.apply(storage.Command{Op: storage.OpDeploy, Name: "fn", Spec: &good})
+	if err := waitReady(t, env.rec, "fn", v2.Version.Version); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitReady(t, env.rec, "fn", v1.Version.Version); !errors.As(err, &sup) || !sup.Removed || sup.Active != v2.Version.Version {
+		t.Fatalf("a later wait for version 1, removed, with version 2 deployed since: %v", err)
+	}
+}

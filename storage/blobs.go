@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -290,6 +291,16 @@ func (b *Blobs) ReadAll(sha string) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// ReadBlob is ReadAll for readers that may have to wait for a module
+// (the reconciler's cluster.BlobReader): a local read does not wait, so
+// ctx only stops a read that has not started.
+func (b *Blobs) ReadBlob(ctx context.Context, sha string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("blob store: read %s: %w", sha, context.Cause(ctx))
+	}
+	return b.ReadAll(sha)
 }
 
 // Delete removes blob sha. Deleting a blob that is not stored is not an

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -38,6 +39,28 @@ func tmpEmpty(t *testing.T, dir string) {
 	}
 	if len(left) != 0 {
 		t.Fatalf("temporary files left behind: %v", left)
+	}
+}
+
+// ReadBlob (the reconciler's cluster.BlobReader) reads like ReadAll, and
+// a read whose context has ended does not start.
+func TestBlobsReadBlob(t *testing.T) {
+	b, _ := openBlobs(t)
+	data := []byte("\x00asm\x01\x00\x00\x00 read with a context")
+	sha := shaOf(data)
+	if _, err := b.ReadBlob(t.Context(), sha); !errors.Is(err, ErrBlobNotFound) {
+		t.Fatalf("ReadBlob of a missing blob: %v", err)
+	}
+	if _, err := b.Put(sha, bytes.NewReader(data), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.ReadBlob(t.Context(), sha); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("ReadBlob = %q, %v", got, err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if got, err := b.ReadBlob(ctx, sha); !errors.Is(err, context.Canceled) || got != nil {
+		t.Fatalf("ReadBlob with an ended context = %q, %v; want context.Canceled", got, err)
 	}
 }
 
