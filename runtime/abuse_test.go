@@ -136,6 +136,7 @@ func TestAbuseWAT(t *testing.T) {
 		{"cmd-recurse", runtime.ModeIsolated, runtime.ErrTimeout, short, 1 << 20},
 		{"bulkfill", runtime.ModePooled, runtime.ErrTimeout, short, 64 << 20},
 		{"bulkfill-straight", runtime.ModePooled, runtime.ErrTimeout, short, 64 << 20},
+		{"tablefill", runtime.ModePooled, runtime.ErrTimeout, short, 1 << 20},
 	}
 	for _, c := range cases {
 		t.Run(c.mod+"-"+string(c.mode), func(t *testing.T) {

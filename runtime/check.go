@@ -19,7 +19,14 @@ import (
 // initialising would fail every request, so the deploy is refused with
 // the reason and what the guest wrote to stderr. A command module (WASI
 // _start) runs only with a request and is not started.
+//
+// A Check that Engine.Close overtakes fails with ErrEngineClosed, as Load
+// does; so does one whose module Close stops while it initialises.
 func (e *Engine) Check(ctx context.Context, spec FunctionSpec) error {
+	if !e.calls.enter() {
+		return errClosed("before compiling the module")
+	}
+	defer e.calls.exit()
 	f, err := e.compile(ctx, spec)
 	if err != nil {
 		return err
@@ -29,10 +36,16 @@ func (e *Engine) Check(ctx context.Context, spec FunctionSpec) error {
 	if err != nil || m.abi != abiReactorV1 {
 		return err
 	}
+	if e.calls.closing.Load() {
+		return errClosed("before initialising the module")
+	}
 	if m.kv {
 		ctx, _ = f.withKVCall(ctx) // initialisation may use KV, as in a pool
 	}
 	in, err := f.newInstance(ctx, m, f.spec.Mode == ModePooled)
+	if errors.Is(err, ErrEngineClosed) {
+		return err // not the module's fault
+	}
 	if err != nil {
 		msg := fmt.Sprintf("the module failed to initialise: %v", err)
 		if ie := (*InvokeError)(nil); errors.As(err, &ie) {

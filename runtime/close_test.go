@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -177,5 +178,52 @@ func TestEngineCloseUnderLoad(t *testing.T) {
 		case <-timer.C:
 			t.Fatal("callers still running 10s after Close")
 		}
+	}
+}
+
+// Engine.Close while a pooled instance is being created, its _initialize
+// waiting in a KV call: the call is cancelled and the guest returns
+// normally, before it could notice the stop, yet the creation fails with
+// ErrEngineClosed, the reason the guard stopped it (newInstance used to
+// call any such stop a cancellation, which only the pool relabelled), for
+// a request (a pool creating an instance) and for Check.
+func TestEngineCloseDuringInstanceCreation(t *testing.T) {
+	for _, check := range []bool{false, true} {
+		name := "invoke"
+		if check {
+			name = "check"
+		}
+		t.Run(name, func(t *testing.T) {
+			kv := &blockingKV{MemKV: runtime.NewMemKV()}
+			e := newEngine(t, func(c *runtime.Config) { c.KV = kv })
+			spec := runtime.FunctionSpec{Name: "init-kv", Version: "v1", Module: wat(t, "init-kv-wait"), Mode: runtime.ModePooled,
+				Limits: runtime.Limits{Timeout: 10 * time.Minute}}
+			done := make(chan error, 1)
+			if check {
+				go func() { done <- e.Check(context.Background(), spec) }()
+			} else {
+				f := load(t, e, spec)
+				go func() {
+					_, err := f.Invoke(context.Background(), get("/"))
+					done <- err
+				}()
+			}
+			waitFor(t, 30*time.Second, "_initialize to wait in the KV call", func() bool { return kv.entered.Load() == 1 })
+			if err := e.Close(context.Background()); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			select {
+			case err := <-done:
+				if !errors.Is(err, runtime.ErrEngineClosed) || errors.Is(err, runtime.ErrCanceled) || errors.Is(err, runtime.ErrInvalidModule) {
+					t.Fatalf("ended with %v, want ErrEngineClosed alone", err)
+				}
+				if status := runtime.HTTPStatus(err); status != http.StatusServiceUnavailable {
+					t.Errorf("HTTPStatus = %d, want 503", status)
+				}
+				t.Log(err)
+			case <-time.After(10 * time.Second):
+				t.Fatal("still running 10s after Close returned")
+			}
+		})
 	}
 }

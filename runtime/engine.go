@@ -19,11 +19,12 @@ import (
 //
 // Goroutines: the engine owns one janitor goroutine (stopped by Close) and
 // the idle calls of pooled instances (Function.maintain; Close stops them
-// and waits for them); each invocation runs on its caller's goroutine,
-// plus the short-lived watcher wazero starts per call to enforce the
-// deadline. Lock order: Engine.mu, then Function.mu, then calls.mu (a pool
-// discarding instances); module.mu is never held with either, and guard.mu
-// is taken with none of them held.
+// and waits for them); each invocation, Load and Check runs on its
+// caller's goroutine (Close stops them too, compiles at their next step,
+// and waits for them), plus the short-lived watcher wazero starts per call
+// to enforce the deadline. Lock order: Engine.mu, then Function.mu, then
+// calls.mu (a pool discarding instances); module.mu is never held with
+// either, and guard.mu is taken with none of them held.
 type Engine struct {
 	cfg    Config
 	log    *slog.Logger
@@ -96,7 +97,7 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 		fns:    map[string]*Function{},
 		calls:  newCalls(),
 	}
-	e.mods = newModuleCache(fast, safe, cfg.MaxConcurrentCompiles, prepCache{dir: cfg.CacheDir}, cfg.Logger)
+	e.mods = newModuleCache(fast, safe, cfg.MaxConcurrentCompiles, prepCache{dir: cfg.CacheDir}, cfg.Logger, e.calls.ctx)
 	go e.janitor()
 	return e, nil
 }
@@ -106,7 +107,14 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 // function's current version. A function already loaded under that name is
 // replaced; its in-flight invocations finish on the old version. A module
 // that fails to compile is rejected and the old version keeps serving.
+//
+// A Load that Engine.Close overtakes fails with ErrEngineClosed: a compile
+// waiting for its turn stops at once, one under way at its next step.
 func (e *Engine) Load(ctx context.Context, spec FunctionSpec) (*Function, error) {
+	if !e.calls.enter() {
+		return nil, errClosed("before compiling the module")
+	}
+	defer e.calls.exit()
 	f, err := e.compile(ctx, spec)
 	if err != nil {
 		return nil, err
@@ -115,7 +123,7 @@ func (e *Engine) Load(ctx context.Context, spec FunctionSpec) (*Function, error)
 	if e.shut {
 		e.mu.Unlock()
 		f.close(ctx)
-		return nil, ErrEngineClosed
+		return nil, errClosed("while compiling the module")
 	}
 	old := e.fns[spec.Name]
 	e.fns[spec.Name] = f
@@ -129,7 +137,9 @@ func (e *Engine) Load(ctx context.Context, spec FunctionSpec) (*Function, error)
 
 // compile validates spec and returns a function for it with its module
 // compiled (or its compiled code shared), not yet registered: Load and
-// Check differ only in what they do with it.
+// Check differ only in what they do with it. The caller has entered
+// e.calls (Close closes the runtimes only once it exits), and releases the
+// function (f.close) before it exits.
 func (e *Engine) compile(ctx context.Context, spec FunctionSpec) (*Function, error) {
 	if err := spec.normalize(); err != nil {
 		return nil, err
@@ -181,13 +191,15 @@ func (e *Engine) Invoke(ctx context.Context, name string, req *protocol.Request)
 // Close unloads every function and releases the wazero runtimes. It first
 // stops the invocations and idle calls under way, of these functions or of
 // versions they replaced, as a timeout would (a sleep or KV call under way
-// is interrupted), and waits for them to return: they end with
-// ErrEngineClosed, and invocations that start from then on fail with it.
-// The wait is bounded by ctx and by 5 seconds; stopped guests return
-// within milliseconds. Should some still run then, Close leaves the
-// runtimes open, since closing them frees the linear memory those guests
-// run in, and returns an error saying so: their memory is reclaimed when
-// the process exits.
+// is interrupted), and the compiles of Load and Check, and waits for them
+// to return: they end with ErrEngineClosed, and invocations, loads and
+// checks that start from then on fail with it. A compile in wazero's
+// compiler cannot be interrupted and is waited for. The wait is bounded by
+// ctx and by 5 seconds; stopped guests return within milliseconds. Should
+// some still run then, Close leaves the runtimes open, since closing them
+// frees the linear memory those guests run in (and the compiler's state a
+// compile uses), and returns an error saying so: their memory is
+// reclaimed when the process exits.
 func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
 	if e.shut {

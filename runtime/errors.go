@@ -49,6 +49,18 @@ var (
 	ErrInternal = errors.New("internal error")
 )
 
+// closedMsg is what every ErrEngineClosed says: that the engine closed,
+// when ("while waiting for an instance"), and what to do.
+func closedMsg(when string) string {
+	return "the engine closed (the node is shutting down) " + when + "; retry elsewhere"
+}
+
+// errClosed is ErrEngineClosed for what is not an invocation (Load,
+// Check, compiling), with closedMsg's message.
+func errClosed(when string) error {
+	return fmt.Errorf("%w: %s", ErrEngineClosed, closedMsg(when))
+}
+
 // InvokeError describes a failed invocation.
 type InvokeError struct {
 	// Function and Version name what was invoked.

@@ -139,7 +139,7 @@ func (f *Function) checkModule(m *module) error {
 func (f *Function) Invoke(ctx context.Context, req *protocol.Request) (res *Result, err error) {
 	start := time.Now()
 	if !f.engine.calls.enter() {
-		return nil, f.errorf(ErrEngineClosed, nil, "the engine is closed (the node is shutting down); retry elsewhere")
+		return nil, f.closedError(nil, "before the invocation started")
 	}
 	defer f.engine.calls.exit()
 	f.lastUsed.Store(start.UnixNano())
@@ -226,6 +226,13 @@ func (f *Function) close(ctx context.Context) {
 
 func (f *Function) errorf(kind error, cause error, format string, args ...any) *InvokeError {
 	return &InvokeError{Function: f.spec.Name, Version: f.spec.Version, Kind: kind, Cause: cause, Msg: fmt.Sprintf(format, args...)}
+}
+
+// closedError is the ErrEngineClosed of an invocation that Engine.Close
+// refused or stopped; when says at which point ("while waiting for an
+// instance").
+func (f *Function) closedError(cause error, when string) *InvokeError {
+	return f.errorf(ErrEngineClosed, cause, "%s", closedMsg(when))
 }
 
 // Stats is a point-in-time view of a function, for metrics and tests.

@@ -385,7 +385,9 @@ func (g *guard) stop() (time.Duration, error) {
 		return used, ErrTimeout
 	case cause == errCauseCPU:
 		return used, ErrCPUBudget
-	case cause == errCauseClosed:
+	case cause == errCauseClosed, errors.Is(cause, ErrEngineClosed):
+		// Engine.Close halted the guard, or ended the context the call
+		// runs under (calls.ctx, an idle call's).
 		return used, ErrEngineClosed
 	case errors.Is(g.parent.Err(), context.DeadlineExceeded):
 		return used, ErrTimeout

@@ -58,11 +58,15 @@ func (f *Function) newInstance(ctx context.Context, m *module, pooled bool) (*in
 	// a pooled instance is made once for many requests (the one that
 	// happened to need it would otherwise pay for it, and a budget smaller
 	// than the initialisation would fail every cold request).
-	_, ierr, broken := f.guarded(ctx, in.sb, "initialising the module", 0, func(g *guard) error {
+	const during = "initialising the module"
+	_, ierr, stopped := f.guarded(ctx, in.sb, during, 0, func(g *guard) error {
 		return in.start(g, m)
 	})
-	if ierr == nil && broken {
-		ierr = f.errorf(ErrCanceled, nil, "stopped while initialising the module")
+	if ierr == nil && stopped != nil {
+		// _initialize returned before it noticed the stop (from a woken
+		// sleep or KV call, or in code without loops): the instance may be
+		// half-initialised, and the reason it was stopped is the failure.
+		ierr = f.failure(during, nil, stopped, nil, in.stderr)
 	}
 	if ierr != nil {
 		in.sb.close()
@@ -179,7 +183,7 @@ func (in *instance) serveWith(ctx context.Context, req *protocol.Request, m *mod
 		during = "starting the module and handling the request"
 	}
 	var packed uint64
-	cpu, ierr, broken := f.guarded(ctx, in.sb, during, f.spec.Limits.CPUTime, func(g *guard) (err error) {
+	cpu, ierr, stopped := f.guarded(ctx, in.sb, during, f.spec.Limits.CPUTime, func(g *guard) (err error) {
 		if m != nil {
 			if err := in.start(g, m); err != nil {
 				return err
@@ -191,6 +195,7 @@ func (in *instance) serveWith(ctx context.Context, req *protocol.Request, m *mod
 	if ierr != nil {
 		return nil, true, ierr
 	}
+	broken = stopped != nil // stopped after it answered: the answer stands, the instance goes
 	resp, rerr := in.readResponse(packed)
 	res = &Result{Response: resp, CPUTime: cpu, Stdout: in.stdout.take(), Stderr: in.stderr.take()}
 	if rerr != nil {
@@ -273,8 +278,10 @@ func (in *instance) close() {
 	}
 }
 
-// failure turns the error of a guest call into an InvokeError. stopped is
-// the guard's verdict; mem tells whether the guest hit its memory limit.
+// failure turns the error of a guest call into an InvokeError: the one
+// place a stop's reason becomes the call's error. stopped is the guard's
+// verdict (err may then be nil: the guest returned before it noticed the
+// stop); mem tells whether the guest hit its memory limit.
 func (f *Function) failure(during string, err, stopped error, mem *memory, stderr *capWriter) *InvokeError {
 	l := f.spec.Limits
 	var e *InvokeError
@@ -284,7 +291,9 @@ func (f *Function) failure(during string, err, stopped error, mem *memory, stder
 		e = f.errorf(ErrTimeout, err, "still running after %v while %s; make it faster or raise the timeout", l.Timeout, during)
 	case stopped == ErrCPUBudget:
 		e = f.errorf(ErrCPUBudget, err, "used more than %v of CPU time while %s", l.CPUTime, during)
-	case stopped != nil:
+	case stopped == ErrEngineClosed:
+		e = f.closedError(err, "while "+during)
+	case stopped != nil: // ErrCanceled
 		e = f.errorf(stopped, err, "the caller went away while %s", during)
 	case mem != nil && mem.refused.Load(), errors.Is(err, linmem.ErrLimit):
 		e = f.errorf(ErrMemoryLimit, err, "asked for more than %d bytes of linear memory while %s", l.MemoryBytes, during)

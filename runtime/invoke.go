@@ -93,18 +93,18 @@ func (f *Function) maintain(p *pool, in *instance) {
 		// use what the requests it follows could have used together (the
 		// timeout bounds a request's CPU time when there is no budget).
 		budget := idleEvery * cmp.Or(f.spec.Limits.CPUTime, f.spec.Limits.Timeout)
-		cpu, ierr, broken := f.guardedFor(calls.ctx, in.sb, "in the idle call", timeout, budget, func(g *guard) error {
+		cpu, ierr, stopped := f.guardedFor(calls.ctx, in.sb, "in the idle call", timeout, budget, func(g *guard) error {
 			_, err := in.idle.Call(g.ctx)
 			return err
 		})
 		f.engine.cfg.Metrics.idle(f.spec.Name, cpu, ierr != nil)
-		if ierr != nil && calls.ctx.Err() == nil { // not stopped by Engine.Close
+		if ierr != nil && stopped != ErrEngineClosed {
 			f.engine.log.Warn("idle call failed; discarding the instance", "function", f.spec.Name, "version", f.spec.Version, "err", ierr)
 		}
 		// What the guest wrote there belongs to no request.
 		in.stdout.take()
 		in.stderr.take()
-		p.release(in, broken)
+		p.release(in, ierr != nil || stopped != nil)
 	}()
 }
 

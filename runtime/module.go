@@ -63,13 +63,28 @@ type moduleCache struct {
 	compiling  chan struct{} // semaphore bounding concurrent compiles
 	prep       prepCache
 	log        *slog.Logger
+	// closed ends when Engine.Close begins (calls.ctx): compiles stop at
+	// their next step (stopped).
+	closed context.Context
 
 	mu   sync.Mutex
 	mods map[[32]byte]*module
 }
 
-func newModuleCache(fast, safe wazero.Runtime, concurrent int, prep prepCache, log *slog.Logger) *moduleCache {
-	return &moduleCache{fast: fast, safe: safe, compiling: make(chan struct{}, concurrent), prep: prep, log: log, mods: map[[32]byte]*module{}}
+func newModuleCache(fast, safe wazero.Runtime, concurrent int, prep prepCache, log *slog.Logger, closed context.Context) *moduleCache {
+	return &moduleCache{fast: fast, safe: safe, compiling: make(chan struct{}, concurrent), prep: prep, log: log, closed: closed, mods: map[[32]byte]*module{}}
+}
+
+// stopped returns ErrEngineClosed once Engine.Close has begun. A compile
+// checks it between its steps (waiting for its turn, preparing, compiling)
+// and stops there: wazero's compiler cannot be interrupted, so Close waits
+// for the step under way (its callers count themselves in calls), and the
+// rest is not done for an engine that is going away.
+func (c *moduleCache) stopped() error {
+	if c.closed.Err() != nil {
+		return errClosed("while compiling the module")
+	}
+	return nil
 }
 
 // acquire returns the compiled module for bin (whose sha256 is hash),
@@ -90,6 +105,8 @@ func (c *moduleCache) acquire(ctx context.Context, hash [32]byte, bin []byte) (*
 	case c.compiling <- struct{}{}:
 	case <-ctx.Done():
 		return nil, SourceCompiled, fmt.Errorf("waiting to compile: %w", context.Cause(ctx))
+	case <-c.closed.Done():
+		return nil, SourceCompiled, errClosed("while waiting to compile the module")
 	}
 	m, source, err := c.compile(ctx, hash, bin)
 	<-c.compiling
@@ -123,10 +140,16 @@ func (c *moduleCache) release(ctx context.Context, m *module) {
 }
 
 func (c *moduleCache) compile(ctx context.Context, hash [32]byte, bin []byte) (*module, string, error) {
+	if err := c.stopped(); err != nil {
+		return nil, SourceCompiled, err
+	}
 	if p := c.prep.load(hash); p != nil {
 		m, err := c.compilePrepared(ctx, hash, p)
 		if err == nil {
 			return m, SourceDisk, nil
+		}
+		if errors.Is(err, ErrEngineClosed) {
+			return nil, SourceDisk, err // not the file's fault
 		}
 		// The node prepared these bytes itself, so this should not happen;
 		// prepare the upload again rather than trust the file.
@@ -148,6 +171,9 @@ func (c *moduleCache) compile(ctx context.Context, hash [32]byte, bin []byte) (*
 
 // compilePrepared compiles a prepared module with the runtime it needs.
 func (c *moduleCache) compilePrepared(ctx context.Context, hash [32]byte, p *prepared) (*module, error) {
+	if err := c.stopped(); err != nil {
+		return nil, err
+	}
 	// A module on the fast runtime must carry the stop global (the
 	// sandbox refuses one without it); on the safe runtime it may.
 	rt, stop := c.fast, wasmbin.StopGlobalName

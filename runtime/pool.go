@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,7 +79,7 @@ func (p *pool) acquire(ctx context.Context, wait time.Duration) (*instance, erro
 	p.waiters--
 	p.mu.Unlock()
 	if closed {
-		return nil, p.fn.errorf(ErrEngineClosed, nil, "the engine closed (the node is shutting down) while waiting for an instance; retry elsewhere")
+		return nil, p.fn.closedError(nil, "while waiting for an instance")
 	}
 	if cause != nil {
 		return nil, p.fn.errorf(ErrCanceled, cause, "while waiting for an instance")
@@ -97,21 +96,17 @@ func (p *pool) handed(ctx context.Context, in *instance) (*instance, error) {
 	return p.create(ctx)
 }
 
-// create instantiates a new instance in a slot already taken.
+// create instantiates a new instance in a slot already taken. An
+// instance whose creation Engine.Close stops fails with ErrEngineClosed
+// (newInstance).
 func (p *pool) create(ctx context.Context) (*instance, error) {
-	closing := &p.fn.engine.calls.closing
-	if closing.Load() {
+	if p.fn.engine.calls.closing.Load() {
 		p.freeSlot()
-		return nil, p.fn.errorf(ErrEngineClosed, nil, "the engine closed (the node is shutting down) before an instance was created; retry elsewhere")
+		return nil, p.fn.closedError(nil, "before an instance was created")
 	}
 	in, err := p.fn.newInstance(ctx, p.mod, true)
 	if err != nil {
 		p.freeSlot()
-		if closing.Load() && !errors.Is(err, ErrEngineClosed) {
-			// Stopped by Engine.Close: newInstance may report it as a
-			// cancellation when the guest returned before it stopped.
-			return nil, p.fn.errorf(ErrEngineClosed, nil, "the engine closed (the node is shutting down) while an instance was created; retry elsewhere")
-		}
 		return nil, err
 	}
 	return in, nil

@@ -18,7 +18,7 @@ import (
 // prepVersion names the output of prepare. Bump it whenever wasmbin's
 // rewriting or the limits CheckLimits enforces change, so that modules
 // prepared by an older node are prepared again rather than reused.
-const prepVersion = "prep-v5" // v2: checks at function entry; v3: bulk memory instructions charged by length; v4: and yield after the charge (wasmbin.InstrumentLoops); v5: start-section modules instrumented too
+const prepVersion = "prep-v6" // v2: checks at function entry; v3: bulk memory instructions charged by length; v4: and yield after the charge (wasmbin.InstrumentLoops); v5: start-section modules instrumented too; v6: table.init, table.copy and table.fill charged by length
 
 // prepared is what prepare makes of an upload: the bytes wazero compiles
 // and how to run them.

@@ -61,15 +61,18 @@ func (sb *sandbox) close() {
 }
 
 // guarded runs call under the function's timeout and the CPU budget
-// (0: none). It returns the CPU time used, the failure if any, and whether
-// the sandbox must be discarded (the call failed or was stopped from
-// outside).
-func (f *Function) guarded(ctx context.Context, sb *sandbox, during string, budget time.Duration, call func(*guard) error) (time.Duration, *InvokeError, bool) {
+// (0: none). It returns the CPU time used, the failure if any, and why the
+// guard stopped the call (ErrTimeout, ErrCPUBudget, ErrEngineClosed or
+// ErrCanceled; nil when it did not). The sandbox must be discarded when
+// either is set: a call that returned before it noticed its stop (from a
+// woken sleep or KV call, or in code without loops) may have been stopped
+// half-way all the same.
+func (f *Function) guarded(ctx context.Context, sb *sandbox, during string, budget time.Duration, call func(*guard) error) (time.Duration, *InvokeError, error) {
 	return f.guardedFor(ctx, sb, during, f.spec.Limits.Timeout, budget, call)
 }
 
 // guardedFor is guarded with a timeout of its own.
-func (f *Function) guardedFor(ctx context.Context, sb *sandbox, during string, timeout, budget time.Duration, call func(*guard) error) (time.Duration, *InvokeError, bool) {
+func (f *Function) guardedFor(ctx context.Context, sb *sandbox, during string, timeout, budget time.Duration, call func(*guard) error) (time.Duration, *InvokeError, error) {
 	calls := f.engine.calls
 	var g *guard
 	if sb.stopG != nil { // a warm, instrumented instance
@@ -94,14 +97,7 @@ func (f *Function) guardedFor(ctx context.Context, sb *sandbox, during string, t
 	err := call(g)
 	cpu, stopped := g.stop()
 	if err != nil {
-		if stopped == ErrEngineClosed {
-			e := f.errorf(ErrEngineClosed, err, "the engine closed (the node is shutting down) while %s; retry elsewhere", during)
-			if sb.stderr != nil {
-				e.Stderr = sb.stderr.take()
-			}
-			return cpu, e, true
-		}
-		return cpu, f.failure(during, err, stopped, sb.mem, sb.stderr), true
+		return cpu, f.failure(during, err, stopped, sb.mem, sb.stderr), stopped
 	}
-	return cpu, nil, stopped != nil
+	return cpu, nil, stopped
 }

@@ -16,11 +16,14 @@ import (
 const closeWait = 5 * time.Second
 
 // calls tracks everything that runs guest code (invocations and idle
-// calls) so that Engine.Close can refuse new ones, stop the running ones
-// through their guards, and wait for them before it closes the wazero
-// runtimes: closing a runtime frees the linear memory of every instance in
-// it, and a guest still running in unmapped or recycled memory crashes the
-// process.
+// calls) or wazero's compiler (Load and Check) so that Engine.Close can
+// refuse new ones, stop the running ones through their guards, and wait
+// for them before it closes the wazero runtimes: closing a runtime frees
+// the linear memory of every instance in it, and a guest still running in
+// unmapped or recycled memory crashes the process; closing the cache
+// clears the compiler's tables, and a compile that then finishes panics on
+// them (a nil map), which takes the process down too. Compiles stop at
+// their next step once ctx ends (moduleCache.stopped).
 //
 // The guards it stops are the one-shot guard of every call that creates an
 // instance or runs a module compiled with wazero's own checks (watched for
@@ -29,11 +32,11 @@ const closeWait = 5 * time.Second
 // pays for no registration; begin checks closing instead).
 type calls struct {
 	closing atomic.Bool
-	n       atomic.Int64  // invocations and idle calls under way
+	n       atomic.Int64  // invocations, idle calls, loads and checks under way
 	drained chan struct{} // closed once closing and n is 0
 	once    sync.Once
 	// ctx ends when Close begins (cause ErrEngineClosed): idle calls run
-	// under it.
+	// under it, and compiles watch it.
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 

@@ -105,9 +105,10 @@ type bodyScan struct {
 	// call_indirect, call_ref and their tail-call forms).
 	calls bool
 	loops []int // just past the block type of every loop, in order
-	// bulk holds the 0xfc prefix of every memory.init, memory.copy and
-	// memory.fill, in order.
-	bulk []int
+	// bulk holds every instruction charged by its length (memory.init,
+	// memory.copy, memory.fill, table.init, table.copy, table.fill), in
+	// order.
+	bulk []bulkOp
 }
 
 // scanBody decodes one function body (locals and expression; r covers
@@ -172,13 +173,19 @@ func scanBody(r *reader, s *bodyScan, globals uint32) error {
 		case immMisc:
 			var sub uint32
 			var mem0 bool
-			if sub, mem0, err = r.miscOp(); err == nil && (sub == 8 || sub == 10 || sub == 11) {
-				if !mem0 {
-					// The length's type would be that of a memory other
-					// than memory 0 (multi-memory), which is not decoded.
-					return unsupported(off, "opcode 0xfc %d on a memory other than memory 0", sub)
+			if sub, mem0, err = r.miscOp(); err == nil {
+				switch sub {
+				case 8, 10, 11: // memory.init, memory.copy, memory.fill
+					if !mem0 {
+						// The length's type would be that of a memory
+						// other than memory 0 (multi-memory), which is
+						// not decoded.
+						return unsupported(off, "opcode 0xfc %d on a memory other than memory 0", sub)
+					}
+					s.bulk = append(s.bulk, bulkOp{at: at, sub: sub})
+				case 12, 14, 17: // table.init, table.copy, table.fill
+					s.bulk = append(s.bulk, bulkOp{at: at, sub: sub})
 				}
-				s.bulk = append(s.bulk, at)
 			}
 		default:
 			err = r.skipImmediates(op)

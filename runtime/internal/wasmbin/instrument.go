@@ -73,8 +73,10 @@ const YieldInterval = 1024
 //
 // One instruction can still run long: memory.fill, memory.copy and
 // memory.init touch as many bytes as their length operand says, up to the
-// whole memory. So each of them is charged by its length n, one tick per
-// KiB, just before it runs:
+// whole memory, and table.fill, table.copy and table.init as many table
+// entries (8 bytes each in wazero). So each of them is charged by its
+// length n, one tick per KiB (per 128 entries: n >> 7 for the table
+// instructions), just before it runs:
 //
 //	local.tee $n            ;; n stays on the stack for the instruction
 //	global.get $tick        ;; $tick -= n >> 10
@@ -91,11 +93,15 @@ const YieldInterval = 1024
 // scratch local (i32) declared after the body's own locals, in every body
 // that has such an instruction; its index is the function's parameter
 // count plus its locals, so the type and function sections are decoded
-// for those bodies. With a 64-bit memory, $n is an i64 and the charge is
-// i32.wrap_i64(n >> 10), or 2^22 (the charge for 4 GiB) from 4 GiB on,
-// chosen with select. A bulk memory instruction whose memory index
-// immediate is not 0 (multi-memory: its length would have that memory's
-// type) is ErrUnsupportedInstruction.
+// for those bodies. With a 64-bit memory, memory.fill and memory.copy
+// have an i64 length: their $n is an i64 scratch local (declared before
+// the i32 one, which memory.init and the table instructions, whose
+// lengths stay i32s, then use) and the charge is i32.wrap_i64(n >> 10),
+// or 2^22 (the charge for 4 GiB) from 4 GiB on, chosen with select. A bulk
+// memory instruction whose memory index immediate is not 0 (multi-memory:
+// its length would have that memory's type), and a table instruction in a
+// module with a 64-bit table (table64; the table section is then decoded)
+// are ErrUnsupportedInstruction.
 //
 // The $tick part is needed because Go cannot preempt a goroutine running
 // wazero's machine code: a guest looping without ever leaving it would block
@@ -124,15 +130,16 @@ const YieldInterval = 1024
 // module with the runtime's own termination checks. Malformed input yields
 // ErrMalformed with a byte offset (this includes global.get and global.set
 // of a global that does not exist: after the rewrite such an index could
-// name the new globals; and, for a body with a bulk memory instruction, a
-// type or function section that does not decode or has no type for the
-// body), an existing export named StopGlobalName ErrNameConflict (so
+// name the new globals; for a body with a bulk instruction, a type or
+// function section that does not decode or has no type for the body; for a
+// body with a table instruction, a table section or table import that does
+// not decode), an existing export named StopGlobalName ErrNameConflict (so
 // instrumenting an instrumented module fails: the function is
 // deterministic but not idempotent), and sizes beyond the format's 32-bit
 // limits ErrTooLarge (also a function with 2^32-1 parameters and locals,
 // which leaves no index for the scratch local). It never panics and never
 // modifies the input. Everything it does not decode (the types of modules
-// without bulk memory instructions, function indices, the typing of
+// without bulk instructions, function indices, the typing of
 // instructions) is left for the runtime to validate.
 func InstrumentLoops(wasm []byte) ([]byte, error) {
 	m, err := parse(wasm)
@@ -215,7 +222,8 @@ func InstrumentLoops(wasm []byte) ([]byte, error) {
 			check: stopCheck(stop, tick, mem64), entry: entryCheck(stop, tick, mem64),
 			yield: yieldIfDue(stop, tick, mem64),
 			tick:  tick, mem64: mem64, globals: stop,
-			params: func() ([]uint32, error) { return m.funcParams(wasm) },
+			params:  func() ([]uint32, error) { return m.funcParams(wasm) },
+			table64: func() (bool, error) { return m.hasTable64(wasm) },
 		}
 		payload, err := instrumentCode(wasm[m.codeBody:m.codeEnd], m.codeBody, rw)
 		if err != nil {
@@ -323,7 +331,7 @@ func entryCheck(stop, tick uint32, mem64 bool) []byte {
 
 // yieldIfDue returns the sequence that, once $tick has run out, stops the
 // guest if $stop is set, resets $tick and exits into Go: the tail of
-// entryCheck, and what follows every bulk memory charge (bulkCharge), so
+// entryCheck, and what follows every bulk charge (bulkCharge), so
 // that straight-line code of many large fills or copies yields between
 // them too.
 func yieldIfDue(stop, tick uint32, mem64 bool) []byte {
@@ -346,21 +354,24 @@ func yieldIfDue(stop, tick uint32, mem64 bool) []byte {
 // codeRewrite is what instrumentCode inserts.
 type codeRewrite struct {
 	check, entry []byte // the loop and function entry sequences
-	yield        []byte // what follows a bulk memory charge (yieldIfDue)
+	yield        []byte // what follows a bulk charge (yieldIfDue)
 	tick         uint32 // $tick's index
 	mem64        bool   // memory 0 has 64-bit lengths
 	globals      uint32 // the size of the global index space before the rewrite
 	// params returns the parameter count of every defined function. It
-	// is called once, for the first body with a bulk memory instruction:
-	// a module without any does not need its types decoded.
+	// is called once, for the first body with a bulk instruction: a
+	// module without any does not need its types decoded.
 	params func() ([]uint32, error)
+	// table64 reports a table with 64-bit limits (module.hasTable64). It
+	// is called once, for the first body with a table instruction.
+	table64 func() (bool, error)
 }
 
 // instrumentCode returns the payload of the code section whose payload is
 // code (starting at absolute offset base) with rw.check inserted at the
 // start of every loop body, rw.entry at the start of every body that makes
-// a call, and the bulk charge before every memory.init, memory.copy and
-// memory.fill, whose body gets a scratch local declared after its own.
+// a call, and a charge before every bulk instruction (bulkCharges), whose
+// body gets scratch locals declared after its own.
 func instrumentCode(code []byte, base int, rw *codeRewrite) ([]byte, error) {
 	r := &reader{buf: code, base: base}
 	n, err := r.count("function body count", 1)
@@ -371,8 +382,8 @@ func instrumentCode(code []byte, base int, rw *codeRewrite) ([]byte, error) {
 	out = appendU32(out, n)
 	var s bodyScan
 	var params []uint32
-	paramsDecoded := false
-	var charge []byte
+	paramsDecoded, tablesDecoded := false, false
+	var charges bulkCharges
 	for i := uint32(0); i < n; i++ {
 		off := r.off()
 		size, err := r.u32("function body size")
@@ -391,7 +402,7 @@ func instrumentCode(code []byte, base int, rw *codeRewrite) ([]byte, error) {
 		if s.calls {
 			grown += uint64(len(rw.entry))
 		}
-		charge = charge[:0]
+		var scratch uint32 // scratch locals
 		if len(s.bulk) > 0 {
 			if !paramsDecoded {
 				if params, err = rw.params(); err != nil {
@@ -402,16 +413,18 @@ func instrumentCode(code []byte, base int, rw *codeRewrite) ([]byte, error) {
 			if i >= uint32(len(params)) {
 				return nil, errorf(off, "function body %d has no entry in the function section (%d entries)", i, len(params))
 			}
-			local := uint64(params[i]) + s.locals
-			if local >= math.MaxUint32 {
-				return nil, fmt.Errorf("%w: function body %d has %d parameters and locals, no index is left for a scratch local", ErrTooLarge, i, local)
+			if err := checkTables(s.bulk, body.base, rw, &tablesDecoded); err != nil {
+				return nil, err
 			}
-			charge = bulkCharge(charge, rw.tick, uint32(local), rw.mem64)
-			charge = append(charge, rw.yield...)
-			// The declaration count is re-encoded and a declaration of
-			// one local (2 bytes) appended; grown >= size >= declsAt.
-			grown = grown - uint64(s.declsAt) + uint64(lebLen(s.decls+1)) + 2
-			grown += uint64(len(s.bulk)) * uint64(len(charge))
+			if scratch, err = charges.plan(i, s.bulk, uint64(params[i])+s.locals, rw); err != nil {
+				return nil, err
+			}
+			// The declaration count is re-encoded and the scratch locals'
+			// declarations (2 bytes each) appended; grown >= size >= declsAt.
+			grown = grown - uint64(s.declsAt) + uint64(lebLen(s.decls+scratch)) + uint64(len(charges.decls))
+			for _, op := range s.bulk {
+				grown += uint64(len(charges.of(op, rw.mem64)))
+			}
 		}
 		if grown > math.MaxUint32 {
 			return nil, fmt.Errorf("%w: function body %d would grow to %d bytes", ErrTooLarge, i, grown)
@@ -419,9 +432,9 @@ func instrumentCode(code []byte, base int, rw *codeRewrite) ([]byte, error) {
 		out = appendU32(out, uint32(grown))
 		prev := 0
 		if len(s.bulk) > 0 {
-			out = appendU32(out, s.decls+1)
+			out = appendU32(out, s.decls+scratch)
 			out = append(out, body.buf[s.declsAt:s.entry]...)
-			out = append(out, 0x01, scratchType(rw.mem64))
+			out = append(out, charges.decls...)
 			prev = s.entry
 		}
 		if s.calls {
@@ -432,15 +445,16 @@ func instrumentCode(code []byte, base int, rw *codeRewrite) ([]byte, error) {
 		// Merge the insertion points, both in body order. A loop whose
 		// body starts with a bulk instruction gets the check first.
 		for li, bi := 0, 0; li < len(s.loops) || bi < len(s.bulk); {
-			if bi == len(s.bulk) || (li < len(s.loops) && s.loops[li] <= s.bulk[bi]) {
+			if bi == len(s.bulk) || (li < len(s.loops) && s.loops[li] <= s.bulk[bi].at) {
 				out = append(out, body.buf[prev:s.loops[li]]...)
 				out = append(out, rw.check...)
 				prev = s.loops[li]
 				li++
 			} else {
-				out = append(out, body.buf[prev:s.bulk[bi]]...)
-				out = append(out, charge...)
-				prev = s.bulk[bi]
+				op := s.bulk[bi]
+				out = append(out, body.buf[prev:op.at]...)
+				out = append(out, charges.of(op, rw.mem64)...)
+				prev = op.at
 				bi++
 			}
 		}
@@ -452,11 +466,28 @@ func instrumentCode(code []byte, base int, rw *codeRewrite) ([]byte, error) {
 	return out, nil
 }
 
-// scratchType is the type of the local that holds a bulk instruction's
-// length: i32, or i64 for a 64-bit memory.
-func scratchType(mem64 bool) byte {
-	if mem64 {
-		return 0x7e
+// checkTables refuses the first table instruction among ops (of the body
+// at absolute offset base) when the module has a 64-bit table, whose
+// lengths the charge does not handle (ErrUnsupportedInstruction). The
+// tables are decoded once, for the first body with a table instruction;
+// *decoded records that they were, and had no 64-bit table.
+func checkTables(ops []bulkOp, base int, rw *codeRewrite, decoded *bool) error {
+	if *decoded {
+		return nil
 	}
-	return 0x7f
+	for _, op := range ops {
+		if !op.table() {
+			continue
+		}
+		t64, err := rw.table64()
+		if err != nil {
+			return err
+		}
+		if t64 {
+			return unsupported(base+op.at, "opcode 0xfc %d in a module with a 64-bit table", op.sub)
+		}
+		*decoded = true
+		return nil
+	}
+	return nil
 }

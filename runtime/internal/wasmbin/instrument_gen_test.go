@@ -16,9 +16,10 @@ import (
 // non-minimal) encodings that wazero accepts, nested in blocks, loops, ifs
 // and try_tables. It writes the body twice: as is, and with the stop check
 // after every loop's block type, the entry check when the body makes a
-// call, and the bulk charge before every memory.init, memory.copy and
-// memory.fill with the scratch local it uses declared after the body's
-// locals, which is exactly what InstrumentLoops must produce. Typing is
+// call, and the bulk charge before every memory.init, memory.copy,
+// memory.fill, table.init, table.copy and table.fill with the scratch
+// local it uses declared after the body's locals, which is exactly what
+// InstrumentLoops must produce. Typing is
 // made easy with unreachable: every generated
 // instruction sits in its own
 //
@@ -32,7 +33,7 @@ const genStop = 4
 
 // genDecls are the local declarations of the generated body, and
 // genScratch the index of the scratch local InstrumentLoops declares after
-// them when the body has a bulk memory instruction (function 0 has no
+// them when the body has a bulk instruction (function 0 has no
 // parameters).
 var genDecls = [][]byte{locals(3, i32), locals(1, v128), locals(1, 0x63, 0x00)}
 
@@ -44,7 +45,7 @@ type gen struct {
 	plain, want []byte
 	budget      int  // instructions left to emit
 	calls       bool // the body makes a call: it gets the entry check
-	bulk        bool // the body has a bulk memory instruction: it gets the scratch local
+	bulk        bool // the body has a bulk instruction: it gets the scratch local
 }
 
 // next returns the next fuzz byte, or 0 once the input is used up.
@@ -349,8 +350,12 @@ func (g *gen) instr(depth int) {
 		g.u32(0)
 	case 23, 24: // 0xfc
 		sub := uint32(g.pick(18))
-		if sub == 8 || sub == 10 || sub == 11 { // memory.init, memory.copy, memory.fill
+		switch sub {
+		case 8, 10, 11: // memory.init, memory.copy, memory.fill
 			g.want = append(g.want, (&mb{stop: true, stopIdx: genStop}).bulk(genScratch)...)
+			g.bulk = true
+		case 12, 14, 17: // table.init, table.copy, table.fill
+			g.want = append(g.want, (&mb{stop: true, stopIdx: genStop}).tableBulk(genScratch)...)
 			g.bulk = true
 		}
 		g.emit(0xfc)

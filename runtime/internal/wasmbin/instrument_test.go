@@ -65,11 +65,21 @@ func (b *mb) entry() []byte {
 	)
 }
 
-// bulk is the sequence inserted before every memory.init, memory.copy and
-// memory.fill of a body whose scratch local has index local: $tick -= n >>
-// bulkShift, where n, the length operand, stays on the stack, then the
-// yield of entry() once $tick has run out.
-func (b *mb) bulk(local uint32) []byte {
+// bulk is the sequence inserted before every memory.copy and memory.fill
+// (and memory.init, whose length is an i32, of a 32-bit memory) of a body
+// whose scratch local has index local: $tick -= n >> bulkShift, where n,
+// the length operand, stays on the stack, then the yield of entry() once
+// $tick has run out.
+func (b *mb) bulk(local uint32) []byte { return b.charge(local, b.mem64, bulkShift) }
+
+// tableBulk is the sequence inserted before every table.init, table.copy
+// and table.fill, whose i32 length counts entries: $tick -= n >>
+// tableShift, then the yield.
+func (b *mb) tableBulk(local uint32) []byte { return b.charge(local, false, tableShift) }
+
+// charge is the charge of a length in the scratch local local, an i64 when
+// wide, followed by the yield.
+func (b *mb) charge(local uint32, wide bool, shift byte) []byte {
 	if !b.stop {
 		return nil
 	}
@@ -84,11 +94,11 @@ func (b *mb) bulk(local uint32) []byte {
 		0x41, sleb(YieldInterval), 0x24, t, //   $tick = YieldInterval
 		zero, 0x40, 0x00, 0x1a, 0x0b, //   memory.grow 0 drop end
 	)
-	if b.mem64 {
+	if wide {
 		return cat(
 			0x22, n, 0x23, t, // local.tee $n global.get $tick
-			0x20, n, 0x42, bulkShift, 0x88, 0xa7, // i32.wrap_i64(n >> bulkShift)
-			i32c(1<<(32-bulkShift)),             // or, from 4 GiB on, what 4 GiB costs:
+			0x20, n, 0x42, shift, 0x88, 0xa7, // i32.wrap_i64(n >> shift)
+			i32c(1<<(32-shift)),                 // or, from 4 GiB on, what 4 GiB costs:
 			0x20, n, 0x42, 32, 0x88, 0x50, 0x1b, // select(..., ..., n >> 32 == 0)
 			0x6b, 0x24, t, // i32.sub global.set $tick
 			yield,
@@ -96,23 +106,34 @@ func (b *mb) bulk(local uint32) []byte {
 	}
 	return cat(
 		0x22, n, 0x23, t, // local.tee $n global.get $tick
-		0x20, n, 0x41, bulkShift, 0x76, // n >> bulkShift
+		0x20, n, 0x41, shift, 0x76, // n >> shift
 		0x6b, 0x24, t, // i32.sub global.set $tick
 		yield,
 	)
 }
 
 // scratch appends to decls the declaration of the scratch local that
-// InstrumentLoops adds to a body with bulk memory instructions.
+// InstrumentLoops adds to a body with bulk instructions whose lengths all
+// have the memory's type (or are i32s, with a 32-bit memory).
 func (b *mb) scratch(decls ...[]byte) [][]byte {
-	if !b.stop {
-		return decls
-	}
 	t := byte(i32)
 	if b.mem64 {
 		t = i64
 	}
-	return append(decls[:len(decls):len(decls)], locals(1, t))
+	return b.scratchOf(decls, t)
+}
+
+// scratchOf appends to decls the declarations of scratch locals of the
+// given types, one each.
+func (b *mb) scratchOf(decls [][]byte, types ...byte) [][]byte {
+	if !b.stop {
+		return decls
+	}
+	out := decls[:len(decls):len(decls)]
+	for _, t := range types {
+		out = append(out, locals(1, t))
+	}
+	return out
 }
 
 // loop encodes loop bt instrs end; bt is a block type in any cat form.
@@ -444,13 +465,13 @@ func loopCases() []loopCase {
 						0x44, cat(0, 0, 0, 0, 0, 0, 0xf8, 0x7f), misc(3), i32Add, // i32.trunc_sat_f64_u(NaN)
 						0xc0, // i32.extend8_s
 					),
-					bodyL(nil,
+					bodyL(b.scratch(), // the scratch local is 0
 						misc(16, uleb(0)),                              // table.size
 						0xd0, fref, i32c(2), misc(15, uleb(0)), i32Add, // table.grow
-						i32c(0), 0xd0, fref, i32c(6), misc(17, uleb(0)), // table.fill
-						i32c(1), i32c(0), i32c(2), misc(12, uleb(0), uleb(0)), // table.init elem 0 table 0
-						misc(13, uleb(0)),                                     // elem.drop
-						i32c(3), i32c(1), i32c(2), misc(14, uleb(0), uleb(0)), // table.copy
+						i32c(0), 0xd0, fref, i32c(6), b.tableBulk(0), misc(17, uleb(0)), // table.fill
+						i32c(1), i32c(0), i32c(2), b.tableBulk(0), misc(12, uleb(0), uleb(0)), // table.init elem 0 table 0
+						misc(13, uleb(0)),                                                     // elem.drop
+						i32c(3), i32c(1), i32c(2), b.tableBulk(0), misc(14, uleb(0), uleb(0)), // table.copy
 						i32c(4), 0x25, uleb(0), 0xd1, i32Add, // table.get, ref.is_null
 						i32c(0), i32c(0), 0x25, uleb(0), 0x26, uleb(0), // table.set
 						i32c(0), 0x25, uleb(0), 0xd1, i32Add,
@@ -934,6 +955,40 @@ func TestInstrumentLoopsSectionPlacement(t *testing.T) {
 			sec(10, vec(bodyL(m64.scratch(locals(1, i64)), i64c(0), i32c(0), localGet(0), m64.bulk(2), misc(11, 0x00)))),
 		),
 	}, {
+		// memory.init's length is an i32 in a 64-bit memory too (a data
+		// segment's offsets are), and so are the table instructions' (a
+		// 32-bit table's): they share an i32 scratch local, declared
+		// after the i64 one of memory.fill and memory.copy.
+		name:      "a 64-bit memory's memory.init and table lengths are i32s (parse only)",
+		parseOnly: true,
+		in: wasmModule(
+			sec(1, vec(tVoid)), sec(3, vec(uleb(0), uleb(0))), sec(4, vec(cat(fref, 0x00, uleb(4)))), sec(5, vec(cat(0x04, uleb(1)))),
+			sec(12, uleb(1)),
+			sec(10, vec(
+				bodyL(nil,
+					i64c(0), i32c(0), i64c(8), misc(11, 0x00), // memory.fill
+					i64c(0), i32c(0), i32c(1), misc(8, uleb(0), 0x00), // memory.init
+					i32c(0), 0xd0, fref, i32c(4), misc(17, uleb(0)), // table.fill
+				),
+				bodyL(nil, i32c(0), i32c(1), i32c(2), misc(14, uleb(0), uleb(0))), // table.copy
+			)),
+			sec(11, vec(cat(0x01, str("x")))),
+		),
+		want: wasmModule(
+			sec(1, vec(tVoid)), sec(3, vec(uleb(0), uleb(0))), sec(4, vec(cat(fref, 0x00, uleb(4)))), sec(5, vec(cat(0x04, uleb(1)))),
+			sec(6, vec(ng...)), sec(7, vec(stopExport(0))),
+			sec(12, uleb(1)),
+			sec(10, vec(
+				bodyL(m64.scratchOf(nil, i64, i32),
+					i64c(0), i32c(0), i64c(8), m64.bulk(0), misc(11, 0x00),
+					i64c(0), i32c(0), i32c(1), m64.charge(1, false, bulkShift), misc(8, uleb(0), 0x00),
+					i32c(0), 0xd0, fref, i32c(4), m64.tableBulk(1), misc(17, uleb(0)),
+				),
+				bodyL(m64.scratchOf(nil, i32), i32c(0), i32c(1), i32c(2), m64.tableBulk(0), misc(14, uleb(0), uleb(0))),
+			)),
+			sec(11, vec(cat(0x01, str("x")))),
+		),
+	}, {
 		// The scratch local follows the parameters and the locals; its
 		// declaration is appended, the declaration count re-encoded
 		// (here from one byte to two, and from a padded encoding).
@@ -1168,6 +1223,21 @@ func TestInstrumentLoopsErrors(t *testing.T) {
 			ErrMalformed, "function section has 1 trailing bytes"},
 		{"no local index left for the scratch local", fn(0x01, 0xff, 0xff, 0xff, 0xff, 0x0f, i32, fill3, misc(11, 0x00), opEnd),
 			ErrTooLarge, "function body 0 has 4294967295 parameters and locals"},
+		{"no local index left for the second scratch local (64-bit memory)", wasmModule(sec(1, vec(tVoid)), sec(3, vec(uleb(0))), sec(5, vec(cat(0x04, uleb(1)))),
+			sec(10, vec(bodyL([][]byte{locals(0xfffffffe, i32)}, fill3, misc(11, 0x00), fill3, misc(17, uleb(0)))))),
+			ErrTooLarge, "function body 0 has 4294967294 parameters and locals"},
+		{"table.fill of a 64-bit table", wasmModule(sec(1, vec(tVoid)), sec(3, vec(uleb(0))), sec(4, vec(cat(fref, 0x04, uleb(1)))),
+			sec(10, vec(body(fill3, misc(17, uleb(0)))))),
+			ErrUnsupportedInstruction, "opcode 0xfc 17 in a module with a 64-bit table"},
+		{"table.copy with an imported 64-bit table", wasmModule(sec(1, vec(tVoid)), sec(2, vec(imp("env", "t", 1, fref, 0x04, uleb(1)))), sec(3, vec(uleb(0))),
+			sec(10, vec(body(fill3, misc(14, uleb(0), uleb(0)))))),
+			ErrUnsupportedInstruction, "opcode 0xfc 14 in a module with a 64-bit table"},
+		{"table.init with a table initializer", wasmModule(sec(1, vec(tVoid)), sec(3, vec(uleb(0))), sec(4, vec(cat(0x40, 0x00, fref, 0x00, uleb(1), 0xd0, fref, opEnd))),
+			sec(10, vec(body(fill3, misc(12, uleb(0), uleb(0)))))),
+			ErrUnsupportedInstruction, "table 0 has element type 0x40"},
+		{"truncated table section", wasmModule(sec(1, vec(tVoid)), sec(3, vec(uleb(0))), sec(4, 0x01, fref, 0x01, 0x01),
+			sec(10, vec(body(fill3, misc(17, uleb(0)))))),
+			ErrMalformed, "table limits"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := bytes.Clone(tc.wasm)

@@ -75,6 +75,14 @@ type module struct {
 	// toolchain's linker writes into every module it links.
 	goBuildID bool
 
+	// The table section is only framed by parse; its payload,
+	// [tableBody, tableEnd), is decoded by InstrumentLoops when a body has
+	// a table instruction (hasTable64). importedTable64 reports an
+	// imported table with 64-bit limits.
+	hasTable            bool
+	tableBody, tableEnd int
+	importedTable64     bool
+
 	// importedMemories counts memory imports; mem64 reports whether the
 	// first imported memory has 64-bit limits.
 	importedMemories uint32
@@ -175,6 +183,9 @@ func parse(wasm []byte) (*module, error) {
 		case secMemory:
 			m.hasMemory, m.memoryStart, m.memoryBody, m.memoryEnd = true, start, payload, end
 			sr.pos = len(sr.buf) // decoded by InstrumentLoops only
+		case secTable:
+			m.hasTable, m.tableBody, m.tableEnd = true, payload, end
+			sr.pos = len(sr.buf) // decoded by InstrumentLoops only
 		default:
 			sr.pos = len(sr.buf)
 		}
@@ -242,6 +253,9 @@ func (m *module) parseImports(r *reader) error {
 			_, err = r.u32("function type index")
 		case 1: // table: reftype + limits (bit 2: table64)
 			if err = r.refType("table element type"); err == nil {
+				if r.remaining() > 0 && r.buf[r.pos]&4 != 0 {
+					m.importedTable64 = true
+				}
 				err = r.limits("table limits", 0x05)
 			}
 		case 2: // memory: limits (bit 1: shared, bit 2: memory64)
