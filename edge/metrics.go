@@ -9,6 +9,7 @@ import (
 
 	"github.com/gojinn/gojinn/runtime"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics are the edge's Prometheus series. Labels stay bounded: the
@@ -16,7 +17,8 @@ import (
 // registered by operators), an outcome from a fixed set, the TLS
 // transport and handshake result, and a served certificate's name (from
 // configuration, routes or certificate files); never paths, SNI names,
-// client addresses or other request data.
+// client addresses or other request data. A removed function's series
+// are deleted by ForgetFunction or Prune.
 type Metrics struct {
 	requests   *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
@@ -33,6 +35,10 @@ type Metrics struct {
 	// over HTTP/3 (docs/benchmarks.md).
 	okSeries sync.Map // function name -> *okSeries
 	ok200    [3]prometheus.Counter
+	// okMu orders filling okSeries against ForgetFunction, so the cache
+	// never keeps series the vecs no longer have: a redeployed function's
+	// successes would count into those, unseen.
+	okMu sync.Mutex
 }
 
 // okSeries are one function's series for successful invocations.
@@ -183,8 +189,13 @@ func (m *Metrics) invocation(function string, err error, d time.Duration, in int
 
 // seriesOK returns function's series for successful invocations. The
 // names are those of routed functions, so the cache stays as bounded as
-// the series themselves.
+// the series themselves; ForgetFunction drops a name from both.
 func (m *Metrics) seriesOK(function string) *okSeries {
+	if s, ok := m.okSeries.Load(function); ok {
+		return s.(*okSeries)
+	}
+	m.okMu.Lock()
+	defer m.okMu.Unlock()
 	if s, ok := m.okSeries.Load(function); ok {
 		return s.(*okSeries)
 	}
@@ -195,6 +206,67 @@ func (m *Metrics) seriesOK(function string) *okSeries {
 		resp:     m.respBytes.WithLabelValues(function),
 		cpu:      m.cpu.WithLabelValues(function),
 	}
-	actual, _ := m.okSeries.LoadOrStore(function, s)
-	return actual.(*okSeries)
+	m.okSeries.Store(function, s)
+	return s
+}
+
+// byFunction are the vecs with a function label.
+func (m *Metrics) byFunction() []*prometheus.MetricVec {
+	return []*prometheus.MetricVec{m.duration.MetricVec, m.invokes.MetricVec, m.reqBytes.MetricVec, m.respBytes.MetricVec, m.cpu.MetricVec}
+}
+
+// ForgetFunction deletes every series labelled with function: call it
+// when the function is removed, after its routes are gone. A request
+// still running then counts into new series when it ends; Prune, run
+// periodically, deletes those too.
+func (m *Metrics) ForgetFunction(function string) {
+	if m == nil {
+		return
+	}
+	m.okMu.Lock()
+	defer m.okMu.Unlock()
+	m.okSeries.Delete(function)
+	l := prometheus.Labels{"function": function}
+	for _, v := range m.byFunction() {
+		v.DeletePartialMatch(l)
+	}
+}
+
+// Prune deletes the series of every function keep refuses (ForgetFunction
+// for each): the node passes the functions its registry holds, so series
+// of removed functions go even when a request ended after their removal.
+// keep is called without locks held and should read the current state.
+func (m *Metrics) Prune(keep func(function string) bool) {
+	if m == nil {
+		return
+	}
+	names := map[string]struct{}{}
+	for _, v := range m.byFunction() {
+		functionLabels(v, names)
+	}
+	for name := range names {
+		if !keep(name) {
+			m.ForgetFunction(name)
+		}
+	}
+}
+
+// functionLabels adds the function label values of v's series to names.
+func functionLabels(v *prometheus.MetricVec, names map[string]struct{}) {
+	ch := make(chan prometheus.Metric)
+	go func() { // ends when Collect returns: the loop below drains ch
+		v.Collect(ch)
+		close(ch)
+	}()
+	for s := range ch {
+		var d dto.Metric
+		if s.Write(&d) != nil {
+			continue
+		}
+		for _, l := range d.GetLabel() {
+			if l.GetName() == "function" {
+				names[l.GetValue()] = struct{}{}
+			}
+		}
+	}
 }

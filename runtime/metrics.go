@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics are the runtime's Prometheus series: what happens inside the
@@ -15,7 +16,13 @@ import (
 //
 // Labels stay bounded: a function's name (functions are registered by
 // operators) and values from fixed sets. Series of an unloaded function
-// are deleted with it. A nil *Metrics records nothing.
+// are deleted with it (Engine.Unload); so are, at the next
+// Engine.PruneMetrics, those of a function that was never loaded (the work
+// of a deploy's Engine.Check, a Load that failed for a new name) or that a
+// call finishing after the unload counted into. A failed compile is
+// counted with an empty function label (absent, once Prometheus has it):
+// it is mostly a rejected deploy, of a function that may never exist,
+// and the count must outlive the pruning. A nil *Metrics records nothing.
 type Metrics struct {
 	poolWait       *prometheus.HistogramVec
 	instantiations *prometheus.CounterVec
@@ -28,6 +35,8 @@ type Metrics struct {
 	resetTime      *prometheus.HistogramVec
 	logLines       *prometheus.CounterVec
 	logsDropped    *prometheus.CounterVec
+
+	byFunction []*prometheus.MetricVec // the vecs with a function label
 }
 
 // Values of the source label of gojinn_compilations_total: where a
@@ -56,7 +65,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "gojinn_instantiations_total", Help: "Sandboxes (module instances) created, by function and outcome (ok, error).",
 		}, []string{"function", "outcome"}),
 		compilations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gojinn_compilations_total", Help: "Times a function's compiled code was loaded, by function, source (memory: shared with a loaded module, disk: prepared-module cache hit, compiled: cache miss) and outcome.",
+			Name: "gojinn_compilations_total", Help: "Times a function's compiled code was loaded, by function, source (memory: shared with a loaded module, disk: prepared-module cache hit, compiled: cache miss) and outcome (ok; error, counted without the function: mostly rejected deploys).",
 		}, []string{"function", "source", "outcome"}),
 		compileTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "gojinn_compile_seconds", Help: "Time to load a function's compiled code from the disk cache or by compiling, by source.",
@@ -85,6 +94,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "gojinn_guest_log_lines_dropped_total", Help: "Guest log lines dropped by the per-function rate limit (runtime.log_rate, runtime.log_burst), by function.",
 		}, []string{"function"}),
 	}
+	m.byFunction = []*prometheus.MetricVec{m.poolWait.MetricVec, m.instantiations.MetricVec, m.compilations.MetricVec, m.evictions.MetricVec,
+		m.retired.MetricVec, m.idleCalls.MetricVec, m.idleCPU.MetricVec, m.logLines.MetricVec, m.logsDropped.MetricVec}
 	for _, c := range []prometheus.Collector{m.poolWait, m.instantiations, m.compilations, m.compileTime, m.evictions, m.retired, m.idleCalls, m.idleCPU, m.resetTime, m.logLines, m.logsDropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, errors.Join(errors.New("runtime: registering metrics"), err)
@@ -119,6 +130,9 @@ func (m *Metrics) instantiated(function string, err error) {
 func (m *Metrics) compiled(function, source string, d time.Duration, err error) {
 	if m == nil {
 		return
+	}
+	if err != nil {
+		function = "" // see Metrics
 	}
 	m.compilations.WithLabelValues(function, source, outcomeLabel(err)).Inc()
 	if source != SourceMemory && err == nil {
@@ -176,13 +190,60 @@ func (m *Metrics) forget(function string) {
 		return
 	}
 	l := prometheus.Labels{"function": function}
-	m.poolWait.DeletePartialMatch(l)
-	m.instantiations.DeletePartialMatch(l)
-	m.compilations.DeletePartialMatch(l)
-	m.evictions.DeletePartialMatch(l)
-	m.retired.DeletePartialMatch(l)
-	m.idleCalls.DeletePartialMatch(l)
-	m.idleCPU.DeletePartialMatch(l)
-	m.logLines.DeletePartialMatch(l)
-	m.logsDropped.DeletePartialMatch(l)
+	for _, v := range m.byFunction {
+		v.DeletePartialMatch(l)
+	}
+}
+
+// PruneMetrics deletes the runtime series (Config.Metrics) of every
+// function that keep refuses and that is not loaded (a loaded function
+// keeps its series: it holds some of them, see Function.waited). The
+// node passes the functions its registry holds, on every registry change
+// and periodically: a deploy in progress keeps the series of its check
+// and load, and what a rejected deploy's check counted, or a call that
+// ended after its function was unloaded, goes. keep is called without
+// the engine's locks held and should read the current state.
+func (e *Engine) PruneMetrics(keep func(function string) bool) {
+	m := e.cfg.Metrics
+	if m == nil {
+		return
+	}
+	names := map[string]struct{}{}
+	for _, v := range m.byFunction {
+		functionLabels(v, names)
+	}
+	var drop []string
+	for name := range names {
+		if name != "" && !keep(name) { // "": failed compiles, kept for the node
+			drop = append(drop, name)
+		}
+	}
+	// Under the lock, so that none of them is loaded before its series go.
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	for _, name := range drop {
+		if _, loaded := e.fns[name]; !loaded {
+			m.forget(name)
+		}
+	}
+}
+
+// functionLabels adds the function label values of v's series to names.
+func functionLabels(v *prometheus.MetricVec, names map[string]struct{}) {
+	ch := make(chan prometheus.Metric)
+	go func() { // ends when Collect returns: the loop below drains ch
+		v.Collect(ch)
+		close(ch)
+	}()
+	for s := range ch {
+		var d dto.Metric
+		if s.Write(&d) != nil {
+			continue
+		}
+		for _, l := range d.GetLabel() {
+			if l.GetName() == "function" {
+				names[l.GetValue()] = struct{}{}
+			}
+		}
+	}
 }

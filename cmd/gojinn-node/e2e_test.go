@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -581,5 +582,47 @@ func TestDevKeepsAUserFunctionAtRoot(t *testing.T) {
 	}
 	if !strings.Contains(n.stderr.String(), "the example hello function was not deployed") {
 		t.Fatalf("no warning about the example in the log:\n%s", n.stderr.String())
+	}
+}
+
+// A removed function's series leave /metrics, the edge's and the
+// runtime's; another function's stay.
+func TestMetricsOfRemovedFunctionsGo(t *testing.T) {
+	dir := t.TempDir()
+	raw := writeModule(t, dir, "raw.wasm", runtimetest.WAT(t, "examples/raw-wat/main.wat"))
+	n := startDev(t, filepath.Join(dir, "data"), "")
+	n.cli(0, "deploy", "gone", raw, "--route", "/gone")
+	n.cli(0, "deploy", "kept", raw, "--route", "/kept")
+	for _, p := range []string{"/gone", "/kept"} {
+		if code, body, _ := n.get(n.plainClient, "http://"+n.http+p); code != 200 {
+			t.Fatalf("%s: %d %q", p, code, body)
+		}
+	}
+	seriesOf := func(fn string) []string {
+		var names []string
+		for name, f := range n.scrape() {
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "function" && l.GetValue() == fn {
+						names = append(names, name)
+					}
+				}
+			}
+		}
+		return names
+	}
+	if s := seriesOf("gone"); !slices.Contains(s, "gojinn_invocations_total") {
+		t.Fatalf("before the removal, series of gone: %v", s)
+	}
+	n.cli(0, "functions", "rm", "gone")
+	deadline := time.Now().Add(10 * time.Second)
+	for s := seriesOf("gone"); len(s) > 0; s = seriesOf("gone") {
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after the removal, series of gone remain: %v", s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s := seriesOf("kept"); !slices.Contains(s, "gojinn_invocations_total") || !slices.Contains(s, "gojinn_function_duration_seconds") {
+		t.Fatalf("series of kept after removing gone: %v", s)
 	}
 }

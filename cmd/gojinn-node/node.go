@@ -242,6 +242,11 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 	if n.edgeMetrics, err = edge.NewMetrics(n.metrics); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.pruneMetrics(recCtx)
+	}()
 	adminMux := http.NewServeMux()
 	adminMux.Handle("/metrics", requireToken(hash, promhttp.HandlerFor(n.metrics, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})))
 	adminMux.Handle("/", api)
@@ -453,4 +458,35 @@ func (n *node) stop(ctx context.Context) {
 		}
 	}
 	n.tracing.shutdown(ctx) // 6. Trace export: flush the spans of everything above.
+}
+
+// metricsSweep is how often pruneMetrics runs without a registry change.
+const metricsSweep = time.Minute
+
+// pruneMetrics deletes the edge's and the runtime's series of functions
+// the registry no longer has, after every registry change and every
+// metricsSweep, until ctx ends. A removal alone is not enough: a request
+// still running when its function was removed, or the check of a deploy
+// the node refused, counts under the name afterwards.
+func (n *node) pruneMetrics(ctx context.Context) {
+	changed, unsubscribe := n.store.Subscribe()
+	defer unsubscribe()
+	tick := time.NewTicker(metricsSweep)
+	defer tick.Stop()
+	// Reads the registry at every call: a deploy committed but not yet
+	// loaded is in it, so its series stay.
+	keep := func(name string) bool {
+		_, ok := n.store.Function(name)
+		return ok
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-tick.C:
+		}
+		n.edgeMetrics.Prune(keep)
+		n.engine.PruneMetrics(keep)
+	}
 }
