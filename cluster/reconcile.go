@@ -129,6 +129,14 @@ func (r *Reconciler) Sync(ctx context.Context) {
 			gone = append(gone, name)
 		}
 	}
+	// A function removed while its version failed to load was never
+	// loaded: its failure goes here, or the map grows with every such
+	// name.
+	for name := range r.failed {
+		if _, ok := want[name]; !ok {
+			delete(r.failed, name)
+		}
+	}
 	r.mu.Unlock()
 	for _, name := range gone {
 		if err := r.loader.Unload(ctx, name); err != nil && !errors.Is(err, runtime.ErrUnknownFunction) {

@@ -135,6 +135,30 @@ func TestReconcilerLifecycle(t *testing.T) {
 	}
 }
 
+// A function removed while its only version failed to load leaves no
+// failure behind (it was never loaded, so the unload pass missed it).
+func TestReconcilerForgetsRemovedFailures(t *testing.T) {
+	env := newReconcileEnv(t)
+	bad := env.put([]byte("\x00asm\x01\x00\x00\x00garbage"))
+	bad.Mode = storage.ModePooled
+	bad.Routes = []storage.Route{{Path: "/broken/*"}}
+	res := env.apply(storage.Command{Op: storage.OpDeploy, Name: "broken", Spec: &bad})
+	if err := waitReady(t, env.rec, "broken", res.Version.Version); !errors.Is(err, cluster.ErrNotServable) {
+		t.Fatalf("bad version: %v, want ErrNotServable", err)
+	}
+	if st := env.rec.VersionState("broken", res.Version.Version); st.State != "failed" {
+		t.Fatalf("before the removal: %+v, want failed", st)
+	}
+	env.apply(storage.Command{Op: storage.OpRemove, Name: "broken"})
+	deadline := time.Now().Add(10 * time.Second)
+	for env.rec.VersionState("broken", res.Version.Version).State == "failed" {
+		if time.Now().After(deadline) {
+			t.Fatal("the failure of a removed function is still kept 10 s after the removal")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // CheckDeploy rejects route conflicts with another function, invalid
 // patterns and modules that do not compile, before anything is proposed.
 func TestReconcilerCheckDeploy(t *testing.T) {
