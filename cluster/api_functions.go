@@ -42,8 +42,10 @@ func (a *api) deploy(w http.ResponseWriter, r *http.Request) error {
 			"the module is %d bytes; this node accepts modules up to %d bytes", spec.Size, a.cfg.MaxModuleBytes)
 	}
 	// The store validates again when it proposes; checking here first
-	// answers a typo in milliseconds instead of after a compile.
-	if err := storage.ValidateSpec(name, spec); err != nil {
+	// answers a typo in milliseconds instead of after a compile, and
+	// with 400 `invalid`, not 422 `check_failed`, for the edge's and the
+	// runtime's rules too.
+	if err := validateDeploySpec(name, spec); err != nil {
 		return apiErrorf(http.StatusBadRequest, CodeInvalid, "%v", err)
 	}
 	wait, err := a.waitBound(req.Wait, req.WaitTimeout)

@@ -231,6 +231,30 @@ func TestAPIKVRaw(t *testing.T) {
 	}
 }
 
+// The share list is [] in the JSON, never null: for a namespace with keys
+// and no list, after {"share":[]} and {"share":null}, and for one never
+// written (docs/api.md).
+func TestAPIKVShareNeverNull(t *testing.T) {
+	h := newKVHarness(t)
+	if r := h.do("PUT", "/v1/kv/counter/hits", strings.NewReader("1")); r.status != 200 {
+		t.Fatalf("put: %d %s", r.status, r.body)
+	}
+	for _, tc := range []struct{ method, path, body, want string }{
+		{"GET", "/v1/kv/counter", "", `"share":[]`},
+		{"PUT", "/v1/kv/counter", `{"share":[]}`, `{"namespace":"counter","keys":1,"share":[]}`},
+		{"PUT", "/v1/kv/counter", `{"share":["worker"]}`, `"share":["worker"]`},
+		{"PUT", "/v1/kv/counter", `{"share":null}`, `{"namespace":"counter","keys":1,"share":[]}`},
+		{"GET", "/v1/kv/counter", "", `"share":[]`},
+		{"PUT", "/v1/kv/empty", `{"share":[]}`, `{"namespace":"empty","keys":0,"share":[]}`},
+		{"GET", "/v1/kv/never", "", `{"namespace":"never","share":[],"keys":[]}`},
+	} {
+		r := h.doJSON(tc.method, tc.path, tc.body)
+		if r.status != 200 || !strings.Contains(r.body, tc.want) {
+			t.Errorf("%s %s %s: %d %s, want %s", tc.method, tc.path, tc.body, r.status, r.body, tc.want)
+		}
+	}
+}
+
 // TestAPIKVNotEnabled: a registry without KV answers 501.
 func TestAPIKVNotEnabled(t *testing.T) {
 	h := newAPIHarness(t, nil)

@@ -32,12 +32,12 @@ const (
 	CodeUnknownField     = "unknown_field"      // 400: a JSON field the API does not know
 	CodeInvalidName      = "invalid_name"       // 400: function name fails storage.ValidateName
 	CodeInvalidSHA256    = "invalid_sha256"     // 400: not 64 lower-case hex digits
-	CodeInvalid          = "invalid"            // 400/422: a value failed validation
+	CodeInvalid          = "invalid"            // 400: a value failed validation (every rule of a deploy's spec); 422: the registry refused it
 	CodeBodyTooLarge     = "body_too_large"     // 413: JSON body over 1 MiB
 	CodeModuleTooLarge   = "module_too_large"   // 413: module over the node's limit
 	CodeHashMismatch     = "hash_mismatch"      // 422: uploaded bytes do not hash to the URL's sha256
 	CodeBlobMissing      = "blob_missing"       // 409: deploy names a module not uploaded
-	CodeCheckFailed      = "check_failed"       // 422: module does not compile or routes conflict (pre-check or commit)
+	CodeCheckFailed      = "check_failed"       // 422: module does not compile, fit its memory limit or initialise, or routes conflict with another function's (pre-check or commit)
 	CodeFunctionNotFound = "function_not_found" // 404
 	CodeVersionNotFound  = "version_not_found"  // 404
 	CodeUnavailable      = "unavailable"        // 503 + Retry-After: no leader, retry; or a write's outcome is unknown (the message says so): read first

@@ -68,10 +68,11 @@ func (e *NotLeaderError) Is(target error) bool {
 }
 
 // Node is one Raft server: a hashicorp/raft instance with a BoltDB log and
-// stable store (DATA/raft/raft.db), file snapshots (DATA/raft/snapshots)
-// and a TCP transport (Config.Transport: mutual TLS in a cluster). Open
-// bootstraps a new data directory as a single-voter cluster unless
-// Config.Join says a leader will add it.
+// stable store (DATA/raft/raft.db), file snapshots (DATA/raft/snapshots,
+// kept private by privateSnapshots) and a TCP transport
+// (Config.Transport: mutual TLS in a cluster). Open bootstraps a new data
+// directory as a single-voter cluster unless Config.Join says a leader
+// will add it.
 //
 // Goroutines: raft's own (stopped by Shutdown in Close); observe, which
 // turns raft observations into logs and wake-ups for waitLeader (stopped by
@@ -128,9 +129,10 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	// The log and the snapshots hold every function's env (secrets) and
-	// the KV data, in files raft creates readable by all (0644): the
-	// directory is for the node's user alone, also when it exists already
-	// with a wider mode (a data directory from an image, say).
+	// the KV data: the directory is for the node's user alone, also when
+	// it exists already with a wider mode (a data directory from an
+	// image, say), and so are the files in it (raft.db below,
+	// privateSnapshots), so that a copy of them is private too.
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o700); err != nil {
 		return nil, fmt.Errorf("raft: create %s: %w (check the data directory's permissions)", raftDir, err)
@@ -168,7 +170,13 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	closers = append(closers, bolt.Close)
 
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, snapshotRetain, hl.Named("snapshot"))
+	// BoltDB creates the file 0600, but one from elsewhere (an image, a
+	// copy) may be wider: it holds the same secrets as the snapshots.
+	if err := os.Chmod(dbPath, 0o600); err != nil {
+		return nil, fmt.Errorf("raft: make %s private (mode 0600): %w", dbPath, err)
+	}
+
+	snaps, err := newPrivateSnapshots(raftDir, snapshotRetain, hl.Named("snapshot"))
 	if err != nil {
 		return nil, fmt.Errorf("raft: snapshot store in %s: %w", raftDir, err)
 	}

@@ -48,8 +48,11 @@ func OpenBlobs(dir string) (*Blobs, error) {
 		root: filepath.Join(dir, "blobs", "sha256"),
 		tmp:  filepath.Join(dir, "blobs", "tmp"),
 	}
+	// Modules are the operator's code, and may embed configuration: the
+	// store is private to the node's user, like the files in it (0600,
+	// from os.CreateTemp).
 	for _, d := range []string{b.root, b.tmp} {
-		if err := os.MkdirAll(d, 0o750); err != nil {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("blob store: create %s: %w (check the data directory's permissions)", d, err)
 		}
 	}
@@ -147,7 +150,7 @@ func (b *Blobs) write(r io.Reader, maxBytes int64, want string) (string, int64, 
 		return "", n, fmt.Errorf("blob store: close %s: %w", tmpName, err)
 	}
 	dst := b.path(sha)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return "", n, fmt.Errorf("blob store: create %s: %w", filepath.Dir(dst), err)
 	}
 	if err := os.Rename(tmpName, dst); err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,6 +139,38 @@ func TestBlobsAdd(t *testing.T) {
 		t.Fatalf("Add over the limit: %v, want ErrTooLarge", err)
 	}
 	tmpEmpty(t, dir)
+}
+
+// The blob store is private to the node's user: directories 0700, files
+// 0600, so a copy of the data directory is private too.
+func TestBlobsFilesPrivate(t *testing.T) {
+	b, dir := openBlobs(t)
+	if _, _, err := b.Add(strings.NewReader("module bytes"), 0); err != nil {
+		t.Fatal(err)
+	}
+	files := 0
+	err := filepath.WalkDir(filepath.Join(dir, "blobs"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := fs.FileMode(0o600)
+		if d.IsDir() {
+			want = 0o700
+		} else {
+			files++
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %o, want %o", path, fi.Mode().Perm(), want)
+		}
+		return nil
+	})
+	if err != nil || files != 1 {
+		t.Fatalf("walk: %d files, %v", files, err)
+	}
 }
 
 func TestBlobsHashMismatch(t *testing.T) {

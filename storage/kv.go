@@ -240,7 +240,8 @@ type KVNamespaceInfo struct {
 	Name string `json:"namespace"`
 	// Keys counts stored keys, including expired keys not yet purged.
 	Keys int `json:"keys"`
-	// Share lists the functions besides the owner that may use it.
+	// Share lists the functions besides the owner that may use it,
+	// sorted; empty, never nil, when there are none.
 	Share []string `json:"share"`
 }
 
@@ -315,7 +316,9 @@ func (s *State) KVNamespace(ns string) KVNamespaceInfo {
 	info := KVNamespaceInfo{Name: ns, Share: []string{}}
 	if n, ok := s.kv.Get(ns); ok {
 		info.Keys = n.keys.Len()
-		info.Share = slices.Clone(n.share)
+		// Not slices.Clone: it keeps nil, and the API shows a missing
+		// share list as [], never null.
+		info.Share = append(info.Share, n.share...)
 	}
 	return info
 }

@@ -407,6 +407,39 @@ func TestKVNamespaceIsolationAndShare(t *testing.T) {
 	}
 }
 
+// A namespace's share list is empty, never nil (the API's JSON shows
+// [], not null), whether the namespace was never written, has keys and
+// no list, had its list cleared, or came back from a snapshot.
+func TestKVNamespaceShareNeverNil(t *testing.T) {
+	l := newKVLog(t)
+	l.must(kvPut("keys", "k", "v"))
+	l.must(kvPut("cleared", "k", "v"))
+	l.must(kvShare("cleared", "b"))
+	l.must(kvShare("cleared"))
+	l.must(kvShare("shared", "b"))
+	check := func(st *State, what string) {
+		t.Helper()
+		for _, ns := range []string{"never-written", "keys", "cleared"} {
+			if info := st.KVNamespace(ns); info.Share == nil || len(info.Share) != 0 {
+				t.Errorf("%s: %s share = %#v, want an empty list", what, ns, info.Share)
+			}
+		}
+		if info := st.KVNamespace("shared"); !reflect.DeepEqual(info.Share, []string{"b"}) {
+			t.Errorf("%s: shared share = %#v", what, info.Share)
+		}
+	}
+	check(l.r.State(), "applied")
+	var snap strings.Builder
+	if err := l.r.State().Encode(&snap); err != nil {
+		t.Fatal(err)
+	}
+	st, err := DecodeState(strings.NewReader(snap.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(st, "restored")
+}
+
 // keysOf joins a page's keys.
 func keysOf(p KVPage) string {
 	keys := make([]string, len(p.Entries))

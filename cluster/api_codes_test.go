@@ -1,0 +1,73 @@
+package cluster
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// Every error code the admin API can answer with has a row in one of
+// docs/api.md's error-code tables ("| `code` | status | meaning |"), so
+// scripts switching on codes can find them all. The codes are read from
+// the package's Code* constants, so a new one is covered at once.
+func TestAPIErrorCodesDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "api.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The enrollment endpoint's codes (jointoken_handler.go) belong to
+	// the peer API, not the admin API.
+	peerAPI := map[string]bool{CodeJoinRefused: true, CodeRateLimited: true}
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	n := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		file, err := parser.ParseFile(fset, f, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range file.Decls {
+			gd, ok := d.(*ast.GenDecl)
+			if !ok || gd.Tok != token.CONST {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				vs := spec.(*ast.ValueSpec)
+				for i, name := range vs.Names {
+					if !strings.HasPrefix(name.Name, "Code") || i >= len(vs.Values) {
+						continue
+					}
+					lit, ok := vs.Values[i].(*ast.BasicLit)
+					if !ok || lit.Kind != token.STRING {
+						continue
+					}
+					code, err := strconv.Unquote(lit.Value)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if peerAPI[code] {
+						continue
+					}
+					n++
+					if !strings.Contains(string(doc), "\n| `"+code+"` | ") {
+						t.Errorf("%s (%s, %q) has no row in docs/api.md's error-code tables", name.Name, f, code)
+					}
+				}
+			}
+		}
+	}
+	if n < 25 {
+		t.Fatalf("found only %d error codes; has their declaration changed?", n)
+	}
+}

@@ -1,0 +1,55 @@
+package cluster
+
+import (
+	"fmt"
+
+	"github.com/gojinn/gojinn/storage"
+)
+
+// The runtime's bounds of limits.memory_bytes (runtime.Limits): one wasm
+// page, and the wasm32 address space.
+const (
+	minMemoryBytes = 64 << 10
+	maxMemoryBytes = 4 << 30
+)
+
+// validateDeploySpec is the admin API's check of a deploy's spec on its
+// own, before the module is looked at: the registry's rules
+// (storage.ValidateSpec), the edge's route rules (edge.Route.Validate:
+// methods upper-case, listed once; host and path patterns) and the
+// runtime's rules for a spec (reset needs mode pooled; memory_bytes within
+// the runtime's bounds). A spec no node could serve is refused with 400
+// `invalid` naming the field, instead of 422 `check_failed` after a
+// compile. Errors wrap storage.ErrInvalid.
+//
+// The edge and runtime rules are not in storage.ValidateSpec because the
+// state machine applies that to entries already in the Raft log, which
+// must keep applying as they did (storage/command.go). The runtime's own
+// check still runs in the deploy's pre-check and at load;
+// TestDeploySpecRulesMatchRuntime keeps the two in step.
+func validateDeploySpec(name string, spec storage.Spec) error {
+	if err := storage.ValidateSpec(name, spec); err != nil {
+		return err
+	}
+	for i, rt := range EdgeRoutes(name, spec.Routes) {
+		if err := rt.Validate(); err != nil {
+			// HTTP methods are case-sensitive (RFC 9110): "get" is
+			// refused with the edge's hint to write "GET", not
+			// quietly upper-cased.
+			return fmt.Errorf("%w: spec.routes[%d]: %w", storage.ErrInvalid, i, err)
+		}
+	}
+	if spec.Reset != "" && spec.Reset != storage.ResetNone && spec.Mode != storage.ModePooled {
+		mode := spec.Mode
+		if mode == "" {
+			mode = storage.ModeIsolated
+		}
+		return fmt.Errorf("%w: spec.reset %q needs mode %q, and the mode is %q (isolated instances are never reused): deploy with mode %q, or leave reset out",
+			storage.ErrInvalid, spec.Reset, storage.ModePooled, mode, storage.ModePooled)
+	}
+	if m := spec.Limits.MemoryBytes; m != 0 && (m < minMemoryBytes || m > maxMemoryBytes) {
+		return fmt.Errorf("%w: spec.limits.memory_bytes %d is outside %d (64 KiB) .. %d (4 GiB); leave it out (or 0) for the runtime's default",
+			storage.ErrInvalid, m, minMemoryBytes, maxMemoryBytes)
+	}
+	return nil
+}
