@@ -7,9 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gojinn/gojinn/internal/promlabel"
 	"github.com/gojinn/gojinn/runtime"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics are the edge's Prometheus series. Labels stay bounded: the
@@ -242,31 +242,11 @@ func (m *Metrics) Prune(keep func(function string) bool) {
 	}
 	names := map[string]struct{}{}
 	for _, v := range m.byFunction() {
-		functionLabels(v, names)
+		promlabel.Values(v, "function", names)
 	}
 	for name := range names {
 		if !keep(name) {
 			m.ForgetFunction(name)
-		}
-	}
-}
-
-// functionLabels adds the function label values of v's series to names.
-func functionLabels(v *prometheus.MetricVec, names map[string]struct{}) {
-	ch := make(chan prometheus.Metric)
-	go func() { // ends when Collect returns: the loop below drains ch
-		v.Collect(ch)
-		close(ch)
-	}()
-	for s := range ch {
-		var d dto.Metric
-		if s.Write(&d) != nil {
-			continue
-		}
-		for _, l := range d.GetLabel() {
-			if l.GetName() == "function" {
-				names[l.GetValue()] = struct{}{}
-			}
 		}
 	}
 }

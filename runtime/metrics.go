@@ -4,8 +4,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/gojinn/gojinn/internal/promlabel"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics are the runtime's Prometheus series: what happens inside the
@@ -210,7 +210,7 @@ func (e *Engine) PruneMetrics(keep func(function string) bool) {
 	}
 	names := map[string]struct{}{}
 	for _, v := range m.byFunction {
-		functionLabels(v, names)
+		promlabel.Values(v, "function", names)
 	}
 	var drop []string
 	for name := range names {
@@ -224,26 +224,6 @@ func (e *Engine) PruneMetrics(keep func(function string) bool) {
 	for _, name := range drop {
 		if _, loaded := e.fns[name]; !loaded {
 			m.forget(name)
-		}
-	}
-}
-
-// functionLabels adds the function label values of v's series to names.
-func functionLabels(v *prometheus.MetricVec, names map[string]struct{}) {
-	ch := make(chan prometheus.Metric)
-	go func() { // ends when Collect returns: the loop below drains ch
-		v.Collect(ch)
-		close(ch)
-	}()
-	for s := range ch {
-		var d dto.Metric
-		if s.Write(&d) != nil {
-			continue
-		}
-		for _, l := range d.GetLabel() {
-			if l.GetName() == "function" {
-				names[l.GetValue()] = struct{}{}
-			}
 		}
 	}
 }
