@@ -132,11 +132,10 @@ func (l *laggingRegistry) catchUp(context.Context) error {
 	return fmt.Errorf("%w: cut off from the leader", ErrUnavailable)
 }
 
-// A write this node has not applied yet is not overtaken: the registry
-// still shows the state before it (the version a rollback replaces
-// active, a version or function not there yet). Until it catches up, the
-// wait goes on and ends at wait_timeout (504), never 409 superseded.
-func TestAPIWaitNotSupersededBeforeApplied(t *testing.T) {
+// lagBehind starts a one-node cluster with fn deployed twice (versions 1
+// and 2, 2 active) and returns a view of its registry frozen at that
+// state that cannot catch up, and the module.
+func lagBehind(t *testing.T) (*harness, *hnode, *laggingRegistry, []byte) {
 	h := newHarness(t, false)
 	n := h.Start(true)
 	h.waitLeader()
@@ -146,7 +145,15 @@ func TestAPIWaitNotSupersededBeforeApplied(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	lag := &laggingRegistry{Store: n.store, frozen: n.store.State()} // fn: versions 1 and 2, 2 active
+	return h, n, &laggingRegistry{Store: n.store, frozen: n.store.State()}, mod
+}
+
+// A write this node has not applied yet is not overtaken: the registry
+// still shows the state before it (the version a rollback replaces
+// active, a version or function not there yet). Until it catches up, the
+// wait goes on and ends at wait_timeout (504), never 409 superseded.
+func TestAPIWaitNotSupersededBeforeApplied(t *testing.T) {
+	h, n, lag, mod := lagBehind(t)
 	a := h.adminAPI(n, func(c *APIConfig) {
 		c.Registry = lag
 		c.WaitReady = peersNeverReady
@@ -168,16 +175,7 @@ func TestAPIWaitNotSupersededBeforeApplied(t *testing.T) {
 // node has not applied (the version it replaces still active, no catch-up
 // possible) is not reported as superseded.
 func TestReconcilerWaitReadyNotSupersededBeforeApplied(t *testing.T) {
-	h := newHarness(t, false)
-	n := h.Start(true)
-	h.waitLeader()
-	mod := wat(t)
-	for _, path := range []string{"/one", "/two"} {
-		if _, err := h.deploy(n, "fn", mod, storage.Route{Path: path}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	lag := &laggingRegistry{Store: n.store, frozen: n.store.State()}
+	_, n, lag, _ := lagBehind(t)
 	if _, err := n.store.Rollback(testCtx(t), "fn", 1); err != nil {
 		t.Fatal(err)
 	}
