@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/certmagic"
 )
@@ -37,6 +38,12 @@ type acmeTLS struct {
 	onDemand     *certmagic.Config // nil when off; set once, read by the cache's goroutine
 	managedNames map[string]bool
 
+	// configured are TLSConfig.Names; allow and gate decide the other
+	// names on-demand TLS may obtain (decide).
+	configured map[string]bool
+	allow      func(string) bool
+	gate       *onDemandGate
+
 	// namesMu guards cachedNames: the names of certificates CertMagic put
 	// in the cache, each with the sequence number of the last time, for
 	// servedLeaves. It is never held while calling into CertMagic.
@@ -53,7 +60,8 @@ func newACMETLS(ctx context.Context, cfg TLSConfig, allow func(string) bool, log
 	if storage == nil {
 		storage = &certmagic.FileStorage{Path: filepath.Join(cfg.DataDir, "tls", "certmagic")}
 	}
-	a := &acmeTLS{managedNames: make(map[string]bool), cachedNames: make(map[string]uint64)}
+	a := &acmeTLS{managedNames: make(map[string]bool), cachedNames: make(map[string]uint64),
+		configured: make(map[string]bool), allow: allow, gate: newOnDemandGate(time.Now)}
 	a.ctx, a.cancel = context.WithCancel(ctx)
 
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{
@@ -79,18 +87,11 @@ func newACMETLS(ctx context.Context, cfg TLSConfig, allow func(string) bool, log
 	a.managed, a.issuer = newConfig(nil)
 	a.handshake = a.managed
 	if cfg.OnDemand {
-		configured := map[string]bool{}
 		for _, n := range cfg.Names {
-			configured[tlsNormalizeHost(n)] = true
+			a.configured[tlsNormalizeHost(n)] = true
 		}
 		onDemand, _ := newConfig(&certmagic.OnDemandConfig{
-			DecisionFunc: func(_ context.Context, name string) error {
-				name = tlsNormalizeHost(name)
-				if configured[name] || a.isManaged([]string{name}) || (allow != nil && allow(name)) {
-					return nil
-				}
-				return fmt.Errorf("%s: no route names this host", name)
-			},
+			DecisionFunc: func(_ context.Context, name string) error { return a.decide(name) },
 		})
 		a.handshake = onDemand
 		a.mu.Lock()
@@ -178,7 +179,36 @@ func (a *acmeTLS) Close() {
 // cache (loaded from storage or obtained; a renewal replaces one under
 // the same names), for servedLeaves: the cache has no exported way to
 // list its certificates, only to look them up by name.
+// decide is on-demand TLS's decision: may a handshake for name obtain a
+// certificate? Configured and managed names may; any other needs allow
+// (a route names it) and passes the gate (onDemandGate: a name that
+// failed recently is refused, new names are rate-limited).
+func (a *acmeTLS) decide(name string) error {
+	name = tlsNormalizeHost(name)
+	if a.configured[name] || a.isManaged([]string{name}) {
+		return nil
+	}
+	if err := a.gate.refused(name); err != nil {
+		return err
+	}
+	if a.allow == nil || !a.allow(name) {
+		return fmt.Errorf("%s: no route names this host", name)
+	}
+	return a.gate.take(name)
+}
+
 func (a *acmeTLS) onEvent(_ context.Context, event string, data map[string]any) error {
+	if event == "cert_failed" {
+		// An on-demand name whose order failed waits before it may order
+		// again (a renewal failure of a name it serves does not matter
+		// here: decide lets served names through without the gate).
+		if renewal, _ := data["renewal"].(bool); !renewal {
+			if name, ok := data["identifier"].(string); ok {
+				a.gate.fail(tlsNormalizeHost(name))
+			}
+		}
+		return nil
+	}
 	if event != "cached_managed_cert" && event != "cached_unmanaged_cert" {
 		return nil
 	}

@@ -84,6 +84,7 @@ type TLSFileConfig struct {
 	CA                      string   `toml:"ca"`
 	CARoot                  string   `toml:"ca_root"`
 	OnDemand                bool     `toml:"on_demand"`
+	OnDemandWildcards       bool     `toml:"on_demand_wildcards"`
 	DisableHTTPChallenge    bool     `toml:"disable_http_challenge"`
 	DisableTLSALPNChallenge bool     `toml:"disable_tls_alpn_challenge"`
 	CertFile                string   `toml:"cert_file"`
@@ -387,6 +388,9 @@ func (c Config) Validate() error {
 		// names later (ManageSync).
 		if c.TLS.Mode == "acme" && len(c.TLS.Names) == 0 && !c.TLS.OnDemand {
 			return bad("tls.names", "acme needs at least one name, or tls.on_demand = true")
+		}
+		if c.TLS.OnDemandWildcards && (c.TLS.Mode != "acme" || !c.TLS.OnDemand) {
+			return bad("tls.on_demand_wildcards", "only used with tls.mode = \"acme\" and tls.on_demand = true; remove it")
 		}
 		if _, err := c.edgeTLS(); err != nil {
 			return err

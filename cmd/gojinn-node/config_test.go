@@ -81,6 +81,7 @@ func TestConfigValidateTable(t *testing.T) {
 		{"runtime.max_concurrent_compiles", func(c *Config) { c.Runtime.MaxConcurrentCompiles = 0 }},
 		{"runtime.pool_idle_timeout", func(c *Config) { c.Runtime.PoolIdleTimeout = 0 }},
 		{"cluster.bootstrap_expect", func(c *Config) { c.Cluster.BootstrapExpect = -1 }},
+		{"tls.on_demand_wildcards", func(c *Config) { c.TLS.OnDemandWildcards = true }},
 		{"cluster.join_token", func(c *Config) { c.Cluster.JoinToken = "AbC" }},
 		{"cluster.join_token_file", func(c *Config) { c.Cluster.JoinTokenFile = "/etc/gojinn/join" }},
 	} {

@@ -386,7 +386,10 @@ func (c Config) edgeTLS() (edge.TLSConfig, error) {
 
 // hostAllowed says whether some route names host, for on-demand TLS: a
 // route for any host does not count, so strangers cannot make the node
-// order certificates for names it does not serve.
+// order certificates for names it does not serve. Names under a wildcard
+// route (*.example.com) count only with tls.on_demand_wildcards: any
+// client can invent them, and each costs an order at the CA (the edge
+// rate-limits new names either way).
 func (n *node) hostAllowed(host string) bool {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	for _, r := range n.router.Load().Routes() {
@@ -394,7 +397,7 @@ func (n *node) hostAllowed(host string) bool {
 		switch {
 		case p == "" || p == "*":
 		case strings.HasPrefix(p, "*."):
-			if strings.HasSuffix(host, p[1:]) && len(host) > len(p)-1 {
+			if n.cfg.TLS.OnDemandWildcards && strings.HasSuffix(host, p[1:]) && len(host) > len(p)-1 {
 				return true
 			}
 		case p == host:

@@ -7,7 +7,8 @@ import (
 )
 
 // On-demand TLS only orders certificates for hosts a route names: exact
-// hosts and subdomains of wildcard hosts, never for any-host routes.
+// hosts, and subdomains of wildcard hosts only with
+// tls.on_demand_wildcards, never for any-host routes.
 func TestHostAllowed(t *testing.T) {
 	table, err := edge.NewRouteTable([]edge.Route{
 		{Host: "api.example.com", Path: "/*", Function: "a"},
@@ -19,6 +20,15 @@ func TestHostAllowed(t *testing.T) {
 	}
 	n := &node{router: &edge.Router{}}
 	n.router.Swap(table)
+	for host, want := range map[string]bool{
+		"api.example.com":    true,
+		"x.apps.example.net": false, // no wildcards without the opt-in
+	} {
+		if got := n.hostAllowed(host); got != want {
+			t.Errorf("without on_demand_wildcards: hostAllowed(%q) = %v, want %v", host, got, want)
+		}
+	}
+	n.cfg.TLS.OnDemandWildcards = true
 	for host, want := range map[string]bool{
 		"api.example.com":      true,
 		"API.Example.com.":     true,
