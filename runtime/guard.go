@@ -347,10 +347,11 @@ func (g *guard) check() {
 // stop disarms the limits and unlocks the thread. It returns the CPU time
 // used and, when the invocation was stopped from outside, why: ErrTimeout,
 // ErrCPUBudget, ErrEngineClosed (Engine.Close) or ErrCanceled (the
-// caller's context ended). When it returns a reason the instance may be
-// stopped or half-stopped and must be discarded even if the guest call
-// itself returned. It must run on the goroutine that called startGuard or
-// begin.
+// caller's context ended). When it returns a reason the call fails with
+// it even if the guest call itself returned (guardedFor), and the instance,
+// stopped or half-stopped, is discarded. A stop that lands after the guest
+// returned but before stop takes g.mu counts too. It must run on the
+// goroutine that called startGuard or begin.
 func (g *guard) stop() (time.Duration, error) {
 	g.mu.Lock()
 	g.done = true

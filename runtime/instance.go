@@ -59,15 +59,11 @@ func (f *Function) newInstance(ctx context.Context, m *module, pooled bool) (*in
 	// happened to need it would otherwise pay for it, and a budget smaller
 	// than the initialisation would fail every cold request).
 	const during = "initialising the module"
-	_, ierr, stopped := f.guarded(ctx, in.sb, during, 0, func(g *guard) error {
+	// A stopped _initialize fails with the stop's reason even when it
+	// returned (guarded): the instance may be half-initialised.
+	_, ierr := f.guarded(ctx, in.sb, during, 0, func(g *guard) error {
 		return in.start(g, m)
 	})
-	if ierr == nil && stopped != nil {
-		// _initialize returned before it noticed the stop (from a woken
-		// sleep or KV call, or in code without loops): the instance may be
-		// half-initialised, and the reason it was stopped is the failure.
-		ierr = f.failure(during, nil, stopped, nil, in.stderr)
-	}
 	if ierr != nil {
 		in.sb.close()
 		return nil, ierr
@@ -183,7 +179,7 @@ func (in *instance) serveWith(ctx context.Context, req *protocol.Request, m *mod
 		during = "starting the module and handling the request"
 	}
 	var packed uint64
-	cpu, ierr, stopped := f.guarded(ctx, in.sb, during, f.spec.Limits.CPUTime, func(g *guard) (err error) {
+	cpu, ierr := f.guarded(ctx, in.sb, during, f.spec.Limits.CPUTime, func(g *guard) (err error) {
 		if m != nil {
 			if err := in.start(g, m); err != nil {
 				return err
@@ -193,16 +189,17 @@ func (in *instance) serveWith(ctx context.Context, req *protocol.Request, m *mod
 		return err
 	})
 	if ierr != nil {
+		// Stopped ones too, whatever they answered (guarded); what they
+		// wrote to stdout goes with the instance.
 		return nil, true, ierr
 	}
-	broken = stopped != nil // stopped after it answered: the answer stands, the instance goes
 	resp, rerr := in.readResponse(packed)
 	res = &Result{Response: resp, CPUTime: cpu, Stdout: in.stdout.take(), Stderr: in.stderr.take()}
 	if rerr != nil {
 		rerr.Stderr = res.Stderr
-		return nil, broken, rerr
+		return nil, false, rerr
 	}
-	return res, broken, nil
+	return res, false, nil
 }
 
 func (in *instance) call(ctx context.Context) (uint64, error) {
@@ -280,8 +277,9 @@ func (in *instance) close() {
 
 // failure turns the error of a guest call into an InvokeError: the one
 // place a stop's reason becomes the call's error. stopped is the guard's
-// verdict (err may then be nil: the guest returned before it noticed the
-// stop); mem tells whether the guest hit its memory limit.
+// verdict, which wins over err (err may be nil: the guest returned,
+// before it noticed the stop or after a wait the stop cut short); mem
+// tells whether the guest hit its memory limit.
 func (f *Function) failure(during string, err, stopped error, mem *memory, stderr *capWriter) *InvokeError {
 	l := f.spec.Limits
 	var e *InvokeError

@@ -93,18 +93,18 @@ func (f *Function) maintain(p *pool, in *instance) {
 		// use what the requests it follows could have used together (the
 		// timeout bounds a request's CPU time when there is no budget).
 		budget := idleEvery * cmp.Or(f.spec.Limits.CPUTime, f.spec.Limits.Timeout)
-		cpu, ierr, stopped := f.guardedFor(calls.ctx, in.sb, "in the idle call", timeout, budget, func(g *guard) error {
+		cpu, ierr := f.guardedFor(calls.ctx, in.sb, "in the idle call", timeout, budget, func(g *guard) error {
 			_, err := in.idle.Call(g.ctx)
 			return err
 		})
 		f.engine.cfg.Metrics.idle(f.spec.Name, cpu, ierr != nil)
-		if ierr != nil && stopped != ErrEngineClosed {
+		if ierr != nil && !errors.Is(ierr, ErrEngineClosed) {
 			f.engine.log.Warn("idle call failed; discarding the instance", "function", f.spec.Name, "version", f.spec.Version, "err", ierr)
 		}
 		// What the guest wrote there belongs to no request.
 		in.stdout.take()
 		in.stderr.take()
-		p.release(in, ierr != nil || stopped != nil)
+		p.release(in, ierr != nil) // a stopped idle call is a failure too (guardedFor)
 	}()
 }
 
@@ -138,8 +138,10 @@ func (f *Function) runCommand(ctx context.Context, m *module, req *protocol.Requ
 	cfg := f.base.WithStdin(bytes.NewReader(in)).WithStdout(stdout).WithStderr(stderr).WithNanosleep(sl.sleep)
 	sb := &sandbox{sleep: &sl, stderr: stderr, kv: kvCallFrom(ctx)}
 	defer sb.close()
-	// One guard covers instantiation and _start.
-	cpu, ierr, _ := f.guarded(ctx, sb, "running the command", f.spec.Limits.CPUTime, func(g *guard) error {
+	// One guard covers instantiation and _start. A stopped command fails
+	// with the stop's reason (guarded): what it wrote to stdout, whole
+	// response or part, is never decoded.
+	cpu, ierr := f.guarded(ctx, sb, "running the command", f.spec.Limits.CPUTime, func(g *guard) error {
 		if err := f.newSandbox(g, m, memPlain, cfg, sb); err != nil {
 			return err
 		}

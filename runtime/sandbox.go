@@ -61,18 +61,19 @@ func (sb *sandbox) close() {
 }
 
 // guarded runs call under the function's timeout and the CPU budget
-// (0: none). It returns the CPU time used, the failure if any, and why the
-// guard stopped the call (ErrTimeout, ErrCPUBudget, ErrEngineClosed or
-// ErrCanceled; nil when it did not). The sandbox must be discarded when
-// either is set: a call that returned before it noticed its stop (from a
-// woken sleep or KV call, or in code without loops) may have been stopped
-// half-way all the same.
-func (f *Function) guarded(ctx context.Context, sb *sandbox, during string, budget time.Duration, call func(*guard) error) (time.Duration, *InvokeError, error) {
+// (0: none). It returns the CPU time used and the failure if any. A call
+// the guard stopped (the timeout, the CPU budget, Engine.Close or the
+// caller) always fails with the stop's reason, also when the guest
+// returned normally: woken early from a sleep or a KV call, or in code
+// without loops, it acted on a wait that was cut short, so what it
+// answered must not be served (DESIGN.md, "Why a stopped call always
+// fails"). On a failure the sandbox must be discarded.
+func (f *Function) guarded(ctx context.Context, sb *sandbox, during string, budget time.Duration, call func(*guard) error) (time.Duration, *InvokeError) {
 	return f.guardedFor(ctx, sb, during, f.spec.Limits.Timeout, budget, call)
 }
 
 // guardedFor is guarded with a timeout of its own.
-func (f *Function) guardedFor(ctx context.Context, sb *sandbox, during string, timeout, budget time.Duration, call func(*guard) error) (time.Duration, *InvokeError, error) {
+func (f *Function) guardedFor(ctx context.Context, sb *sandbox, during string, timeout, budget time.Duration, call func(*guard) error) (time.Duration, *InvokeError) {
 	calls := f.engine.calls
 	var g *guard
 	if sb.stopG != nil { // a warm, instrumented instance
@@ -95,9 +96,12 @@ func (f *Function) guardedFor(ctx context.Context, sb *sandbox, during string, t
 	// one): every call into the guest comes through here.
 	sb.mem.clearRefused()
 	err := call(g)
+	// stop decides under the guard's lock: a stop that lands after call
+	// returned, before stop takes the lock, counts as much as one that
+	// ended the call.
 	cpu, stopped := g.stop()
-	if err != nil {
-		return cpu, f.failure(during, err, stopped, sb.mem, sb.stderr), stopped
+	if err != nil || stopped != nil {
+		return cpu, f.failure(during, err, stopped, sb.mem, sb.stderr)
 	}
-	return cpu, nil, stopped
+	return cpu, nil
 }

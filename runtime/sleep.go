@@ -9,7 +9,10 @@ import (
 // instance. wazero's own sleep cannot be interrupted, so a guest sleeping
 // for an hour would hold its invocation past the timeout; this one wakes
 // as soon as the invocation's guard stops it, and the guest is then
-// stopped at its next check.
+// stopped at its next check. A woken guest sees its sleep end as if it
+// had run its course and may answer before any check; the call fails with
+// the stop's reason all the same (guardedFor), so such an answer, based on
+// a sleep that was cut short, is never served.
 type sleeper struct {
 	g atomic.Pointer[guard] // guard of the running invocation
 }
