@@ -186,10 +186,15 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) in
 	if err != nil {
 		if h.Router != nil && errors.Is(err, runtime.ErrUnknownFunction) {
 			// A route names it, so the registry has it: this node has not
-			// finished loading it yet.
+			// finished loading it yet. As in fail, only Dev names the
+			// function in the body.
+			msg := http.StatusText(http.StatusServiceUnavailable)
+			if h.Dev {
+				msg = fmt.Sprintf("function %s is being deployed on this node; retry shortly", function)
+			}
 			w.Header().Set("Retry-After", RetryAfterDeploying)
 			w.Header().Set("X-Request-Id", req.RequestID)
-			http.Error(w, fmt.Sprintf("function %s is being deployed on this node; retry shortly", function), http.StatusServiceUnavailable)
+			http.Error(w, msg, http.StatusServiceUnavailable)
 			return http.StatusServiceUnavailable
 		}
 		return h.fail(w, function, req, err)

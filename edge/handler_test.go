@@ -75,7 +75,7 @@ func TestHandlerRouting(t *testing.T) {
 		t.Errorf("a clean path with a dot segment name was redirected: %d", resp.StatusCode)
 	}
 	resp, body := do("GET", "any.example", "/pending/x")
-	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != edge.RetryAfterDeploying || !strings.Contains(body, "not-loaded-yet") {
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != edge.RetryAfterDeploying || body != "Service Unavailable\n" {
 		t.Errorf("deploying: %d Retry-After %q %q", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"github.com/gojinn/gojinn/runtime"
 	"github.com/gojinn/gojinn/runtime/enginetest"
 	"github.com/gojinn/gojinn/runtime/runtimetest"
+	"github.com/gojinn/gojinn/sdk/go/protocol"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 )
@@ -123,6 +125,37 @@ func TestErrorBodiesHideReasonAndStderr(t *testing.T) {
 			if strings.Contains(log, stderrMark) {
 				t.Errorf("%s dev=%v: the guest's stderr reached the node's log: %q", name, dev, log)
 			}
+		}
+	}
+}
+
+// notLoaded is an Invoker that has loaded no function, as the runtime of a
+// node that has not finished loading a routed one yet.
+type notLoaded struct{}
+
+func (notLoaded) Invoke(context.Context, string, *protocol.Request) (*runtime.Result, error) {
+	return nil, fmt.Errorf("%w: %q", runtime.ErrUnknownFunction, "secret-fn")
+}
+
+// The 503 for a routed function this node has not loaded yet is, like any
+// error answer, the status text without edge.dev_errors: it does not name
+// the function. With it (the control) it does. Both keep Retry-After and
+// X-Request-Id.
+func TestDeployingAnswerNamesFunctionOnlyInDev(t *testing.T) {
+	router := routerFor(t, edge.Route{Path: "/*", Function: "secret-fn"})
+	for _, dev := range []bool{false, true} {
+		h := &edge.Handler{Invoker: notLoaded{}, Router: router, Dev: dev, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "https://a.example/x", nil))
+		body := w.Body.String()
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != edge.RetryAfterDeploying || w.Header().Get("X-Request-Id") == "" {
+			t.Errorf("dev=%v: %d, Retry-After %q, X-Request-Id %q; want 503 with both", dev, w.Code, w.Header().Get("Retry-After"), w.Header().Get("X-Request-Id"))
+		}
+		switch {
+		case !dev && body != http.StatusText(http.StatusServiceUnavailable)+"\n":
+			t.Errorf("without dev_errors the body is %q, want only the status text", body)
+		case dev && !strings.Contains(body, "secret-fn"):
+			t.Errorf("with dev_errors the body %q does not name the function", body)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,7 +53,10 @@ type ServerConfig struct {
 	// MaxHeaderBytes caps request headers. Default 64 KiB.
 	MaxHeaderBytes int
 	// ReadHeaderTimeout bounds reading request headers, so slow clients
-	// cannot hold a connection open by trickling them. Default 10s.
+	// cannot hold a connection open by trickling them: on HTTP/1.1 and
+	// HTTP/2 from the request's start, on HTTP/3 per request stream from
+	// its arrival (the stream is reset). It is also the QUIC handshake
+	// idle timeout. Default 10s.
 	ReadHeaderTimeout time.Duration
 	// ReadTimeout bounds reading a whole request, body included, from
 	// its arrival (on HTTP/3, from the end of its headers). Default 60s.
@@ -174,7 +178,8 @@ func (c ServerConfig) Validate() error {
 }
 
 // Server runs the edge listeners for one handler. Goroutines: one serve
-// loop per listener, each ended by Shutdown, which waits for them.
+// loop per listener, each ended by Shutdown, which waits for them, and
+// HTTP/3's per-connection ones (h3Server).
 type Server struct {
 	cfg     ServerConfig
 	handler http.Handler
@@ -187,7 +192,7 @@ type Server struct {
 
 	h1 *http.Server // HTTPS h1/h2
 	h0 *http.Server // plain HTTP
-	h3 *http3.Server
+	h3 *h3Server
 	// workers serve HTTP/2 and HTTP/3 requests on grown stacks.
 	workers *workers
 	wg      sync.WaitGroup
@@ -310,21 +315,20 @@ func (s *Server) serve() {
 		if s.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
 			h3Log = slog.New(redactQuery{s.cfg.Logger.Handler()})
 		}
-		s.h3 = &http3.Server{
+		s.h3 = newH3Server(&http3.Server{
 			Handler:        s.h3Deadlines(s.handler),
 			MaxHeaderBytes: s.cfg.MaxHeaderBytes,
 			IdleTimeout:    s.cfg.IdleTimeout,
-			Port:           s.udp.LocalAddr().(*net.UDPAddr).Port,
 			Logger:         h3Log,
 			ConnContext: func(ctx context.Context, _ *quic.Conn) context.Context {
 				return withTimeouts(ctx, tmo)
 			},
-		}
+		}, s.cfg.ReadHeaderTimeout, s.cfg.Logger)
 		var ln http3.QUICListener = &quicLimitListener{EarlyListener: s.quicLn, sem: make(chan struct{}, s.cfg.MaxConns)}
 		if s.cfg.Metrics != nil {
 			ln = quicHandshakeListener{ln}
 		}
-		s.goServe("http3", func() error { return s.h3.ServeListener(ln) })
+		s.goServe("http3", func() error { return s.h3.serve(ln) })
 	}
 	if s.tcpTLS != nil {
 		h := s.handler
@@ -383,30 +387,37 @@ func (s *Server) altSvc(next http.Handler) http.Handler {
 func (s *Server) redirect() http.Handler {
 	_, port, _ := net.SplitHostPort(s.tcpTLS.Addr().String())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host := r.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		if host == "" {
-			http.Error(w, "the request names no host; use https:// with a host name", http.StatusBadRequest)
+		host, ok := httpsHost(r.Host, port)
+		if !ok {
+			http.Error(w, "the request names no valid host; use https:// with a host name", http.StatusBadRequest)
 			return
-		}
-		if port != "443" {
-			host = net.JoinHostPort(host, port)
-		} else if len(host) > 0 && host[0] != '[' && hasColon(host) {
-			host = "[" + host + "]"
 		}
 		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
 	})
 }
 
-func hasColon(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == ':' {
-			return true
-		}
+// httpsHost returns the authority of the HTTPS URL for a request to
+// hostport (a Host header: a name or IP literal, IPv6 in brackets, with
+// or without a port) on the HTTPS port port: the host without its port,
+// then port unless it is 443. An IPv6 literal keeps its brackets. It
+// reports false for an empty or malformed host.
+func httpsHost(hostport, port string) (string, bool) {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	} else if len(host) >= 2 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1] // "[::1]": brackets without a port
 	}
-	return false
+	if host == "" || strings.ContainsAny(host, "[]") {
+		return "", false
+	}
+	if port != "443" {
+		return net.JoinHostPort(host, port), true
+	}
+	if strings.IndexByte(host, ':') >= 0 {
+		return "[" + host + "]", true
+	}
+	return host, true
 }
 
 // Addrs returns the bound addresses: https (TCP), http3 (UDP) and http;
@@ -466,7 +477,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 		}()
 	}
 	if s.h3 != nil {
-		drain("http3", s.h3.Shutdown)
+		drain("http3", s.h3.shutdown)
 	}
 	if s.h1 != nil {
 		drain("https", s.h1.Shutdown)
@@ -483,7 +494,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 			}
 		}
 		if s.h3 != nil {
-			_ = s.h3.Close()
+			s.h3.close()
 		}
 	}
 	s.closeListeners()

@@ -160,6 +160,24 @@ func TestServerPlainHTTP(t *testing.T) {
 	if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
 		t.Fatalf("redirect: %d %q, want 308 to %q", resp.StatusCode, resp.Header.Get("Location"), want)
 	}
+	// Whatever the Host header, the redirect keeps its host (IPv6
+	// literals in brackets, once) and puts the HTTPS port.
+	for host, wantHost := range map[string]string{
+		"example.com": "example.com", "example.com:8080": "example.com",
+		"[::1]": "[::1]", "[::1]:8080": "[::1]", "127.0.0.1:80": "127.0.0.1",
+	} {
+		req, _ := http.NewRequest(http.MethodGet, s.plainURL+"/p?q=1", nil)
+		req.Host = host
+		resp, err := s.h0Plain.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		want := "https://" + wantHost + ":" + port + "/p?q=1"
+		if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
+			t.Errorf("Host %q: %d %q, want 308 to %q", host, resp.StatusCode, resp.Header.Get("Location"), want)
+		}
+	}
 	s2 := startServer(t, edge.ServerConfig{HTTPAddr: "127.0.0.1:0", Plain: edge.PlainServe}, protoHandler)
 	if resp, body := get(t, s2.h0Plain, s2.plainURL+"/"); resp.StatusCode != 200 || body != "HTTP/1.1" {
 		t.Fatalf("serve: %d %q", resp.StatusCode, body)
