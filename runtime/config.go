@@ -131,7 +131,11 @@ const (
 // Limits bound one function's invocations. Zero fields take the default
 // stated on each field.
 type Limits struct {
-	// MemoryBytes caps an instance's linear memory. Default 128 MiB.
+	// MemoryBytes caps an instance's linear memory and its tables
+	// together: the tables, counted at their maximum sizes (8 bytes an
+	// entry, and 8 per entry of a passive element segment), are taken off
+	// the top, and a module they leave no room for is refused at load.
+	// Default 128 MiB.
 	MemoryBytes uint64
 	// Timeout is the wall-clock limit of one invocation, including
 	// instantiation in isolated mode. Default 10s.

@@ -128,11 +128,7 @@ func (f *Function) checkModule(m *module) error {
 		return fmt.Errorf("%w: mode %q needs a reactor exporting %s and %s; this module is a WASI command: deploy it with mode %q, or build Go guests with -buildmode=c-shared",
 			ErrInvalidModule, ModePooled, exportReserve, exportHandle, ModeIsolated)
 	}
-	if m.minMem > f.spec.Limits.MemoryBytes {
-		return fmt.Errorf("%w: module needs %d bytes of initial memory, more than the function's memory limit of %d bytes; raise the limit",
-			ErrInvalidSpec, m.minMem, f.spec.Limits.MemoryBytes)
-	}
-	return nil
+	return m.memoryFits(f.spec.Limits.MemoryBytes)
 }
 
 // Invoke runs the function for req.

@@ -29,7 +29,7 @@ func (f *Function) goMemLimit(m *module) (v string, ok bool) {
 	if !f.hostSets(goMemLimitEnv) {
 		return "", false
 	}
-	limit := f.spec.Limits.MemoryBytes
+	limit := m.linearLimit(f.spec.Limits.MemoryBytes)
 	if limit <= m.minMem {
 		return "", false
 	}
@@ -55,10 +55,10 @@ func (f *Function) heapReserveEnv() (uint64, bool) {
 // outgrew records that a request grew the memory of in, a reset
 // instance, which is retired for it: the request needed in's own reserve
 // plus that growth. New instances of a Go guest then reserve that much
-// heap (rounded up to 1 MiB, at most half the room the memory limit
-// leaves above a snapshot without reserve) before their snapshot, so that
-// such requests fit in the snapshot's free heap and the instances are
-// reused. The reserve only grows; it is logged when it does.
+// heap (rounded up to 1 MiB, at most half the room the memory limit,
+// less the tables, leaves above a snapshot without reserve) before their
+// snapshot, so that such requests fit in the snapshot's free heap and the
+// instances are reused. The reserve only grows; it is logged when it does.
 func (f *Function) outgrew(in *instance) {
 	if !f.hostSets(heapReserveEnv) {
 		return
@@ -66,7 +66,7 @@ func (f *Function) outgrew(in *instance) {
 	const mib = 1 << 20
 	need := (in.heapReserve + in.mem.grownBy() + mib - 1) / mib * mib
 	snap := uint64(in.mem.snapLen) - min(uint64(in.mem.snapLen), in.heapReserve)
-	if limit := f.spec.Limits.MemoryBytes; limit > snap {
+	if limit := in.mem.limit; limit > snap {
 		need = min(need, (limit-snap)/2)
 	}
 	for {

@@ -49,7 +49,8 @@ type memory struct {
 	// memory.grow's -1) and go on serving, and a later, unrelated failure
 	// of the same instance is no memory limit. See clearRefused.
 	refused atomic.Bool
-	snapLen int // the length at the last snapshot
+	snapLen int    // the length at the last snapshot
+	limit   uint64 // the function's memory limit less the module's tables
 }
 
 // clearRefused forgets a refused grow; guardedFor clears it before every
@@ -108,13 +109,16 @@ func (a *memAllocator) Allocate(capacity, maximum uint64) experimental.LinearMem
 	if err != nil {
 		return la.Allocate(capacity, maximum) // fails instantiation with err
 	}
-	a.mem = &memory{lm: lm}
+	a.mem = &memory{lm: lm, limit: a.limit}
 	return &trackedLinearMemory{m: a.mem}
 }
 
 // instantiate instantiates m's compiled code with memory from a. See
-// linmem.Instantiate for why it is not rt.InstantiateModule directly.
+// linmem.Instantiate for why it is not rt.InstantiateModule directly. a's
+// limit is the function's memory limit, which m's tables share with the
+// linear memory: the memory gets what they leave (module.linearLimit).
 func (a *memAllocator) instantiate(ctx context.Context, rt wazero.Runtime, m *module, cfg wazero.ModuleConfig) (api.Module, error) {
+	a.limit = m.linearLimit(a.limit)
 	return linmem.Instantiate(ctx, rt, m.compiled, cfg, a)
 }
 

@@ -49,6 +49,7 @@ type module struct {
 	idle     bool                   // a reactor exporting gojinn_v1_idle
 	globals  []wasmbin.GlobalExport // mutable globals, exported by the rewrite
 	minMem   uint64                 // initial memory size in bytes
+	tables   uint64                 // bytes of tables and passive element segments per instance (wasmbin.TableBytes)
 	kv       bool                   // imports gojinn_kv_v1: invocations carry a kvCall
 	log      bool                   // imports gojinn_log_v1: invocations carry a logCall
 	refs     int                    // guarded by moduleCache.mu
@@ -174,6 +175,13 @@ func (c *moduleCache) compilePrepared(ctx context.Context, hash [32]byte, p *pre
 	if err := c.stopped(); err != nil {
 		return nil, err
 	}
+	// Before compiling: tables are counted against every function's
+	// memory limit (memoryFits), and a file that lost its table maxima
+	// must not be run.
+	tables, err := wasmbin.TableBytes(p.bin)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+	}
 	// A module on the fast runtime must carry the stop global (the
 	// sandbox refuses one without it); on the safe runtime it may.
 	rt, stop := c.fast, wasmbin.StopGlobalName
@@ -190,7 +198,7 @@ func (c *moduleCache) compilePrepared(ctx context.Context, hash [32]byte, p *pre
 	if err != nil {
 		return nil, fmt.Errorf("%w: wazero cannot compile it: %v", ErrInvalidModule, err)
 	}
-	m := &module{hash: hash, rt: rt, stop: stop, compiled: cm, globals: p.globals}
+	m := &module{hash: hash, rt: rt, stop: stop, compiled: cm, globals: p.globals, tables: tables}
 	if err := m.inspect(); err != nil {
 		_ = cm.Close(ctx)
 		return nil, err
@@ -285,6 +293,33 @@ func (m *module) inspect() error {
 	}
 	return nil
 }
+
+// memoryFits reports whether an instance of m fits in a memory limit of
+// limit bytes. The limit covers the instance's linear memory and its
+// tables: wazero keeps tables (8 bytes an entry) and passive element
+// segments outside linear memory, allocated for every instance and, for
+// table.grow, at once, so a guest could otherwise allocate far more than
+// its limit (wasmbin/DESIGN.md, "The table budget"). Every table has a
+// maximum (wasmbin.CapTables), and their bytes at their maxima are taken
+// off the top: the linear memory may grow to the rest (linearLimit).
+func (m *module) memoryFits(limit uint64) error {
+	switch {
+	case m.tables > limit:
+		return fmt.Errorf("%w: the module's tables take %d bytes of every instance (8 bytes per entry of each table's maximum size, and of each passive element segment), more than the function's memory limit of %d bytes; raise the limit to at least %d bytes (tables and initial memory), or give the tables smaller maxima",
+			ErrInvalidSpec, m.tables, limit, m.tables+m.minMem)
+	case m.tables > 0 && m.minMem+m.tables > limit:
+		return fmt.Errorf("%w: module needs %d bytes of initial memory and %d bytes of tables (8 bytes per entry of each table's maximum size, and of each passive element segment), %d in all, more than the function's memory limit of %d bytes; raise the limit",
+			ErrInvalidSpec, m.minMem, m.tables, m.minMem+m.tables, limit)
+	case m.minMem > limit:
+		return fmt.Errorf("%w: module needs %d bytes of initial memory, more than the function's memory limit of %d bytes; raise the limit",
+			ErrInvalidSpec, m.minMem, limit)
+	}
+	return nil
+}
+
+// linearLimit is what a memory limit of limit bytes leaves for the linear
+// memory of an instance of m once its tables are counted (memoryFits).
+func (m *module) linearLimit(limit uint64) uint64 { return limit - min(limit, m.tables) }
 
 func sig(f api.FunctionDefinition, params, results []api.ValueType) bool {
 	return string(f.ParamTypes()) == string(params) && string(f.ResultTypes()) == string(results)

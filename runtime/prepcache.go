@@ -18,7 +18,7 @@ import (
 // prepVersion names the output of prepare. Bump it whenever wasmbin's
 // rewriting or the limits CheckLimits enforces change, so that modules
 // prepared by an older node are prepared again rather than reused.
-const prepVersion = "prep-v6" // v2: checks at function entry; v3: bulk memory instructions charged by length; v4: and yield after the charge (wasmbin.InstrumentLoops); v5: start-section modules instrumented too; v6: table.init, table.copy and table.fill charged by length
+const prepVersion = "prep-v7" // v2: checks at function entry; v3: bulk memory instructions charged by length; v4: and yield after the charge (wasmbin.InstrumentLoops); v5: start-section modules instrumented too; v6: table.init, table.copy and table.fill charged by length; v7: one table budget per module (wasmbin.CapTables, MaxTables)
 
 // prepared is what prepare makes of an upload: the bytes wazero compiles
 // and how to run them.
@@ -37,8 +37,10 @@ func prepare(bin []byte) (*prepared, error) {
 	if err := wasmbin.CheckLimits(bin); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
 	}
-	// Cap table growth: wazero allocates a table.grow at once, so an
-	// unbounded grow would be a fatal out-of-memory for the whole node.
+	// Cap table growth, for the module's tables together: wazero
+	// allocates a table.grow at once, so an unbounded grow would be a
+	// fatal out-of-memory for the whole node. The capped maxima are what
+	// the function's memory limit is charged for (module.memoryFits).
 	bin, err := wasmbin.CapTables(bin, wasmbin.MaxTableGrowth)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)

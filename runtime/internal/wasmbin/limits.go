@@ -23,7 +23,7 @@ const (
 	maxExports        = 100_000
 	maxGlobals        = 1_000_000 // defined globals
 	maxDataSegments   = 100_000
-	maxTables         = 100_000 // imported and defined
+	maxTables         = MaxTables // imported and defined; not the JS API's 100,000, see tables.go
 	maxTableSize      = 10_000_000
 	maxTableInit      = 10_000_000 // entries of one element segment
 	maxTags           = 1_000_000  // defined tags
@@ -34,7 +34,8 @@ const (
 
 	// maxTotalTableSize bounds the sum of the minimum sizes of all tables:
 	// wazero allocates 8 bytes per entry when it instantiates the module.
-	maxTotalTableSize = 10_000_000
+	// CapTables bounds the sum of their maxima by the same number.
+	maxTotalTableSize = MaxTableEntries
 
 	// The value slot budget (see limitChecker.spend and DESIGN.md) is
 	// slotBase plus slotsPerByte per byte of input.
@@ -71,12 +72,13 @@ func limitf(off int, format string, args ...any) error {
 //     notices, reading whatever follows as counts);
 //   - the implementation limits of the WebAssembly JavaScript API, which
 //     browsers enforce: at most 1,000,000 types, defined functions,
-//     globals and tags, 100,000 imports, exports, data segments and tables,
+//     globals and tags, 100,000 imports, exports and data segments,
 //     1,000 parameters and 1,000 results per function type, 50,000
 //     parameters and locals per function, 7,654,321 bytes per function
-//     body, 10,000,000 entries per table and element segment; and at most
-//     10,000,000 table entries in all (tables are allocated when the module
-//     is instantiated);
+//     body, 10,000,000 entries per table and element segment; and, below
+//     the JS API's limits, at most MaxTables (64) tables and
+//     MaxTableEntries (10,000,000) table entries in all (tables are
+//     allocated for every instance, outside linear memory; see CapTables);
 //   - a budget of value slots: wazero's validator and compiler allocate
 //     per parameter, result and local, and per value that an instruction
 //     referring to a function type (a call, a block with a type index) or a
@@ -112,8 +114,9 @@ type limitChecker struct {
 
 	labels []label // reused by bodySlots
 
-	tables     uint32 // imported and defined
-	tableTotal uint64 // sum of the tables' minimum sizes
+	tables       uint32 // imported and defined
+	tableTotal   uint64 // sum of the tables' minimum sizes
+	passiveElems uint64 // entries of passive element segments (TableBytes)
 
 	dataCount    int64 // the data count section's value, or -1
 	dataSegments uint32
@@ -831,6 +834,9 @@ func (c *limitChecker) elementSection(r *reader) error {
 		m, err := r.limitCount("element count", 1, maxTableInit)
 		if err != nil {
 			return err
+		}
+		if prefix == 1 || prefix == 5 { // passive: copied into every instance
+			c.passiveElems += uint64(m)
 		}
 		for j := uint32(0); j < m; j++ {
 			if exprs {

@@ -69,6 +69,18 @@ func TestWazeroDiesOnHostileModules(t *testing.T) {
 		}
 		t.Logf("child: %v, %s %s", err, firstLine(out, "fatal error"), firstLine(out, "cannot allocate"))
 	})
+	t.Run(manyTables, func(t *testing.T) {
+		// What CheckLimits now refuses: many tables, each grown by what
+		// a per-table cap used to allow (10,000 x 100,000 entries, 8 GB).
+		if err := CheckLimits(manyTablesModule()); !errors.Is(err, ErrLimit) {
+			t.Fatalf("CheckLimits says %v, want ErrLimit", err)
+		}
+		out, err := runChild(manyTables)
+		if err == nil || !fatalOOM(out) || !strings.Contains(string(out), "calling grow") {
+			t.Fatalf("the child ended with %v:\n%s", err, head(out))
+		}
+		t.Logf("child: %v, %s %s", err, firstLine(out, "fatal error"), firstLine(out, "cannot allocate"))
+	})
 	for _, name := range crashCases {
 		t.Run(name, func(t *testing.T) {
 			wasm, ok := cases[name]
@@ -111,6 +123,31 @@ func tableGrowModule() []byte {
 	)
 }
 
+// manyTables names the child that instantiates manyTablesModule and calls
+// its grow function.
+const manyTables = "many tables grown"
+
+// manyTablesModule has 10,000 tables with a maximum of 100,000 entries
+// each (the per-table cap CapTables used to set) and a function "grow"
+// that grows each of them to its maximum: 8 GB of references, allocated
+// one table.grow at a time.
+func manyTablesModule() []byte {
+	const n = 10_000
+	tables := make([][]byte, n)
+	var grow []byte
+	for i := range tables {
+		tables[i] = cat(fref, 0x01, 0x00, uleb(100_000))
+		grow = cat(grow, 0xd0, fref, i32c(100_000), 0xfc, 15, uleb(uint64(i)), 0x1a) // table.grow i; drop
+	}
+	return wasmModule(
+		sec(1, vec(functype(nil, nil))),
+		sec(3, vec([]byte{0})),
+		sec(4, vec(tables...)),
+		sec(7, vec(export("grow", 0, 0))),
+		sec(10, vec(body(grow))),
+	)
+}
+
 // runChild runs the test binary in a child process that compiles the
 // module named name, and returns its output. It fails the test if the
 // child runs for more than 20 s.
@@ -143,8 +180,12 @@ func compileInChild(name string) {
 	}
 	ctx := context.Background()
 	r := wazero.NewRuntime(ctx)
-	if name == tableGrow {
-		mod, err := r.Instantiate(ctx, tableGrowModule())
+	if name == tableGrow || name == manyTables {
+		wasm := tableGrowModule()
+		if name == manyTables {
+			wasm = manyTablesModule()
+		}
+		mod, err := r.Instantiate(ctx, wasm)
 		if err != nil {
 			fmt.Println("instantiate:", err)
 			os.Exit(2)
@@ -163,11 +204,14 @@ func compileInChild(name string) {
 // fatalOOM reports whether a child's output shows that the Go runtime
 // could not get memory for the heap and threw: "out of memory", or under
 // the race detector, whose heap must fit a fixed address range, "too many
-// address space collisions".
+// address space collisions", or the race detector's own runtime could not
+// map shadow memory for a heap that grew a piece at a time (it exits
+// without a Go error).
 func fatalOOM(out []byte) bool {
 	s := string(out)
 	return strings.Contains(s, "fatal error: ") &&
-		(strings.Contains(s, "out of memory") || strings.Contains(s, "too many address space collisions for -race mode"))
+		(strings.Contains(s, "out of memory") || strings.Contains(s, "too many address space collisions for -race mode")) ||
+		strings.Contains(s, "ThreadSanitizer failed to allocate")
 }
 
 // head returns the start of a child's output.
@@ -399,6 +443,13 @@ func FuzzCheckLimits(f *testing.F) {
 				t.Fatalf("error %v names no byte offset", err)
 			}
 			return
+		}
+		// The engine's next steps: every module CheckLimits and CapTables
+		// accept has a table budget TableBytes can tell.
+		if capped, err := CapTables(wasm, MaxTableGrowth); err == nil {
+			if _, err := TableBytes(capped); err != nil {
+				t.Fatalf("TableBytes refuses a capped module: %v", err)
+			}
 		}
 		if len(wasm) > 4096 {
 			return

@@ -82,6 +82,15 @@ type module struct {
 	hasTable            bool
 	tableBody, tableEnd int
 	importedTable64     bool
+	// importedTables counts table imports; importedTableAt is the offset
+	// of the first one's descriptor.
+	importedTables  uint32
+	importedTableAt int
+
+	// The element section is only framed by parse; TableBytes decodes
+	// its payload, [elemBody, elemEnd).
+	hasElement        bool
+	elemBody, elemEnd int
 
 	// importedMemories counts memory imports; mem64 reports whether the
 	// first imported memory has 64-bit limits.
@@ -185,7 +194,10 @@ func parse(wasm []byte) (*module, error) {
 			sr.pos = len(sr.buf) // decoded by InstrumentLoops only
 		case secTable:
 			m.hasTable, m.tableBody, m.tableEnd = true, payload, end
-			sr.pos = len(sr.buf) // decoded by InstrumentLoops only
+			sr.pos = len(sr.buf) // decoded by InstrumentLoops and TableBytes
+		case secElement:
+			m.hasElement, m.elemBody, m.elemEnd = true, payload, end
+			sr.pos = len(sr.buf) // decoded by TableBytes only
 		default:
 			sr.pos = len(sr.buf)
 		}
@@ -252,6 +264,10 @@ func (m *module) parseImports(r *reader) error {
 		case 0: // func: type index
 			_, err = r.u32("function type index")
 		case 1: // table: reftype + limits (bit 2: table64)
+			if m.importedTables == 0 {
+				m.importedTableAt = off
+			}
+			m.importedTables++
 			if err = r.refType("table element type"); err == nil {
 				if r.remaining() > 0 && r.buf[r.pos]&4 != 0 {
 					m.importedTable64 = true
