@@ -91,8 +91,11 @@ func newHarness(t *testing.T, tcp bool) *harness {
 // current leader as voters (voter) or non-voters.
 func (h *harness) Start(voter bool) *hnode {
 	n := &hnode{i: len(h.nodes), dir: h.t.TempDir()}
-	n.up = false
+	// Under mu: peersFrom reads nodes, store and up from Raft's and the
+	// reconcilers' goroutines.
+	h.mu.Lock()
 	h.nodes = append(h.nodes, n)
+	h.mu.Unlock()
 	h.boot(n, voter)
 	return n
 }
@@ -120,7 +123,9 @@ func (h *harness) boot(n *hnode, voter bool) {
 	if err != nil {
 		t.Fatalf("node %d: %v", n.i, err)
 	}
+	h.mu.Lock()
 	n.store = s
+	h.mu.Unlock()
 	client := &PeerClient{HTTP: &http.Client{Timeout: 30 * time.Second}, Secret: h.secret}
 	peers := peersFrom{h, n.i}
 	s.EnableForwarding(client, peers)
@@ -140,9 +145,9 @@ func (h *harness) boot(n *hnode, voter bool) {
 	go func() { defer close(n.recDone); n.rec.Run(rctx) }()
 	h.mu.Lock()
 	h.urls[s.node.ID()] = n.peer.URL
-	h.mu.Unlock()
 	restart := n.up
 	n.up = true
+	h.mu.Unlock()
 	if n.i > 0 || restart {
 		// A restarted node rejoins too: its address may have changed.
 		h.join(n, voter)
@@ -202,7 +207,9 @@ func (h *harness) waitLeader(exclude ...*hnode) *hnode {
 // Kill stops node i abruptly (no graceful leave).
 func (h *harness) Kill(i int) {
 	n := h.nodes[i]
+	h.mu.Lock()
 	n.up = false
+	h.mu.Unlock()
 	n.peer.Close()
 	n.edge.Close()
 	n.stopRec()
@@ -226,7 +233,9 @@ func (h *harness) Kill(i int) {
 // Restart starts node i again over its data directory, on a new address.
 func (h *harness) Restart(i int, voter bool) {
 	n := h.nodes[i]
+	h.mu.Lock()
 	n.up = true // marks a restart for boot
+	h.mu.Unlock()
 	h.boot(n, voter)
 }
 
@@ -348,6 +357,11 @@ func (h *harness) servesEverywhere(name string, version int64) {
 		if err != nil {
 			h.t.Fatalf("node %d: %v", n.i, err)
 		}
+		// Caught up with the cluster too, so that a route it does not
+		// have is a 404 (before, it is 503: it may not know it yet).
+		waitFor(h.t, 30*time.Second, fmt.Sprintf("node %d to catch up", n.i), func() bool {
+			return n.rec.caughtUp.Load()
+		})
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gojinn/gojinn/edge"
@@ -61,6 +62,14 @@ type Reconciler struct {
 	applied uint64              // registry index of the last finished pass
 	routed  uint64              // registry index of the last route table swapped in
 	changed chan struct{}       // closed and replaced after every route swap
+
+	// caughtUp is set once the registry has applied every command the
+	// cluster had committed when Run started (a read barrier through the
+	// leader). Before that, a restarted node's registry holds only its
+	// last snapshot (Raft replays the log after it once it hears the
+	// commit index): Ready says not ready, and unknown routes get 503
+	// instead of 404 (edge.RouteTable.CatchingUp).
+	caughtUp atomic.Bool
 }
 
 type loadedFn struct {
@@ -90,12 +99,21 @@ func NewReconciler(src RegistryView, blobs BlobReader, loader Loader, router *ed
 	}
 }
 
-// Run reconciles after every registry change until ctx ends.
+// Run reconciles after every registry change until ctx ends. It first
+// catches the registry up with the cluster (catchUpLoop) on a goroutine
+// of its own, which it waits for.
 func (r *Reconciler) Run(ctx context.Context) {
 	ch, cancel := r.src.Subscribe()
 	defer cancel()
 	tick := time.NewTicker(retryInterval)
 	defer tick.Stop()
+	caughtUp := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.catchUpLoop(ctx, caughtUp)
+	}()
+	defer func() { <-done }()
 	for {
 		r.Sync(ctx)
 		select {
@@ -103,8 +121,43 @@ func (r *Reconciler) Run(ctx context.Context) {
 			return
 		case <-ch:
 		case <-tick.C:
+		case <-caughtUp:
+			caughtUp = nil // once: the next pass swaps in a table without the catching-up mark
 		}
 	}
+}
+
+// catchUpRetry is how long catchUpLoop waits after its first failed
+// attempt (no leader yet, not a member yet, no quorum); the wait doubles
+// up to catchUpRetryMax.
+const (
+	catchUpRetry    = 50 * time.Millisecond
+	catchUpRetryMax = time.Second
+)
+
+// catchUpLoop sets caughtUp once the registry has caught up with the
+// cluster, retrying until it does or ctx ends, and closes done then. A
+// registry without catch-up (a bare storage.Registry) is caught up at
+// once.
+func (r *Reconciler) catchUpLoop(ctx context.Context, done chan<- struct{}) {
+	c, ok := r.src.(registryCatchUp)
+	for wait := catchUpRetry; ok; wait = min(2*wait, catchUpRetryMax) {
+		err := c.catchUp(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		r.log.Debug("catching up with the cluster's log before serving what it holds; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+	r.caughtUp.Store(true)
+	close(done)
 }
 
 // Sync runs one reconciliation pass against the registry's current state.
@@ -218,6 +271,9 @@ func (r *Reconciler) swapRoutes(want map[string]storage.Version, index uint64, f
 	table, skipped := buildTable(routes)
 	for name, err := range skipped {
 		r.log.Error("function routes skipped: they conflict with another function's", "function", name, "err", err)
+	}
+	if !r.caughtUp.Load() {
+		table = table.CatchingUp()
 	}
 	r.router.Swap(table)
 	// Only now do requests reach these versions through their routes:
@@ -373,6 +429,9 @@ func (r *Reconciler) VersionState(name string, version int64) ReadyState {
 // Ready reports whether the last pass covered the registry's current
 // state, with a reason when not.
 func (r *Reconciler) Ready() (bool, string) {
+	if !r.caughtUp.Load() {
+		return false, "catching up with the cluster's log: this node's registry may be behind the leader's (no leader reached yet, or the log is still replaying)"
+	}
 	idx := r.src.State().Index()
 	r.mu.Lock()
 	defer r.mu.Unlock()

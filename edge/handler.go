@@ -134,6 +134,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) in
 			w.Header().Set("Allow", strings.Join(m.Allowed, ", "))
 			http.Error(w, fmt.Sprintf("method %s is not allowed here; allowed: %s", r.Method, strings.Join(m.Allowed, ", ")), http.StatusMethodNotAllowed)
 			return http.StatusMethodNotAllowed
+		case RouteCatchingUp:
+			// The node may not know this route yet: 503, which clients
+			// retry and caches do not keep, never a 404. Like fail, the
+			// reason only with Dev.
+			msg := http.StatusText(http.StatusServiceUnavailable)
+			if h.Dev {
+				msg = "this node is catching up with the cluster and may not know this route yet; retry shortly"
+			}
+			w.Header().Set("Retry-After", RetryAfterDeploying)
+			http.Error(w, msg, http.StatusServiceUnavailable)
+			return http.StatusServiceUnavailable
 		default:
 			http.Error(w, "no function is routed at this host and path", http.StatusNotFound)
 			return http.StatusNotFound

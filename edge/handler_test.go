@@ -114,6 +114,64 @@ func TestTraceID(t *testing.T) {
 }
 
 // routerFor returns a router serving a table of routes.
+// A node catching up with the cluster answers 503 with Retry-After for a
+// route its table does not have (it may be missing), never a 404; a
+// route it has still serves, and a method it knows a route refuses is
+// still 405.
+func TestHandlerCatchingUp(t *testing.T) {
+	e := enginetest.Engine(t)
+	if _, err := e.Load(context.Background(), runtime.FunctionSpec{Name: "tiny", Module: runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat"), Mode: runtime.ModePooled}); err != nil {
+		t.Fatal(err)
+	}
+	table, err := edge.NewRouteTable([]edge.Route{
+		{Path: "/tiny/*", Function: "tiny"},
+		{Path: "/only-post", Methods: []string{"POST"}, Function: "tiny"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	router := &edge.Router{}
+	router.Swap(table.CatchingUp())
+	for _, dev := range []bool{false, true} {
+		srv := httptest.NewServer(&edge.Handler{Invoker: e, Router: router, Dev: dev, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		get := func(method, path string) (*http.Response, string) {
+			req, _ := http.NewRequest(method, srv.URL+path, nil)
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return resp, string(b)
+		}
+		resp, body := get("GET", "/unknown")
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != edge.RetryAfterDeploying {
+			t.Errorf("dev %v: unknown route while catching up: %d Retry-After %q", dev, resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+		if wantReason := strings.Contains(body, "catching up"); wantReason != dev {
+			t.Errorf("dev %v: body %q", dev, body)
+		}
+		if resp, _ := get("GET", "/tiny/x"); resp.StatusCode != 200 {
+			t.Errorf("dev %v: known route while catching up: %d", dev, resp.StatusCode)
+		}
+		if resp, _ := get("GET", "/only-post"); resp.StatusCode != 405 {
+			t.Errorf("dev %v: refused method while catching up: %d", dev, resp.StatusCode)
+		}
+		srv.Close()
+	}
+	router.Swap(table)
+	srv := httptest.NewServer(&edge.Handler{Invoker: e, Router: router, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL + "/unknown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("unknown route once caught up: %d", resp.StatusCode)
+	}
+}
+
 func routerFor(tb testing.TB, routes ...edge.Route) *edge.Router {
 	tb.Helper()
 	table, err := edge.NewRouteTable(routes)

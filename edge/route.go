@@ -294,6 +294,10 @@ const (
 	// MethodNotAllowed means routes match the host and path but none the
 	// method; Match.Allowed lists the methods that would match.
 	MethodNotAllowed
+	// RouteCatchingUp means no route matches, but the table may be
+	// missing routes: the node is still catching up with the cluster's log
+	// (RouteTable.CatchingUp), so the answer is 503, not 404.
+	RouteCatchingUp
 )
 
 // String returns the status's name.
@@ -305,6 +309,8 @@ func (s LookupStatus) String() string {
 		return "RouteFound"
 	case MethodNotAllowed:
 		return "MethodNotAllowed"
+	case RouteCatchingUp:
+		return "RouteCatchingUp"
 	}
 	return fmt.Sprintf("LookupStatus(%d)", int(s))
 }
@@ -329,6 +335,22 @@ type RouteTable struct {
 	wildcard  map[string]*hostRoutes // "*.example.com" under "example.com"
 	wildLens  lenSet                 // lengths of the wildcard keys
 	any       *hostRoutes
+	// catchingUp turns RouteNotFound into RouteCatchingUp (CatchingUp).
+	catchingUp bool
+}
+
+// CatchingUp returns a copy of t whose lookups report RouteCatchingUp
+// where t reports RouteNotFound: for a node that has not caught up with
+// the cluster's log yet, whose table may lack routes the cluster has, so
+// that a function it does not know of yet gets 503 rather than a 404
+// that caches keep.
+func (t *RouteTable) CatchingUp() *RouteTable {
+	if t == nil {
+		t = &RouteTable{}
+	}
+	c := *t
+	c.catchingUp = true
+	return &c
 }
 
 // hostRoutes holds the routes of one host pattern.
@@ -546,6 +568,9 @@ func (t *RouteTable) Lookup(host, path, method string) (Match, LookupStatus) {
 		pathSeen = pathSeen || seen
 	}
 	if !pathSeen {
+		if t.catchingUp {
+			return Match{}, RouteCatchingUp
+		}
 		return Match{}, RouteNotFound
 	}
 	return Match{Allowed: t.allowed(string(h), path)}, MethodNotAllowed
