@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -95,6 +96,7 @@ type Agent struct {
 	peerSrv  *http.Server
 	peerURL  string
 	rec      atomic.Pointer[Reconciler]
+	enrolls  bool // holds the CA and the join secret's hash; set before StartAgent returns
 
 	gossipKeys [][]byte // the keyring gossip uses, primary first
 
@@ -255,10 +257,35 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	return a, nil
 }
 
+// checkTokenCluster refuses a join token of another cluster than the one
+// this data directory belongs to: a directory that already holds a
+// cluster identity never enrolls again, so the token (and cluster.join)
+// would be ignored without a word, and the node would run in its old
+// cluster, alone or stuck as a candidate, instead of the one the operator
+// meant.
+func (a *Agent) checkTokenCluster(dir string, id *NodeIdentity) error {
+	if a.cfg.JoinToken == "" {
+		return nil
+	}
+	t, err := ParseJoinToken(a.cfg.JoinToken)
+	if err != nil {
+		return fmt.Errorf("cluster: cluster.join_token: %w", err)
+	}
+	mine := sha256.Sum256(id.CACert().Raw)
+	if t.CAFingerprint != mine {
+		return fmt.Errorf("cluster: the data directory %s belongs to the cluster with CA sha256:%s…, but cluster.join_token is for the cluster with CA sha256:%s…: to join that cluster, start with an empty data directory; to run in this one, remove cluster.join_token (a member never needs it again)",
+			dir, hex.EncodeToString(mine[:8]), hex.EncodeToString(t.CAFingerprint[:8]))
+	}
+	return nil
+}
+
 // identityFor loads or creates this node's TLS identity and gossip key.
 func (a *Agent) identityFor(ctx context.Context, dir, nodeID string) (gossipKeys [][]byte, err error) {
 	if id, err := LoadNodeIdentity(dir); err == nil {
 		a.identity = id
+		if err := a.checkTokenCluster(dir, id); err != nil {
+			return nil, err
+		}
 		// A bootstrap whose start failed before the banner showed its
 		// join token shows it now.
 		if hash, err := LoadJoinSecretHash(dir); err == nil {
@@ -464,6 +491,7 @@ func (a *Agent) servePeerAPI(dir string) error {
 			Admit:      a.admit,
 			Logger:     a.cfg.Logger,
 		}))
+		a.enrolls = true
 		a.log.Info("this node enrolls new nodes (it holds the cluster CA and the join secret's hash)")
 	case caErr == nil:
 		a.log.Info("this node holds the cluster CA but no join secret's hash: it enrolls no nodes", "err", hashErr)
@@ -779,6 +807,11 @@ func (a *Agent) BlobReader(maxBytes int64) BlobReader { return a.peerBlobs(maxBy
 func (a *Agent) peerBlobs(maxBytes int64) *PeerBlobs {
 	return &PeerBlobs{Local: a.store.Blobs(), Node: a.store.node, Client: a.client, Peers: a.peers, MaxBytes: maxBytes}
 }
+
+// Enrolls reports whether this node enrolls new nodes: it holds the
+// cluster CA and the join secret's hash (the node that bootstrapped, or a
+// voter they were copied to). Only such a node is a seed for a new one.
+func (a *Agent) Enrolls() bool { return a.enrolls }
 
 // PeerAddr is the peer API address other nodes use for this node; a new
 // node lists it in cluster.join.

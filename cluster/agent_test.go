@@ -93,6 +93,11 @@ func TestAgentsFormACluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	agents := []*testAgent{first, second, third}
+	// Only the node holding the CA is a seed for new nodes (the banner
+	// offers only it).
+	if !first.Enrolls() || second.Enrolls() || third.Enrolls() {
+		t.Fatalf("enrolls: bootstrap %v, joined %v %v; want only the bootstrap node", first.Enrolls(), second.Enrolls(), third.Enrolls())
+	}
 	waitFor(t, 30*time.Second, "3 voters and 3 alive members", func() bool {
 		servers, err := first.Store().Node().Servers()
 		if err != nil {
@@ -277,5 +282,31 @@ func TestAgentEnrollRefusesExistingID(t *testing.T) {
 	}
 	if _, err := RequestJoin(ctx, first.PeerAddr(), tok, key, "fresh-node-1"); err != nil {
 		t.Fatalf("a new ID: %v", err)
+	}
+}
+
+// A data directory of one cluster started with another cluster's join
+// token is refused with the reason, instead of running in its old cluster
+// while the token and the seed are ignored; its own cluster's token is
+// fine.
+func TestAgentRefusesAnotherClustersToken(t *testing.T) {
+	a, err := startTestAgent(t, t.TempDir(), nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenA := a.JoinTokenCreated
+	dirB := t.TempDir()
+	b, err := startTestAgent(t, dirB, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenB := b.JoinTokenCreated
+	b.close()
+	_, err = startTestAgent(t, dirB, []string{a.PeerAddr()}, tokenA)
+	if err == nil || !strings.Contains(err.Error(), "belongs to the cluster with CA") || !strings.Contains(err.Error(), "empty data directory") {
+		t.Fatalf("another cluster's token: %v", err)
+	}
+	if _, err := startTestAgent(t, dirB, nil, tokenB); err != nil {
+		t.Fatalf("its own cluster's token: %v", err)
 	}
 }

@@ -296,7 +296,12 @@ func printBanner(w io.Writer, n *node, dev bool) {
 	}
 	fmt.Fprintf(w, "  admin:  http://%s/\n", n.adminL.Addr())
 	if n.agent != nil {
-		fmt.Fprintf(w, "  peer:   %s (node %s; other nodes join with cluster.join = [\"%s\"])\n", n.agent.PeerAddr(), n.store.Node().ID(), n.agent.PeerAddr())
+		if n.agent.Enrolls() {
+			fmt.Fprintf(w, "  peer:   %s (node %s; other nodes join with cluster.join = [\"%s\"])\n", n.agent.PeerAddr(), n.store.Node().ID(), n.agent.PeerAddr())
+		} else {
+			// Only a node holding the cluster CA enrolls new nodes.
+			fmt.Fprintf(w, "  peer:   %s (node %s; new nodes join through the node that bootstrapped, or a voter holding DATA/cluster/ca)\n", n.agent.PeerAddr(), n.store.Node().ID())
+		}
 		if n.agent.JoinTokenCreated != "" {
 			fmt.Fprintf(w, "  cluster join token (printed once; give it to joining nodes as cluster.join_token): %s\n", n.agent.JoinTokenCreated)
 		}
