@@ -77,7 +77,7 @@ func TestAbuseErrorsSayWhatHappened(t *testing.T) {
 	f := load(t, e, runtime.FunctionSpec{Module: abuseReactor(t), Mode: runtime.ModePooled, Limits: abuseLimits})
 	for path, want := range map[string]string{
 		"/loop":         "used more than 1s of CPU time",
-		"/oom":          "more than 16777216 bytes of linear memory",
+		"/oom":          "bytes of linear memory (the memory limit of 16777216 bytes less ",
 		"/exit?n=3":     "exited with code 3",
 		"/big?n=300000": "the limit is 200000",
 	} {

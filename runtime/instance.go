@@ -294,7 +294,12 @@ func (f *Function) failure(during string, err, stopped error, mem *memory, stder
 	case stopped != nil: // ErrCanceled
 		e = f.errorf(stopped, err, "the caller went away while %s", during)
 	case mem != nil && mem.refused.Load(), errors.Is(err, linmem.ErrLimit):
-		e = f.errorf(ErrMemoryLimit, err, "asked for more than %d bytes of linear memory while %s", l.MemoryBytes, during)
+		linear, tables := uint64(l.MemoryBytes), ""
+		if mem != nil && mem.limit != 0 && mem.limit < linear {
+			linear = mem.limit
+			tables = fmt.Sprintf(" (the memory limit of %d bytes less %d bytes of tables)", l.MemoryBytes, uint64(l.MemoryBytes)-mem.limit)
+		}
+		e = f.errorf(ErrMemoryLimit, err, "asked for more than %d bytes of linear memory%s while %s", linear, tables, during)
 	case errors.As(err, &exit):
 		e = f.errorf(ErrExit, err, "exited with code %d while %s", exit.ExitCode(), during)
 	default:
