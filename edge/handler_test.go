@@ -134,28 +134,28 @@ func TestHandlerCatchingUp(t *testing.T) {
 	router.Swap(table.CatchingUp())
 	for _, dev := range []bool{false, true} {
 		srv := httptest.NewServer(&edge.Handler{Invoker: e, Router: router, Dev: dev, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		get := func(method, path string) (*http.Response, string) {
+		get := func(method, path string) (int, http.Header, string) {
 			req, _ := http.NewRequest(method, srv.URL+path, nil)
 			resp, err := srv.Client().Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer resp.Body.Close()
 			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return resp, string(b)
+			return resp.StatusCode, resp.Header, string(b)
 		}
-		resp, body := get("GET", "/unknown")
-		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != edge.RetryAfterDeploying {
-			t.Errorf("dev %v: unknown route while catching up: %d Retry-After %q", dev, resp.StatusCode, resp.Header.Get("Retry-After"))
+		code, header, body := get("GET", "/unknown")
+		if code != 503 || header.Get("Retry-After") != edge.RetryAfterDeploying {
+			t.Errorf("dev %v: unknown route while catching up: %d Retry-After %q", dev, code, header.Get("Retry-After"))
 		}
 		if wantReason := strings.Contains(body, "catching up"); wantReason != dev {
 			t.Errorf("dev %v: body %q", dev, body)
 		}
-		if resp, _ := get("GET", "/tiny/x"); resp.StatusCode != 200 {
-			t.Errorf("dev %v: known route while catching up: %d", dev, resp.StatusCode)
+		if code, _, _ := get("GET", "/tiny/x"); code != 200 {
+			t.Errorf("dev %v: known route while catching up: %d", dev, code)
 		}
-		if resp, _ := get("GET", "/only-post"); resp.StatusCode != 405 {
-			t.Errorf("dev %v: refused method while catching up: %d", dev, resp.StatusCode)
+		if code, _, _ := get("GET", "/only-post"); code != 405 {
+			t.Errorf("dev %v: refused method while catching up: %d", dev, code)
 		}
 		srv.Close()
 	}
