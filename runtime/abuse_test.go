@@ -185,17 +185,7 @@ func TestAbuseUnderConcurrentLoad(t *testing.T) {
 		}()
 		go func() { // healthy traffic
 			defer wg.Done()
-			for i := 0; i < 200; i++ {
-				res, err := good.Invoke(ctx, get("/"))
-				if err != nil {
-					errs <- fmt.Errorf("healthy call %d: %w", i, err)
-					return
-				}
-				if string(res.Response.Body) != "hello, wasm!\n" {
-					errs <- fmt.Errorf("healthy call %d: body %q", i, res.Response.Body)
-					return
-				}
-			}
+			healthyTraffic(ctx, good, errs)
 		}()
 	}
 	wg.Wait()
@@ -251,5 +241,22 @@ func TestCallerCancelStopsGuest(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// healthyTraffic makes 200 calls to good (the tiny reactor) while abuse
+// runs beside it, and reports to errs the first that fails or answers
+// anything but its greeting.
+func healthyTraffic(ctx context.Context, good *runtime.Function, errs chan<- error) {
+	for i := range 200 {
+		res, err := good.Invoke(ctx, get("/"))
+		if err != nil {
+			errs <- fmt.Errorf("healthy call %d: %w", i, err)
+			return
+		}
+		if string(res.Response.Body) != "hello, wasm!\n" {
+			errs <- fmt.Errorf("healthy call %d: body %q", i, res.Response.Body)
+			return
+		}
 	}
 }

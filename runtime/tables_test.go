@@ -154,17 +154,7 @@ func TestTableBudgetUnderConcurrentLoad(t *testing.T) {
 		}()
 		go func() { // healthy traffic
 			defer wg.Done()
-			for i := range 200 {
-				res, err := good.Invoke(ctx, get("/"))
-				if err != nil {
-					errs <- fmt.Errorf("healthy call %d: %w", i, err)
-					return
-				}
-				if string(res.Response.Body) != "hello, wasm!\n" {
-					errs <- fmt.Errorf("healthy call %d: body %q", i, res.Response.Body)
-					return
-				}
-			}
+			healthyTraffic(ctx, good, errs)
 		}()
 	}
 	wg.Wait()
