@@ -72,6 +72,7 @@ type EdgeConfig struct {
 	MaxConns             int      `toml:"max_conns"`
 	MaxConcurrentStreams int      `toml:"max_concurrent_streams"`
 	ShutdownGrace        duration `toml:"shutdown_grace"`
+	ShutdownDelay        duration `toml:"shutdown_delay"`
 	DevErrors            bool     `toml:"dev_errors"`
 	AccessLog            bool     `toml:"access_log"`
 }
@@ -318,6 +319,11 @@ func setValue(v reflect.Value, s string) error {
 	return nil
 }
 
+// maxShutdownDelay bounds edge.shutdown_delay: a load balancer notices a
+// failing readiness check within seconds, and the delay cannot be cut
+// short.
+const maxShutdownDelay = time.Minute
+
 // Validate returns the first problem with c, naming the key.
 func (c Config) Validate() error {
 	bad := func(key, format string, args ...any) error {
@@ -375,6 +381,9 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			return bad(key, "must be a positive duration, got %s", time.Duration(d))
 		}
+	}
+	if d := time.Duration(c.Edge.ShutdownDelay); d < 0 || d > maxShutdownDelay {
+		return bad("edge.shutdown_delay", "%s: use 0 (stop at once) up to %s", d, maxShutdownDelay)
 	}
 	if c.Runtime.LogRate == 0 {
 		return bad("runtime.log_rate", "is 0; set lines per second per function, or -1 for no limit")

@@ -82,6 +82,8 @@ func TestConfigValidateTable(t *testing.T) {
 		{"runtime.pool_idle_timeout", func(c *Config) { c.Runtime.PoolIdleTimeout = 0 }},
 		{"cluster.bootstrap_expect", func(c *Config) { c.Cluster.BootstrapExpect = -1 }},
 		{"tls.on_demand_wildcards", func(c *Config) { c.TLS.OnDemandWildcards = true }},
+		{"edge.shutdown_delay", func(c *Config) { c.Edge.ShutdownDelay = duration(2 * time.Minute) }},
+		{"edge.shutdown_delay", func(c *Config) { c.Edge.ShutdownDelay = duration(-time.Second) }},
 		{"cluster.join_token", func(c *Config) { c.Cluster.JoinToken = "AbC" }},
 		{"cluster.join_token_file", func(c *Config) { c.Cluster.JoinTokenFile = "/etc/gojinn/join" }},
 	} {

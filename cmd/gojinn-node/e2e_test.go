@@ -626,3 +626,72 @@ func TestMetricsOfRemovedFunctionsGo(t *testing.T) {
 		t.Fatalf("series of kept after removing gone: %v", s)
 	}
 }
+
+// With edge.shutdown_delay, a node told to stop first says not ready on
+// /readyz while its edge keeps answering, for the delay, then stops.
+func TestShutdownDelayKeepsServingWhileNotReady(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "node.toml")
+	conf := `data_dir = "` + filepath.Join(dir, "data") + `"
+[edge]
+https = "127.0.0.1:0"
+http = "127.0.0.1:0"
+http_mode = "serve"
+shutdown_delay = "2s"
+[tls]
+mode = "internal"
+[admin]
+listen = "127.0.0.1:0"
+[raft]
+bind = "127.0.0.1:0"
+`
+	if err := os.WriteFile(p, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := &devNode{t: t, plainClient: &http.Client{Timeout: 10 * time.Second}}
+	n.launch([]string{"agent", "--config", p}, func(string) string { return "" })
+	if n.admin == "" || n.http == "" {
+		n.cancel()
+		t.Fatalf("incomplete banner (admin %q http %q)\nstderr: %s", n.admin, n.http, n.stderr.String())
+	}
+	readyz := func() int {
+		resp, err := n.plainClient.Get("http://" + n.admin + "/readyz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for readyz() != 200 {
+		if time.Now().After(deadline) {
+			n.cancel()
+			t.Fatal("never ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopAt := time.Now()
+	n.cancel()
+	deadline = time.Now().Add(time.Second)
+	for readyz() != http.StatusServiceUnavailable {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz did not turn 503 within 1 s of the stop")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The edge still answers (no function: 404 from the edge itself).
+	if code, _, _ := n.get(n.plainClient, "http://"+n.http+"/x"); code != http.StatusNotFound {
+		t.Fatalf("edge during the shutdown delay: %d, want 404 from a serving edge", code)
+	}
+	select {
+	case code := <-n.done:
+		if code != 0 {
+			t.Fatalf("exit %d", code)
+		}
+		if took := time.Since(stopAt); took < 2*time.Second {
+			t.Fatalf("stopped %v after the signal, before the 2 s delay", took)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("did not stop within 30 s")
+	}
+}

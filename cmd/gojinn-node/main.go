@@ -269,6 +269,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "cause", context.Cause(ctx))
+		if d := time.Duration(cfg.Edge.ShutdownDelay); d > 0 {
+			// Load balancers see /readyz fail and stop sending new
+			// requests before the listeners close.
+			n.stopping.Store(true)
+			log.Info("not ready; the edge keeps serving until edge.shutdown_delay has passed", "delay", d)
+			time.Sleep(d)
+		}
 	case err := <-n.edge.Err():
 		log.Error("edge failed", "err", err)
 		code = 1

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gojinn/gojinn/cluster"
@@ -55,6 +56,9 @@ type node struct {
 	stopRec context.CancelFunc
 	wg      sync.WaitGroup
 	adminCh chan error
+	// stopping is set when shutdown begins: /readyz says 503 while the
+	// edge still serves for edge.shutdown_delay.
+	stopping atomic.Bool
 }
 
 // newLogger returns the node's JSON logger at level.
@@ -219,7 +223,7 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		Check:          n.rec.CheckDeploy,
 		WaitReady:      n.rec.WaitReady,
 		WaitRemoved:    n.rec.WaitRemoved,
-		Ready:          n.rec.Ready,
+		Ready:          n.ready,
 		Logger:         log.With("component", "api"),
 		Version:        version,
 		Logs:           n.logs,
@@ -492,4 +496,13 @@ func (n *node) pruneMetrics(ctx context.Context) {
 		n.edgeMetrics.Prune(keep)
 		n.engine.PruneMetrics(keep)
 	}
+}
+
+// ready is the admin API's readiness: not ready once shutdown has begun
+// (edge.shutdown_delay), else the reconciler's.
+func (n *node) ready() (bool, string) {
+	if n.stopping.Load() {
+		return false, "shutting down"
+	}
+	return n.rec.Ready()
 }
