@@ -18,6 +18,10 @@ type Backuper interface {
 // Gojinn backup.
 const CodeBadBackup = "bad_backup"
 
+// CodeNotLeader is the error code of a restore sent to a follower (421):
+// the message names the leader to send it to.
+const CodeNotLeader = "not_leader"
+
 func (a *api) backupRoutes() []apiRoute {
 	return []apiRoute{
 		{"GET", "/v1/backup", true, a.backup},
@@ -55,6 +59,9 @@ func (a *api) restore(w http.ResponseWriter, r *http.Request) error {
 	if err := b.Restore(r.Context(), r.Body); err != nil {
 		if errors.Is(err, ErrBadBackup) {
 			return apiErrorf(http.StatusUnprocessableEntity, CodeBadBackup, "%s", err.Error())
+		}
+		if errors.Is(err, ErrRestoreOnLeader) {
+			return apiErrorf(http.StatusMisdirectedRequest, CodeNotLeader, "%s", err.Error())
 		}
 		return err
 	}

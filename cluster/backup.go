@@ -89,6 +89,11 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) error {
 	return nil
 }
 
+// ErrRestoreOnLeader means a restore reached a follower: it runs on the
+// leader only and is not forwarded (it streams the whole backup), so
+// retrying on the same node never helps. The message names the leader.
+var ErrRestoreOnLeader = errors.New("restore runs on the leader only")
+
 // Restore replaces the cluster's whole state (functions, versions, KV)
 // with a backup written by Backup. It runs on the leader only; modules go
 // into this node's blob store (verified) and reach the others by the
@@ -96,7 +101,19 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) error {
 // lost, so use it on a fresh or broken cluster.
 func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 	if !s.node.IsLeader() {
-		return fmt.Errorf("restore: %w: run it against the leader's admin API", s.node.notLeader(false))
+		nl := s.node.notLeader(false)
+		if nl.LeaderID == "" {
+			// An election: retrying soon helps.
+			return fmt.Errorf("restore: %w", nl)
+		}
+		where := "Raft address " + nl.LeaderAddr
+		if s.peers != nil {
+			if u, ok := s.peers.PeerURL(nl.LeaderID); ok {
+				where = "peer API " + u
+			}
+		}
+		return fmt.Errorf("%w: this node is a follower; the leader is node %s (%s): send the restore to that node's admin API (`gojinn-node restore FILE --addr` its admin address)",
+			ErrRestoreOnLeader, nl.LeaderID, where)
 	}
 	tr := tar.NewReader(r)
 	var manifest *backupManifest
