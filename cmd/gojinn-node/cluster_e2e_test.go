@@ -57,6 +57,19 @@ func startAgentNode(t *testing.T, dir, clusterTOML string, extra ...string) *age
 // in dir/data and every listener on 127.0.0.1:0, clusterTOML appended to
 // its [cluster] table, and returns its path.
 func writeAgentConfig(t *testing.T, dir, clusterTOML string) string {
+	return writeNodeConfig(t, dir, "", `[cluster]
+enabled = true
+peer_listen = "127.0.0.1:0"
+gossip_bind = "127.0.0.1:0"
+profile = "local"
+dead_server_timeout = "2s"
+`+clusterTOML)
+}
+
+// writeNodeConfig writes dir/node.toml for an agent with its data in
+// dir/data and every listener on 127.0.0.1:0, edgeTOML appended to its
+// [edge] table and tail to the file, and returns its path.
+func writeNodeConfig(t *testing.T, dir, edgeTOML, tail string) string {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -67,19 +80,13 @@ func writeAgentConfig(t *testing.T, dir, clusterTOML string) string {
 https = "127.0.0.1:0"
 http = "127.0.0.1:0"
 http_mode = "serve"
-[tls]
+` + edgeTOML + `[tls]
 mode = "internal"
 [admin]
 listen = "127.0.0.1:0"
 [raft]
 bind = "127.0.0.1:0"
-[cluster]
-enabled = true
-peer_listen = "127.0.0.1:0"
-gossip_bind = "127.0.0.1:0"
-profile = "local"
-dead_server_timeout = "2s"
-` + clusterTOML
+` + tail
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -630,24 +630,7 @@ func TestMetricsOfRemovedFunctionsGo(t *testing.T) {
 // With edge.shutdown_delay, a node told to stop first says not ready on
 // /readyz while its edge keeps answering, for the delay, then stops.
 func TestShutdownDelayKeepsServingWhileNotReady(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "node.toml")
-	conf := `data_dir = "` + filepath.Join(dir, "data") + `"
-[edge]
-https = "127.0.0.1:0"
-http = "127.0.0.1:0"
-http_mode = "serve"
-shutdown_delay = "2s"
-[tls]
-mode = "internal"
-[admin]
-listen = "127.0.0.1:0"
-[raft]
-bind = "127.0.0.1:0"
-`
-	if err := os.WriteFile(p, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	p := writeNodeConfig(t, t.TempDir(), "shutdown_delay = \"2s\"\n", "")
 	n := &devNode{t: t, plainClient: &http.Client{Timeout: 10 * time.Second}}
 	n.launch([]string{"agent", "--config", p}, func(string) string { return "" })
 	if n.admin == "" || n.http == "" {
