@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -100,7 +101,7 @@ func hostLog(ctx context.Context, mod api.Module, stack []uint64) {
 	rec := f.newRecord(now, c.requestID, c.traceID, LogSourceGuest, ClampLogLevel(level))
 	status := logOK
 	m, cut := capMessage(msg)
-	rec.Message = string(m) // the copy out of guest memory
+	rec.Message = logText(m) // the copy out of guest memory
 	if cut {
 		rec.Truncated, status = true, logTruncated
 	}
@@ -116,6 +117,11 @@ func hostLog(ctx context.Context, mod api.Module, stack []uint64) {
 			rec.Fields, status = fieldsError("the fields are not valid JSON ("+err.Error()+"); they were dropped"), logBadFields
 		} else if buf.Len() == 0 || buf.Bytes()[0] != '{' {
 			rec.Fields, status = fieldsError("the fields must be a JSON object; they were dropped"), logBadFields
+		} else if !utf8.Valid(buf.Bytes()) {
+			// Only strings can hold such bytes in valid JSON: U+FFFD
+			// there keeps the fields valid JSON, as logText does for
+			// the message.
+			rec.Fields = bytes.ToValidUTF8(buf.Bytes(), []byte("\uFFFD"))
 		} else {
 			rec.Fields = buf.Bytes()
 		}

@@ -114,6 +114,40 @@ func TestLogABI(t *testing.T) {
 	}
 }
 
+// Bytes that are not UTF-8 in a guest's message, fields or output lines
+// become U+FFFD,
+// so the node's JSON log and the logs API stay valid UTF-8 (a guest
+// logging a raw byte from a request must not make its own lines, or the
+// lines around them, unparsable), and the fields stay valid JSON.
+func TestLogInvalidUTF8(t *testing.T) {
+	e, buf := logEngine(t)
+	f := load(t, e, runtime.FunctionSpec{Name: "utf8", Version: "1", Module: wat(t, "log_utf8"), Mode: runtime.ModePooled})
+	res, err := invoke(t, f, get("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(res.Response.Body) != "\x00" {
+		t.Fatalf("status %v, want 0 (the line is kept)", res.Response.Body)
+	}
+	recs := buf.Recent("utf8", guestlog.Filter{})
+	if len(recs) != 2 {
+		t.Fatalf("%d records, want 2: %+v", len(recs), recs)
+	}
+	if out := recs[1]; out.Source != runtime.LogSourceStdout || out.Message != "out \uFFFD" {
+		t.Errorf("stdout line %q from %s, want %q from stdout", out.Message, out.Source, "out \uFFFD")
+	}
+	r := recs[0]
+	if want := "bad \uFFFD name"; r.Message != want {
+		t.Errorf("message %q, want %q", r.Message, want)
+	}
+	if want := "{\"user\":\"a\uFFFDb\",\"ok\":\"\u00e9\"}"; string(r.Fields) != want {
+		t.Errorf("fields %q, want %q", r.Fields, want)
+	}
+	if !utf8.Valid(r.Fields) || !json.Valid(r.Fields) {
+		t.Errorf("fields are not valid UTF-8 JSON: %q", r.Fields)
+	}
+}
+
 // The SDK's helpers and slog handler, in every mode.
 func TestLogSDK(t *testing.T) {
 	e, buf := logEngine(t)

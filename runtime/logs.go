@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -284,10 +285,15 @@ func (f *Function) logLines(now time.Time, requestID, traceID string, source Log
 		}
 		rec := f.newRecord(now, requestID, traceID, source, level)
 		msg, trunc := capMessage(line)
-		rec.Message, rec.Truncated = string(msg), trunc || (cut && len(out) == 0)
+		rec.Message, rec.Truncated = logText(msg), trunc || (cut && len(out) == 0)
 		f.emitLog(rec)
 	}
 }
+
+// logText is the message of a record made of guest bytes: bytes that are
+// not UTF-8 become U+FFFD, so the node's JSON log and the logs API stay
+// valid UTF-8 whatever a guest writes (a raw byte of a request, say).
+func logText(b []byte) string { return strings.ToValidUTF8(string(b), "\uFFFD") }
 
 // capMessage cuts b to MaxLogMessage bytes without splitting a UTF-8
 // sequence, reporting whether it cut.
