@@ -103,18 +103,24 @@ func ParseJoinToken(s string) (JoinToken, error) {
 	if s == "" {
 		return t, fmt.Errorf("%w: it is empty; pass the token the bootstrap node printed (or create one with the cluster CA)", ErrInvalidJoinToken)
 	}
+	if strings.HasPrefix(s, tokenPrefix) {
+		return t, fmt.Errorf("%w: this is an admin token (it starts with %q), not a join token: pass the join token the bootstrap node printed at its first start (\"cluster join token ...\"; until it was shown, DATA/cluster/join-token.unshown there)", ErrInvalidJoinToken, tokenPrefix)
+	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
 		return t, fmt.Errorf("%w: it is not base64url (%d characters; a token has %d): check it was copied whole", ErrInvalidJoinToken, len(s), base64.RawURLEncoding.EncodedLen(joinTokenLen))
 	}
-	if len(b) == 0 || b[0] != joinTokenVersion {
-		if len(b) > 0 && b[0] > joinTokenVersion {
+	// The length first: almost any mistyped or cut token has a first byte
+	// other than the version, and only a whole token's first byte can
+	// mean a newer format.
+	if len(b) != joinTokenLen {
+		return t, fmt.Errorf("%w: it decodes to %d bytes, a token has %d (%d characters): check it was copied whole", ErrInvalidJoinToken, len(b), joinTokenLen, base64.RawURLEncoding.EncodedLen(joinTokenLen))
+	}
+	if b[0] != joinTokenVersion {
+		if b[0] > joinTokenVersion && b[0] < joinTokenVersion+8 {
 			return t, fmt.Errorf("%w: token version %d is newer than this node understands (%d): upgrade this node", ErrInvalidJoinToken, b[0], joinTokenVersion)
 		}
 		return t, fmt.Errorf("%w: it does not start like a join token: check it was copied whole", ErrInvalidJoinToken)
-	}
-	if len(b) != joinTokenLen {
-		return t, fmt.Errorf("%w: it decodes to %d bytes, a token has %d: check it was copied whole", ErrInvalidJoinToken, len(b), joinTokenLen)
 	}
 	copy(t.CAFingerprint[:], b[1:1+sha256.Size])
 	copy(t.secret[:], b[1+sha256.Size:])

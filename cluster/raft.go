@@ -292,7 +292,7 @@ func newTCPTransport(bind, advertise string, logger hclog.Logger) (*raft.Network
 		Logger:  logger,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("raft: listen on %s: %w (is the port in use? choose another RaftBind)", bind, err)
+		return nil, fmt.Errorf("raft: listen on %s: %w (is the port in use? choose another port: config key raft.bind)", bind, err)
 	}
 	return t, nil
 }

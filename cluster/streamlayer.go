@@ -303,7 +303,7 @@ func NewTLSTransport(bind, advertise string, id *NodeIdentity, logger hclog.Logg
 	}
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
-		return nil, fmt.Errorf("raft: listen on %s: %w (is the port in use? choose another RaftBind)", bind, err)
+		return nil, fmt.Errorf("raft: listen on %s: %w (is the port in use? choose another port: config key raft.bind)", bind, err)
 	}
 	if adv == nil {
 		if a, ok := ln.Addr().(*net.TCPAddr); !ok || a.IP.IsUnspecified() {

@@ -155,6 +155,17 @@ func DefaultConfig() Config {
 	}
 }
 
+// nodeName is node_name, or the host name when it is empty (as the
+// reference file in docs/operations.md writes it): every log line names
+// the node.
+func (c Config) nodeName() string {
+	if c.NodeName != "" {
+		return c.NodeName
+	}
+	host, _ := os.Hostname()
+	return host
+}
+
 // DevConfig is what `gojinn-node dev` runs: everything on 127.0.0.1, the
 // internal CA, plain HTTP serving functions, reasons in error bodies.
 func DevConfig() Config {
@@ -341,8 +352,12 @@ func (c Config) Validate() error {
 		if v == "" && optional {
 			return nil
 		}
-		if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+		_, port, err := net.SplitHostPort(v)
+		if err != nil || port == "" {
 			return bad(key, "%q is not HOST:PORT (e.g. \":443\" or \"127.0.0.1:8080\")", v)
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n > 65535 {
+			return bad(key, "%q: the port %q is not a number from 0 to 65535", v, port)
 		}
 		return nil
 	}
@@ -414,6 +429,9 @@ func (c Config) Validate() error {
 	if err := addr("raft.advertise", c.Raft.Advertise, true); err != nil {
 		return err
 	}
+	if host, _, _ := net.SplitHostPort(c.Raft.Bind); c.Raft.Advertise == "" && unspecifiedHost(host) {
+		return bad("raft.advertise", "is empty, and raft.bind %q listens on every address, so Raft cannot tell peers which one to dial: set raft.advertise to IP:PORT other nodes reach this one at (or pass --advertise IP), or bind one address", c.Raft.Bind)
+	}
 	return c.Cluster.validate(bad, addr)
 }
 
@@ -443,6 +461,19 @@ func (c ClusterConfig) validate(bad func(key, format string, args ...any) error,
 	} {
 		if err := addr(k.key, k.v, k.optional); err != nil {
 			return err
+		}
+	}
+	if c.GossipAdvertise != "" {
+		host, port, _ := net.SplitHostPort(c.GossipAdvertise)
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() || port == "0" {
+			return bad("cluster.gossip_advertise", "%q is not IP:PORT other nodes can reach (gossip does not resolve names; not 0.0.0.0, not port 0)", c.GossipAdvertise)
+		}
+	}
+	if c.JoinToken != "" {
+		// Parsed here so that a mistyped token stops the node before it
+		// writes anything; the error never echoes the token.
+		if _, err := cluster.ParseJoinToken(c.JoinToken); err != nil {
+			return bad("cluster.join_token", "%v", err)
 		}
 	}
 	for i, j := range c.Join {
@@ -500,6 +531,16 @@ func (c ClusterConfig) validateGossipKeys(bad func(key, format string, args ...a
 		}
 	}
 	return nil
+}
+
+// unspecifiedHost reports a listen host that means every address: empty,
+// 0.0.0.0 or ::.
+func unspecifiedHost(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
 }
 
 // applyAdvertise is the --advertise flag: raft.advertise,

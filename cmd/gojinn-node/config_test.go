@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
@@ -86,6 +87,14 @@ func TestConfigValidateTable(t *testing.T) {
 		{"edge.shutdown_delay", func(c *Config) { c.Edge.ShutdownDelay = duration(-time.Second) }},
 		{"cluster.join_token", func(c *Config) { c.Cluster.JoinToken = "AbC" }},
 		{"cluster.join_token_file", func(c *Config) { c.Cluster.JoinTokenFile = "/etc/gojinn/join" }},
+		{"edge.http", func(c *Config) { c.Edge.HTTP = "abc:xyz" }},
+		{"admin.listen", func(c *Config) { c.Admin.Listen = "127.0.0.1:99999" }},
+		{"raft.advertise", func(c *Config) { c.Raft.Bind = "0.0.0.0:7947" }},
+		{"raft.advertise", func(c *Config) { c.Raft.Bind = ":7947" }},
+		{"cluster.gossip_advertise", func(c *Config) { c.Cluster.Enabled, c.Cluster.GossipAdvertise = true, "host.example:7946" }},
+		{"cluster.gossip_advertise", func(c *Config) { c.Cluster.Enabled, c.Cluster.GossipAdvertise = true, "0.0.0.0:7946" }},
+		{"cluster.join_token", func(c *Config) { c.Cluster.Enabled, c.Cluster.JoinToken = true, "gjn_AbC" }},
+		{"cluster.join_token", func(c *Config) { c.Cluster.Enabled, c.Cluster.JoinToken = true, "abc" }},
 	} {
 		cfg := DevConfig()
 		c.mod(&cfg)
@@ -471,5 +480,42 @@ func TestConfigErrorsNameTheirSource(t *testing.T) {
 	_, err = agentConfig([]string{"--config", p, "--https", "443"}, io.Discard, func(string) (string, bool) { return "", false })
 	if err == nil || strings.Contains(err.Error(), "environment") {
 		t.Errorf("bad flag value: %v, want no mention of the environment", err)
+	}
+}
+
+// node_name = "" (as the reference file in docs/operations.md writes it)
+// means the default, the host name: every log line still names the node.
+func TestEmptyNodeNameIsTheHostName(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		t.Fatalf("this test needs a host name: %q %v", host, err)
+	}
+	p := writeNodeConfig(t, t.TempDir(), "", "")
+	body, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, append([]byte("node_name = \"\"\n"), body...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := &devNode{t: t}
+	n.launch([]string{"agent", "--config", p}, func(string) string { return "" })
+	if n.admin == "" {
+		n.cancel()
+		t.Fatalf("incomplete banner\nstderr: %s", n.stderr.String())
+	}
+	n.cancel()
+	if code := <-n.done; code != 0 {
+		t.Fatalf("exit %d\nstderr: %s", code, n.stderr.String())
+	}
+	want, _ := json.Marshal(host)
+	lines := strings.Split(strings.TrimSpace(n.stderr.String()), "\n")
+	for _, line := range lines {
+		if strings.HasPrefix(line, "{") && !strings.Contains(line, `"node":`+string(want)) {
+			t.Fatalf("a log line without \"node\":%s: %s", want, line)
+		}
+	}
+	if len(lines) < 3 {
+		t.Fatalf("only %d log lines: %q", len(lines), lines)
 	}
 }

@@ -137,7 +137,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, look
 		}
 		return 2
 	}
-	log := newLogger(stderr, cfg.LogLevel)
+	log := newLogger(stderr, cfg)
 	return serve(ctx, cfg, log, stdout, false, nil)
 }
 
@@ -231,7 +231,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "gojinn-node dev:", err)
 		return 2
 	}
-	log := newLogger(stderr, cfg.LogLevel)
+	log := newLogger(stderr, cfg)
 	var seed func(context.Context, *node) error
 	if *module != "" {
 		seed = func(ctx context.Context, n *node) error {

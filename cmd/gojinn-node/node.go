@@ -62,10 +62,14 @@ type node struct {
 }
 
 // newLogger returns the node's JSON logger at level.
-func newLogger(w io.Writer, level string) *slog.Logger {
+func newLogger(w io.Writer, cfg Config) *slog.Logger {
 	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	_ = l.UnmarshalText([]byte(cfg.LogLevel))
+	log := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	if name := cfg.nodeName(); name != "" {
+		log = log.With("node", name)
+	}
+	return log
 }
 
 // startNode starts every piece; on error it stops what it started.
@@ -79,9 +83,6 @@ func startNode(ctx context.Context, cfg Config, log *slog.Logger, dev bool) (*no
 func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool, seed func(context.Context, *node) error) (_ *node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
-	}
-	if cfg.NodeName != "" {
-		log = log.With("node", cfg.NodeName)
 	}
 	n := &node{cfg: cfg, log: log, router: &edge.Router{}, adminCh: make(chan error, 1)}
 	defer func() {
