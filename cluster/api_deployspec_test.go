@@ -65,6 +65,8 @@ func TestAPIDeploySpecRules(t *testing.T) {
 			[]string{"spec.routes[1]", "listed twice"}},
 		{"bad host", pooled(`"routes":[{"host":"[::1","path":"/x"}]`), 400, CodeInvalid,
 			[]string{"spec.routes[0]", "closing ']'"}},
+		{"percent-encoded route path", pooled(`"routes":[{"path":"/%41/*"}]`), 400, CodeInvalid,
+			[]string{"spec.routes[0]", "decoded path", `"/A/*"`}},
 		{"route of another function", pooled(`"routes":[{"path":"/taken"}]`), 422, CodeCheckFailed,
 			[]string{`"other"`}},
 		{"module does not compile", body(garbageSHA, len(garbage), `"mode":"pooled"`), 422, CodeCheckFailed,

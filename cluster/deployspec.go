@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"fmt"
+	"net/url"
+	"strings"
 
 	"github.com/gojinn/gojinn/storage"
 )
@@ -37,6 +39,16 @@ func validateDeploySpec(name string, spec storage.Spec) error {
 			// refused with the edge's hint to write "GET", not
 			// quietly upper-cased.
 			return fmt.Errorf("%w: spec.routes[%d]: %w", storage.ErrInvalid, i, err)
+		}
+		if strings.Contains(rt.Path, "%") {
+			// Routes match the decoded path, so "/%41" would match
+			// only a request for "/%2541". Not an edge rule: the state
+			// machine applies those to entries already in the log.
+			hint := "remove the '%'"
+			if dec, err := url.PathUnescape(rt.Path); err == nil && !strings.Contains(dec, "%") {
+				hint = fmt.Sprintf("write %q", dec)
+			}
+			return fmt.Errorf("%w: spec.routes[%d]: path %q has a '%%': routes match the decoded path, as a handler sees it; %s", storage.ErrInvalid, i, rt.Path, hint)
 		}
 	}
 	if spec.Reset != "" && spec.Reset != storage.ResetNone && spec.Mode != storage.ModePooled {
