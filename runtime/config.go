@@ -226,7 +226,9 @@ type FunctionSpec struct {
 	// Reset applies to ModePooled. Default ResetNone. An instance whose
 	// request grew its linear memory is retired instead of reset (the
 	// memory cannot shrink, and the restored guest would not know the
-	// grown pages).
+	// grown pages). A module whose code may change a table or drop a
+	// segment after initialisation is refused with reset
+	// (ErrInvalidModule): a reset restores only linear memory and globals.
 	Reset Reset
 	// Env is the guest's environment. Nothing of the host's leaks in. A
 	// Go guest also gets GOMEMLIMIT, derived from Limits.MemoryBytes,

@@ -128,6 +128,11 @@ func (f *Function) checkModule(m *module) error {
 		return fmt.Errorf("%w: mode %q needs a reactor exporting %s and %s; this module is a WASI command: deploy it with mode %q, or build Go guests with -buildmode=c-shared",
 			ErrInvalidModule, ModePooled, exportReserve, exportHandle, ModeIsolated)
 	}
+	if f.spec.Mode == ModePooled && f.reset != ResetNone {
+		if err := m.resettable(f.spec.Module); err != nil {
+			return err
+		}
+	}
 	return m.memoryFits(f.spec.Limits.MemoryBytes)
 }
 

@@ -53,6 +53,11 @@ type module struct {
 	kv       bool                   // imports gojinn_kv_v1: invocations carry a kvCall
 	log      bool                   // imports gojinn_log_v1: invocations carry a logCall
 	refs     int                    // guarded by moduleCache.mu
+
+	// resetOnce computes resetErr, resettable's verdict, for the first
+	// function that asks: the module's bytes decide it.
+	resetOnce sync.Once
+	resetErr  error
 }
 
 // moduleCache dedupes compilation by module hash.
@@ -315,6 +320,38 @@ func (m *module) memoryFits(limit uint64) error {
 			ErrInvalidSpec, m.minMem, limit)
 	}
 	return nil
+}
+
+// resettable reports whether instances of m may be reset between
+// requests (bin is the module as uploaded, whose sha256 is m.hash). A
+// reset restores linear memory and mutable globals; wazero cannot reset
+// tables or bring back a dropped segment, so a module whose code may
+// change either after initialisation (wasmbin.FindStateWrite) would let
+// a request see what an earlier one left, or trap on a segment an
+// earlier one dropped. Such a module is refused for reset, with the
+// instruction, where it is and what to do.
+func (m *module) resettable(bin []byte) error {
+	m.resetOnce.Do(func() {
+		const todo = "deploy it in pooled mode without reset (reset \"none\"), or isolated"
+		w, err := wasmbin.FindStateWrite(bin)
+		switch {
+		case err != nil:
+			m.resetErr = fmt.Errorf("%w: reset needs every function checked for instructions that change tables or segments, which a reset does not restore, and this module's code cannot be checked (%v); %s",
+				ErrInvalidModule, err, todo)
+		case w != nil:
+			fn := fmt.Sprintf("function %d", w.Func)
+			if w.Export != "" {
+				fn += fmt.Sprintf(" (exported as %q)", w.Export)
+			}
+			how, where := "uses", fmt.Sprintf("at byte offset %d", w.Offset)
+			if w.Undecoded {
+				how, where = "may use", where+" (the body does not decode exactly, so every byte that could start one counts)"
+			}
+			m.resetErr = fmt.Errorf("%w: %s %s %s %s, which %s; a reset restores only linear memory and globals, so the next request served by the same instance would see what an earlier one did: %s (with reset, only the start function and _initialize, when nothing else calls or references them, may change tables or segments)",
+				ErrInvalidModule, fn, how, w.Instr, where, w.Effect(), todo)
+		}
+	})
+	return m.resetErr
 }
 
 // linearLimit is what a memory limit of limit bytes leaves for the linear

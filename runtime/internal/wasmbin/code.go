@@ -109,7 +109,40 @@ type bodyScan struct {
 	// memory.copy, memory.fill, table.init, table.copy, table.fill), in
 	// order.
 	bulk []bulkOp
+	// writeAt is the position of the body's first instruction that
+	// changes a table or a segment (table.set, table.grow, table.fill,
+	// table.copy, table.init, elem.drop, data.drop), -1 when it has
+	// none; writeOp names it. See FindStateWrite.
+	writeAt int
+	writeOp string
+	// watch lists up to 8 function indices, kept across bodies: refers
+	// gets bit k when a call, return_call or ref.func of the body names
+	// watch[k]. InstrumentLoops watches none.
+	watch  []uint32
+	refers uint8
 }
+
+// wrote records the instruction op at position at as the body's first
+// state write, unless it has one already.
+func (s *bodyScan) wrote(at int, op string) {
+	if s.writeAt < 0 {
+		s.writeAt, s.writeOp = at, op
+	}
+}
+
+// referenced records a reference to function idx (call, return_call,
+// ref.func).
+func (s *bodyScan) referenced(idx uint32) {
+	for k, w := range s.watch {
+		if w == idx {
+			s.refers |= 1 << k
+		}
+	}
+}
+
+// miscWrites names the 0xfc instructions that change a table or a
+// segment, by sub-opcode.
+var miscWrites = [...]string{9: "data.drop", 12: "table.init", 13: "elem.drop", 14: "table.copy", 15: "table.grow", 17: "table.fill"}
 
 // scanBody decodes one function body (locals and expression; r covers
 // exactly the body) into s, reusing the capacity of its slices.
@@ -119,7 +152,7 @@ type bodyScan struct {
 // module invalid, but it would become valid after the rewrite and name the
 // stop global, letting the guest clear it (global.set) and escape the stop.
 func scanBody(r *reader, s *bodyScan, globals uint32) error {
-	*s = bodyScan{loops: s.loops[:0], bulk: s.bulk[:0]}
+	*s = bodyScan{loops: s.loops[:0], bulk: s.bulk[:0], writeAt: -1, watch: s.watch}
 	n, err := r.count("local declaration count", 2)
 	if err != nil {
 		return err
@@ -165,8 +198,14 @@ func scanBody(r *reader, s *bodyScan, globals uint32) error {
 		case immIndex:
 			var idx uint32
 			idx, err = r.u32("index immediate")
-			if err == nil && (op == 0x23 || op == 0x24) && idx >= globals {
+			switch {
+			case err != nil:
+			case (op == 0x23 || op == 0x24) && idx >= globals:
 				return errorf(off, "global index %d out of range (%d globals)", idx, globals)
+			case op == 0x26:
+				s.wrote(at, "table.set")
+			case (op == 0x10 || op == 0x12 || op == 0xd2) && len(s.watch) > 0:
+				s.referenced(idx)
 			}
 		case immBrTable:
 			err = r.brTable()
@@ -174,6 +213,9 @@ func scanBody(r *reader, s *bodyScan, globals uint32) error {
 			var sub uint32
 			var mem0 bool
 			if sub, mem0, err = r.miscOp(); err == nil {
+				if int(sub) < len(miscWrites) && miscWrites[sub] != "" {
+					s.wrote(at, miscWrites[sub])
+				}
 				switch sub {
 				case 8, 10, 11: // memory.init, memory.copy, memory.fill
 					if !mem0 {

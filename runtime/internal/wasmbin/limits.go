@@ -114,6 +114,11 @@ type limitChecker struct {
 
 	labels []label // reused by bodySlots
 
+	// funcRef, when set, is told every function index that an element
+	// segment or a constant expression (ref.func) of the table, global
+	// and element sections names (FindStateWrite). CheckLimits sets none.
+	funcRef func(idx uint32)
+
 	tables       uint32 // imported and defined
 	tableTotal   uint64 // sum of the tables' minimum sizes
 	passiveElems uint64 // entries of passive element segments (TableBytes)
@@ -595,7 +600,7 @@ func (c *limitChecker) table(r *reader) error {
 		return limitf(limOff, "tables have %d entries in all, more than the limit of %d", c.tableTotal, maxTotalTableSize)
 	}
 	if withInit {
-		return r.wazeroConstExpr()
+		return c.constExpr(r)
 	}
 	return nil
 }
@@ -624,10 +629,15 @@ func (r *reader) wazeroGlobalType() error {
 	return nil
 }
 
+// constExpr reads a constant expression (wazeroConstExpr), telling
+// c.funcRef the function every ref.func in it names.
+func (c *limitChecker) constExpr(r *reader) error { return r.wazeroConstExpr(c.funcRef) }
+
 // wazeroConstExpr reads a constant expression as wazero's
 // decodeConstantExpression does (which differs from the spec: ref.null
 // takes one byte or an unsigned LEB128, the 0xfd sub-opcode is one byte).
-func (r *reader) wazeroConstExpr() error {
+// ref, when not nil, is called with the index every ref.func names.
+func (r *reader) wazeroConstExpr(ref func(idx uint32)) error {
 	for {
 		off := r.off()
 		op, err := r.byte("constant expression")
@@ -648,7 +658,10 @@ func (r *reader) wazeroConstExpr() error {
 		case 0x23:
 			_, err = r.u32("global.get index")
 		case 0xd2:
-			_, err = r.u32("ref.func index")
+			var idx uint32
+			if idx, err = r.u32("ref.func index"); err == nil && ref != nil {
+				ref(idx)
+			}
 		case 0xd0:
 			if t := r.peek(); t == 0x70 || t == 0x6f || t == 0x69 {
 				r.pos++
@@ -746,7 +759,7 @@ func (c *limitChecker) globalSection(r *reader) error {
 		if err := r.wazeroGlobalType(); err != nil {
 			return err
 		}
-		if err := r.wazeroConstExpr(); err != nil {
+		if err := c.constExpr(r); err != nil {
 			return err
 		}
 	}
@@ -800,7 +813,7 @@ func (c *limitChecker) elementSection(r *reader) error {
 			}
 		}
 		if prefix&1 == 0 { // active: an offset expression
-			if err := r.wazeroConstExpr(); err != nil {
+			if err := c.constExpr(r); err != nil {
 				return err
 			}
 		}
@@ -840,12 +853,15 @@ func (c *limitChecker) elementSection(r *reader) error {
 		}
 		for j := uint32(0); j < m; j++ {
 			if exprs {
-				err = r.wazeroConstExpr()
+				err = c.constExpr(r)
 			} else {
 				fOff := r.off()
 				var f uint32
 				if f, err = r.u32("element function index"); err == nil && f >= 1<<27 {
 					return limitf(fOff, "element function index %d exceeds wazero's maximum", f)
+				}
+				if err == nil && c.funcRef != nil {
+					c.funcRef(f)
 				}
 			}
 			if err != nil {
@@ -871,7 +887,7 @@ func (c *limitChecker) dataSection(r *reader) error {
 		}
 		switch prefix {
 		case 0:
-			err = r.wazeroConstExpr()
+			err = c.constExpr(r)
 		case 1:
 		case 2:
 			mOff := r.off()
@@ -880,7 +896,7 @@ func (c *limitChecker) dataSection(r *reader) error {
 				if mem != 0 {
 					return errorf(mOff, "data memory index %d", mem)
 				}
-				err = r.wazeroConstExpr()
+				err = c.constExpr(r)
 			}
 		default:
 			return errorf(off, "unknown data segment prefix %d", prefix)

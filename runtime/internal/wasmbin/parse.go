@@ -52,6 +52,7 @@ type module struct {
 
 	hasGlobal     bool
 	globalStart   int // offset of the global section's id byte
+	globalBody    int // offset of the global section's payload
 	globalEntries int // offset of the first global entry (after the count)
 	globalEnd     int // offset just past the global section
 	// globalInsertAt is where a new global section goes: just past the
@@ -71,6 +72,12 @@ type module struct {
 	funcBody, funcEnd int
 
 	hasStart bool
+	// startBody and startEnd frame the start section's payload, decoded
+	// by FindStateWrite only.
+	startBody, startEnd int
+	// importedFuncs counts function imports: defined functions are
+	// numbered from it.
+	importedFuncs uint32
 	// goBuildID reports a custom section named "go:buildid", which the Go
 	// toolchain's linker writes into every module it links.
 	goBuildID bool
@@ -172,7 +179,7 @@ func parse(wasm []byte) (*module, error) {
 		case secImport:
 			err = m.parseImports(sr)
 		case secGlobal:
-			m.hasGlobal, m.globalStart, m.globalEnd = true, start, end
+			m.hasGlobal, m.globalStart, m.globalBody, m.globalEnd = true, start, payload, end
 			err = m.parseGlobals(sr)
 		case secExport:
 			m.hasExport, m.exportStart, m.exportEnd = true, start, end
@@ -181,8 +188,8 @@ func parse(wasm []byte) (*module, error) {
 			m.hasCode, m.codeStart, m.codeBody, m.codeEnd = true, start, payload, end
 			sr.pos = len(sr.buf) // decoded by InstrumentLoops only
 		case secStart:
-			m.hasStart = true
-			sr.pos = len(sr.buf)
+			m.hasStart, m.startBody, m.startEnd = true, payload, end
+			sr.pos = len(sr.buf) // decoded by FindStateWrite only
 		case secType:
 			m.hasType, m.typeBody, m.typeEnd = true, payload, end
 			sr.pos = len(sr.buf) // decoded by InstrumentLoops only
@@ -262,7 +269,9 @@ func (m *module) parseImports(r *reader) error {
 		}
 		switch kind {
 		case 0: // func: type index
-			_, err = r.u32("function type index")
+			if _, err = r.u32("function type index"); err == nil {
+				m.importedFuncs++
+			}
 		case 1: // table: reftype + limits (bit 2: table64)
 			if m.importedTables == 0 {
 				m.importedTableAt = off
