@@ -10,7 +10,10 @@ import (
 // Backuper is what the backup endpoints need of the registry; *Store
 // satisfies it. A registry without it answers 501.
 type Backuper interface {
-	Backup(ctx context.Context, w io.Writer) error
+	// Backup writes a backup to w; c says whether it first catches up
+	// with the cluster (Store.Backup).
+	Backup(ctx context.Context, w io.Writer, c Consistency) error
+	// Restore replaces the cluster's state with a backup read from r.
 	Restore(ctx context.Context, r io.Reader) error
 }
 
@@ -18,8 +21,9 @@ type Backuper interface {
 // Gojinn backup.
 const CodeBadBackup = "bad_backup"
 
-// CodeNotLeader is the error code of a restore sent to a follower (421):
-// the message names the leader to send it to.
+// CodeNotLeader is the error code of a restore sent to a follower that
+// cannot forward it to the leader (421): the message names the leader to
+// send it to.
 const CodeNotLeader = "not_leader"
 
 func (a *api) backupRoutes() []apiRoute {
@@ -37,18 +41,50 @@ func (a *api) backuper() (Backuper, error) {
 	return b, nil
 }
 
+// backup answers GET /v1/backup?consistency=: a tar stream. The default
+// (linearizable) catches up with the cluster first; local reads this
+// node's state as it is (a cluster without a leader).
 func (a *api) backup(w http.ResponseWriter, r *http.Request) error {
 	b, err := a.backuper()
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "application/x-tar")
-	w.Header().Set("Content-Disposition", `attachment; filename="gojinn-backup.tar"`)
-	if err := b.Backup(r.Context(), w); err != nil {
-		// The status is sent; a broken stream fails the client's tar read.
-		a.log.Error("backup failed mid-stream", "err", err)
+	c := ConsistencyLinearizable
+	if s := r.URL.Query().Get("consistency"); s != "" {
+		if c, err = consistency(r); err != nil {
+			return err
+		}
+	}
+	tw := &tarResponse{w: w}
+	if err := b.Backup(r.Context(), tw, c); err != nil {
+		if !tw.started {
+			// Nothing sent yet (e.g. no leader to catch up with): a
+			// proper error answer.
+			return err
+		}
+		// The status is sent. Ending the answer normally would hand the
+		// client a tar cut at an entry boundary, which reads as a whole
+		// (smaller) backup: abort it, so the client's read fails.
+		a.log.Error("backup failed mid-stream; the answer is cut off", "err", err)
+		panic(http.ErrAbortHandler)
 	}
 	return nil
+}
+
+// tarResponse sets the backup's headers at its first byte, so a backup
+// that fails before writing anything answers an API error instead.
+type tarResponse struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (t *tarResponse) Write(p []byte) (int, error) {
+	if !t.started {
+		t.started = true
+		t.w.Header().Set("Content-Type", "application/x-tar")
+		t.w.Header().Set("Content-Disposition", `attachment; filename="gojinn-backup.tar"`)
+	}
+	return t.w.Write(p)
 }
 
 func (a *api) restore(w http.ResponseWriter, r *http.Request) error {

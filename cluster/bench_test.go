@@ -650,6 +650,54 @@ func BenchmarkClusterKVPut(b *testing.B) {
 	}
 }
 
+// KV: one client writing through a follower of 3 voters, one write at a
+// time, for 2 s. The follower forwards each write to the leader and
+// answers once it applied the write itself (read-your-writes on the node
+// that took it); with no other writes flowing it learns the commit at
+// the leader's next AppendEntries, which Config.CommitTimeout paces.
+func BenchmarkClusterKVPutThroughFollower(b *testing.B) {
+	for _, ct := range []time.Duration{DefaultCommitTimeout, 50 * time.Millisecond} {
+		b.Run("commit_timeout="+ct.String(), func(b *testing.B) {
+			cfg := FastConfig()
+			cfg.CommitTimeout = ct
+			c := newBenchCluster(b, cfg, false)
+			for range 3 {
+				c.start(true)
+			}
+			l := c.waitStable(3)
+			var f *bnode
+			for _, n := range c.nodes {
+				if n != l {
+					f = n
+					break
+				}
+			}
+			value := bytes.Repeat([]byte("v"), 100)
+			ctx := context.Background()
+			var lat []time.Duration
+			b.ResetTimer()
+			deadline := time.Now().Add(2 * time.Second)
+			for k := 0; time.Now().Before(deadline); k++ {
+				t := time.Now()
+				key := fmt.Sprintf("k%d", k%100)
+				v, err := f.store.KVPut(ctx, "bench", key, value, KVWriteOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(t))
+				if e, err := f.store.KVGet(ctx, "bench", key, ConsistencyLocal); err != nil || e.Version != v {
+					b.Fatalf("the follower does not read its own write (version %d): %+v %v", v, e, err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(float64(len(lat))/2, "writes/s")
+			b.ReportMetric(pct(lat, 0.5)*1e3, "p50-ms")
+			b.ReportMetric(pct(lat, 0.99)*1e3, "p99-ms")
+		})
+	}
+}
+
 // KV: local reads from a guest. A pooled KV guest (the runtime's test
 // guest) on a follower of 3 voters reads one key per request through the
 // gojinn_kv_v1 host functions and HostKV, with as many concurrent callers

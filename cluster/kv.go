@@ -227,8 +227,10 @@ func checkKVKey(ns, key string, l storage.KVLimits) error {
 }
 
 // proposeKV commits c through Raft and returns the FSM's result; on a
-// follower the write is forwarded to the leader (see Store.apply). On the
-// leader, concurrent KV writes share Raft entries (kv_batch.go).
+// follower the write is forwarded to the leader (see Store.apply) and
+// returns once this node applied it too (read-your-writes on the node
+// that took the write). On the leader, concurrent KV writes share Raft
+// entries (kv_batch.go).
 func (s *Store) proposeKV(ctx context.Context, c storage.KVCommand) (storage.KVResult, error) {
 	// Named only on error: formatting it for every write costs CPU.
 	what := func() string {
@@ -249,6 +251,17 @@ func (s *Store) proposeKV(ctx context.Context, c storage.KVCommand) (storage.KVR
 	if !ok {
 		return storage.KVResult{}, fmt.Errorf("%s: the state machine answered %T, not an ApplyResult", what(), resp)
 	}
+	// A forwarded write is acknowledged once the leader applied it, which
+	// may be before this node did: wait, so a read on this node right
+	// after the write sees it (a failed compare-and-set too: its current
+	// version is then readable here). The leader answers an index at or
+	// above the entry's; a put's version is its entry's index, which
+	// covers a leader of an older build. On the leader both are applied.
+	index := res.Index
+	if index == 0 {
+		index = res.KV.Version
+	}
+	s.awaitLocal(ctx, index, "op", c.Op, "namespace", c.Namespace, "key", c.Key)
 	if res.Err != nil {
 		// The storage errors name the key already.
 		return res.KV, res.Err

@@ -13,9 +13,9 @@ import (
 // (runtime.KV): guests read this node's replica unless they ask for a
 // linearizable read (which needs a reachable leader), and their writes commit
 // through Raft, forwarded to the leader from a follower, exactly like
-// the admin API's; a put returns once this node's replica has it too, so
-// a guest reads its own writes. Errors keep the store's message and also match the
-// runtime's KV sentinels.
+// the admin API's; a write returns once this node's replica has applied
+// it too (Store.proposeKV), so a guest reads its own writes. Errors keep
+// the store's message and also match the runtime's KV sentinels.
 type HostKV struct {
 	s *Store
 }
@@ -66,57 +66,14 @@ func (h HostKV) Put(ctx context.Context, namespace, key string, value []byte, tt
 		}
 		return v, hostKVError(err)
 	}
-	h.seeOwnWrite(ctx, namespace, key, v)
 	return v, nil
 }
 
-// ownWriteWait bounds how long a put waits for this node's replica to
-// apply it.
-const ownWriteWait = time.Second
-
-// seeOwnWrite waits, on a follower, until this node's replica holds the
-// version a put just committed (version 0: until it no longer holds the
-// key a delete just removed), so the guest's next local read sees its
-// own write (a compare-and-set loop would otherwise spin on a stale
-// version). A write forwarded to the leader is acknowledged once the
-// leader commits it, before this node applies it; on the leader the FSM
-// has applied it already. It gives up after ownWriteWait or when ctx
-// ends (a later write of the key may have replaced it): the write is
-// committed either way.
-func (h HostKV) seeOwnWrite(ctx context.Context, namespace, key string, version uint64) {
-	if h.s.node.IsLeader() {
-		return
-	}
-	deadline := time.Now().Add(ownWriteWait)
-	for {
-		e, err := h.s.State().KVGet(namespace, key, time.Now())
-		if version == 0 && errors.Is(err, storage.ErrKVNotFound) || version > 0 && err == nil && e.Version >= version {
-			return
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return
-		}
-		// KV applies notify no subscriber: poll; replication takes
-		// milliseconds.
-		t := time.NewTimer(time.Millisecond)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return
-		}
-	}
-}
-
 // Delete implements runtime.KV. Like a put, it returns once this node's
-// replica no longer holds the key, so the guest's next local read does
-// not find it.
+// replica has applied it, so the guest's next local read does not find
+// the key.
 func (h HostKV) Delete(ctx context.Context, namespace, key string) error {
-	if err := h.s.KVDelete(ctx, namespace, key, KVWriteOptions{}); err != nil {
-		return hostKVError(err)
-	}
-	h.seeOwnWrite(ctx, namespace, key, 0)
-	return nil
+	return hostKVError(h.s.KVDelete(ctx, namespace, key, KVWriteOptions{}))
 }
 
 // List implements runtime.KV; the cursor is the last key of the previous

@@ -23,8 +23,8 @@ import (
 )
 
 // The peer API is how nodes talk to each other: joining the Raft cluster,
-// forwarding writes to the leader, fetching module blobs and asking
-// whether a version is servable. It is never exposed to clients; every
+// forwarding writes and restores to the leader, fetching module blobs and
+// asking whether a version is servable. It is never exposed to clients; every
 // call is authenticated by PeerAuth (mutual TLS with the cluster CA in
 // production).
 
@@ -115,6 +115,7 @@ func NewPeerAPI(cfg PeerAPIConfig) (http.Handler, error) {
 	mux.HandleFunc("POST /peer/v1/join", p.join)
 	mux.HandleFunc("POST /peer/v1/apply", p.apply)
 	mux.HandleFunc("POST /peer/v1/readindex", p.readIndex)
+	mux.HandleFunc("POST /peer/v1/restore", p.restore)
 	mux.HandleFunc("POST /peer/v1/remove", p.remove)
 	mux.HandleFunc("GET /peer/v1/blobs/{sha}", p.blob)
 	mux.HandleFunc("GET /peer/v1/artifacts/{sha}", p.artifacts)
@@ -200,8 +201,11 @@ func (p *peerAPI) remove(w http.ResponseWriter, r *http.Request) {
 // applyResponse carries an ApplyResult across the wire.
 type applyResponse struct {
 	Version storage.Version `json:"version"`
-	// Index is the entry's Raft index for a registry command; zero from a
-	// leader of an older build.
+	// Index is the entry's Raft index for a registry command, and for a
+	// KV command an index at or above its entry's (the leader's applied
+	// index once the entry applied: KV results carry none). The follower
+	// that forwarded the command waits until it has applied this index
+	// (Store.awaitLocal). Zero from a leader of an older build.
 	Index   uint64           `json:"index,omitempty"`
 	KV      storage.KVResult `json:"kv"`
 	Code    string           `json:"code,omitempty"`
@@ -228,6 +232,11 @@ func (p *peerAPI) apply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := applyResponse{Version: res.Version, Index: res.Index, KV: res.KV}
+	if out.Index == 0 && storage.IsKVCommand(cmd) {
+		// Apply returned once this node applied the entry, so its
+		// applied index covers it.
+		out.Index = p.cfg.Store.reg.State().Applied()
+	}
 	if res.Err != nil {
 		out.Code, out.Message = errorCode(res.Err), res.Err.Error()
 		var c *storage.KVConflictError
@@ -324,6 +333,7 @@ var peerSentinels = map[string]error{
 	"kv_too_large":       storage.ErrKVTooLarge,
 	"kv_quota":           storage.ErrKVQuota,
 	"kv_forbidden":       storage.ErrKVForbidden,
+	"bad_backup":         ErrBadBackup,
 }
 
 func codeError(code, msg string) error {

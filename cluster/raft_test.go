@@ -602,6 +602,7 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.LeaderLeaseTimeout = time.Second }, "LeaderLeaseTimeout"},
 		{func(c *Config) { c.ElectionTimeout = 100 * time.Millisecond }, "ElectionTimeout"},
 		{func(c *Config) { c.ApplyTimeout = -1 }, "ApplyTimeout"},
+		{func(c *Config) { c.CommitTimeout = time.Microsecond }, "CommitTimeout"},
 	} {
 		c := base
 		tt.mut(&c)
@@ -615,6 +616,10 @@ func TestConfigValidate(t *testing.T) {
 	c.RaftAdvertise = "10.0.0.1:7947"
 	if err := c.Validate(); err != nil {
 		t.Errorf("bind on every address with an advertise address: %v", err)
+	}
+	rc, err := base.withDefaults().raftConfig("n1")
+	if err != nil || rc.CommitTimeout != DefaultCommitTimeout {
+		t.Errorf("raft's CommitTimeout %v (%v), want %v", rc.CommitTimeout, err, DefaultCommitTimeout)
 	}
 	if _, err := OpenStore(testCtx(t), base); err == nil {
 		t.Error("OpenStore accepted a config with an FSM")

@@ -138,7 +138,7 @@ func (s *Store) propose(ctx context.Context, c storage.Command) (storage.ApplyRe
 	if res.Err != nil {
 		return res, res.Err
 	}
-	s.awaitLocal(ctx, c, res.Index)
+	s.awaitLocal(ctx, res.Index, "op", c.Op, "function", c.Name)
 	return res, nil
 }
 
@@ -146,18 +146,21 @@ func (s *Store) propose(ctx context.Context, c storage.Command) (storage.ApplyRe
 // which a follower forwarded to the leader: then this node's reads, and
 // the admin API's watch for a newer version during a readiness wait
 // (which must not mistake the version a rollback replaces for one that
-// overtook it), start from a state that includes it. The command is committed either way, so a node that falls
-// behind (partitioned right after forwarding) only logs; index 0 (a leader
-// of an older build) skips the wait.
-func (s *Store) awaitLocal(ctx context.Context, c storage.Command, index uint64) {
+// overtook it), start from a state that includes it. Registry commands,
+// KV writes (proposeKV) and restores (forwardRestore) wait. The command
+// is committed either way, so a node that falls behind (partitioned right
+// after forwarding) only logs, with what (slog key-value pairs) naming
+// the command; index 0 (a leader of an older build) skips the wait. The
+// wait is bounded by ctx, or the node's ApplyTimeout without a deadline.
+func (s *Store) awaitLocal(ctx context.Context, index uint64, what ...any) {
 	if index == 0 || s.reg.State().Applied() >= index {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.node.timeout(ctx))
 	defer cancel()
 	if err := s.waitApplied(ctx, index); err != nil {
-		s.node.log.Warn("a committed registry command is not applied on this node yet; its reads trail the leader",
-			"op", c.Op, "function", c.Name, "index", index, "err", err)
+		s.node.log.Warn("a committed command is not applied on this node yet; its reads trail the leader",
+			append(what, "index", index, "err", err)...)
 	}
 }
 

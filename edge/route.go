@@ -88,6 +88,10 @@ func ParseRoute(spec string) (Route, error) {
 	case 1:
 		pattern = fields[0]
 	case 2:
+		if strings.ContainsAny(fields[0], "/.*[") {
+			// Not a method list: a pattern with a space in it.
+			return Route{}, fmt.Errorf("%w %q: a route's host and path take no space (write the path as a handler sees it, without spaces), and methods come first: [METHODS ]HOST/PATH, e.g. \"GET,HEAD example.com/api/*\"", ErrInvalidRoute, spec)
+		}
 		r.Methods = strings.Split(fields[0], ",")
 		pattern = fields[1]
 	default:

@@ -248,6 +248,8 @@ func TestParseRoute(t *testing.T) {
 		{spec: "GET example.com /x", err: "write [METHODS ]HOST/PATH"},
 		{spec: "example.com", err: `no path; write "example.com/*" for every path or "example.com/" for the root only`},
 		{spec: "get /x", err: `write "GET"`},
+		{spec: "/with space", err: "take no space"},
+		{spec: "example.com/a b", err: "take no space"},
 		{spec: "GET,,POST /x", err: "empty method"},
 		{spec: "example.com:80/x", err: "has a port"},
 	}

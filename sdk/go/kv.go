@@ -26,7 +26,9 @@ var (
 	ErrKVQuota = errors.New("gojinn: namespace key quota exceeded")
 	// ErrKVUnavailable means the node cannot answer now: it has no KV, no
 	// leader is reachable for a write or a linearizable read, or the
-	// invocation ran out of time. Retrying later may succeed.
+	// invocation ran out of time. Retrying later may succeed; for a write
+	// whose outcome is unknown (the message says so), read the key before
+	// retrying it.
 	ErrKVUnavailable = errors.New("gojinn: KV unavailable")
 	// ErrKVInternal means the node failed in a way the ABI has no code for.
 	ErrKVInternal = errors.New("gojinn: KV internal error")
