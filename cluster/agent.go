@@ -62,12 +62,22 @@ type AgentConfig struct {
 	// [new, old], [new] (docs/operations.md).
 	GossipKey  string
 	GossipKeys []string
+	// NodeName is the node's configured name (gojinn-node's node_name),
+	// announced by gossip and shown in `members`. It must be unique among
+	// the live members: a node that finds a live member using its name
+	// stops (Failed). Empty: none is announced or checked.
+	NodeName string
 	// Region tags the node in `members`.
 	Region string
 	// Version is the node's build version, shown in `members`.
 	Version string
 	// Autopilot manages voters.
 	Autopilot AutopilotConfig
+	// DeadMemberReapTime is how long `members` lists a member after gossip
+	// declared it dead; LeftMemberReapTime, after it left gracefully.
+	// Defaults DefaultDeadMemberReapTime (24 h) and
+	// DefaultLeftMemberReapTime (5 min).
+	DeadMemberReapTime, LeftMemberReapTime time.Duration
 	// Logs holds this node's guest log lines, which other nodes fetch for
 	// GET /v1/functions/{name}/logs?nodes=all; nil: this node has none.
 	Logs LogSource
@@ -80,9 +90,10 @@ type AgentConfig struct {
 // the enrollment of new nodes (on the node holding the cluster CA).
 //
 // Goroutines: the peer API server, the membership event loop (which also
-// keeps DATA/cluster/peers), the blob sync, the autopilot and, on a node
-// with seeds (cluster.join or the peers file), the join loop; all stop in
-// Close.
+// keeps DATA/cluster/peers), the identity watcher, the blob sync, the
+// autopilot and, on a node with seeds (cluster.join or the peers file),
+// the join loop; all stop in Close. Locks: identityMu (identity checks)
+// and expectMu are never held together.
 type Agent struct {
 	cfg      AgentConfig
 	log      *slog.Logger
@@ -96,7 +107,15 @@ type Agent struct {
 	peerSrv  *http.Server
 	peerURL  string
 	rec      atomic.Pointer[Reconciler]
-	enrolls  bool // holds the CA and the join secret's hash; set before StartAgent returns
+	enrolls  bool  // holds the CA and the join secret's hash; set before StartAgent returns
+	started  int64 // Unix milliseconds, announced as NodeMeta.Started
+
+	// Identity clashes (gossip_identity.go): the clashes checked lately,
+	// and the error this node stopped with.
+	identityMu sync.Mutex
+	clashSeen  map[string]time.Time
+	failOnce   sync.Once
+	failed     chan error
 
 	gossipKeys [][]byte // the keyring gossip uses, primary first
 
@@ -120,14 +139,21 @@ type Agent struct {
 // leader to add it. A node that enrolled never bootstraps: until it has
 // Raft state, every start asks its seeds to add it. A data directory with
 // state restarts and rejoins by itself, also on new addresses.
+//
+// Its errors do not start with "cluster: ": the caller names the part that
+// failed (gojinn-node writes "cluster: " before them), so the package's
+// name would read twice.
 func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.PeerListen == "" {
-		return nil, errors.New("cluster: AgentConfig.PeerListen is required")
+		return nil, errors.New("AgentConfig.PeerListen is required")
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "cluster"), peers: &StaticPeers{}}
+	a := &Agent{
+		cfg: cfg, log: cfg.Logger.With("component", "cluster"), peers: &StaticPeers{},
+		started: time.Now().UnixMilli(), clashSeen: map[string]time.Time{}, failed: make(chan error, 1),
+	}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	a.stop = stop
 	defer func() {
@@ -137,7 +163,7 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	}()
 	dir := ClusterDir(cfg.Raft.DataDir)
 	if err := os.MkdirAll(cfg.Raft.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("cluster: data directory: %w", err)
+		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	id, err := loadOrCreateNodeID(cfg.Raft.DataDir, cfg.Raft.NodeID)
 	if err != nil {
@@ -160,7 +186,7 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	if cfg.GossipKey != "" || len(cfg.GossipKeys) > 0 {
 		stored := gossipKeys
 		if gossipKeys, err = ParseGossipKeyring(cfg.GossipKey, cfg.GossipKeys); err != nil {
-			return nil, fmt.Errorf("cluster: gossip keyring: %w", err)
+			return nil, fmt.Errorf("gossip keyring: %w", err)
 		}
 		// The data directory keeps the keyring the node last ran with, so
 		// dropping the keys from the configuration later does not bring
@@ -178,7 +204,7 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 
 	// 2. The peer API listener, so the advertised address is known.
 	if a.peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
-		return nil, fmt.Errorf("cluster: peer API listen on %s: %w", cfg.PeerListen, err)
+		return nil, fmt.Errorf("peer API listen on %s: %w", cfg.PeerListen, err)
 	}
 	adv := cfg.PeerAdvertise
 	if adv == "" {
@@ -224,14 +250,17 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	a.members, err = StartMembership(ctx, MembershipConfig{
 		NodeName: nodeID, BindAddr: cfg.GossipBind, AdvertiseAddr: cfg.GossipAdvertise, Profile: cfg.Profile,
 		SecretKey: primaryKey(gossipKeys), SecretKeys: secondaryKeys(gossipKeys),
-		Meta:   NodeMeta{Role: RoleServer, Region: cfg.Region, Version: cfg.Version, RaftAddr: a.store.node.Addr(), APIAddr: adv},
+		Meta: NodeMeta{Role: RoleServer, Region: cfg.Region, Version: cfg.Version, RaftAddr: a.store.node.Addr(), APIAddr: adv,
+			Name: cfg.NodeName, Started: a.started},
+		DeadMemberReapTime: cfg.DeadMemberReapTime, LeftMemberReapTime: cfg.LeftMemberReapTime,
 		Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
 	}
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() { defer a.wg.Done(); a.watchMembers(bg) }()
+	go func() { defer a.wg.Done(); a.watchIdentity(bg) }()
 
 	// 6. Join: gossip through the seeds, Raft through the leader. The
 	// seeds are cluster.join and the members last seen (DATA/cluster/peers),
@@ -269,11 +298,11 @@ func (a *Agent) checkTokenCluster(dir string, id *NodeIdentity) error {
 	}
 	t, err := ParseJoinToken(a.cfg.JoinToken)
 	if err != nil {
-		return fmt.Errorf("cluster: cluster.join_token: %w", err)
+		return fmt.Errorf("cluster.join_token: %w", err)
 	}
 	mine := sha256.Sum256(id.CACert().Raw)
 	if t.CAFingerprint != mine {
-		return fmt.Errorf("cluster: the data directory %s belongs to the cluster with CA sha256:%s…, but cluster.join_token is for the cluster with CA sha256:%s…: to join that cluster, start with an empty data directory; to run in this one, remove cluster.join_token (a member never needs it again)",
+		return fmt.Errorf("the data directory %s belongs to the cluster with CA sha256:%s…, but cluster.join_token is for the cluster with CA sha256:%s…: to join that cluster, start with an empty data directory; to run in this one, remove cluster.join_token (a member never needs it again)",
 			dir, hex.EncodeToString(mine[:8]), hex.EncodeToString(t.CAFingerprint[:8]))
 	}
 	return nil
@@ -379,7 +408,7 @@ const enrolledFileName = "enrolled"
 // errEnrolledNoIdentity refuses to bootstrap a data directory that
 // enrolled into a cluster but holds no certificate (a crash between the
 // mark and the certificate, or deleted files).
-var errEnrolledNoIdentity = errors.New("cluster: this data directory enrolled into an existing cluster (DATA/cluster/" + enrolledFileName +
+var errEnrolledNoIdentity = errors.New("this data directory enrolled into an existing cluster (DATA/cluster/" + enrolledFileName +
 	") but holds no node certificate, so it cannot bootstrap a new one: set cluster.join and a join token to enroll again, or start a new cluster in an empty data directory")
 
 // markEnrolled records that this node enrolled at seed.
@@ -397,7 +426,7 @@ func hasEnrolled(dir string) (bool, error) {
 	case errors.Is(err, fs.ErrNotExist):
 		return false, nil
 	}
-	return false, fmt.Errorf("cluster: check whether this node enrolled: %w", err)
+	return false, fmt.Errorf("check whether this node enrolled: %w", err)
 }
 
 // mayBootstrap reports whether this node may start a new Raft cluster
@@ -418,7 +447,7 @@ func mayBootstrap(dir string) (bool, error) {
 	case errors.Is(err, fs.ErrNotExist):
 		return false, nil
 	}
-	return false, fmt.Errorf("cluster: check for the cluster CA key: %w", err)
+	return false, fmt.Errorf("check for the cluster CA key: %w", err)
 }
 
 // enroll asks each seed in turn for a certificate, retrying with backoff
@@ -437,11 +466,11 @@ func (a *Agent) enroll(ctx context.Context, tok JoinToken, key crypto.Signer, no
 				return resp, seed, nil
 			}
 			if errors.Is(err, ErrJoinRefused) || errors.Is(err, ErrSeedNotTrusted) || errors.Is(err, ErrInvalidJoinToken) {
-				return nil, "", fmt.Errorf("cluster: seed %s refused this node: %w", seed, err)
+				return nil, "", fmt.Errorf("seed %s refused this node: %w", seed, err)
 			}
 			errs = append(errs, err)
 		}
-		err := fmt.Errorf("cluster: no seed enrolled this node (list the bootstrap node among cluster.join): %w", errors.Join(errs...))
+		err := fmt.Errorf("no seed enrolled this node (list the bootstrap node among cluster.join): %w", errors.Join(errs...))
 		if a.cfg.JoinRetryMax > 0 && round >= a.cfg.JoinRetryMax {
 			return nil, "", err
 		}
@@ -552,7 +581,9 @@ func (a *Agent) watchMembers(ctx context.Context) {
 			if ev.Member.Meta.APIAddr != "" {
 				a.peers.Set(ev.Member.Name, "https://"+ev.Member.Meta.APIAddr)
 			}
-			a.saveKnownPeers()
+			// The event's member first: one force-left is no longer in
+			// Members, and only its "left" makes the file forget it.
+			a.saveKnownPeers(ev.Member)
 		case <-tick.C:
 			a.heal(ctx)
 			a.saveKnownPeers() // catches changes whose events were dropped
@@ -561,9 +592,10 @@ func (a *Agent) watchMembers(ctx context.Context) {
 }
 
 // saveKnownPeers records the members' peer API addresses in
-// DATA/cluster/peers when they changed.
-func (a *Agent) saveKnownPeers() {
-	if _, err := a.known.update(a.members.Members(), time.Now()); err != nil {
+// DATA/cluster/peers when they changed; first is merged before the
+// current members.
+func (a *Agent) saveKnownPeers(first ...Member) {
+	if _, err := a.known.update(append(first, a.members.Members()...), time.Now()); err != nil {
 		a.log.Warn("could not record the members' addresses for the next restart", "err", err)
 	}
 }
@@ -591,7 +623,9 @@ const healInterval = 5 * time.Second
 // addresses again (a real failure just makes that join fail). And a node
 // the autopilot removed while it was cut off comes back as an alive
 // member that Raft no longer lists: the leader adds it again (as a
-// non-voter if the voters are complete), so no operator has to.
+// non-voter if the voters are complete), so no operator has to. The
+// leader also removes from Raft a member gossip reports as left, which
+// is not coming back and would count as a failed voter.
 func (a *Agent) heal(ctx context.Context) {
 	var dead []string
 	for _, m := range a.members.Members() {
@@ -617,7 +651,19 @@ func (a *Agent) heal(ctx context.Context) {
 	for _, s := range servers {
 		inRaft[s.ID] = true
 	}
+	a.repairRaftAddrs(ctx, servers)
+	self := a.store.node.ID()
 	for _, m := range a.members.Members() {
+		if m.Status == StatusLeft && inRaft[m.Name] && m.Name != self {
+			// It left for good (Store.Leave removes a leaving node
+			// itself, unless that failed, e.g. no leader then).
+			if err := a.store.node.RemoveServer(ctx, m.Name); err != nil {
+				a.log.Warn("removing a server that left from Raft", "server_id", m.Name, "err", err)
+			} else {
+				a.log.Info("removed a server that left the cluster from the Raft configuration", "server_id", m.Name)
+			}
+			continue
+		}
 		if m.Status != StatusAlive || inRaft[m.Name] || m.Meta.Role != RoleServer || m.Meta.RaftAddr == "" {
 			continue
 		}
@@ -627,6 +673,37 @@ func (a *Agent) heal(ctx context.Context) {
 			continue
 		}
 		a.log.Info("re-added a live server that Raft had removed", "server_id", m.Name, "voter", voter)
+	}
+}
+
+// repairRaftAddrs (on the leader) points each server of the Raft
+// configuration at the Raft address its live gossip member announces,
+// when the two differ and the member answers at its peer API as itself.
+// A node that restarted on a new address does this itself through its
+// join (and until gossip drops its old entry, that entry's address would
+// be the stale one: hence the question); this catches a node whose entry
+// another process took over, such as a copy of its data directory that
+// asked to be added before it found the clash and stopped.
+func (a *Agent) repairRaftAddrs(ctx context.Context, servers []ServerInfo) {
+	members := map[string]Member{}
+	for _, m := range a.members.Members() {
+		members[m.Name] = m
+	}
+	for _, s := range servers {
+		m, ok := members[s.ID]
+		if !ok || m.Status != StatusAlive || m.Meta.RaftAddr == "" || m.Meta.RaftAddr == s.Addr || s.ID == a.store.node.ID() {
+			continue
+		}
+		if why := a.answersAs(ctx, m); why != "" {
+			a.log.Debug("a server's Raft address differs from its gossip member's, whose entry may be stale; leaving it", "server_id", s.ID, "why", why)
+			continue
+		}
+		if err := a.store.node.AddServer(ctx, s.ID, m.Meta.RaftAddr, s.Voter); err != nil {
+			a.log.Warn("pointing a server at the Raft address its gossip member announces", "server_id", s.ID, "raft_addr", m.Meta.RaftAddr, "err", err)
+			continue
+		}
+		a.log.Warn("a server's Raft address differed from the one its live gossip member announces; updated it",
+			"server_id", s.ID, "old_raft_addr", s.Addr, "raft_addr", m.Meta.RaftAddr)
 	}
 }
 
@@ -646,6 +723,13 @@ func (a *Agent) joinLoop(ctx context.Context, seeds []string) {
 				gossipDone = true
 			}
 			cancel()
+		}
+		// Before asking Raft to add this node: a node that another live
+		// node's identity (a copied data directory, a node_name in use)
+		// would make Raft replace must not get in.
+		if err := a.checkIdentity(ctx); err != nil {
+			a.fail(err)
+			return
 		}
 		req := JoinRequest{ID: a.store.node.ID(), RaftAddr: a.store.node.Addr(), Voter: true}
 		for _, seed := range live {
@@ -673,7 +757,9 @@ func (a *Agent) joinLoop(ctx context.Context, seeds []string) {
 // stale seeds (a peers file lists old addresses too) cost one timeout a
 // round, not one each. It returns the seeds that answered, in the order
 // given, and their gossip addresses; a seed that turns out to be this
-// node is left out.
+// node is left out. A seed with this node's ID but another gossip address
+// is another node running this data directory: it is kept, so the gossip
+// join meets it and the identity check sees the clash.
 func (a *Agent) probeSeeds(ctx context.Context, seeds []string) (live, gossipAddrs []string) {
 	infos := make([]PeerInfo, len(seeds))
 	errs := make([]error, len(seeds))
@@ -693,7 +779,7 @@ func (a *Agent) probeSeeds(ctx context.Context, seeds []string) (live, gossipAdd
 			a.log.Debug("seed not reachable", "seed", seed, "err", errs[i])
 			continue
 		}
-		if infos[i].NodeID == a.store.node.ID() {
+		if infos[i].NodeID == a.store.node.ID() && (infos[i].GossipAddr == "" || infos[i].GossipAddr == a.members.LocalAddr()) {
 			continue
 		}
 		live = append(live, seed)
@@ -794,7 +880,7 @@ func (a *Agent) MemberInfos() []MemberInfo {
 		if role == "" {
 			role = "none"
 		}
-		out = append(out, MemberInfo{Name: m.Name, Addr: m.Addr, Status: string(m.Status), Role: role,
+		out = append(out, MemberInfo{Name: m.Name, NodeName: m.Meta.Name, Addr: m.Addr, Status: string(m.Status), Role: role,
 			Region: m.Meta.Region, Version: m.Meta.Version, RaftAddr: m.Meta.RaftAddr})
 	}
 	return out

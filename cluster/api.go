@@ -113,6 +113,12 @@ type APIConfig struct {
 	// Members lists the cluster's members for GET /v1/members; nil on a
 	// node without a cluster (the list then holds only this node).
 	Members func() []MemberInfo
+	// ForceLeave removes a member that is gone for good from the Raft
+	// configuration and the members list, for DELETE
+	// /v1/members/{name} (Agent.ForceLeave). Nil on a node without a
+	// cluster: the endpoint then only refuses (this node is alive, other
+	// names are unknown).
+	ForceLeave func(ctx context.Context, name string) (ForceLeaveResult, error)
 	// Logs holds the guest log lines GET /v1/functions/{name}/logs
 	// serves (the node's *guestlog.Buffer); nil answers 501.
 	Logs LogSource
@@ -172,9 +178,9 @@ func NewAPI(cfg APIConfig) (http.Handler, error) {
 	return a.routes(), nil
 }
 
-// routes builds the mux. Every path also gets a method-less pattern that
-// answers 405 with Allow, and "/" answers 404, both as JSON.
-func (a *api) routes() http.Handler {
+// routeTable lists every admin endpoint; docs/api.md's endpoint table
+// lists each one (TestAPIEndpointsDocumented).
+func (a *api) routeTable() []apiRoute {
 	table := []apiRoute{
 		{"GET", "/healthz", false, a.healthz},
 		{"GET", "/readyz", false, a.readyz},
@@ -188,10 +194,18 @@ func (a *api) routes() http.Handler {
 		{"POST", "/v1/functions/{name}/rollback", true, a.rollback},
 		{"GET", "/v1/status", true, a.status},
 		{"GET", "/v1/members", true, a.members},
+		{"DELETE", "/v1/members/{name}", true, a.forceLeave},
 	}
 	table = append(table, a.kvRoutes()...)
 	table = append(table, a.logRoutes()...)
 	table = append(table, a.backupRoutes()...)
+	return table
+}
+
+// routes builds the mux. Every path also gets a method-less pattern that
+// answers 405 with Allow, and "/" answers 404, both as JSON.
+func (a *api) routes() http.Handler {
+	table := a.routeTable()
 	mux := http.NewServeMux()
 	allow := map[string][]string{}
 	authed := map[string]bool{}
@@ -367,7 +381,10 @@ func (a *api) status(w http.ResponseWriter, _ *http.Request) error {
 
 // MemberInfo is one node as GET /v1/members shows it.
 type MemberInfo struct {
-	Name     string `json:"name"`
+	// Name is the node's ID, its name in gossip and Raft.
+	Name string `json:"name"`
+	// NodeName is the node's configured node_name, when it announces one.
+	NodeName string `json:"node_name,omitempty"`
 	Addr     string `json:"gossip_addr,omitempty"`
 	Status   string `json:"status"`
 	Role     string `json:"role"` // leader, voter, non-voter or none
@@ -382,19 +399,67 @@ type MemberList struct {
 }
 
 func (a *api) members(w http.ResponseWriter, _ *http.Request) error {
-	var list []MemberInfo
-	if a.cfg.Members != nil {
-		list = a.cfg.Members()
-	} else {
-		st := a.cfg.Registry.Status()
-		role := "voter"
-		if st.RaftState == "Leader" {
-			role = "leader"
-		}
-		list = []MemberInfo{{Name: st.NodeID, Status: "alive", Role: role, Version: a.cfg.Version}}
-	}
-	a.writeJSON(w, http.StatusOK, MemberList{Members: list})
+	a.writeJSON(w, http.StatusOK, MemberList{Members: a.memberList()})
 	return nil
+}
+
+func (a *api) memberList() []MemberInfo {
+	if a.cfg.Members != nil {
+		return a.cfg.Members()
+	}
+	st := a.cfg.Registry.Status()
+	role := "voter"
+	if st.RaftState == "Leader" {
+		role = "leader"
+	}
+	return []MemberInfo{{Name: st.NodeID, Status: "alive", Role: role, Version: a.cfg.Version}}
+}
+
+// Error codes of DELETE /v1/members/{name}.
+const (
+	// CodeMemberNotFound (404): no member, in gossip or Raft, has the name.
+	CodeMemberNotFound = "member_not_found"
+	// CodeMemberAlive (409): the member is alive or leaving; force-leave
+	// is for members that are gone.
+	CodeMemberAlive = "member_alive"
+	// CodeLastVoter (409): the member is the cluster's only voter.
+	CodeLastVoter = "last_voter"
+)
+
+// forceLeave answers DELETE /v1/members/{name}: a member that is gone for
+// good leaves the Raft configuration and the members list. Any node takes
+// it; the Raft change goes to the leader.
+func (a *api) forceLeave(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	var res ForceLeaveResult
+	var err error
+	if a.cfg.ForceLeave != nil {
+		res, err = a.cfg.ForceLeave(r.Context(), name)
+	} else {
+		err = fmt.Errorf("no member named %q: %w", name, ErrMemberNotFound)
+		for _, m := range a.memberList() {
+			switch {
+			case m.Name != name:
+			case m.Status == string(StatusAlive) || m.Status == string(StatusLeaving):
+				err = &MemberAliveError{Member: Member{Name: m.Name, Addr: m.Addr, Status: MemberStatus(m.Status)}}
+			default:
+				return apiErrorf(http.StatusNotImplemented, "not_enabled", "this node's admin API cannot remove members (it runs without the cluster agent's force-leave)")
+			}
+		}
+	}
+	var alive *MemberAliveError
+	switch {
+	case err == nil:
+		a.writeJSON(w, http.StatusOK, res)
+		return nil
+	case errors.As(err, &alive):
+		return apiErrorf(http.StatusConflict, CodeMemberAlive, "%v", err)
+	case errors.Is(err, ErrMemberNotFound):
+		return apiErrorf(http.StatusNotFound, CodeMemberNotFound, "%v; `gojinn-node members` (GET /v1/members) lists the members by name (the NODE column)", err)
+	case errors.Is(err, ErrLastVoter):
+		return apiErrorf(http.StatusConflict, CodeLastVoter, "%v", err)
+	}
+	return err
 }
 
 // errorsAsMaxBytes reports whether err comes from http.MaxBytesReader.

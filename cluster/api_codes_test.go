@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"bytes"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -69,5 +71,45 @@ func TestAPIErrorCodesDocumented(t *testing.T) {
 	}
 	if n < 25 {
 		t.Fatalf("found only %d error codes; has their declaration changed?", n)
+	}
+}
+
+// Every admin endpoint has a row in docs/api.md's endpoint table (the
+// API's own 404 sends readers there), and the table names no endpoint the
+// API does not serve. /metrics is served by the node, next to the API.
+func TestAPIEndpointsDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "api.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The table is the first one after the introduction: rows "| `METHOD PATH` | ...".
+	start := bytes.Index(doc, []byte("| method and path |"))
+	if start < 0 {
+		t.Fatal("docs/api.md has no endpoint table (a header \"| method and path |\")")
+	}
+	end := bytes.Index(doc[start:], []byte("\n\n"))
+	if end < 0 {
+		end = len(doc) - start
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([A-Z]+ /[^`]*)` \\|").FindAllSubmatch(doc[start:start+end], -1) {
+		documented[string(m[1])] = true
+	}
+	served := map[string]bool{"GET /metrics": true}
+	for _, rt := range (&api{}).routeTable() {
+		served[rt.method+" "+rt.path] = true
+	}
+	for ep := range served {
+		if !documented[ep] {
+			t.Errorf("docs/api.md's endpoint table lacks `%s`", ep)
+		}
+	}
+	for ep := range documented {
+		if !served[ep] {
+			t.Errorf("docs/api.md's endpoint table lists `%s`, which the API does not serve", ep)
+		}
+	}
+	if len(served) < 20 {
+		t.Fatalf("only %d endpoints found: %v", len(served), served)
 	}
 }

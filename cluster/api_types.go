@@ -67,6 +67,21 @@ type VersionList struct {
 	Versions []VersionInfo `json:"versions"`
 }
 
+// ForceLeaveResult is the body of a successful DELETE /v1/members/{name}:
+// what the force-leave changed.
+type ForceLeaveResult struct {
+	// Name is the member's name (its node ID).
+	Name string `json:"name"`
+	// Status is what gossip said of the member before: dead, left, or
+	// unknown when only Raft listed it.
+	Status string `json:"status"`
+	// RaftRole is the member's Raft role before: voter, non-voter, or
+	// none when Raft did not list it.
+	RaftRole string `json:"raft_role"`
+	// RemovedFromRaft says whether the Raft configuration changed.
+	RemovedFromRaft bool `json:"removed_from_raft"`
+}
+
 // BlobInfo is the body of a successful PUT /v1/blobs/{sha256}.
 type BlobInfo struct {
 	SHA256 string `json:"sha256"`

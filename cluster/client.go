@@ -353,3 +353,14 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "..."
 }
+
+// RemoveMember force-leaves the member name (its node ID), which must be
+// gone for good: it leaves the Raft configuration and every node's
+// members list (DELETE /v1/members/{name}). Any node takes it. The node
+// refuses a live member (409 member_alive), an unknown name (404
+// member_not_found) and the only voter (409 last_voter).
+func (c *Client) RemoveMember(ctx context.Context, name string) (ForceLeaveResult, error) {
+	var res ForceLeaveResult
+	err := c.do(ctx, http.MethodDelete, "/v1/members/"+url.PathEscape(name), nil, &res)
+	return res, err
+}

@@ -66,36 +66,53 @@ type MemberEvent struct {
 	Member Member
 }
 
-// Defaults of the member table and event channel.
-const (
-	// eventBuffer is the capacity of the Events channel.
-	eventBuffer = 256
-	// tombstoneTTL is how long left and dead members stay in Members (as
-	// Serf's tombstone timeout): long enough for operators to see who
-	// went away, short enough that churn does not grow the table forever.
-	tombstoneTTL = 24 * time.Hour
-)
+// eventBuffer is the capacity of the Events channel.
+const eventBuffer = 256
 
 // memberTable is the member list kept from memberlist's events, plus the
-// event channel. memberlist calls the notify methods from its own
-// goroutines while holding its node lock, so they must never block and
-// never call back into memberlist.
+// event channel, the force-left names and the identity clashes seen.
+// memberlist calls the notify methods from its own goroutines while
+// holding its node lock, so they must never block and never call back
+// into memberlist.
 type memberTable struct {
 	log *slog.Logger
 
-	mu      sync.Mutex
-	members map[string]Member
-	events  chan MemberEvent
-	closed  bool // events is closed; set by close
+	// Set before memberlist starts, then only read (selfName changes
+	// under mu).
+	self    string        // this node's gossip name (its node ID)
+	deadTTL time.Duration // MembershipConfig.DeadMemberReapTime
+	leftTTL time.Duration // MembershipConfig.LeftMemberReapTime
 
+	mu       sync.Mutex
+	selfName string // this node's NodeMeta.Name
+	members  map[string]Member
+	// forgotten holds the names force-left (here or by a peer's
+	// broadcast) and when: a later report of them as dead or left is
+	// dropped rather than listed, until they come back alive or deadTTL
+	// passes.
+	forgotten map[string]time.Time
+	clashes   map[string]IdentityClash // by kind and address, until takeClashes
+	// clashLogged is when each clash (kind and address) was last logged.
+	clashLogged map[string]time.Time
+	events      chan MemberEvent
+	closed      bool // events is closed; set by close
+
+	size    atomic.Int32  // len(members), for the broadcast queue without a lock
+	clashCh chan struct{} // signalled (never blocking) when a clash is recorded
 	dropped atomic.Uint64
 }
 
 func newMemberTable(log *slog.Logger) *memberTable {
 	return &memberTable{
-		log:     log,
-		members: make(map[string]Member),
-		events:  make(chan MemberEvent, eventBuffer),
+		log:         log,
+		deadTTL:     DefaultDeadMemberReapTime,
+		leftTTL:     DefaultLeftMemberReapTime,
+		members:     make(map[string]Member),
+		forgotten:   make(map[string]time.Time),
+		clashes:     make(map[string]IdentityClash),
+		clashLogged: make(map[string]time.Time),
+		events:      make(chan MemberEvent, eventBuffer),
+		clashCh:     make(chan struct{}, 1),
 	}
 }
 
@@ -131,6 +148,15 @@ func (t *memberTable) record(n *memberlist.Node, ev EventType) {
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if _, gone := t.forgotten[n.Name]; gone {
+		if status == StatusDead || status == StatusLeft {
+			// Force-left: its death (reported late here) stays unlisted.
+			t.deleteLocked(n.Name)
+			return
+		}
+		delete(t.forgotten, n.Name) // it came back: list it again
+		t.log.Info("gossip: a force-left member is alive again; listing it", "member", n.Name, "addr", n.Address())
+	}
 	old, known := t.members[n.Name]
 	since := now
 	if known && old.Status == status {
@@ -138,6 +164,10 @@ func (t *memberTable) record(n *memberlist.Node, ev EventType) {
 	}
 	m := Member{Name: n.Name, Addr: n.Address(), Meta: meta, Status: status, Since: since}
 	t.members[n.Name] = m
+	t.size.Store(int32(len(t.members)))
+	if status == StatusAlive {
+		t.checkNameLocked(m)
+	}
 	t.pruneLocked(now)
 	t.sendLocked(MemberEvent{Type: ev, Member: m})
 }
@@ -164,11 +194,25 @@ func (t *memberTable) sendLocked(ev MemberEvent) {
 	}
 }
 
-// pruneLocked forgets members that left or died more than tombstoneTTL ago.
+// deleteLocked removes name from the list.
+func (t *memberTable) deleteLocked(name string) {
+	delete(t.members, name)
+	t.size.Store(int32(len(t.members)))
+}
+
+// pruneLocked forgets members that left more than leftTTL ago or died
+// more than deadTTL ago, and force-leave marks older than deadTTL.
 func (t *memberTable) pruneLocked(now time.Time) {
 	for name, m := range t.members {
-		if (m.Status == StatusLeft || m.Status == StatusDead) && now.Sub(m.Since) > tombstoneTTL {
-			delete(t.members, name)
+		switch {
+		case m.Status == StatusLeft && now.Sub(m.Since) > t.leftTTL,
+			m.Status == StatusDead && now.Sub(m.Since) > t.deadTTL:
+			t.deleteLocked(name)
+		}
+	}
+	for name, at := range t.forgotten {
+		if now.Sub(at) > t.deadTTL {
+			delete(t.forgotten, name)
 		}
 	}
 }
@@ -186,6 +230,33 @@ func (t *memberTable) list() []Member {
 	return out
 }
 
+// forget removes name from the list and remembers it as force-left, so a
+// later report of its death does not list it again. Unless remote (a
+// peer's broadcast, which only marks), it refuses a member this node sees
+// alive or leaving. It reports whether name was listed and whether it was
+// marked already.
+func (t *memberTable) forget(name string, remote bool) (listed, marked bool, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m, listed := t.members[name]
+	if name == t.self || listed && (m.Status == StatusAlive || m.Status == StatusLeaving) {
+		if !remote {
+			return listed, false, &MemberAliveError{Member: m}
+		}
+		if name == t.self {
+			return listed, false, nil // a peer thinks this node gone; gossip refutes it
+		}
+	}
+	_, marked = t.forgotten[name]
+	t.forgotten[name] = time.Now()
+	if listed && m.Status != StatusAlive && m.Status != StatusLeaving {
+		t.deleteLocked(name)
+		m.Status, m.Since = StatusLeft, time.Now()
+		t.sendLocked(MemberEvent{Type: EventLeave, Member: m})
+	}
+	return listed, marked, nil
+}
+
 // close closes the event channel; later notifications are dropped.
 func (t *memberTable) close() {
 	t.mu.Lock()
@@ -195,50 +266,3 @@ func (t *memberTable) close() {
 		close(t.events)
 	}
 }
-
-// conflictLogger explains memberlist's name conflicts, the usual cause of
-// which is a node restarting under its name with a new address.
-type conflictLogger struct {
-	log     *slog.Logger
-	reclaim time.Duration
-}
-
-var _ memberlist.ConflictDelegate = conflictLogger{}
-
-// NotifyConflict implements memberlist.ConflictDelegate.
-func (c conflictLogger) NotifyConflict(existing, other *memberlist.Node) {
-	c.log.Warn("gossip: two addresses claim one node name; the new one is refused until the old one is declared dead and DeadNodeReclaimTime has passed (a node that restarted with a new address gets in then; two live nodes sharing a name never will: give each a unique name)",
-		"member", existing.Name, "known_addr", existing.Address(), "claiming_addr", other.Address(),
-		"dead_node_reclaim_time", c.reclaim.String())
-}
-
-// metaDelegate hands memberlist the local node's encoded meta. The other
-// memberlist.Delegate methods are unused: Gojinn sends no user messages
-// over gossip (replicated state goes through Raft).
-type metaDelegate struct {
-	meta atomic.Pointer[[]byte]
-}
-
-var _ memberlist.Delegate = (*metaDelegate)(nil)
-
-// NodeMeta implements memberlist.Delegate. The meta was checked against
-// the limit before it was stored, so it always fits.
-func (d *metaDelegate) NodeMeta(limit int) []byte {
-	b := *d.meta.Load()
-	if len(b) > limit {
-		return nil // unreachable: validateMeta keeps it within MetaMaxSize
-	}
-	return b
-}
-
-// NotifyMsg implements memberlist.Delegate; unused.
-func (d *metaDelegate) NotifyMsg([]byte) {}
-
-// GetBroadcasts implements memberlist.Delegate; unused.
-func (d *metaDelegate) GetBroadcasts(int, int) [][]byte { return nil }
-
-// LocalState implements memberlist.Delegate; unused.
-func (d *metaDelegate) LocalState(bool) []byte { return nil }
-
-// MergeRemoteState implements memberlist.Delegate; unused.
-func (d *metaDelegate) MergeRemoteState([]byte, bool) {}

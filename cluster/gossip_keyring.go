@@ -84,7 +84,7 @@ func readGossipKeyring(dir string) ([][]byte, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cluster: gossip key: %w", err)
+		return nil, fmt.Errorf("gossip key: %w", err)
 	}
 	var keys []namedKey
 	for i, l := range strings.Split(string(b), "\n") {
@@ -93,11 +93,11 @@ func readGossipKeyring(dir string) ([][]byte, error) {
 		}
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("cluster: gossip key file %s is empty: copy it from another node of the cluster, or set cluster.gossip_key: %w", path, storage.ErrInvalid)
+		return nil, fmt.Errorf("gossip key file %s is empty: copy it from another node of the cluster, or set cluster.gossip_key: %w", path, storage.ErrInvalid)
 	}
 	ring, err := parseKeyring(keys)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: gossip key file %s: %w", path, err)
+		return nil, fmt.Errorf("gossip key file %s: %w", path, err)
 	}
 	return ring, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/hashicorp/memberlist"
@@ -35,6 +36,14 @@ type NodeMeta struct {
 	RaftAddr string
 	// APIAddr is the host:port of the node's cluster/admin API.
 	APIAddr string
+	// Name is the node's configured name (gojinn-node's node_name), which
+	// must be unique among live members; empty when unset. The member's
+	// gossip name is its node ID, not this.
+	Name string
+	// Started is when the node's process started, in Unix milliseconds (0:
+	// unknown). When two live nodes claim one identity (node ID or Name),
+	// the one started later stops (DESIGN.md, "Identity clashes").
+	Started int64
 }
 
 // Tags of the meta wire format. Numbers are never reused: a decoder skips
@@ -50,6 +59,8 @@ const (
 	// then report its departure as "left" rather than "dead" (memberlist
 	// does not expose that distinction; see DESIGN.md, Membership).
 	metaTagLeaving = 6
+	metaTagName    = 7
+	metaTagStarted = 8 // decimal Unix milliseconds
 )
 
 // encodeMeta encodes m as a format byte followed by (tag, uvarint length,
@@ -61,12 +72,17 @@ const (
 func encodeMeta(m NodeMeta, leaving bool) []byte {
 	b := make([]byte, 1, 64)
 	b[0] = metaFormatV1
+	var started string
+	if m.Started != 0 {
+		started = strconv.FormatInt(m.Started, 10)
+	}
 	for _, f := range []struct {
 		tag byte
 		v   string
 	}{
 		{metaTagRole, m.Role}, {metaTagRegion, m.Region}, {metaTagVer, m.Version},
-		{metaTagRaft, m.RaftAddr}, {metaTagAPI, m.APIAddr},
+		{metaTagRaft, m.RaftAddr}, {metaTagAPI, m.APIAddr}, {metaTagName, m.Name},
+		{metaTagStarted, started},
 	} {
 		if f.v == "" {
 			continue
@@ -112,6 +128,14 @@ func decodeMeta(b []byte) (m NodeMeta, leaving bool, err error) {
 			m.APIAddr = string(v)
 		case metaTagLeaving:
 			leaving = true
+		case metaTagName:
+			m.Name = string(v)
+		case metaTagStarted:
+			t, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil {
+				return NodeMeta{}, false, fmt.Errorf("gossip meta: start time %q is not a number", v)
+			}
+			m.Started = t
 		}
 	}
 	return m, leaving, nil
@@ -122,7 +146,7 @@ func decodeMeta(b []byte) (m NodeMeta, leaving bool, err error) {
 func validateMeta(m NodeMeta) error {
 	for _, f := range []struct{ name, v string }{
 		{"Role", m.Role}, {"Region", m.Region}, {"Version", m.Version},
-		{"RaftAddr", m.RaftAddr}, {"APIAddr", m.APIAddr},
+		{"RaftAddr", m.RaftAddr}, {"APIAddr", m.APIAddr}, {"Name", m.Name},
 	} {
 		if !utf8.ValidString(f.v) {
 			return fmt.Errorf("gossip meta: %s is not valid UTF-8: %w", f.name, storage.ErrInvalid)
@@ -134,7 +158,7 @@ func validateMeta(m NodeMeta) error {
 		}
 	}
 	if n := len(encodeMeta(m, true)); n > memberlist.MetaMaxSize {
-		return fmt.Errorf("gossip meta: %d bytes encoded, over memberlist's limit of %d; shorten Region, Version or the addresses: %w: %w",
+		return fmt.Errorf("gossip meta: %d bytes encoded, over memberlist's limit of %d; shorten Name, Region, Version or the addresses: %w: %w",
 			n, memberlist.MetaMaxSize, ErrMetaTooLarge, storage.ErrInvalid)
 	}
 	return nil

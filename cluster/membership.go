@@ -21,7 +21,30 @@ var (
 	// ErrJoinFailed means no seed could be joined. The error names each
 	// seed's failure and the usual causes.
 	ErrJoinFailed = errors.New("gossip join failed")
+	// ErrMemberNotFound means no member has the name given.
+	ErrMemberNotFound = errors.New("no such member")
+	// ErrMemberAlive means a force-leave named a member that is alive (or
+	// leaving); *MemberAliveError carries it.
+	ErrMemberAlive = errors.New("the member is alive")
 )
+
+// MemberAliveError refuses to force-leave a member this node sees alive
+// or leaving. It matches ErrMemberAlive.
+type MemberAliveError struct {
+	// Member is the member as this node sees it.
+	Member Member
+}
+
+// Error says what was refused and what to do instead.
+func (e *MemberAliveError) Error() string {
+	return fmt.Sprintf("member %s (%s) is %s: force-leave is only for a member that is gone for good. "+
+		"To retire a running node, stop it with cluster.leave_on_shutdown = true (it removes itself); "+
+		"if the machine is really gone, wait until gossip reports it dead (seconds) and try again",
+		e.Member.Name, e.Member.Addr, e.Member.Status)
+}
+
+// Is makes errors.Is(err, ErrMemberAlive) hold.
+func (e *MemberAliveError) Is(target error) bool { return target == ErrMemberAlive }
 
 // Membership is this node's view of the cluster through gossip
 // (hashicorp/memberlist, SWIM): who is there, where, with what meta, and
@@ -84,17 +107,19 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 		cfg:      cfg,
 		log:      log,
 		keyring:  mc.Keyring,
-		meta:     &metaDelegate{},
 		table:    newMemberTable(log),
 		curMeta:  cfg.Meta,
 		stopCh:   make(chan struct{}),
 		joinDone: make(chan struct{}),
 	}
+	m.table.self, m.table.selfName = cfg.NodeName, cfg.Meta.Name
+	m.table.deadTTL, m.table.leftTTL = cfg.DeadMemberReapTime, cfg.LeftMemberReapTime
+	m.meta = newMetaDelegate(m.table, mc.RetransmitMult, log)
 	enc := encodeMeta(cfg.Meta, false)
 	m.meta.meta.Store(&enc)
 	mc.Delegate = m.meta
 	mc.Events = m.table
-	mc.Conflict = conflictLogger{log: log, reclaim: cfg.DeadNodeReclaimTime}
+	mc.Conflict = conflictDelegate{t: m.table, log: log, reclaim: cfg.DeadNodeReclaimTime}
 	mc.Logger = newMemberlistLogger(cfg.Logger)
 
 	if mc.Keyring == nil {
@@ -239,9 +264,47 @@ func (m *Membership) WaitJoin(ctx context.Context) error {
 }
 
 // Members returns every member this node knows, itself included, sorted
-// by name. Members that left or died stay listed (StatusLeft,
-// StatusDead) for 24 hours.
+// by name. A member that left stays listed (StatusLeft) for
+// LeftMemberReapTime, one that died (StatusDead) for DeadMemberReapTime;
+// a force-left member (ForceLeave) is not listed.
 func (m *Membership) Members() []Member { return m.table.list() }
+
+// ForceLeave stops listing a member that is gone for good, here and, by a
+// gossip broadcast, on every other node; a node that still sees it alive
+// stops listing it once it is declared dead. It refuses this node and a
+// member this node sees alive or leaving (*MemberAliveError). A name this
+// node does not list is broadcast all the same (another node may list it)
+// and reported as ErrMemberNotFound. A force-left node that comes back
+// alive is listed again.
+func (m *Membership) ForceLeave(name string) error {
+	if m.closed.Load() {
+		return ErrMembershipClosed
+	}
+	if validateNodeID(name) != nil {
+		return fmt.Errorf("gossip force-leave %q: %w", name, ErrMemberNotFound)
+	}
+	listed, _, err := m.table.forget(name, false)
+	if err != nil {
+		return err
+	}
+	m.meta.queueForget(name)
+	m.log.Info("gossip: force-left a member; every node stops listing it", "member", name, "was_listed", listed)
+	if !listed {
+		return fmt.Errorf("gossip force-leave %s: this node does not list it (the others were told): %w", name, ErrMemberNotFound)
+	}
+	return nil
+}
+
+// IdentityClashes returns the clashes with this node's identity gossip
+// reported since the last call (at most 16 wait; more are dropped until
+// then): another address announcing this node's name (its node ID), or a
+// member announcing this node's Meta.Name. They are unconfirmed: see
+// IdentityClash.
+func (m *Membership) IdentityClashes() []IdentityClash { return m.table.takeClashes() }
+
+// IdentityClashed receives a value (without blocking gossip) when a clash
+// is recorded; read IdentityClashes then.
+func (m *Membership) IdentityClashed() <-chan struct{} { return m.table.clashCh }
 
 // Events delivers membership changes (join, update, leave, fail),
 // including this node's own. The channel holds 256 events and never
@@ -268,6 +331,7 @@ func (m *Membership) UpdateMeta(meta NodeMeta) error {
 	enc := encodeMeta(meta, false)
 	m.meta.meta.Store(&enc)
 	m.curMeta = meta
+	m.table.setSelfName(meta.Name)
 	if err := m.ml.UpdateNode(updateMetaTimeout); err != nil {
 		return fmt.Errorf("gossip: meta changed here, but its broadcast did not finish in %v (%w); peers learn it with later gossip", updateMetaTimeout, err)
 	}

@@ -29,6 +29,14 @@ const (
 	// DefaultDeadNodeReclaimTime is how long after a member is declared
 	// dead its name may come back from another address.
 	DefaultDeadNodeReclaimTime = 30 * time.Second
+	// DefaultDeadMemberReapTime is how long a dead member stays listed
+	// (as Serf's reconnect timeout): a day to notice and act on a node
+	// that crashed, after which the list no longer carries it.
+	DefaultDeadMemberReapTime = 24 * time.Hour
+	// DefaultLeftMemberReapTime is how long a member that left gracefully
+	// stays listed (as "left"): long enough to see the leave worked, and
+	// for the agent to forget its address; it is not coming back.
+	DefaultLeftMemberReapTime = 5 * time.Minute
 	// updateMetaTimeout bounds how long UpdateMeta waits for the
 	// broadcast of the new meta to go out.
 	updateMetaTimeout = 5 * time.Second
@@ -103,6 +111,13 @@ type MembershipConfig struct {
 	// DefaultDeadNodeReclaimTime (30 s). A node that left gracefully can
 	// come back from a new address at once.
 	DeadNodeReclaimTime time.Duration
+	// DeadMemberReapTime is how long Members keeps listing a member after
+	// it was declared dead. Default DefaultDeadMemberReapTime (24 h). A
+	// member that comes back alive is listed again at once.
+	DeadMemberReapTime time.Duration
+	// LeftMemberReapTime is how long Members keeps listing a member after
+	// it left gracefully. Default DefaultLeftMemberReapTime (5 min).
+	LeftMemberReapTime time.Duration
 	// Logger receives membership and memberlist logs (component
 	// "memberlist" for the latter). Default: discard.
 	Logger *slog.Logger
@@ -121,6 +136,12 @@ func (c MembershipConfig) withDefaults() MembershipConfig {
 	}
 	if c.DeadNodeReclaimTime == 0 {
 		c.DeadNodeReclaimTime = DefaultDeadNodeReclaimTime
+	}
+	if c.DeadMemberReapTime == 0 {
+		c.DeadMemberReapTime = DefaultDeadMemberReapTime
+	}
+	if c.LeftMemberReapTime == 0 {
+		c.LeftMemberReapTime = DefaultLeftMemberReapTime
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -204,6 +225,9 @@ func (c MembershipConfig) Validate() error {
 	}
 	if c.DeadNodeReclaimTime < 0 {
 		return bad("DeadNodeReclaimTime %v is negative", c.DeadNodeReclaimTime)
+	}
+	if c.DeadMemberReapTime < 0 || c.LeftMemberReapTime < 0 {
+		return bad("DeadMemberReapTime %v and LeftMemberReapTime %v must not be negative (0: the default)", c.DeadMemberReapTime, c.LeftMemberReapTime)
 	}
 	return nil
 }

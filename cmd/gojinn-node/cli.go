@@ -392,10 +392,28 @@ func (c cli) status(ctx context.Context, args []string) int {
 	return 0
 }
 
+// members runs `members` (list the nodes) and `members rm NAME` (force a
+// node that is gone for good out of the cluster).
 func (c cli) members(ctx context.Context, args []string) int {
-	cl, cf, _, code := c.connect(c.flagSet("members"), args)
+	sub := "list"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
+	}
+	switch sub {
+	case "list", "ls":
+	case "rm", "remove", "force-leave":
+		return c.membersRemove(ctx, sub, args)
+	default:
+		fmt.Fprintf(c.stderr, "gojinn-node members: unknown subcommand %q (use list or rm NAME)\n", sub)
+		return 2
+	}
+	cl, cf, pos, code := c.connect(c.flagSet("members"), args)
 	if code != 0 {
 		return code
+	}
+	if len(pos) != 0 {
+		fmt.Fprintln(c.stderr, "usage: gojinn-node members [list] | rm NAME")
+		return 2
 	}
 	list, err := cl.Members(ctx)
 	if err != nil {
@@ -405,11 +423,38 @@ func (c cli) members(ctx context.Context, args []string) int {
 		return c.printJSON(list)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tSTATUS\tROLE\tREGION\tVERSION\tGOSSIP\tRAFT")
+	fmt.Fprintln(tw, "NODE\tNAME\tSTATUS\tROLE\tREGION\tVERSION\tGOSSIP\tRAFT")
 	for _, m := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Status, m.Role, dash(m.Region), dash(m.Version), dash(m.Addr), dash(m.RaftAddr))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, dash(m.NodeName), m.Status, m.Role, dash(m.Region), dash(m.Version), dash(m.Addr), dash(m.RaftAddr))
 	}
 	_ = tw.Flush()
+	return 0
+}
+
+// membersRemove runs `members rm NAME`: a member that is gone for good
+// (dead, or left without leaving Raft) leaves the Raft configuration and
+// the members list.
+func (c cli) membersRemove(ctx context.Context, sub string, args []string) int {
+	cl, cf, pos, code := c.connect(c.flagSet("members "+sub), args)
+	if code != 0 {
+		return code
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(c.stderr, "usage: gojinn-node members %s NAME (NAME is the NODE column of `gojinn-node members`)\n", sub)
+		return 2
+	}
+	res, err := cl.RemoveMember(ctx, pos[0])
+	if err != nil {
+		return c.fail(err)
+	}
+	if cf.json {
+		return c.printJSON(res)
+	}
+	raft := "it was not in the Raft configuration"
+	if res.RemovedFromRaft {
+		raft = "removed from the Raft configuration (it was a " + res.RaftRole + ")"
+	}
+	fmt.Fprintf(c.stdout, "removed %s (%s): %s; every member stops listing it\n", res.Name, res.Status, raft)
 	return 0
 }
 

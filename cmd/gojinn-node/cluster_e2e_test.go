@@ -75,7 +75,10 @@ func writeNodeConfig(t *testing.T, dir, edgeTOML, tail string) string {
 		t.Fatal(err)
 	}
 	conf := filepath.Join(dir, "node.toml")
+	// node_name defaults to the host name, which the nodes of an
+	// in-process cluster share: live members' names must differ.
 	body := `data_dir = "` + filepath.Join(dir, "data") + `"
+node_name = "` + filepath.Base(dir) + `"
 [edge]
 https = "127.0.0.1:0"
 http = "127.0.0.1:0"

@@ -495,7 +495,11 @@ func TestEmptyNodeNameIsTheHostName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(p, append([]byte("node_name = \"\"\n"), body...), 0o600); err != nil {
+	named := regexp.MustCompile(`(?m)^node_name = .*$`).ReplaceAll(body, []byte(`node_name = ""`))
+	if bytes.Equal(named, body) {
+		t.Fatalf("no node_name line to empty in %s", body)
+	}
+	if err := os.WriteFile(p, named, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	n := &devNode{t: t}

@@ -45,6 +45,7 @@ client (talks to a node's admin API; --addr/GOJINN_ADDR, --token/GOJINN_TOKEN):
   functions  list | show NAME | versions NAME | rm NAME | rollback NAME [--to N]
   status     the node's state
   members    the cluster's nodes: status, Raft role, region, version
+             members rm NAME: remove a node that is gone for good (dead) from Raft and the list
   kv         get|put|rm|ls NAMESPACE [KEY] [VALUE|-]: the replicated KV
   logs       logs FUNCTION [--follow] [-n N] [--trace-id ID] [--json]: a function's log lines on this node
   backup     backup FILE: registry, KV and modules in one tar ("-": stdout)
@@ -282,11 +283,25 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 	case err := <-n.adminCh:
 		log.Error("admin api failed", "err", err)
 		code = 1
+	case err := <-agentFailed(n):
+		// Another live node has this node's identity (a copied data
+		// directory, a node_name in use): serving on would split it.
+		log.Error("cluster: this node cannot stay in the cluster", "err", err)
+		code = 1
 	}
 	stopCtx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Edge.ShutdownGrace)+10*time.Second)
 	defer cancel()
 	n.stop(stopCtx)
 	return code
+}
+
+// agentFailed is the cluster agent's Failed channel; nil (never ready)
+// on a node without a cluster.
+func agentFailed(n *node) <-chan error {
+	if n.agent == nil {
+		return nil
+	}
+	return n.agent.Failed()
 }
 
 func printBanner(w io.Writer, n *node, dev bool) {

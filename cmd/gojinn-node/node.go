@@ -130,7 +130,7 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 			}
 		}
 		n.agent, err = cluster.StartAgent(ctx, cluster.AgentConfig{
-			Raft: cc, PeerListen: c.PeerListen, PeerAdvertise: c.PeerAdvertise,
+			Raft: cc, NodeName: cfg.nodeName(), PeerListen: c.PeerListen, PeerAdvertise: c.PeerAdvertise,
 			GossipBind: c.GossipBind, GossipAdvertise: c.GossipAdvertise, Profile: c.Profile,
 			Join: c.Join, JoinToken: c.JoinToken, JoinRetryMax: c.JoinRetryMax, BootstrapExpect: c.BootstrapExpect, Region: c.Region, Version: version, GossipKey: c.GossipKey, GossipKeys: c.GossipKeys,
 			Autopilot: cluster.AutopilotConfig{MaxVoters: c.MaxVoters, DeadServerTimeout: time.Duration(c.DeadServerTimeout)},
@@ -234,6 +234,7 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		// A deploy is servable when every live node serves it.
 		apiCfg.WaitReady = n.agent.WaitServable
 		apiCfg.Members = n.agent.MemberInfos
+		apiCfg.ForceLeave = n.agent.ForceLeave
 		apiCfg.PeerLogs = n.agent.PeerLogs
 	}
 	api, err := cluster.NewAPI(apiCfg)

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gojinn/gojinn/cluster"
+)
+
+// A copy of a member's data directory started while the member runs
+// stops with exit code 1 and an error naming the cause and the fix,
+// instead of running as a silent follower; the member stays alive.
+func TestCopiedDataDirectoryNodeExits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three nodes and restarts one (about 10 s); make test runs it")
+	}
+	dir := t.TempDir()
+	first := startAgentNode(t, filepath.Join(dir, "n1"), "")
+	member := startAgentNode(t, filepath.Join(dir, "n2"), "", "--join", first.peer, "--join-token", first.joinToken)
+	waitMembers(t, first, func(roles map[string]int) bool { return roles["leader"] == 1 && roles["voter"] == 1 })
+	id := nodeIDOf(t, member)
+
+	// Copy the stopped member's data directory, then start the member
+	// again (it rejoins by itself, on new ports), then the copy.
+	oldAddr := memberOn(t, first, id).Addr
+	member.stop()
+	copyDir := filepath.Join(dir, "copy")
+	copyDataTree(t, member.data, filepath.Join(copyDir, "data"))
+	member = startAgentNode(t, filepath.Join(dir, "n2"), "")
+	waitMember(t, first, id, "alive at its new address", func(m cluster.MemberInfo) bool {
+		return m.Status == "alive" && m.Role == "voter" && m.Addr != oldAddr
+	})
+
+	conf := writeAgentConfig(t, copyDir, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := runEnv(ctx, []string{"agent", "--config", conf}, &out, &errb, func(string) string { return "" })
+	if ctx.Err() != nil {
+		t.Fatalf("the copy kept running for 60 s\nstderr: %s", errb.String())
+	}
+	log := errb.String()
+	if code != 1 || !strings.Contains(log, "cannot stay in the cluster") || !strings.Contains(log, id) ||
+		!strings.Contains(log, "copy") || !strings.Contains(log, "empty data directory") {
+		t.Fatalf("the copy exited %d; want 1 with the cause and the fix\nstderr: %s", code, log)
+	}
+	if m := memberOn(t, first, id); m.Status != "alive" || m.Role != "voter" {
+		t.Fatalf("the member is %s/%s after the copy stopped", m.Status, m.Role)
+	}
+}
+
+// copyDataTree copies the directory src into dst, keeping file modes.
+func copyDataTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), info.Mode().Perm())
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, info.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
