@@ -203,9 +203,22 @@ func (c *Client) Members(ctx context.Context) ([]MemberInfo, error) {
 	return list.Members, err
 }
 
-// Backup streams a backup of the node's registry, KV and modules to w.
+// Backup streams a backup of the cluster's registry, KV and modules to w.
+// The node first catches up with the leader, so the backup holds every
+// write acknowledged before the call; without a leader it fails (503).
 func (c *Client) Backup(ctx context.Context, w io.Writer) error {
-	req, err := c.newRequest(ctx, http.MethodGet, "/v1/backup", nil)
+	return c.backup(ctx, w, "/v1/backup")
+}
+
+// BackupLocal is Backup of the node's state as it is, without catching up
+// with a leader (?consistency=local): it may miss the latest writes, and
+// works in a cluster that lost its quorum.
+func (c *Client) BackupLocal(ctx context.Context, w io.Writer) error {
+	return c.backup(ctx, w, "/v1/backup?consistency=local")
+}
+
+func (c *Client) backup(ctx context.Context, w io.Writer, path string) error {
+	req, err := c.newRequest(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return err
 	}
@@ -223,7 +236,8 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) error {
 	return nil
 }
 
-// Restore replaces the cluster's state with a backup (the node must lead).
+// Restore replaces the cluster's state with a backup. Any node takes it:
+// a follower forwards it to the leader.
 func (c *Client) Restore(ctx context.Context, r io.Reader) error {
 	req, err := c.newRequest(ctx, http.MethodPost, "/v1/restore", r)
 	if err != nil {

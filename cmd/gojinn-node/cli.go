@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -32,6 +33,33 @@ const DefaultAdminAddr = "http://127.0.0.1:9090"
 type clientFlags struct {
 	addr, token, data string
 	json              bool
+	// answer bounds the wait for a response's headers once the request
+	// is sent; zero is answerWithin.
+	answer time.Duration
+}
+
+// How long the CLI waits for a node to start answering a request it sent
+// (net/http's ResponseHeaderTimeout): a node that accepts a connection but
+// never answers (hung, or not a Gojinn node) fails the command instead of
+// hanging it. Connecting and the TLS handshake are bounded by net/http's
+// default transport (30 s and 10 s); uploads, downloads and `logs
+// --follow` are not bounded once the answer started.
+var (
+	answerWithin = 30 * time.Second // a variable for tests
+	// answerAfterWait is for requests the node answers only after
+	// waiting: a deploy or rollback waits for every node to serve the
+	// version (the node's default bound is 60 s) after compiling the
+	// module, a restore stores the modules and replaces the state
+	// through Raft, a backup first catches up with the leader.
+	answerAfterWait = 5 * time.Minute
+)
+
+// cliHTTPClient is net/http's default transport with answer as its
+// response header timeout.
+func cliHTTPClient(answer time.Duration) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ResponseHeaderTimeout = answer
+	return &http.Client{Transport: t}
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet, env func(string) string) {
@@ -65,7 +93,11 @@ func (c *clientFlags) client() (*cluster.Client, error) {
 		}
 		tok = strings.TrimSpace(string(b))
 	}
-	return cluster.NewClient(strings.TrimSuffix(addr, "/"), tok, nil), nil
+	answer := c.answer
+	if answer == 0 {
+		answer = answerWithin
+	}
+	return cluster.NewClient(strings.TrimSuffix(addr, "/"), tok, cliHTTPClient(answer)), nil
 }
 
 // loopbackURL reports whether rawURL names a host on this machine:
@@ -127,7 +159,13 @@ func (c cli) flagSet(name string) *flag.FlagSet {
 // for the node, the flags and the positional arguments. A non-zero code
 // means the command ends with it (the problem is already printed).
 func (c cli) connect(fs *flag.FlagSet, args []string) (*cluster.Client, clientFlags, []string, int) {
-	var cf clientFlags
+	return c.connectWithin(fs, args, 0)
+}
+
+// connectWithin is connect with answer as the client's bound on the wait
+// for an answer (clientFlags.answer).
+func (c cli) connectWithin(fs *flag.FlagSet, args []string, answer time.Duration) (*cluster.Client, clientFlags, []string, int) {
+	cf := clientFlags{answer: answer}
 	cf.register(fs, c.env)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -242,6 +280,7 @@ func (c cli) deploy(ctx context.Context, args []string) int {
 		return c.fail(err)
 	}
 	defer func() { _ = f.Close() }()
+	cf.answer = answerAfterWait // the node compiles, commits, then waits
 	cl, err := cf.client()
 	if err != nil {
 		return c.fail(err)
@@ -294,6 +333,9 @@ func (c cli) functions(ctx context.Context, args []string) int {
 	default:
 		fmt.Fprintf(c.stderr, "gojinn-node functions: unknown subcommand %q (use list, show, versions, rm or rollback)\n", sub)
 		return 2
+	}
+	if sub == "rollback" {
+		cf.answer = answerAfterWait // the node waits until it serves the version
 	}
 	cl, err := cf.client()
 	if err != nil {
@@ -461,7 +503,12 @@ func (c cli) membersRemove(ctx context.Context, sub string, args []string) int {
 // backupRestore runs `backup FILE` (write a backup; "-" for stdout) and
 // `restore FILE` (replace the cluster's state with one).
 func (c cli) backupRestore(ctx context.Context, cmd string, args []string) int {
-	cl, _, pos, code := c.connect(c.flagSet(cmd), args)
+	fs := c.flagSet(cmd)
+	var local *bool
+	if cmd == "backup" {
+		local = fs.Bool("local", false, "back up this node's state as it is, without catching up with a leader (it may miss the latest writes; for a cluster that lost its quorum)")
+	}
+	cl, _, pos, code := c.connectWithin(fs, args, answerAfterWait)
 	if code != 0 {
 		return code
 	}
@@ -493,7 +540,11 @@ func (c cli) backupRestore(ctx context.Context, cmd string, args []string) int {
 		defer func() { _ = os.Remove(f.Name()) }()
 		out = f
 	}
-	if err := cl.Backup(ctx, out); err != nil {
+	backup := cl.Backup
+	if *local {
+		backup = cl.BackupLocal
+	}
+	if err := backup(ctx, out); err != nil {
 		if f != nil {
 			_ = f.Close()
 		}
@@ -558,7 +609,7 @@ func envKeys(env map[string]string) string {
 func limitsText(l storage.Limits) string {
 	var parts []string
 	if l.MemoryBytes > 0 {
-		parts = append(parts, fmt.Sprintf("memory %d MiB", l.MemoryBytes>>20))
+		parts = append(parts, "memory "+bytesText(int64(min(l.MemoryBytes, math.MaxInt64))))
 	}
 	if l.Timeout > 0 {
 		parts = append(parts, "timeout "+time.Duration(l.Timeout).String())
@@ -566,11 +617,34 @@ func limitsText(l storage.Limits) string {
 	if l.CPUTime > 0 {
 		parts = append(parts, "cpu "+time.Duration(l.CPUTime).String())
 	}
+	if l.MaxRequestBody > 0 {
+		parts = append(parts, "request body "+bytesText(l.MaxRequestBody))
+	}
+	if l.MaxResponseBody > 0 {
+		parts = append(parts, "response body "+bytesText(l.MaxResponseBody))
+	}
 	if l.MaxInstances > 0 {
 		parts = append(parts, fmt.Sprintf("instances %d", l.MaxInstances))
+	}
+	if l.QueueTimeout > 0 {
+		parts = append(parts, "queue "+time.Duration(l.QueueTimeout).String())
 	}
 	if len(parts) == 0 {
 		return "defaults"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// bytesText is n in the largest binary unit that writes it exactly
+// ("8 MiB", "8500 KiB", "1000 B"), the form --memory and --max-body read.
+func bytesText(n int64) string {
+	for _, u := range []struct {
+		name  string
+		shift uint
+	}{{"GiB", 30}, {"MiB", 20}, {"KiB", 10}} {
+		if n >= 1<<u.shift && n%(1<<u.shift) == 0 {
+			return fmt.Sprintf("%d %s", n>>u.shift, u.name)
+		}
+	}
+	return fmt.Sprintf("%d B", n)
 }

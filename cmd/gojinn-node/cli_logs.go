@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"strings"
 	"time"
@@ -58,6 +59,16 @@ func (c cli) logs(ctx context.Context, args []string) int {
 		}
 		_, err := fmt.Fprintln(c.stdout, formatLogLine(l))
 		return err
+	}
+	nSet := false
+	fs.Visit(func(f *flag.Flag) { nSet = nSet || f.Name == "n" })
+	if nSet {
+		// Set (to 0 as well): the node's default applies only when -n
+		// is left out.
+		if *n < 1 || *n > cluster.MaxLogLimit {
+			fmt.Fprintf(c.stderr, "gojinn-node logs: -n %d: give a number of lines from 1 to %d (or leave -n out for the last %d)\n", *n, cluster.MaxLogLimit, cluster.DefaultLogLimit)
+			return 2
+		}
 	}
 	if *allNodes && *follow {
 		fmt.Fprintln(c.stderr, "gojinn-node logs: --all-nodes cannot be combined with --follow: a follow covers the node asked")

@@ -366,6 +366,14 @@ func TestBackupRestore(t *testing.T) {
 	if out := n.cli(0, "backup", backup); !strings.Contains(out, "wrote") {
 		t.Fatalf("backup: %q", out)
 	}
+	// --local: the node's state as it is, the same backup here.
+	local := filepath.Join(dir, "local.tar")
+	if out := n.cli(0, "backup", local, "--local"); !strings.Contains(out, "wrote") {
+		t.Fatalf("backup --local: %q", out)
+	}
+	if a, b := fileSize(t, backup), fileSize(t, local); a != b || a == 0 {
+		t.Fatalf("backup %d bytes, backup --local %d bytes: want the same size", a, b)
+	}
 	n.cli(0, "functions", "rm", "raw")
 	if code, _, _ := n.get(n.plainClient, "http://"+n.http+"/raw"); code != 404 {
 		t.Fatalf("after rm: %d", code)
@@ -677,4 +685,14 @@ func TestShutdownDelayKeepsServingWhileNotReady(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("did not stop within 30 s")
 	}
+}
+
+// fileSize is the size of the file at path.
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }

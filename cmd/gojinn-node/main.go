@@ -48,7 +48,7 @@ client (talks to a node's admin API; --addr/GOJINN_ADDR, --token/GOJINN_TOKEN):
              members rm NAME: remove a node that is gone for good (dead) from Raft and the list
   kv         get|put|rm|ls NAMESPACE [KEY] [VALUE|-]: the replicated KV
   logs       logs FUNCTION [--follow] [-n N] [--trace-id ID] [--json]: a function's log lines on this node
-  backup     backup FILE: registry, KV and modules in one tar ("-": stdout)
+  backup     backup FILE [--local]: registry, KV and modules in one tar ("-": stdout)
   restore    restore FILE: replace the cluster's state with a backup (disaster recovery)
 
 other:
@@ -78,6 +78,31 @@ func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer, loo
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	code := dispatch(ctx, args, stdout, stderr, env, lookup)
+	if code == 2 && helpAsked(args[1:]) {
+		// The flag package printed the command's usage for -h: asking
+		// for help is not a usage error.
+		return 0
+	}
+	return code
+}
+
+// helpAsked reports a -h, -help or --help among a command's arguments
+// (before a "--").
+func helpAsked(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
+}
+
+// dispatch runs the command args[0].
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string, lookup func(string) (string, bool)) int {
 	c := cli{stdout: stdout, stderr: stderr, env: env}
 	switch args[0] {
 	case "dev":
@@ -99,6 +124,10 @@ func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer, loo
 	case "backup", "restore":
 		return c.backupRestore(ctx, args[0], args[1:])
 	case "keygen":
+		if len(args) > 1 {
+			fmt.Fprintln(stderr, "usage: gojinn-node keygen: prints a new gossip encryption key for cluster.gossip_key (it takes no arguments)")
+			return 2
+		}
 		key, err := cluster.GenerateGossipKey()
 		if err != nil {
 			return c.fail(err)

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/gojinn/gojinn/cluster"
 	"github.com/gojinn/gojinn/runtime/runtimetest"
@@ -168,6 +171,74 @@ func TestTokenFileOnlyForLoopback(t *testing.T) {
 		cf.token = "gjn_explicit"
 		if _, err := cf.client(); err != nil {
 			t.Errorf("%s with --token: %v", c.addr, err)
+		}
+	}
+}
+
+// A node that accepts the CLI's connection but never answers (hung, or
+// not a Gojinn node) fails the command after answerWithin instead of
+// hanging it.
+func TestCLINodeThatNeverAnswers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // read nothing, answer nothing
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	defer func(d time.Duration) { answerWithin = d }(answerWithin)
+	answerWithin = 300 * time.Millisecond
+	for _, args := range [][]string{{"status"}, {"functions"}, {"kv", "get", "ns", "k"}, {"members"}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		var stderr bytes.Buffer
+		code := runEnv(ctx, append(args, "--addr", "http://"+ln.Addr().String(), "--token", "gjn_x"), io.Discard, &stderr, func(string) string { return "" })
+		hung := ctx.Err() != nil
+		cancel()
+		if hung || code != 1 || !strings.Contains(stderr.String(), "timeout awaiting response headers") {
+			t.Errorf("%v: exit %d (hung until the test's deadline: %v), stderr %q; want exit 1 on the answer timeout", args, code, hung, stderr.String())
+		}
+	}
+}
+
+// -h and --help print a command's usage and exit 0, like `help`; keygen
+// prints no key then. logs -n outside 1..MaxLogLimit is a usage error
+// naming -n (0 meant the default, silently).
+func TestHelpAndLogsN(t *testing.T) {
+	for _, args := range [][]string{{"status", "--help"}, {"deploy", "-h"}, {"functions", "list", "-help"}, {"keygen", "--help"}, {"help"}} {
+		var stdout, stderr bytes.Buffer
+		if code := runEnv(context.Background(), args, &stdout, &stderr, func(string) string { return "" }); code != 0 {
+			t.Errorf("%v: exit %d, want 0\nstderr: %s", args, code, stderr.String())
+		}
+		if args[0] == "keygen" && (stdout.Len() != 0 || !strings.Contains(stderr.String(), "usage: gojinn-node keygen")) {
+			t.Errorf("keygen --help printed %q to stdout, %q to stderr; want only its usage", stdout.String(), stderr.String())
+		}
+	}
+	if code := runEnv(context.Background(), []string{"status", "--bogus"}, io.Discard, io.Discard, func(string) string { return "" }); code != 2 {
+		t.Errorf("an unknown flag: exit %d, want 2", code)
+	}
+	for _, n := range []string{"0", "-1", "10001"} {
+		var stderr bytes.Buffer
+		code := runEnv(context.Background(), []string{"logs", "hello", "-n", n, "--addr", "http://127.0.0.1:1", "--token", "gjn_x"}, io.Discard, &stderr, func(string) string { return "" })
+		if code != 2 || !strings.Contains(stderr.String(), "-n "+n+":") {
+			t.Errorf("logs -n %s: exit %d, stderr %q; want 2 naming -n", n, code, stderr.String())
 		}
 	}
 }
