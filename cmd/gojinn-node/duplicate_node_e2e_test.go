@@ -32,7 +32,7 @@ func TestCopiedDataDirectoryNodeExits(t *testing.T) {
 	member.stop()
 	copyDir := filepath.Join(dir, "copy")
 	copyDataTree(t, member.data, filepath.Join(copyDir, "data"))
-	member = startAgentNode(t, filepath.Join(dir, "n2"), "")
+	startAgentNode(t, filepath.Join(dir, "n2"), "") // the member again: it rejoins by itself
 	waitMember(t, first, id, "alive at its new address", func(m cluster.MemberInfo) bool {
 		return m.Status == "alive" && m.Role == "voter" && m.Addr != oldAddr
 	})
