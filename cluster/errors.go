@@ -154,7 +154,7 @@ func toAPIError(err error) *APIError {
 		ae.RetryAfter = retryAfter
 		return ae
 	case unavailable(err):
-		ae := apiErrorf(http.StatusServiceUnavailable, CodeUnavailable, "the cluster cannot take writes right now (%v); retry in a few seconds", err)
+		ae := apiErrorf(http.StatusServiceUnavailable, CodeUnavailable, "the cluster cannot take writes right now (%v); retry in a few seconds (an election takes a second or two; if it persists, a majority of the voters may be down: `gojinn-node members` shows them)", err)
 		ae.RetryAfter = retryAfter
 		return ae
 	case errors.Is(err, context.Canceled):
