@@ -65,8 +65,14 @@ type AgentConfig struct {
 	// NodeName is the node's configured name (gojinn-node's node_name),
 	// announced by gossip and shown in `members`. It must be unique among
 	// the live members: a node that finds a live member using its name
-	// stops (Failed). Empty: none is announced or checked.
+	// stops (Failed), unless NodeNameFromHost. Empty: none is announced
+	// or checked.
 	NodeName string
+	// NodeNameFromHost says NodeName was not configured but is the host
+	// name: it is announced and shown, never checked, since distinct
+	// machines may share a host name (cloned images, several nodes on
+	// one host).
+	NodeNameFromHost bool
 	// Region tags the node in `members`.
 	Region string
 	// Version is the node's build version, shown in `members`.
@@ -107,8 +113,11 @@ type Agent struct {
 	peerSrv  *http.Server
 	peerURL  string
 	rec      atomic.Pointer[Reconciler]
-	enrolls  bool  // holds the CA and the join secret's hash; set before StartAgent returns
-	started  int64 // Unix milliseconds, announced as NodeMeta.Started
+	// gossipAddr is members' local address, for the peer API's Info,
+	// which serves before gossip starts.
+	gossipAddr atomic.Pointer[string]
+	enrolls    bool  // holds the CA and the join secret's hash; set before StartAgent returns
+	started    int64 // Unix milliseconds, announced as NodeMeta.Started
 
 	// Identity clashes (gossip_identity.go): the clashes checked lately,
 	// and the error this node stopped with.
@@ -248,7 +257,8 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 
 	// 5. Gossip membership; members' peer URLs feed the resolver.
 	a.members, err = StartMembership(ctx, MembershipConfig{
-		NodeName: nodeID, BindAddr: cfg.GossipBind, AdvertiseAddr: cfg.GossipAdvertise, Profile: cfg.Profile,
+		NameUnchecked: cfg.NodeNameFromHost,
+		NodeName:      nodeID, BindAddr: cfg.GossipBind, AdvertiseAddr: cfg.GossipAdvertise, Profile: cfg.Profile,
 		SecretKey: primaryKey(gossipKeys), SecretKeys: secondaryKeys(gossipKeys),
 		Meta: NodeMeta{Role: RoleServer, Region: cfg.Region, Version: cfg.Version, RaftAddr: a.store.node.Addr(), APIAddr: adv,
 			Name: cfg.NodeName, Started: a.started},
@@ -258,6 +268,8 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	if err != nil {
 		return nil, err
 	}
+	gossipAddr := a.members.LocalAddr()
+	a.gossipAddr.Store(&gossipAddr)
 	a.wg.Add(2)
 	go func() { defer a.wg.Done(); a.watchMembers(bg) }()
 	go func() { defer a.wg.Done(); a.watchIdentity(bg) }()
@@ -497,8 +509,8 @@ func (a *Agent) servePeerAPI(dir string) error {
 		Artifacts: a.artifacts,
 		Info: func() PeerInfo {
 			info := PeerInfo{NodeID: a.store.node.ID()}
-			if a.members != nil {
-				info.GossipAddr = a.members.LocalAddr()
+			if addr := a.gossipAddr.Load(); addr != nil {
+				info.GossipAddr = *addr
 			}
 			return info
 		},
@@ -698,7 +710,20 @@ func (a *Agent) repairRaftAddrs(ctx context.Context, servers []ServerInfo) {
 			a.log.Debug("a server's Raft address differs from its gossip member's, whose entry may be stale; leaving it", "server_id", s.ID, "why", why)
 			continue
 		}
-		if err := a.store.node.AddServer(ctx, s.ID, m.Meta.RaftAddr, s.Voter); err != nil {
+		if s.Voter {
+			// The leader's replication state for this ID may count
+			// entries that the other node (the one gone from the old
+			// address) acknowledged and this one never had: kept as a
+			// voter, its acknowledgements could commit a write only one
+			// other node holds. Removed and added back as a non-voter it
+			// starts from scratch, and the autopilot promotes it once it
+			// has caught up.
+			if err := a.store.node.RemoveServer(ctx, s.ID); err != nil {
+				a.log.Warn("removing a server whose Raft address its gossip member contradicts", "server_id", s.ID, "err", err)
+				continue
+			}
+		}
+		if err := a.store.node.AddServer(ctx, s.ID, m.Meta.RaftAddr, false); err != nil {
 			a.log.Warn("pointing a server at the Raft address its gossip member announces", "server_id", s.ID, "raft_addr", m.Meta.RaftAddr, "err", err)
 			continue
 		}

@@ -50,10 +50,12 @@ func (a *api) backup(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	c := ConsistencyLinearizable
-	if s := r.URL.Query().Get("consistency"); s != "" {
-		if c, err = consistency(r); err != nil {
-			return err
-		}
+	switch s := r.URL.Query().Get("consistency"); s {
+	case "", string(ConsistencyLinearizable):
+	case string(ConsistencyLocal):
+		c = ConsistencyLocal
+	default:
+		return apiErrorf(http.StatusBadRequest, CodeInvalid, "consistency %q: a backup takes \"linearizable\" (the default: it first catches up with the cluster) or \"local\" (this node's state as it is)", s)
 	}
 	tw := &tarResponse{w: w}
 	if err := b.Backup(r.Context(), tw, c); err != nil {

@@ -66,12 +66,7 @@ func readBackup(t *testing.T, b []byte) (backupManifest, *storage.State) {
 // Store and the admin API.
 func TestBackupThroughFollowerHoldsEarlierWrites(t *testing.T) {
 	ctx := testCtx(t)
-	h := newHarness(t, false)
-	for range 3 {
-		h.Start(true)
-	}
-	leader := h.waitLeader()
-	f := h.follower(leader)
+	h, leader, f := threeVoters(t)
 	a := h.adminAPI(f, nil)
 	for i := range 12 {
 		viaF := fmt.Sprintf("via-follower-%d", i)
@@ -129,12 +124,7 @@ func (b hastyBackup) Backup(ctx context.Context, w io.Writer, c Consistency) err
 // is (the way to save what a cluster that lost its quorum holds).
 func TestBackupWithoutLeader(t *testing.T) {
 	ctx := testCtx(t)
-	h := newHarness(t, false)
-	for range 3 {
-		h.Start(true)
-	}
-	leader := h.waitLeader()
-	f := h.follower(leader)
+	h, _, f := threeVoters(t)
 	v, err := f.store.KVPut(ctx, "app", "k", []byte("v"), KVWriteOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -185,5 +175,20 @@ func TestBackupFailingMidStreamFailsTheClient(t *testing.T) {
 	var b bytes.Buffer
 	if err := a.client.Backup(ctx, &b); err == nil {
 		t.Fatalf("a backup that failed mid-stream reached the client as %d bytes and no error", b.Len())
+	}
+}
+
+// An unknown consistency is refused naming what a backup takes (the
+// KV endpoints' message called "local" the default, which a backup's is
+// not).
+func TestBackupConsistencyRefused(t *testing.T) {
+	h := newHarness(t, false)
+	n := h.Start(true)
+	h.waitLeader()
+	a := h.adminAPI(n, nil)
+	r := a.doJSON("GET", "/v1/backup?consistency=bogus", "")
+	e := r.apiErr(t)
+	if r.status != http.StatusBadRequest || e.Code != CodeInvalid || !strings.Contains(e.Message, `"linearizable" (the default`) {
+		t.Fatalf("%d %+v; want 400 %s naming linearizable as the default", r.status, e, CodeInvalid)
 	}
 }

@@ -224,7 +224,17 @@ func TestLeaderRepairsADisplacedRaftAddress(t *testing.T) {
 	if err := leader.Store().Node().AddServer(ctx, id, bogus, true); err != nil {
 		t.Fatal(err)
 	}
+	// Repaired as a non-voter (the leader forgets what the other
+	// address acknowledged), then promoted by the autopilot.
 	waitFor(t, 3*healInterval, "the member's Raft address repaired", func() bool {
+		for _, s := range servers(t, leader) {
+			if s.ID == id {
+				return s.Addr == addr
+			}
+		}
+		return false
+	})
+	waitFor(t, 30*time.Second, "the repaired member a voter again", func() bool {
 		for _, s := range servers(t, leader) {
 			if s.ID == id {
 				return s.Addr == addr && s.Voter

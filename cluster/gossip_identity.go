@@ -172,14 +172,16 @@ func (a *Agent) Failed() <-chan error { return a.failed }
 func (a *Agent) fail(err error) {
 	a.failOnce.Do(func() {
 		a.log.Error("this node stops: another live node has its identity", "err", err)
-		if errors.Is(err, ErrDuplicateNodeName) {
-			// Its own ID is its own: leaving tells the others it is not
-			// coming back under this name. (Never for a duplicate ID: the
-			// leave would be about the other node's name.)
-			if lerr := a.members.Leave(5 * time.Second); lerr != nil {
-				a.log.Warn("gossip leave after the name clash", "err", lerr)
+		if errors.Is(err, ErrDuplicateNodeID) {
+			// Raft first, at once: while this node answers Raft as the
+			// other one, its acknowledgements count for that node's ID.
+			if cerr := a.store.node.Close(); cerr != nil {
+				a.log.Warn("raft shutdown after the identity clash", "err", cerr)
 			}
 		}
+		// No gossip leave, for a name clash either: peers would take the
+		// node as gone for good and the leader would remove it from Raft
+		// (an operator fixing node_name and restarting it keeps its place).
 		a.stop()
 		_ = a.members.Shutdown() // the second call, in Close, is a no-op
 		a.failed <- err

@@ -255,6 +255,18 @@ func configuration(t *testing.T, n *Node) (servers []ServerInfo, voters int) {
 }
 
 // follower returns a node other than leader.
+// threeVoters starts a cluster of three voters and returns it, its
+// leader and a follower.
+func threeVoters(t *testing.T) (h *harness, leader, follower *hnode) {
+	t.Helper()
+	h = newHarness(t, false)
+	for range 3 {
+		h.Start(true)
+	}
+	leader = h.waitLeader()
+	return h, leader, h.follower(leader)
+}
+
 func (h *harness) follower(leader *hnode) *hnode {
 	for _, n := range h.nodes {
 		if n != leader {

@@ -226,6 +226,11 @@ func checkKVKey(ns, key string, l storage.KVLimits) error {
 	return nil
 }
 
+// ownWriteWait bounds how long a KV write through a follower waits for
+// the follower to apply it (read-your-writes): with writes flowing that
+// takes a round trip, when idle the leader's commit timeout (10-20 ms).
+const ownWriteWait = time.Second
+
 // proposeKV commits c through Raft and returns the FSM's result; on a
 // follower the write is forwarded to the leader (see Store.apply) and
 // returns once this node applied it too (read-your-writes on the node
@@ -261,7 +266,12 @@ func (s *Store) proposeKV(ctx context.Context, c storage.KVCommand) (storage.KVR
 	if index == 0 {
 		index = res.KV.Version
 	}
-	s.awaitLocal(ctx, index, "op", c.Op, "namespace", c.Namespace, "key", c.Key)
+	// At most ownWriteWait: a lagging follower (installing a snapshot,
+	// cut off from Raft) must not hold every KV write, and a guest's
+	// whole time budget, for a write that is committed anyway.
+	wctx, cancel := context.WithTimeout(ctx, ownWriteWait)
+	s.awaitLocal(wctx, index, "op", c.Op, "namespace", c.Namespace, "key", c.Key)
+	cancel()
 	if res.Err != nil {
 		// The storage errors name the key already.
 		return res.KV, res.Err

@@ -84,12 +84,7 @@ func TestKVFollowerReadsItsOwnWrites(t *testing.T) {
 // logs that its reads trail the leader.
 func TestKVFollowerWriteWaitIsBounded(t *testing.T) {
 	ctx := testCtx(t)
-	h := newHarness(t, false)
-	for range 3 {
-		h.Start(true)
-	}
-	leader := h.waitLeader()
-	f := h.follower(leader)
+	h, leader, f := threeVoters(t)
 	// Raft cut between f and the leader; f still reaches the leader's
 	// peer API, so its write is forwarded and commits without it.
 	h.mu.Lock()

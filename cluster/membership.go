@@ -112,7 +112,10 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 		stopCh:   make(chan struct{}),
 		joinDone: make(chan struct{}),
 	}
-	m.table.self, m.table.selfName = cfg.NodeName, cfg.Meta.Name
+	m.table.self = cfg.NodeName
+	if !cfg.NameUnchecked {
+		m.table.selfName = cfg.Meta.Name
+	}
 	m.table.deadTTL, m.table.leftTTL = cfg.DeadMemberReapTime, cfg.LeftMemberReapTime
 	m.meta = newMetaDelegate(m.table, mc.RetransmitMult, log)
 	enc := encodeMeta(cfg.Meta, false)
@@ -331,7 +334,9 @@ func (m *Membership) UpdateMeta(meta NodeMeta) error {
 	enc := encodeMeta(meta, false)
 	m.meta.meta.Store(&enc)
 	m.curMeta = meta
-	m.table.setSelfName(meta.Name)
+	if !m.cfg.NameUnchecked {
+		m.table.setSelfName(meta.Name)
+	}
 	if err := m.ml.UpdateNode(updateMetaTimeout); err != nil {
 		return fmt.Errorf("gossip: meta changed here, but its broadcast did not finish in %v (%w); peers learn it with later gossip", updateMetaTimeout, err)
 	}

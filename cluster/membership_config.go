@@ -92,6 +92,10 @@ type MembershipConfig struct {
 	// Meta is what this node announces (role, region, version, Raft and
 	// API addresses). Encoded it must fit 512 bytes (ErrMetaTooLarge).
 	Meta NodeMeta
+	// NameUnchecked: Meta.Name is shown, never checked for clashes with
+	// other live members (a name derived from the host name, which
+	// distinct machines may share).
+	NameUnchecked bool
 	// Join lists seed nodes: "host:port", "ip" or a DNS name (every
 	// address it resolves to is tried). A seed without a port uses this
 	// node's gossip port. Empty: this node starts a cluster of its own

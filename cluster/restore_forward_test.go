@@ -58,12 +58,7 @@ func TestRestoreThroughFollower(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h := newHarness(t, false)
-	for range 3 {
-		h.Start(true)
-	}
-	leader := h.waitLeader()
-	f := h.follower(leader)
+	h, leader, f := threeVoters(t)
 	if _, err := leader.store.KVPut(ctx, "app", "gone", []byte("replaced by the restore"), KVWriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -154,12 +149,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // none of the backup.
 func TestRestoreOnFollowerDuringElection(t *testing.T) {
 	ctx := testCtx(t)
-	h := newHarness(t, false)
-	for range 3 {
-		h.Start(true)
-	}
-	leader := h.waitLeader()
-	f := h.follower(leader)
+	h, leader, f := threeVoters(t)
 	var backup bytes.Buffer
 	if err := leader.store.Backup(ctx, &backup, ConsistencyLinearizable); err != nil {
 		t.Fatal(err)
@@ -191,12 +181,7 @@ func TestRestoreOnFollowerDuringElection(t *testing.T) {
 // a read on it right after shows the restored state, each time.
 func TestRestoreThroughFollowerReadsItsOwnRestore(t *testing.T) {
 	ctx := testCtx(t)
-	h := newHarness(t, false)
-	for range 3 {
-		h.Start(true)
-	}
-	leader := h.waitLeader()
-	f := h.follower(leader)
+	_, leader, f := threeVoters(t)
 	backups := make([][]byte, 2)
 	for i := range backups {
 		if _, err := leader.store.KVPut(ctx, "app", "k", []byte{byte('a' + i)}, KVWriteOptions{}); err != nil {

@@ -53,12 +53,7 @@ func (d *dropApplyAnswer) last() applyResponse {
 // message saying the outcome is unknown), not a false conflict with its
 // own create-only write, and a plain put is applied exactly once.
 func TestForwardedWriteWithLostAnswerIsNotRetried(t *testing.T) {
-	h := newHarness(t, false)
-	for range 3 {
-		h.Start(true)
-	}
-	leader := h.waitLeader()
-	f := h.follower(leader)
+	h, leader, f := threeVoters(t)
 	ctx := testCtx(t)
 	drop := &dropApplyAnswer{next: &http.Transport{}}
 	// A copy of the follower's store forwarding through drop; the

@@ -64,8 +64,9 @@ func TestClusterStartErrorsSayClusterOnce(t *testing.T) {
 			if tc.prepare != nil {
 				tc.prepare(filepath.Join(dir, "data"))
 			}
-			var out, errb bytes.Buffer
-			code := runEnv(context.Background(), []string{"agent", "--config", conf}, &out, &errb, func(string) string { return "" })
+			var out bytes.Buffer
+			errb := &lockedBuffer{} // gossip may log after a failed start returned
+			code := runEnv(context.Background(), []string{"agent", "--config", conf}, &out, errb, func(string) string { return "" })
 			msg := errb.String()
 			if code != 1 || !strings.Contains(msg, tc.want) {
 				t.Fatalf("exit %d, want 1 with %q in:\n%s", code, tc.want, msg)

@@ -23,7 +23,9 @@ type Config struct {
 	// DataDir holds the Raft log, the registry snapshots, module blobs,
 	// the compilation cache, TLS material and the admin token hash.
 	DataDir string `toml:"data_dir"`
-	// NodeName names the node in logs and status; default the host name.
+	// NodeName names the node in logs, status and members; default the
+	// host name. A name set explicitly must be unique among the live
+	// members of a cluster (a node finding its name in use exits).
 	NodeName string `toml:"node_name"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log_level"`
@@ -164,6 +166,14 @@ func (c Config) nodeName() string {
 	}
 	host, _ := os.Hostname()
 	return host
+}
+
+// nodeNameFromHost reports a node_name that is the host name (the
+// default): shown, but not required to be unique, as distinct machines
+// may share a host name.
+func (c Config) nodeNameFromHost() bool {
+	host, _ := os.Hostname()
+	return c.NodeName == "" || c.NodeName == host
 }
 
 // DevConfig is what `gojinn-node dev` runs: everything on 127.0.0.1, the

@@ -40,8 +40,11 @@ func TestCopiedDataDirectoryNodeExits(t *testing.T) {
 	conf := writeAgentConfig(t, copyDir, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var out, errb bytes.Buffer
-	code := runEnv(ctx, []string{"agent", "--config", conf}, &out, &errb, func(string) string { return "" })
+	// Locked: memberlist may finish a gossip round, and log it, after
+	// its Shutdown returned, as on a real stderr.
+	var out bytes.Buffer
+	errb := &lockedBuffer{}
+	code := runEnv(ctx, []string{"agent", "--config", conf}, &out, errb, func(string) string { return "" })
 	if ctx.Err() != nil {
 		t.Fatalf("the copy kept running for 60 s\nstderr: %s", errb.String())
 	}

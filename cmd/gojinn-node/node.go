@@ -130,7 +130,7 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 			}
 		}
 		n.agent, err = cluster.StartAgent(ctx, cluster.AgentConfig{
-			Raft: cc, NodeName: cfg.nodeName(), PeerListen: c.PeerListen, PeerAdvertise: c.PeerAdvertise,
+			Raft: cc, NodeName: cfg.nodeName(), NodeNameFromHost: cfg.nodeNameFromHost(), PeerListen: c.PeerListen, PeerAdvertise: c.PeerAdvertise,
 			GossipBind: c.GossipBind, GossipAdvertise: c.GossipAdvertise, Profile: c.Profile,
 			Join: c.Join, JoinToken: c.JoinToken, JoinRetryMax: c.JoinRetryMax, BootstrapExpect: c.BootstrapExpect, Region: c.Region, Version: version, GossipKey: c.GossipKey, GossipKeys: c.GossipKeys,
 			Autopilot: cluster.AutopilotConfig{MaxVoters: c.MaxVoters, DeadServerTimeout: time.Duration(c.DeadServerTimeout)},

@@ -543,3 +543,19 @@ func lebLen(v uint32) int {
 	}
 	return n
 }
+
+// nextBody reads the size of function body i of the code section at r and
+// returns a reader over the body, leaving r after it.
+func (r *reader) nextBody(i uint32) (*reader, error) {
+	off := r.off()
+	size, err := r.u32("function body size")
+	if err != nil {
+		return nil, err
+	}
+	if int64(size) > int64(r.remaining()) {
+		return nil, errorf(off, "function body %d size %d exceeds the %d remaining bytes", i, size, r.remaining())
+	}
+	body := &reader{buf: r.buf[r.pos : r.pos+int(size)], base: r.off()}
+	r.pos += int(size)
+	return body, nil
+}

@@ -385,20 +385,14 @@ func instrumentCode(code []byte, base int, rw *codeRewrite) ([]byte, error) {
 	paramsDecoded, tablesDecoded := false, false
 	var charges bulkCharges
 	for i := uint32(0); i < n; i++ {
-		off := r.off()
-		size, err := r.u32("function body size")
+		body, err := r.nextBody(i)
 		if err != nil {
 			return nil, err
 		}
-		if int64(size) > int64(r.remaining()) {
-			return nil, errorf(off, "function body %d size %d exceeds the %d remaining bytes", i, size, r.remaining())
-		}
-		body := &reader{buf: r.buf[r.pos : r.pos+int(size)], base: r.off()}
-		r.pos += int(size)
 		if err = scanBody(body, &s, rw.globals); err != nil {
 			return nil, err
 		}
-		grown := uint64(size) + uint64(len(s.loops))*uint64(len(rw.check))
+		grown := uint64(len(body.buf)) + uint64(len(s.loops))*uint64(len(rw.check))
 		if s.calls {
 			grown += uint64(len(rw.entry))
 		}
@@ -411,7 +405,7 @@ func instrumentCode(code []byte, base int, rw *codeRewrite) ([]byte, error) {
 				paramsDecoded = true
 			}
 			if i >= uint32(len(params)) {
-				return nil, errorf(off, "function body %d has no entry in the function section (%d entries)", i, len(params))
+				return nil, errorf(body.base, "function body %d has no entry in the function section (%d entries)", i, len(params))
 			}
 			if err := checkTables(s.bulk, body.base, rw, &tablesDecoded); err != nil {
 				return nil, err

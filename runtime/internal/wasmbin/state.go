@@ -96,16 +96,10 @@ func FindStateWrite(wasm []byte) (*StateWrite, error) {
 		return nil, err
 	}
 	for i := uint32(0); i < n; i++ {
-		off := r.off()
-		size, err := r.u32("function body size")
+		body, err := r.nextBody(i)
 		if err != nil {
 			return nil, err
 		}
-		if int64(size) > int64(r.remaining()) {
-			return nil, errorf(off, "function body %d size %d exceeds the %d remaining bytes", i, size, r.remaining())
-		}
-		body := &reader{buf: r.buf[r.pos : r.pos+int(size)], base: r.off()}
-		r.pos += int(size)
 		fn := m.importedFuncs + i
 		w := StateWrite{Func: fn}
 		if err := scanBody(body, &s, m.totalGlobals); err == nil {
