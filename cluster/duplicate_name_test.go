@@ -246,3 +246,25 @@ func TestLeaderRepairsADisplacedRaftAddress(t *testing.T) {
 		t.Fatalf("a write after the repair: %v", err)
 	}
 }
+
+// A node name derived from the host name (NodeNameFromHost) is shown but
+// never checked: distinct machines share host names (cloned images,
+// several nodes on one host), and neither node stops.
+func TestHostDerivedNodeNamesMayRepeat(t *testing.T) {
+	host := func(c *AgentConfig) { c.NodeName, c.NodeNameFromHost = "debian", true }
+	first := newRestartable(t, host)
+	first.mustStart()
+	second := newRestartable(t, nil)
+	second.mustStart(func(c *AgentConfig) {
+		host(c)
+		c.Join, c.JoinToken = []string{first.PeerAddr()}, first.JoinTokenCreated
+	})
+	waitFor(t, 30*time.Second, "the second node in Raft", func() bool { return inConfigIDs(t, first.Agent, second.nodeID()) })
+	waitFor(t, 10*time.Second, "the seed listing the second node by name", func() bool {
+		m, ok := memberNamed(first.Members(), second.nodeID())
+		return ok && m.Meta.Name == "debian"
+	})
+	time.Sleep(2 * time.Second) // a clash check would have stopped one by now (3 s probes, well under this plus the waits above)
+	notFailed(t, "the seed", first.Agent)
+	notFailed(t, "the second node", second.Agent)
+}
