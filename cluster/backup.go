@@ -132,6 +132,11 @@ func (s *Store) openBlob(ctx context.Context, sha string) (io.ReadCloser, int64,
 	return s.blobs.Open(sha)
 }
 
+// peerURLWait bounds how long a follower forwarding a restore waits to
+// learn the leader's peer API address from gossip (right after an
+// election, or a leader that just joined).
+const peerURLWait = 3 * time.Second
+
 // ErrRestoreOnLeader means a restore reached a follower that cannot
 // forward it to the leader (it knows no peer API address for the leader,
 // or forwarding is not enabled): retrying on the same node does not help.
@@ -342,6 +347,7 @@ type restoreResponse struct {
 func (s *Store) forwardRestore(ctx context.Context, r io.Reader) error {
 	wctx, wcancel := context.WithTimeout(ctx, s.node.timeout(ctx))
 	defer wcancel()
+	var urlWait time.Time // until when a missing leader URL is waited for
 	for {
 		nl, err := s.awaitLeader(wctx)
 		if err != nil {
@@ -356,6 +362,18 @@ func (s *Store) forwardRestore(ctx context.Context, r io.Reader) error {
 			url, ok = s.peers.PeerURL(nl.LeaderID)
 		}
 		if !ok {
+			// Right after an election gossip may not have told this node
+			// the new leader's peer address yet: wait a little for it.
+			if urlWait.IsZero() {
+				urlWait = time.Now().Add(peerURLWait)
+			}
+			if time.Now().Before(urlWait) {
+				select {
+				case <-time.After(retryBackoff):
+					continue
+				case <-wctx.Done():
+				}
+			}
 			return fmt.Errorf("%w: this node is a follower and knows no peer API address for the leader, node %s (Raft address %s), to forward the restore to: send it to the leader's admin API (`gojinn-node restore FILE --addr` its admin address)",
 				ErrRestoreOnLeader, nl.LeaderID, nl.LeaderAddr)
 		}

@@ -95,6 +95,17 @@ func TestRestoreThroughFollower(t *testing.T) {
 	}
 	unchanged("a damaged backup")
 
+	// The leader's peer address is learnt while the restore waits for it
+	// (as right after an election): the restore goes through.
+	h.mu.Lock()
+	h.cut[[2]int{f.i, leader.i}] = true
+	h.mu.Unlock()
+	uncut := time.AfterFunc(500*time.Millisecond, func() {
+		h.mu.Lock()
+		delete(h.cut, [2]int{f.i, leader.i})
+		h.mu.Unlock()
+	})
+	defer uncut.Stop()
 	if err := retryUnavailable(ctx, func() error { return a.client.Restore(ctx, bytes.NewReader(backup.Bytes())) }); err != nil {
 		t.Fatalf("restore through a follower: %v", err)
 	}
