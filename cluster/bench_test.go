@@ -172,6 +172,22 @@ func (c *benchCluster) kill(n *bnode) {
 // restart starts n again over its data directory, on a new address.
 func (c *benchCluster) restart(n *bnode) { c.boot(n, true) }
 
+// threeVoters starts three voters and returns the leader and a follower
+// once the cluster is stable.
+func (c *benchCluster) threeVoters() (leader, follower *bnode) {
+	for range 3 {
+		c.start(true)
+	}
+	leader = c.waitStable(3)
+	for _, n := range c.nodes {
+		if n != leader {
+			return leader, n
+		}
+	}
+	c.tb.Fatal("no follower")
+	return nil, nil
+}
+
 func (c *benchCluster) leader() *bnode {
 	for _, n := range c.nodes {
 		if n.up && n.store.node.IsLeader() {
@@ -660,18 +676,7 @@ func BenchmarkClusterKVPutThroughFollower(b *testing.B) {
 		b.Run("commit_timeout="+ct.String(), func(b *testing.B) {
 			cfg := FastConfig()
 			cfg.CommitTimeout = ct
-			c := newBenchCluster(b, cfg, false)
-			for range 3 {
-				c.start(true)
-			}
-			l := c.waitStable(3)
-			var f *bnode
-			for _, n := range c.nodes {
-				if n != l {
-					f = n
-					break
-				}
-			}
+			_, f := newBenchCluster(b, cfg, false).threeVoters()
 			value := bytes.Repeat([]byte("v"), 100)
 			ctx := context.Background()
 			var lat []time.Duration
@@ -705,17 +710,7 @@ func BenchmarkClusterKVPutThroughFollower(b *testing.B) {
 // (one read each); direct-reads/s is HostKV.Get alone, the store's share.
 func BenchmarkClusterKVGuestLocalReads(b *testing.B) {
 	c := newBenchCluster(b, FastConfig(), false)
-	for range 3 {
-		c.start(true)
-	}
-	l := c.waitStable(3)
-	var f *bnode
-	for _, n := range c.nodes {
-		if n != l {
-			f = n
-			break
-		}
-	}
+	l, f := c.threeVoters()
 	ctx := context.Background()
 	v, err := l.store.KVPut(ctx, "reader", "a", bytes.Repeat([]byte("v"), 100), KVWriteOptions{})
 	if err != nil {

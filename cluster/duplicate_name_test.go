@@ -14,33 +14,10 @@ import (
 	"time"
 )
 
-// logGrep counts the log records whose message contains sub, and passes
-// every record on.
-type logGrep struct {
-	slog.Handler
-	sub string
-	n   *atomic.Int32
-}
-
-func (h logGrep) Handle(ctx context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, h.sub) {
-		h.n.Add(1)
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h logGrep) WithAttrs(as []slog.Attr) slog.Handler {
-	return logGrep{h.Handler.WithAttrs(as), h.sub, h.n}
-}
-
-func (h logGrep) WithGroup(name string) slog.Handler {
-	return logGrep{h.Handler.WithGroup(name), h.sub, h.n}
-}
-
 // grepLogs makes c's logger count the messages containing sub.
 func grepLogs(c *AgentConfig, sub string) *atomic.Int32 {
 	n := &atomic.Int32{}
-	c.Logger = slog.New(logGrep{c.Logger.Handler(), sub, n})
+	c.Logger = slog.New(msgCounter{c.Logger.Handler(), sub, n})
 	c.Raft.Logger = c.Logger
 	return n
 }

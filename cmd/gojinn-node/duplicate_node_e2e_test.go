@@ -30,11 +30,18 @@ func TestCopiedDataDirectoryNodeExits(t *testing.T) {
 	// again (it rejoins by itself, on new ports), then the copy.
 	oldAddr := memberOn(t, first, id).Addr
 	member.stop()
+	// Until gossip calls it dead the leader still pipelines to its old
+	// address; its rejoin then moves the address under those failing
+	// sends, where hashicorp/raft (v1.7.3 and v1.8.0) logs the peer
+	// without its lock: a data race in the library, not here
+	// (hashicorp/raft#681). A node back after being seen dead does not
+	// meet it.
+	waitMember(t, first, id, "seen dead", func(m cluster.MemberInfo) bool { return m.Status != "alive" })
 	copyDir := filepath.Join(dir, "copy")
 	copyDataTree(t, member.data, filepath.Join(copyDir, "data"))
 	startAgentNode(t, filepath.Join(dir, "n2"), "") // the member again: it rejoins by itself
 	waitMember(t, first, id, "alive at its new address", func(m cluster.MemberInfo) bool {
-		return m.Status == "alive" && m.Role == "voter" && m.Addr != oldAddr
+		return m.Status == "alive" && (m.Role == "voter" || m.Role == "leader") && m.Addr != oldAddr
 	})
 
 	conf := writeAgentConfig(t, copyDir, "")
@@ -53,7 +60,7 @@ func TestCopiedDataDirectoryNodeExits(t *testing.T) {
 		!strings.Contains(log, "copy") || !strings.Contains(log, "empty data directory") {
 		t.Fatalf("the copy exited %d; want 1 with the cause and the fix\nstderr: %s", code, log)
 	}
-	if m := memberOn(t, first, id); m.Status != "alive" || m.Role != "voter" {
+	if m := memberOn(t, first, id); m.Status != "alive" || m.Role != "voter" && m.Role != "leader" {
 		t.Fatalf("the member is %s/%s after the copy stopped", m.Status, m.Role)
 	}
 }
