@@ -24,12 +24,15 @@ var partialHeaders = []byte{0x01, 0x40, 0x64}
 
 // requestStreamGoroutines counts the goroutines in quic-go's HTTP/3
 // request stream handler: one per request stream the server holds.
-func requestStreamGoroutines() int {
+func requestStreamGoroutines() int { return goroutinesIn("(*RawServerConn).HandleRequestStream(") }
+
+// goroutinesIn counts the goroutines whose stack holds fn.
+func goroutinesIn(fn string) int {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
 		if n < len(buf) {
-			return bytes.Count(buf[:n], []byte("(*RawServerConn).HandleRequestStream("))
+			return bytes.Count(buf[:n], []byte(fn))
 		}
 		buf = make([]byte, 2*len(buf))
 	}
@@ -121,6 +124,61 @@ func TestHTTP3IncompleteHeadersEndAtReadHeaderTimeout(t *testing.T) {
 	}
 	if err := context.Cause(qc.Context()); err != nil {
 		t.Errorf("the connection was closed (%v); only its streams should be", err)
+	}
+}
+
+// quic-go reads the type of a client's unidirectional stream with no
+// deadline, so a client can open streams whose type never arrives. They
+// hold a goroutine each, at most 16 a connection (MaxIncomingUniStreams),
+// and only while the connection lives: with no request stream open, the
+// HTTP/3 idle timer closes it after IdleTimeout even though the client's
+// keep-alives keep the QUIC connection itself alive.
+func TestHTTP3UnidirectionalStreamsWithoutTypeEndAtIdleTimeout(t *testing.T) {
+	const idle = time.Second
+	s := startServer(t, edge.ServerConfig{IdleTimeout: idle}, protoHandler)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before := goroutinesIn("(*RawServerConn).HandleUnidirectionalStream(")
+	start := time.Now()
+	qc, err := quic.DialAddr(ctx, s.h3Addr, &tls.Config{RootCAs: s.pool, NextProtos: []string{http3.NextProtoH3}},
+		&quic.Config{KeepAlivePeriod: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qc.CloseWithError(0, "")
+	const streams = 16
+	for i := range streams {
+		str, err := qc.OpenUniStreamSync(ctx)
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		// The first byte of a two-byte stream type varint.
+		if _, err := str.Write([]byte{0x40}); err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+	}
+	if !waitUntil(idle/2, func() bool {
+		return goroutinesIn("(*RawServerConn).HandleUnidirectionalStream(") >= before+streams
+	}) {
+		t.Logf("the server held %d of the %d streams before the idle timeout", goroutinesIn("(*RawServerConn).HandleUnidirectionalStream(")-before, streams)
+	}
+	select {
+	case <-qc.Context().Done():
+		var appErr *quic.ApplicationError
+		if err := context.Cause(qc.Context()); !errors.As(err, &appErr) || !appErr.Remote || appErr.ErrorCode != quic.ApplicationErrorCode(http3.ErrCodeNoError) {
+			t.Fatalf("the connection ended with %v, want the server's close with H3_NO_ERROR", err)
+		}
+		if d := time.Since(start); d < idle {
+			t.Errorf("the server closed the connection after %v, before its %v idle timeout", d, idle)
+		}
+	case <-time.After(idle + 10*time.Second):
+		t.Fatalf("a connection with only typeless unidirectional streams is still open %v after the %v idle timeout", idle+10*time.Second, idle)
+	}
+	if !waitUntil(5*time.Second, func() bool {
+		return goroutinesIn("(*RawServerConn).HandleUnidirectionalStream(") <= before
+	}) {
+		t.Errorf("%d unidirectional stream goroutines remain after the connection closed",
+			goroutinesIn("(*RawServerConn).HandleUnidirectionalStream(")-before)
 	}
 }
 
