@@ -240,14 +240,18 @@ func TestKVCallHonoursLimits(t *testing.T) {
 	}
 }
 
-// Imports from gojinn_kv_v1 must name a function it has with its
-// signature; other modules are refused.
+// Imports from gojinn_kv_v1 and wasi_snapshot_preview1 must name a
+// function it has with its signature; other modules are refused. A WASI
+// command is instantiated only at its first request, so these are the
+// checks that keep it from deploying and then failing every request.
 func TestKVImportChecks(t *testing.T) {
 	e := kvEngine(t, nil)
 	for name, want := range map[string]string{
-		"kv-import-unknown":  "gojinn_kv_v1.frobnicate, which this node does not provide",
-		"kv-import-badsig":   "gojinn_kv_v1.get has the wrong signature",
-		"kv-import-othermod": "env.now, which this node does not provide (host modules: wasi_snapshot_preview1, gojinn_kv_v1, gojinn_log_v1)",
+		"kv-import-unknown":   "gojinn_kv_v1.frobnicate, which this node does not provide",
+		"kv-import-badsig":    "gojinn_kv_v1.get has the wrong signature",
+		"kv-import-othermod":  "env.now, which this node does not provide (host modules: wasi_snapshot_preview1, gojinn_kv_v1, gojinn_log_v1)",
+		"wasi-import-unknown": "wasi_snapshot_preview1.sock_open, which is not a WASI preview 1 function",
+		"wasi-import-badsig":  "wasi_snapshot_preview1.fd_write has the wrong signature [i32] -> [i32] (WASI preview 1 has [i32 i32 i32 i32] -> [i32])",
 	} {
 		_, err := e.Load(context.Background(), runtime.FunctionSpec{Name: "imp", Module: wat(t, name)})
 		if !errors.Is(err, runtime.ErrInvalidModule) || !strings.Contains(err.Error(), want) {

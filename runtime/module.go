@@ -13,6 +13,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/gojinn/gojinn/runtime/internal/wasmbin"
 )
@@ -281,7 +282,10 @@ func (m *module) inspect() error {
 	for _, f := range m.compiled.ImportedFunctions() {
 		mod, name, _ := f.Import()
 		switch mod {
-		case "wasi_snapshot_preview1":
+		case wasi_snapshot_preview1.ModuleName:
+			if err := wasiImportOK(m.rt, name, f); err != nil {
+				return err
+			}
 		case kvModule:
 			if err := kvImportOK(name, f); err != nil {
 				return err
@@ -295,6 +299,29 @@ func (m *module) inspect() error {
 		default:
 			return fmt.Errorf("%w: module imports %s.%s, which this node does not provide (host modules: wasi_snapshot_preview1, %s, %s)", ErrInvalidModule, mod, name, kvModule, logModule)
 		}
+	}
+	return nil
+}
+
+// wasiImportOK returns nil when a module may import name from
+// wasi_snapshot_preview1 with def's signature, else an ErrInvalidModule
+// error saying why. wazero checks imports only when it instantiates a
+// module, which for a WASI command is at its first request: without this
+// check a command importing a function WASI does not have, or with
+// another signature, would deploy and then fail every request.
+func wasiImportOK(rt wazero.Runtime, name string, def api.FunctionDefinition) error {
+	var want api.FunctionDefinition
+	if host := rt.Module(wasi_snapshot_preview1.ModuleName); host != nil {
+		want = host.ExportedFunctionDefinitions()[name]
+	}
+	if want == nil {
+		return fmt.Errorf("%w: module imports %s.%s, which is not a WASI preview 1 function (build the guest for wasip1: GOOS=wasip1 GOARCH=wasm, or a wasm32-wasip1 target, without extensions of other runtimes; see docs/guest-protocol.md)",
+			ErrInvalidModule, wasi_snapshot_preview1.ModuleName, name)
+	}
+	if !sig(def, want.ParamTypes(), want.ResultTypes()) {
+		return fmt.Errorf("%w: %s.%s has the wrong signature %v -> %v (WASI preview 1 has %v -> %v)",
+			ErrInvalidModule, wasi_snapshot_preview1.ModuleName, name, typeNames(def.ParamTypes()), typeNames(def.ResultTypes()),
+			typeNames(want.ParamTypes()), typeNames(want.ResultTypes()))
 	}
 	return nil
 }
