@@ -31,7 +31,8 @@ type AgentConfig struct {
 	// here). Required.
 	PeerListen string
 	// PeerAdvertise is the host:port other nodes dial for the peer API.
-	// Default: PeerListen's bound address.
+	// Default: PeerListen's bound address, or when it listens on every
+	// address, the host Raft advertises with PeerListen's port.
 	PeerAdvertise string
 	// GossipBind and GossipAdvertise are memberlist's addresses.
 	GossipBind, GossipAdvertise string
@@ -217,7 +218,10 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	}
 	adv := cfg.PeerAdvertise
 	if adv == "" {
-		adv = a.peerLn.Addr().String()
+		if adv, err = peerAdvertise(a.peerLn.Addr().String(), cfg.Raft.withDefaults()); err != nil {
+			_ = a.peerLn.Close()
+			return nil, err
+		}
 	}
 	a.peerURL = "https://" + adv
 
@@ -923,6 +927,31 @@ func (a *Agent) peerBlobs(maxBytes int64) *PeerBlobs {
 // cluster CA and the join secret's hash (the node that bootstrapped, or a
 // voter they were copied to). Only such a node is a seed for a new one.
 func (a *Agent) Enrolls() bool { return a.enrolls }
+
+// peerAdvertise is the peer API address other nodes dial when
+// AgentConfig.PeerAdvertise is empty: the listener's address, or for a
+// listener on every address (":7948", "0.0.0.0:7948") the host Raft
+// advertises with the listener's port. Other nodes cannot dial "[::]" or
+// "0.0.0.0": a member advertising it had every forwarded write, module
+// transfer and readiness check go to the caller itself.
+func peerAdvertise(listen string, rc Config) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("peer API address %q: %w", listen, err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+		return listen, nil
+	}
+	raftAddr := rc.RaftAdvertise
+	if raftAddr == "" {
+		raftAddr = rc.RaftBind
+	}
+	rh, _, err := net.SplitHostPort(raftAddr)
+	if ip := net.ParseIP(rh); err != nil || ip == nil || ip.IsUnspecified() {
+		return "", fmt.Errorf("the peer API listens on every address (%s) and the address to advertise cannot be derived from the Raft address %q: set the peer API's advertised address (gojinn-node: cluster.peer_advertise or --advertise)", listen, raftAddr)
+	}
+	return net.JoinHostPort(rh, port), nil
+}
 
 // PeerAddr is the peer API address other nodes use for this node; a new
 // node lists it in cluster.join.
