@@ -202,6 +202,32 @@ func SaveNodeCert(dir string, certDER, caDER []byte) error {
 	return nil
 }
 
+// ErrClusterMemberDataDir is returned by CheckStandaloneDataDir for the
+// data directory of a cluster member.
+var ErrClusterMemberDataDir = errors.New("this data directory belongs to a cluster member")
+
+// CheckStandaloneDataDir returns an error wrapping ErrClusterMemberDataDir
+// when dataDir holds a cluster member's identity (a node certificate, or
+// the mark of a node that enrolled) and so must not be opened as a single
+// node: its Raft state names the cluster's servers, and a standalone node
+// would reach them over plain TCP, without mutual TLS, and could elect a
+// leader with other such nodes and take writes the cluster never sees.
+func CheckStandaloneDataDir(dataDir string) error {
+	dir := ClusterDir(dataDir)
+	for _, f := range []string{NodeCertFile, enrolledFileName} {
+		path := filepath.Join(dir, f)
+		_, err := os.Stat(path)
+		switch {
+		case err == nil:
+			return fmt.Errorf("%w (%s exists): start it as a cluster node (gojinn-node agent --cluster, or cluster.enabled = true in the config file) so it rejoins over mutual TLS. "+
+				"To run a single node instead, start with an empty data directory and restore a backup into it", ErrClusterMemberDataDir, path)
+		case !errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("check whether %s belongs to a cluster member: %w", dataDir, err)
+		}
+	}
+	return nil
+}
+
 // LoadNodeIdentity loads the node's key, certificate and cluster CA from
 // dir (DATA/cluster) and checks them as SaveNodeCert does. It wraps
 // ErrNoNodeIdentity when there is no certificate yet.

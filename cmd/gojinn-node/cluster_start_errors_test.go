@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gojinn/gojinn/cluster"
 )
@@ -76,6 +77,48 @@ func TestClusterStartErrorsSayClusterOnce(t *testing.T) {
 			}
 			if !strings.Contains(msg, `"cluster: `) {
 				t.Fatalf("the start error no longer names the cluster part at all:\n%s", msg)
+			}
+		})
+	}
+}
+
+// A cluster member's data directory started without cluster mode (a
+// restart that forgot --cluster or cluster.enabled) is refused: the node
+// ran Raft alone over plain TCP, elected a leader with other such nodes
+// and took writes the cluster never saw. agent and dev both refuse it.
+func TestClusterDataDirWithoutClusterModeRefused(t *testing.T) {
+	for _, mark := range []string{"node certificate", "enrolled mark"} {
+		t.Run(mark, func(t *testing.T) {
+			dir := t.TempDir()
+			data := filepath.Join(dir, "data")
+			cdir := filepath.Join(data, "cluster")
+			if mark == "node certificate" {
+				if _, _, err := cluster.BootstrapIdentity(cdir, "n1", nil, nil); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				if err := os.MkdirAll(cdir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(cdir, "enrolled"), []byte("enrolled\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			conf := writeNodeConfig(t, dir, "", "")
+			for _, args := range [][]string{{"agent", "--config", conf}, {"dev", "--data", data, "--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--admin", "127.0.0.1:0"}} {
+				var out bytes.Buffer
+				errb := &lockedBuffer{}
+				// A node that starts runs until the context ends.
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				code := runEnv(ctx, args, &out, errb, func(string) string { return "" })
+				cancel()
+				msg := errb.String()
+				if code != 1 || !strings.Contains(msg, "this data directory belongs to a cluster member") || !strings.Contains(msg, "--cluster") {
+					t.Fatalf("%s: exit %d, want 1 saying the data directory belongs to a cluster member and to start it with --cluster:\n%s", args[0], code, msg)
+				}
+				if _, err := os.Stat(filepath.Join(data, "raft")); err == nil {
+					t.Fatalf("%s: the refused start opened Raft in the member's data directory", args[0])
+				}
 			}
 		})
 	}

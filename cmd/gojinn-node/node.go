@@ -156,6 +156,9 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 			}
 		}
 	} else {
+		if err := cluster.CheckStandaloneDataDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
 		openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		n.store, err = cluster.OpenStore(openCtx, cc)
 		cancel()
