@@ -108,10 +108,23 @@ func (c *moduleCache) acquire(ctx context.Context, hash [32]byte, bin []byte) (*
 	}
 	c.mu.Unlock()
 
+	// Compiled code in the disk caches loads without a compiler run, so
+	// it does not wait for a compile slot: a function whose code was
+	// dropped while idle (CompiledIdleTimeout) comes back at once, even
+	// while a long compile of another module holds every slot.
+	if p := c.diskCompiled(hash); p != nil {
+		if err := c.stopped(); err != nil {
+			return nil, SourceDisk, err
+		}
+		if m, err := c.compilePreparedOnce(ctx, hash, p, false); err == nil {
+			return c.keep(ctx, m, SourceDisk)
+		}
+		// A damaged file: compile in a slot, as below, which replaces it.
+	}
 	select {
 	case c.compiling <- struct{}{}:
 	case <-ctx.Done():
-		return nil, SourceCompiled, fmt.Errorf("waiting to compile: %w", context.Cause(ctx))
+		return nil, SourceCompiled, fmt.Errorf("waiting to compile (a compile slot is busy with another module; config key runtime.max_concurrent_compiles): %w", context.Cause(ctx))
 	case <-c.closed.Done():
 		return nil, SourceCompiled, errClosed("while waiting to compile the module")
 	}
@@ -120,6 +133,31 @@ func (c *moduleCache) acquire(ctx context.Context, hash [32]byte, bin []byte) (*
 	if err != nil {
 		return nil, source, err
 	}
+	return c.keep(ctx, m, source)
+}
+
+// diskCompiled returns the prepared module for hash when both it and
+// wazero's compiled code for it are in the disk caches, else nil.
+func (c *moduleCache) diskCompiled(hash [32]byte) *prepared {
+	if c.prep.dir == "" {
+		return nil
+	}
+	p := c.prep.load(hash)
+	if p == nil {
+		return nil
+	}
+	key := wazeroCacheKey(p.bin, p.safe)
+	if _, err := os.Stat(filepath.Join(wazeroCacheDir(c.prep.dir), hex.EncodeToString(key[:]))); err != nil {
+		return nil
+	}
+	return p
+}
+
+// keep records m, just loaded from source, as the module of its hash
+// with one reference, unless a concurrent load got there first: then it
+// returns that one with a reference more.
+func (c *moduleCache) keep(ctx context.Context, m *module, source string) (*module, string, error) {
+	hash := m.hash
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if prev := c.mods[hash]; prev != nil { // lost a race: use the winner's
@@ -178,6 +216,12 @@ func (c *moduleCache) compile(ctx context.Context, hash [32]byte, bin []byte) (*
 
 // compilePrepared compiles a prepared module with the runtime it needs.
 func (c *moduleCache) compilePrepared(ctx context.Context, hash [32]byte, p *prepared) (*module, error) {
+	return c.compilePreparedOnce(ctx, hash, p, true)
+}
+
+// compilePreparedOnce is compilePrepared; with retry false it does not
+// remove a compilation cache file wazero cannot use and compile again.
+func (c *moduleCache) compilePreparedOnce(ctx context.Context, hash [32]byte, p *prepared, retry bool) (*module, error) {
 	if err := c.stopped(); err != nil {
 		return nil, err
 	}
@@ -198,7 +242,7 @@ func (c *moduleCache) compilePrepared(ctx context.Context, hash [32]byte, p *pre
 		}
 	}
 	cm, err := rt.CompileModule(ctx, p.bin)
-	if err != nil && c.dropCompiledCode(p, err) {
+	if err != nil && retry && c.dropCompiledCode(p, err) {
 		cm, err = rt.CompileModule(ctx, p.bin)
 	}
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gojinn/gojinn/runtime/runtimetest"
+	"github.com/gojinn/gojinn/sdk/go/protocol"
 )
 
 // The per-function limits take the defaults the security model states
@@ -84,5 +85,45 @@ func TestCompileSemaphore(t *testing.T) {
 		if err := e.Close(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A module whose compiled code is in the disk caches loads without a
+// compile slot: a function whose code was dropped while idle comes back
+// at once while another module's long compile holds every slot (such a
+// compile left every idle function failing "waiting to compile" for as
+// long as it ran). A module that needs the compiler still waits.
+func TestDiskCachedModuleSkipsCompileSlot(t *testing.T) {
+	tiny := runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat")
+	other := runtimetest.WAT(t, "runtime/testdata/wat/idle-counter.wat")
+	cfg := DefaultConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.CacheDir = t.TempDir()
+	e, err := NewEngine(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	if _, err := e.Load(context.Background(), FunctionSpec{Name: "f", Module: tiny, Mode: ModePooled}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Unload(context.Background(), "f"); err != nil { // its compiled code goes with it
+		t.Fatal(err)
+	}
+	e.mods.compiling <- struct{}{} // a long compile holds the only slot
+	defer func() { <-e.mods.compiling }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	f, err := e.Load(ctx, FunctionSpec{Name: "f", Module: tiny, Mode: ModePooled})
+	if err != nil {
+		t.Fatalf("a module in the disk caches waited for the busy compile slot: %v", err)
+	}
+	if res, err := f.Invoke(ctx, &protocol.Request{Method: "GET", URI: "/"}); err != nil || res.Response.StatusOrDefault() != 200 {
+		t.Fatalf("the function loaded from the disk caches answers %v, %v", res, err)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer wcancel()
+	if _, err := e.Load(wctx, FunctionSpec{Name: "g", Module: other, Mode: ModePooled}); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "waiting to compile") {
+		t.Fatalf("a module that needs the compiler, all slots busy: %v, want it to wait for a slot", err)
 	}
 }
