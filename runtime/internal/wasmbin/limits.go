@@ -32,6 +32,19 @@ const (
 	maxFunctionSize   = 7_654_321  // bytes of one function body
 	maxFunctionLocals = 50_000     // parameters and declared locals of one function
 
+	// maxFunctionControl bounds the blocks, loops, ifs, elses,
+	// try_tables and branches (br, br_if, br_table, br_on_null and
+	// br_on_non_null) of one function, and maxControlCost the sum over all functions of that
+	// count squared: wazero's compile time grows with its square (its
+	// dominator and loop-nesting passes), and a compile cannot be
+	// interrupted. On the slowest host measured (DESIGN.md, "Bounding
+	// compile time") one function at the limit compiles in about 16 s and
+	// a module at the budget in about 2 min; Go guests stay far below
+	// (at most ~2,200 in one function, ~8.4e7 in all for 6 MB of
+	// net/http).
+	maxFunctionControl = 12_000
+	maxControlCost     = 1_000_000_000
+
 	// maxTotalTableSize bounds the sum of the minimum sizes of all tables:
 	// wazero allocates 8 bytes per entry when it instantiates the module.
 	// CapTables bounds the sum of their maxima by the same number.
@@ -130,6 +143,11 @@ type limitChecker struct {
 
 	slots     uint64 // value slots spent so far
 	slotLimit uint64 // the budget
+
+	// bodySlots' count of the last body's blocks and branches (see
+	// maxFunctionControl).
+	bodyCtl uint64
+	ctlCost uint64 // sum over the bodies so far of bodyCtl squared
 }
 
 // check walks the module.
@@ -944,6 +962,14 @@ func (c *limitChecker) codeSection(r *reader) error {
 		if err := c.body(body, c.types[c.funcTypes[c.imported+i]]); err != nil {
 			return err
 		}
+		if c.bodyCtl > maxFunctionControl {
+			return limitf(off, "function body %d has %d blocks and branches, more than the limit of %d: the compiler's time grows with the square of that number (split the function)",
+				i, c.bodyCtl, maxFunctionControl)
+		}
+		if c.ctlCost += c.bodyCtl * c.bodyCtl; c.ctlCost > maxControlCost {
+			return limitf(off, "the functions up to body %d have so many blocks and branches that compiling the module would take too long (the sum over functions of their number squared passes %d; the largest Go guests reach a tenth of that)",
+				i, uint64(maxControlCost))
+		}
 	}
 	return nil
 }
@@ -1094,6 +1120,7 @@ func (c *limitChecker) bodySlots(r *reader, fn arity) (uint64, bool) {
 		return uint64(c.types[c.tagTypes[tag]].params), true
 	}
 	var total uint64
+	c.bodyCtl = 0
 	for len(labels) > 0 {
 		op, err := r.byte("opcode")
 		if err != nil {
@@ -1142,7 +1169,9 @@ func (c *limitChecker) bodySlots(r *reader, fn arity) (uint64, bool) {
 				}
 			}
 			labels = append(labels, l)
+			c.bodyCtl++
 		case 0x05: // else: the else block takes the parameters again
+			c.bodyCtl++
 			n = uint64(labels[len(labels)-1].params) + uint64(labels[len(labels)-1].results)
 		case 0x0b: // end
 			n = uint64(labels[len(labels)-1].results)
@@ -1152,6 +1181,7 @@ func (c *limitChecker) bodySlots(r *reader, fn arity) (uint64, bool) {
 			if l, err = r.u32("label"); err == nil {
 				n, ok = target(l)
 			}
+			c.bodyCtl++
 		case 0x0e: // br_table
 			var k uint32
 			if k, err = r.count("br_table label count", 1); err != nil {
@@ -1165,6 +1195,7 @@ func (c *limitChecker) bodySlots(r *reader, fn arity) (uint64, bool) {
 					n += m
 				}
 			}
+			c.bodyCtl++ // one, whatever its targets: a br_table of 10,000 compiles in 0.2 s
 		case 0x0f: // return
 			n = uint64(fn.results)
 		case 0x10, 0x12: // call, return_call
