@@ -38,8 +38,8 @@ const (
 	// count squared: wazero's compile time grows with its square (its
 	// dominator and loop-nesting passes), and a compile cannot be
 	// interrupted. On the slowest host measured (DESIGN.md, "Bounding
-	// compile time") one function at the limit compiles in about 16 s and
-	// a module at the budget in about 2 min; Go guests stay far below
+	// compile time") one function at the limit compiles in about 9 s and
+	// a module at the budget in about a minute; Go guests stay far below
 	// (at most ~2,200 in one function, ~8.4e7 in all for 6 MB of
 	// net/http).
 	maxFunctionControl = 12_000
