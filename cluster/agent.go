@@ -959,62 +959,11 @@ func (a *Agent) PeerAddr() string { return strings.TrimPrefix(a.peerURL, "https:
 
 // WaitServable waits until every live member serves name at version
 // (local included) and names the nodes that do not when ctx ends or one
-// fails to load it.
+// fails to load it. Members are asked in parallel, each question bounded,
+// and a member gossip declares dead or left meanwhile is no longer waited
+// for (servable.go).
 func (a *Agent) WaitServable(ctx context.Context, name string, version int64) error {
-	if rec := a.rec.Load(); rec != nil {
-		if err := rec.WaitReady(ctx, name, version); err != nil {
-			return err
-		}
-	}
-	self := a.store.node.ID()
-	var prev []string // the pending list of the last complete round
-	for {
-		var pending, failed, unasked []string
-		for _, m := range a.members.Members() {
-			if m.Name == self || m.Status != StatusAlive {
-				continue
-			}
-			url, ok := a.peers.PeerURL(m.Name)
-			if !ok {
-				pending = append(pending, m.Name)
-				continue
-			}
-			st, err := a.client.Ready(ctx, url, name, version)
-			switch {
-			case err != nil && ctx.Err() != nil:
-				// The deadline passed while asking: no answer, which says
-				// nothing about the node.
-				unasked = append(unasked, m.Name)
-			case err != nil:
-				pending = append(pending, m.Name+" ("+err.Error()+")")
-			case st.State == "failed":
-				failed = append(failed, m.Name+": "+st.Reason)
-			case st.State != "ready":
-				pending = append(pending, m.Name)
-			}
-		}
-		if len(failed) > 0 {
-			return fmt.Errorf("%w: %s version %d failed on %s", ErrNotServable, name, version, strings.Join(failed, "; "))
-		}
-		if len(pending) == 0 && len(unasked) == 0 {
-			return nil
-		}
-		if len(unasked) > 0 && prev != nil {
-			// The deadline cut this round short: name the last complete
-			// round's laggards instead.
-			pending, unasked = prev, nil
-		}
-		prev = pending
-		select {
-		case <-ctx.Done():
-			msg := strings.Join(pending, ", ")
-			if len(unasked) > 0 {
-				msg += " (the deadline passed before " + strings.Join(unasked, ", ") + " answered)"
-			}
-			return fmt.Errorf("%s version %d is not servable yet on: %s: %w", name, version, msg, context.Cause(ctx))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return a.waitServable(ctx, name, version)
 }
 
 // Leave removes this node from the cluster (Raft configuration and
