@@ -232,7 +232,8 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	// a restart during that wait too.
 	rc.Join = !boot || cfg.BootstrapExpect > 1
 	rc.Logger = cfg.Logger
-	trans, err := NewTLSTransport(rc.withDefaults().RaftBind, rc.RaftAdvertise, a.identity, newHCLog(cfg.Logger, "raft-net", 0))
+	addrs := &raftAddrBook{}
+	trans, err := newTLSTransport(rc.withDefaults().RaftBind, rc.RaftAdvertise, a.identity, newHCLog(cfg.Logger, "raft-net", 0), addrs)
 	if err != nil {
 		return nil, err
 	}
@@ -272,6 +273,7 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	if err != nil {
 		return nil, err
 	}
+	addrs.setLookup(a.members.RaftAddr)
 	gossipAddr := a.members.LocalAddr()
 	a.gossipAddr.Store(&gossipAddr)
 	a.wg.Add(2)

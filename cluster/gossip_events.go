@@ -230,6 +230,18 @@ func (t *memberTable) list() []Member {
 	return out
 }
 
+// raftAddr returns the Raft address the member name announces, while
+// it is alive.
+func (t *memberTable) raftAddr(name string) (string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m, ok := t.members[name]
+	if !ok || m.Status != StatusAlive || m.Meta.RaftAddr == "" {
+		return "", false
+	}
+	return m.Meta.RaftAddr, true
+}
+
 // forget removes name from the list and remembers it as force-left, so a
 // later report of its death does not list it again. Unless remote (a
 // peer's broadcast, which only marks), it refuses a member this node sees

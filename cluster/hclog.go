@@ -64,6 +64,9 @@ func (a *hclogAdapter) enabled(l hclog.Level) bool {
 
 // Log implements hclog.Logger.
 func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
+	if msg == msgAddrFallback {
+		level = hclog.Trace // expected for every RPC to a member gossip does not report alive
+	}
 	if !a.enabled(level) {
 		return
 	}

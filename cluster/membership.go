@@ -272,6 +272,10 @@ func (m *Membership) WaitJoin(ctx context.Context) error {
 // a force-left member (ForceLeave) is not listed.
 func (m *Membership) Members() []Member { return m.table.list() }
 
+// RaftAddr returns the Raft address the member name (a node ID)
+// announces over gossip, while gossip reports it alive.
+func (m *Membership) RaftAddr(name string) (string, bool) { return m.table.raftAddr(name) }
+
 // ForceLeave stops listing a member that is gone for good, here and, by a
 // gossip broadcast, on every other node; a node that still sees it alive
 // stops listing it once it is declared dead. It refuses this node and a

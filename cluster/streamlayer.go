@@ -284,6 +284,11 @@ func (c *streamConn) ConnectionState() tls.ConnectionState { return c.tls.Connec
 // id's cluster certificates. Raft's connection pool and timeouts are those
 // of the plain TCP transport.
 func NewTLSTransport(bind, advertise string, id *NodeIdentity, logger hclog.Logger) (*raft.NetworkTransport, error) {
+	return newTLSTransport(bind, advertise, id, logger, nil)
+}
+
+// newTLSTransport is NewTLSTransport with an address provider (nil: none).
+func newTLSTransport(bind, advertise string, id *NodeIdentity, logger hclog.Logger, addrs raft.ServerAddressProvider) (*raft.NetworkTransport, error) {
 	if id == nil {
 		return nil, errors.New("raft: NewTLSTransport needs the node's identity (LoadNodeIdentity)")
 	}
@@ -315,9 +320,10 @@ func NewTLSTransport(bind, advertise string, id *NodeIdentity, logger hclog.Logg
 		logger.Warn("refused a raft connection that did not authenticate as a cluster node", "remote", remote.String(), "error", err)
 	})
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  stream,
-		MaxPool: raftMaxPool,
-		Timeout: raftTransportTimeout,
-		Logger:  logger,
+		Stream:                stream,
+		MaxPool:               raftMaxPool,
+		Timeout:               raftTransportTimeout,
+		Logger:                logger,
+		ServerAddressProvider: addrs,
 	}), nil
 }
