@@ -430,7 +430,7 @@ const (
 // good leaves the Raft configuration and the members list. Any node takes
 // it; the Raft change goes to the leader.
 func (a *api) forceLeave(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("name")
+	name := memberID(a.memberList(), r.PathValue("name"))
 	var res ForceLeaveResult
 	var err error
 	if a.cfg.ForceLeave != nil {
@@ -460,6 +460,25 @@ func (a *api) forceLeave(w http.ResponseWriter, r *http.Request) error {
 		return apiErrorf(http.StatusConflict, CodeLastVoter, "%v", err)
 	}
 	return err
+}
+
+// memberID returns the node ID that name means: name itself when a
+// member has that ID, else the ID of the one member whose node_name
+// (the NAME column of `gojinn-node members`) it is; otherwise name.
+func memberID(members []MemberInfo, name string) string {
+	id, n := "", 0
+	for _, m := range members {
+		if m.Name == name {
+			return name
+		}
+		if m.NodeName == name {
+			id, n = m.Name, n+1
+		}
+	}
+	if n == 1 {
+		return id
+	}
+	return name
 }
 
 // errorsAsMaxBytes reports whether err comes from http.MaxBytesReader.

@@ -61,7 +61,14 @@ func (a *api) backup(w http.ResponseWriter, r *http.Request) error {
 	if err := b.Backup(r.Context(), tw, c); err != nil {
 		if !tw.started {
 			// Nothing sent yet (e.g. no leader to catch up with): a
-			// proper error answer.
+			// proper error answer. A backup is a read: not the writes'
+			// "cannot take writes" answer (errors.go), but Backup's own
+			// words, which offer the local backup.
+			if unavailable(err) && !outcomeUnknown(err) {
+				ae := apiErrorf(http.StatusServiceUnavailable, CodeUnavailable, "%v", err)
+				ae.RetryAfter = retryAfter
+				return ae
+			}
 			return err
 		}
 		// The status is sent. Ending the answer normally would hand the

@@ -63,7 +63,7 @@ func (s *Store) Backup(ctx context.Context, w io.Writer, c Consistency) error {
 	case "", ConsistencyLinearizable:
 		if err := s.catchUp(ctx); err != nil {
 			return fmt.Errorf("backup: catching up with the leader before reading the state: %w; "+
-				"retry once the cluster has a leader, or back up this node's state as it is, which may miss recent writes (GET /v1/backup?consistency=local)", err)
+				"retry once the cluster has a leader, or back up this node's state as it is, which may miss recent writes (gojinn-node backup --local; GET /v1/backup?consistency=local)", err)
 		}
 	case ConsistencyLocal:
 	default:

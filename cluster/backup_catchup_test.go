@@ -138,8 +138,9 @@ func TestBackupWithoutLeader(t *testing.T) {
 	var b bytes.Buffer
 	err = a.client.Backup(ctx, &b)
 	var ae *APIError
-	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || ae.Code != CodeUnavailable || !bytes.Contains([]byte(ae.Message), []byte("consistency=local")) {
-		t.Fatalf("backup without a leader: %v; want 503 %s naming consistency=local", err, CodeUnavailable)
+	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || ae.Code != CodeUnavailable || !bytes.Contains([]byte(ae.Message), []byte("consistency=local")) ||
+		!bytes.Contains([]byte(ae.Message), []byte("gojinn-node backup --local")) || bytes.Contains([]byte(ae.Message), []byte("cannot take writes")) {
+		t.Fatalf("backup without a leader: %v; want 503 %s naming consistency=local and gojinn-node backup --local, and not calling the backup a write", err, CodeUnavailable)
 	}
 	if b.Len() != 0 {
 		t.Fatalf("a failed backup wrote %d bytes", b.Len())

@@ -216,3 +216,28 @@ func inConfigIDs(t *testing.T, a *Agent, id string) bool {
 	}
 	return false
 }
+
+// DELETE /v1/members/{name} takes a node ID or, when one member alone has
+// it, a node_name (the NAME column of `gojinn-node members`; only the
+// NODE column's ID worked before).
+func TestMemberIDFromNodeName(t *testing.T) {
+	members := []MemberInfo{
+		{Name: "8f2c1a", NodeName: "n1"},
+		{Name: "77aa01", NodeName: "n2"},
+		{Name: "0b3c9d", NodeName: "twin"},
+		{Name: "5e6f70", NodeName: "twin"},
+		{Name: "n3", NodeName: "n9"},
+		{Name: "c0ffee", NodeName: "n3"},
+	}
+	for name, want := range map[string]string{
+		"8f2c1a": "8f2c1a", // an ID
+		"n2":     "77aa01", // a unique node_name
+		"twin":   "twin",   // two members have it: not resolved
+		"n3":     "n3",     // an ID wins over another member's node_name
+		"nobody": "nobody",
+	} {
+		if got := memberID(members, name); got != want {
+			t.Errorf("memberID(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
