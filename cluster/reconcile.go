@@ -60,8 +60,14 @@ type Reconciler struct {
 	served  map[string]int64    // versions the installed route table reaches
 	failed  map[string]failure  // versions that did not load
 	applied uint64              // registry index of the last finished pass
-	routed  uint64              // registry index of the last route table swapped in
-	changed chan struct{}       // closed and replaced after every route swap
+	// allLoaded is set by the first finished pass after catching up: the
+	// node has served every function of the cluster's registry once.
+	// lagSince is when Ready first saw the passes behind the registry
+	// again (zero while they are not).
+	allLoaded bool
+	lagSince  time.Time
+	routed    uint64        // registry index of the last route table swapped in
+	changed   chan struct{} // closed and replaced after every route swap
 
 	// caughtUp is set once the registry has applied every command the
 	// cluster had committed when Run started (a read barrier through the
@@ -283,6 +289,9 @@ func (r *Reconciler) swapRoutes(want map[string]storage.Version, index uint64, f
 	r.routed = index
 	if final {
 		r.applied = index
+		if r.caughtUp.Load() {
+			r.allLoaded = true
+		}
 	}
 	close(r.changed)
 	r.changed = make(chan struct{})
@@ -435,11 +444,29 @@ func (r *Reconciler) Ready() (bool, string) {
 	idx := r.src.State().Index()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.applied < idx {
-		return false, fmt.Sprintf("loading functions: registry index %d, served index %d", idx, r.applied)
+	if r.applied >= idx {
+		r.lagSince = time.Time{}
+		return true, ""
+	}
+	now := time.Now()
+	if r.lagSince.IsZero() {
+		r.lagSince = now
+	}
+	// Once every function was loaded, a pass under way (a deploy being
+	// compiled, on every node at once) leaves the node ready: the
+	// versions it served keep serving until the new ones are in. Only a
+	// pass that stays behind for readyLagGrace makes it unready.
+	if behind := now.Sub(r.lagSince); !r.allLoaded || behind > readyLagGrace {
+		return false, fmt.Sprintf("loading functions: registry index %d, served index %d (behind for %s)", idx, r.applied, behind.Round(time.Millisecond))
 	}
 	return true, ""
 }
+
+// readyLagGrace is how long a node that loaded every function stays
+// ready while its reconciler is behind the registry: longer than a
+// deploy's compile, shorter than an operator would leave a node serving
+// stale versions unnoticed.
+const readyLagGrace = 30 * time.Second
 
 // RuntimeSpec turns a registry version into the runtime's function spec.
 func RuntimeSpec(name string, v storage.Version, module []byte) runtime.FunctionSpec {

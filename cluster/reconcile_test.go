@@ -15,6 +15,7 @@ import (
 	"github.com/gojinn/gojinn/cluster"
 	"github.com/gojinn/gojinn/edge"
 	"github.com/gojinn/gojinn/runtime/enginetest"
+	"github.com/gojinn/gojinn/runtime"
 	"github.com/gojinn/gojinn/runtime/runtimetest"
 	"github.com/gojinn/gojinn/storage"
 )
@@ -255,5 +256,74 @@ func TestReconcilerWaitReadyRemoved(t *testing.T) {
 	}
 	if err := waitReady(t, env.rec, "fn", v1.Version.Version); !errors.As(err, &sup) || !sup.Removed || sup.Active != v2.Version.Version {
 		t.Fatalf("a later wait for version 1, removed, with version 2 deployed since: %v", err)
+	}
+}
+
+// slowLoader blocks loading the function named slow until release is
+// closed.
+type slowLoader struct {
+	cluster.Loader
+	slow    string
+	release chan struct{}
+}
+
+func (l slowLoader) Load(ctx context.Context, spec runtime.FunctionSpec) (*runtime.Function, error) {
+	if spec.Name == l.slow {
+		select {
+		case <-l.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return l.Loader.Load(ctx, spec)
+}
+
+// A node that has loaded every function stays ready while a deploy
+// compiles (every node compiles it at once, and /readyz used to drop on
+// all of them together, so a load balancer probing it pulled the whole
+// fleet on every deploy); the versions it served keep serving meanwhile.
+func TestReadyWhileADeployLoads(t *testing.T) {
+	blobs, err := storage.OpenBlobs(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	env := &reconcileEnv{t: t, reg: storage.NewRegistry(), blobs: blobs, rt: &edge.Router{}}
+	env.rec = cluster.NewReconciler(env.reg, blobs, slowLoader{Loader: enginetest.Engine(t), slow: "slow", release: release}, env.rt,
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); env.rec.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	hello := env.put(runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat"))
+	hello.Mode = storage.ModePooled
+	hello.Routes = []storage.Route{{Path: "/hello/*"}}
+	res := env.apply(storage.Command{Op: storage.OpDeploy, Name: "hello", Spec: &hello})
+	if err := waitReady(t, env.rec, "hello", res.Version.Version); err != nil {
+		t.Fatal(err)
+	}
+	slow := hello
+	slow.Routes = []storage.Route{{Path: "/slow/*"}}
+	env.apply(storage.Command{Op: storage.OpDeploy, Name: "slow", Spec: &slow})
+	time.Sleep(200 * time.Millisecond) // the pass is under way, blocked in Load
+	if ok, why := env.rec.Ready(); !ok {
+		t.Fatalf("a node that loaded every function went unready while a deploy loads: %s", why)
+	}
+	if m, st := env.lookup("h", "/hello/x"); st != edge.RouteFound || m.Function != "hello" {
+		t.Fatalf("the function served before the deploy: %v %+v", st, m)
+	}
+	close(release)
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer wcancel()
+	for ok, _ := env.rec.Ready(); ; ok, _ = env.rec.Ready() {
+		if _, st := env.lookup("h", "/slow/x"); ok && st == edge.RouteFound {
+			break
+		}
+		select {
+		case <-wctx.Done():
+			t.Fatal("the slow function never served after its load was released")
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
