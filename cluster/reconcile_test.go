@@ -14,8 +14,8 @@ import (
 
 	"github.com/gojinn/gojinn/cluster"
 	"github.com/gojinn/gojinn/edge"
-	"github.com/gojinn/gojinn/runtime/enginetest"
 	"github.com/gojinn/gojinn/runtime"
+	"github.com/gojinn/gojinn/runtime/enginetest"
 	"github.com/gojinn/gojinn/runtime/runtimetest"
 	"github.com/gojinn/gojinn/storage"
 )
