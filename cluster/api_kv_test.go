@@ -241,11 +241,11 @@ func TestAPIKVShareNeverNull(t *testing.T) {
 	}
 	for _, tc := range []struct{ method, path, body, want string }{
 		{"GET", "/v1/kv/counter", "", `"share":[]`},
-		{"PUT", "/v1/kv/counter", `{"share":[]}`, `{"namespace":"counter","keys":1,"share":[]}`},
+		{"PUT", "/v1/kv/counter", `{"share":[]}`, `{"namespace":"counter","keys":1,"bytes":5,"share":[]}`},
 		{"PUT", "/v1/kv/counter", `{"share":["worker"]}`, `"share":["worker"]`},
-		{"PUT", "/v1/kv/counter", `{"share":null}`, `{"namespace":"counter","keys":1,"share":[]}`},
+		{"PUT", "/v1/kv/counter", `{"share":null}`, `{"namespace":"counter","keys":1,"bytes":5,"share":[]}`},
 		{"GET", "/v1/kv/counter", "", `"share":[]`},
-		{"PUT", "/v1/kv/empty", `{"share":[]}`, `{"namespace":"empty","keys":0,"share":[]}`},
+		{"PUT", "/v1/kv/empty", `{"share":[]}`, `{"namespace":"empty","keys":0,"bytes":0,"share":[]}`},
 		{"GET", "/v1/kv/never", "", `{"namespace":"never","share":[],"keys":[]}`},
 	} {
 		r := h.doJSON(tc.method, tc.path, tc.body)

@@ -165,7 +165,7 @@ func (s *Store) KVPut(ctx context.Context, ns, key string, value []byte, opts KV
 	if opts.TTL < 0 || opts.TTL > maxKVTTL {
 		return 0, fmt.Errorf("kv put %s/%q: %w: ttl %v must be 0 (never expires) to %v", ns, key, storage.ErrInvalid, opts.TTL, maxKVTTL)
 	}
-	c := storage.KVCommand{Op: storage.OpKVPut, Namespace: ns, Key: key, Value: value, CAS: opts.CAS, MaxKeys: cfg.Limits.MaxKeys}
+	c := storage.KVCommand{Op: storage.OpKVPut, Namespace: ns, Key: key, Value: value, CAS: opts.CAS, MaxKeys: cfg.Limits.MaxKeys, MaxBytes: cfg.Limits.MaxBytes}
 	c.Now = time.Now().UTC()
 	if opts.TTL > 0 {
 		c.ExpiresAt = c.Now.Add(opts.TTL)

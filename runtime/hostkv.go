@@ -21,7 +21,7 @@ var (
 	// ErrKVTooLarge means a value is larger than the store accepts.
 	ErrKVTooLarge = errors.New("value too large")
 	// ErrKVQuota means the namespace holds as many keys as allowed.
-	ErrKVQuota = errors.New("namespace key quota exceeded")
+	ErrKVQuota = errors.New("namespace quota exceeded (keys or bytes)")
 	// ErrKVUnavailable means the store cannot answer now (no KV on this
 	// node, no reachable Raft leader for a write or a linearizable read,
 	// or the invocation's deadline passed); the guest may retry.

@@ -55,8 +55,9 @@ var (
 	ErrKVConflict = errors.New("version conflict")
 	// ErrKVTooLarge means a value is larger than the limit.
 	ErrKVTooLarge = errors.New("value too large")
-	// ErrKVQuota means a namespace already holds as many keys as allowed.
-	ErrKVQuota = errors.New("namespace key quota exceeded")
+	// ErrKVQuota means a namespace already holds as many keys, or as many
+	// bytes, as allowed.
+	ErrKVQuota = errors.New("namespace quota exceeded")
 	// ErrKVForbidden means a function may not use another function's
 	// namespace: it is not in that namespace's share list.
 	ErrKVForbidden = errors.New("namespace not shared with this function")
@@ -98,6 +99,9 @@ const (
 	DefaultKVMaxValueBytes = 1 << 20
 	// DefaultKVMaxKeys is the default number of keys per namespace.
 	DefaultKVMaxKeys = 100_000
+	// DefaultKVMaxBytes is the default size of a namespace: its keys and
+	// values, which every node holds in memory (64 MiB).
+	DefaultKVMaxBytes = 64 << 20
 	// KVKeyBytesCeiling is the most MaxKeyBytes may be.
 	KVKeyBytesCeiling = 4096
 	// KVValueBytesCeiling is the most MaxValueBytes may be: a value
@@ -120,11 +124,15 @@ type KVLimits struct {
 	// MaxKeys is the most keys one namespace holds. Default
 	// DefaultKVMaxKeys (100000). Expired keys count until they are purged.
 	MaxKeys int
+	// MaxBytes is the most bytes of keys and values one namespace holds.
+	// Default DefaultKVMaxBytes (64 MiB). Expired keys count until they
+	// are purged. Like MaxKeys it travels in every put.
+	MaxBytes int64
 }
 
 // DefaultKVLimits returns the default limits.
 func DefaultKVLimits() KVLimits {
-	return KVLimits{MaxKeyBytes: DefaultKVMaxKeyBytes, MaxValueBytes: DefaultKVMaxValueBytes, MaxKeys: DefaultKVMaxKeys}
+	return KVLimits{MaxKeyBytes: DefaultKVMaxKeyBytes, MaxValueBytes: DefaultKVMaxValueBytes, MaxKeys: DefaultKVMaxKeys, MaxBytes: DefaultKVMaxBytes}
 }
 
 // WithDefaults returns l with zero fields set to the defaults.
@@ -139,6 +147,9 @@ func (l KVLimits) WithDefaults() KVLimits {
 	if l.MaxKeys == 0 {
 		l.MaxKeys = d.MaxKeys
 	}
+	if l.MaxBytes == 0 {
+		l.MaxBytes = d.MaxBytes
+	}
 	return l
 }
 
@@ -151,6 +162,8 @@ func (l KVLimits) Validate() error {
 		return fmt.Errorf("%w: KV MaxValueBytes %d must be 0 to %d", ErrInvalid, l.MaxValueBytes, KVValueBytesCeiling)
 	case l.MaxKeys < 1:
 		return fmt.Errorf("%w: KV MaxKeys %d must be at least 1", ErrInvalid, l.MaxKeys)
+	case l.MaxBytes < 1:
+		return fmt.Errorf("%w: KV MaxBytes %d must be at least 1", ErrInvalid, l.MaxBytes)
 	}
 	return nil
 }
@@ -225,6 +238,8 @@ func (it kvItem) entry(key string) KVEntry {
 // with no keys and no share list is dropped.
 type kvNamespace struct {
 	keys kvTree[kvItem]
+	// bytes is the size of its keys and values (kvSize).
+	bytes int64
 	// ttlKeys counts keys with an expiry, so a purge skips namespaces
 	// without any.
 	ttlKeys int
@@ -235,11 +250,17 @@ type kvNamespace struct {
 
 func (ns *kvNamespace) empty() bool { return ns.keys.Len() == 0 && len(ns.share) == 0 }
 
+// kvSize is what a key and its value count against a namespace's
+// MaxBytes.
+func kvSize(key string, value []byte) int64 { return int64(len(key)) + int64(len(value)) }
+
 // KVNamespaceInfo describes a namespace.
 type KVNamespaceInfo struct {
 	Name string `json:"namespace"`
 	// Keys counts stored keys, including expired keys not yet purged.
 	Keys int `json:"keys"`
+	// Bytes is the size of their keys and values.
+	Bytes int64 `json:"bytes"`
 	// Share lists the functions besides the owner that may use it,
 	// sorted; empty, never nil, when there are none.
 	Share []string `json:"share"`
@@ -315,7 +336,7 @@ func (s *State) KVList(ns string, opts KVListOptions, now time.Time) KVPage {
 func (s *State) KVNamespace(ns string) KVNamespaceInfo {
 	info := KVNamespaceInfo{Name: ns, Share: []string{}}
 	if n, ok := s.kv.Get(ns); ok {
-		info.Keys = n.keys.Len()
+		info.Keys, info.Bytes = n.keys.Len(), n.bytes
 		// Not slices.Clone: it keeps nil, and the API shows a missing
 		// share list as [], never null.
 		info.Share = append(info.Share, n.share...)

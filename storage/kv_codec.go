@@ -55,8 +55,9 @@ const (
 	kvOpExpire = 3
 	kvOpShare  = 4
 
-	kvFlagCAS     = 1
-	kvFlagExpires = 2
+	kvFlagCAS      = 1
+	kvFlagExpires  = 2
+	kvFlagMaxBytes = 4 // max_bytes follows max_keys (entries before it have no quota)
 )
 
 var kvOpCodes = map[string]byte{OpKVPut: kvOpPut, OpKVDelete: kvOpDelete, OpKVExpire: kvOpExpire, OpKVShare: kvOpShare}
@@ -104,6 +105,9 @@ func appendKVBinary(b []byte, c KVCommand) []byte {
 	if !c.ExpiresAt.IsZero() {
 		flags |= kvFlagExpires
 	}
+	if c.MaxBytes != 0 {
+		flags |= kvFlagMaxBytes
+	}
 	b = append(b, KVBinaryTag, kvOpCodes[c.Op], flags)
 	b = binary.AppendVarint(b, c.Now.UnixNano())
 	b = appendKVBytes(b, c.Namespace)
@@ -116,6 +120,9 @@ func appendKVBinary(b []byte, c KVCommand) []byte {
 		b = binary.AppendVarint(b, c.ExpiresAt.UnixNano())
 	}
 	b = binary.AppendUvarint(b, uint64(c.MaxKeys))
+	if c.MaxBytes != 0 {
+		b = binary.AppendUvarint(b, uint64(c.MaxBytes))
+	}
 	b = binary.AppendUvarint(b, uint64(len(c.Share)))
 	for _, s := range c.Share {
 		b = appendKVBytes(b, s)
@@ -212,6 +219,10 @@ func decodeKVBinary(data []byte) (KVCommand, error) {
 		expires = r.varint("expires_at")
 	}
 	maxKeys := r.uvarint("max_keys")
+	var maxBytes uint64
+	if flags&kvFlagMaxBytes != 0 {
+		maxBytes = r.uvarint("max_bytes")
+	}
 	nShare := r.uvarint("share count")
 	if r.err == nil && nShare > uint64(len(r.b)) {
 		r.fail("share count") // each name takes at least a byte
@@ -229,10 +240,12 @@ func decodeKVBinary(data []byte) (KVCommand, error) {
 		return KVCommand{}, fmt.Errorf("%w: binary KV command: %d bytes after the last field", ErrInvalid, len(r.b))
 	case op == 0 || int(op) >= len(kvOpNames):
 		return KVCommand{}, fmt.Errorf("%w: binary KV command: unknown op %d", ErrInvalid, op)
-	case flags&^(kvFlagCAS|kvFlagExpires) != 0:
+	case flags&^(kvFlagCAS|kvFlagExpires|kvFlagMaxBytes) != 0:
 		return KVCommand{}, fmt.Errorf("%w: binary KV command: unknown flags %#x", ErrInvalid, flags)
 	case maxKeys > math.MaxInt32:
 		return KVCommand{}, fmt.Errorf("%w: binary KV command: max_keys %d is out of range", ErrInvalid, maxKeys)
+	case maxBytes > math.MaxInt64 || flags&kvFlagMaxBytes != 0 && maxBytes == 0:
+		return KVCommand{}, fmt.Errorf("%w: binary KV command: max_bytes %d is out of range", ErrInvalid, maxBytes)
 	}
 	c.Op = kvOpNames[op]
 	c.Namespace, c.Key = string(ns), string(key)
@@ -245,7 +258,7 @@ func decodeKVBinary(data []byte) (KVCommand, error) {
 		// Validate rejects it (before 1970-01-01T00:00:01).
 		c.ExpiresAt = time.Unix(0, expires).UTC()
 	}
-	c.MaxKeys = int(maxKeys)
+	c.MaxKeys, c.MaxBytes = int(maxKeys), int64(maxBytes)
 	if err := c.Validate(); err != nil {
 		return KVCommand{}, err
 	}

@@ -21,6 +21,8 @@ func kvCodecCommands() []KVCommand {
 		kvPut("hello", "k", ""),
 		kvPut("hello", "k", "\x00\xff binary").cas(0),
 		kvPut("hello", "k", "v").cas(1<<63 + 5).ttl(time.Hour).quota(100_000),
+		kvPut("hello", "k", "v").quota(100_000).maxBytes(64 << 20),
+		kvPut("hello", "k", "v").maxBytes(1<<63 - 1),
 		kvPut("hello", "queue/\u00e9t\u00e9", strings.Repeat("x", 300)).ttl(time.Nanosecond),
 		kvDel("hello", "k"),
 		kvDel("hello", "k").cas(7),

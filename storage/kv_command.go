@@ -52,6 +52,9 @@ type KVCommand struct {
 	// MaxKeys is the namespace key quota a put must respect; 0 means no
 	// quota. The proposer stamps its configured limit.
 	MaxKeys int `json:"max_keys,omitempty"`
+	// MaxBytes is the namespace size quota (keys and values) a put must
+	// respect; 0 means no quota. The proposer stamps its configured limit.
+	MaxBytes int64 `json:"max_bytes,omitempty"`
 	// Share is kv_share's new share list: function names.
 	Share []string `json:"share,omitempty"`
 	// Now is the proposer's clock: kv_expire deletes keys expired at Now,
@@ -131,6 +134,9 @@ func (c KVCommand) Validate() error {
 		if c.MaxKeys < 0 {
 			return fmt.Errorf("%w: kv_put max_keys %d is negative", ErrInvalid, c.MaxKeys)
 		}
+		if c.MaxBytes < 0 {
+			return fmt.Errorf("%w: kv_put max_bytes %d is negative", ErrInvalid, c.MaxBytes)
+		}
 		if err := checkKVValue(len(c.Value), KVValueBytesCeiling); err != nil {
 			return err
 		}
@@ -206,11 +212,19 @@ func (s *State) applyKV(index uint64, data []byte) (kvTree[*kvNamespace], ApplyR
 		if !exists && c.MaxKeys > 0 && ns.keys.Len() >= c.MaxKeys {
 			return s.kv, ApplyResult{Err: fmt.Errorf("%w: namespace %s holds %d keys, the most allowed; delete keys or raise the limit", ErrKVQuota, c.Namespace, ns.keys.Len())}
 		}
+		size := ns.bytes + kvSize(c.Key, c.Value)
+		if exists {
+			size -= kvSize(c.Key, old.value)
+		}
+		if c.MaxBytes > 0 && size > c.MaxBytes && size > ns.bytes {
+			return s.kv, ApplyResult{Err: fmt.Errorf("%w: namespace %s holds %d bytes of keys and values; this put would make it %d, more than the limit of %d; delete keys or store less",
+				ErrKVQuota, c.Namespace, ns.bytes, size, c.MaxBytes)}
+		}
 		it := kvItem{value: c.Value, version: index}
 		if !c.ExpiresAt.IsZero() {
 			it.expires = c.ExpiresAt.UnixNano()
 		}
-		next := &kvNamespace{keys: ns.keys.Set(c.Key, it), ttlKeys: ns.ttlKeys, share: ns.share}
+		next := &kvNamespace{keys: ns.keys.Set(c.Key, it), bytes: size, ttlKeys: ns.ttlKeys, share: ns.share}
 		if exists && old.expires != 0 {
 			next.ttlKeys--
 		}
@@ -231,7 +245,7 @@ func (s *State) applyKV(index uint64, data []byte) (kvTree[*kvNamespace], ApplyR
 		if !exists {
 			return s.kv, ApplyResult{}
 		}
-		next := &kvNamespace{keys: ns.keys.Delete(c.Key), ttlKeys: ns.ttlKeys, share: ns.share}
+		next := &kvNamespace{keys: ns.keys.Delete(c.Key), bytes: ns.bytes - kvSize(c.Key, old.value), ttlKeys: ns.ttlKeys, share: ns.share}
 		if old.expires != 0 {
 			next.ttlKeys--
 		}
@@ -244,7 +258,7 @@ func (s *State) applyKV(index uint64, data []byte) (kvTree[*kvNamespace], ApplyR
 		}
 		next := &kvNamespace{share: share}
 		if ns != nil {
-			next.keys, next.ttlKeys = ns.keys, ns.ttlKeys
+			next.keys, next.bytes, next.ttlKeys = ns.keys, ns.bytes, ns.ttlKeys
 		}
 		return putNamespace(s.kv, c.Namespace, next), ApplyResult{}
 
@@ -254,10 +268,11 @@ func (s *State) applyKV(index uint64, data []byte) (kvTree[*kvNamespace], ApplyR
 			if ns.ttlKeys == 0 {
 				return true
 			}
-			next := &kvNamespace{keys: ns.keys, ttlKeys: ns.ttlKeys, share: ns.share}
+			next := &kvNamespace{keys: ns.keys, bytes: ns.bytes, ttlKeys: ns.ttlKeys, share: ns.share}
 			ns.keys.Ascend("", func(key string, it kvItem) bool {
 				if it.expired(now) {
 					next.keys = next.keys.Delete(key)
+					next.bytes -= kvSize(key, it.value)
 					next.ttlKeys--
 					deleted++
 				}

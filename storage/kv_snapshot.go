@@ -89,6 +89,7 @@ func decodeKV(dec *json.Decoder, count int) (kvTree[*kvNamespace], error) {
 				ns.ttlKeys++
 			}
 			ns.keys = ns.keys.Set(kr.Key, it)
+			ns.bytes += kvSize(kr.Key, kr.Value)
 		}
 		t = t.Set(rec.Namespace, ns)
 	}

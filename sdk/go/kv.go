@@ -23,7 +23,7 @@ var (
 	// ErrKVTooLarge means the value is larger than the node accepts.
 	ErrKVTooLarge = errors.New("gojinn: value too large")
 	// ErrKVQuota means the namespace holds as many keys as allowed.
-	ErrKVQuota = errors.New("gojinn: namespace key quota exceeded")
+	ErrKVQuota = errors.New("gojinn: namespace quota exceeded (keys or bytes)")
 	// ErrKVUnavailable means the node cannot answer now: it has no KV, no
 	// leader is reachable for a write or a linearizable read, or the
 	// invocation ran out of time. Retrying later may succeed; for a write
