@@ -43,6 +43,7 @@ func TestAPIDeployErrors(t *testing.T) {
 		{"wrong type", "/v1/functions/a", `{"sha256":1}`, 400, CodeBadRequest, "field sha256: want string, got a JSON number"},
 		{"wrong nested type", "/v1/functions/a", body(`,"routes":{"host":"x"}`), 400, CodeBadRequest, "field routes: want array, got a JSON object"},
 		{"negative size type", "/v1/functions/a", body(`,"limits":{"memory_bytes":-1}`), 400, CodeBadRequest, "field limits.memory_bytes: want whole number"},
+		{"size out of range", "/v1/functions/a", body(`,"size":1e30`), 400, CodeBadRequest, "field size: want whole number from -9223372036854775808 to 9223372036854775807, got a JSON number"},
 		{"bad duration", "/v1/functions/a", body(`,"limits":{"timeout":"soon"}`), 400, CodeBadRequest, `duration "soon"`},
 		{"unknown field", "/v1/functions/a", body(`,"memory":5`), 400, CodeUnknownField, `"memory"`},
 		{"unknown nested field", "/v1/functions/a", body(`,"limits":{"timeout_ms":5}`), 400, CodeUnknownField, `"timeout_ms"`},
