@@ -173,6 +173,13 @@ func (s *Store) restoreLocal(ctx context.Context, r io.Reader) (uint64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("restore: %w: %w", ErrBadBackup, err)
 		}
+		// An archive unpacked and packed again by hand (tar cf x.tar
+		// gojinn-backup.json registry.snapshot blobs, or tar -C dir .)
+		// has directory entries and may name files "./...".
+		if h.Typeflag == tar.TypeDir {
+			continue
+		}
+		h.Name = strings.TrimPrefix(h.Name, "./")
 		switch {
 		case h.Name == backupManifestName:
 			var m backupManifest
@@ -181,7 +188,7 @@ func (s *Store) restoreLocal(ctx context.Context, r io.Reader) (uint64, error) {
 			}
 			manifest = &m
 		case manifest == nil:
-			return 0, fmt.Errorf("restore: %w: the first entry must be %s (got %q)", ErrBadBackup, backupManifestName, h.Name)
+			return 0, fmt.Errorf("restore: %w: the first entry must be %s (got %q); to pack an unpacked backup again, name the manifest first: tar cf backup.tar %s %s blobs", ErrBadBackup, backupManifestName, h.Name, backupManifestName, backupStateName)
 		case h.Name == backupStateName:
 			if state, err = io.ReadAll(io.LimitReader(tr, maxBackupState+1)); err != nil {
 				return 0, fmt.Errorf("restore: %w: %w", ErrBadBackup, err)
