@@ -203,7 +203,8 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft: read existing state in %s: %w", raftDir, err)
 	}
-	r, err := raft.NewRaft(rc, cfg.FSM, bolt, bolt, snaps, trans)
+	logs := &countingLogStore{LogStore: bolt, trigger: cfg.LogBytesSnapshot, due: make(chan struct{}, 1)}
+	r, err := raft.NewRaft(rc, cfg.FSM, logs, bolt, snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("raft: start node %s: %w", id, err)
 	}
@@ -232,12 +233,15 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	})
 	r.RegisterObserver(n.observer)
 	go n.observe()
+	compactDone := make(chan struct{})
+	go n.compactLog(logs, compactDone)
 	closers = append(closers, func() error {
 		// Runs before Shutdown (closers unwind in reverse); raft never
 		// blocks on a deregistered observer.
 		r.DeregisterObserver(n.observer)
 		close(n.stopCh)
 		<-n.doneCh
+		<-compactDone
 		return nil
 	})
 	n.batcher = newApplyBatcher(n)

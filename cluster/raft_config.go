@@ -68,8 +68,20 @@ type Config struct {
 	SnapshotInterval time.Duration
 	// TrailingLogs is how many entries a snapshot leaves in the log so a
 	// slightly behind follower catches up without a snapshot. Default
-	// raft's 10240.
+	// raft's 10240. A snapshot taken for LogBytesSnapshot leaves fewer
+	// when the entries are large (TrailingLogBytes).
 	TrailingLogs uint64
+	// LogBytesSnapshot is how many bytes of entries stored since the last
+	// snapshot trigger a new one, whatever their number: raft counts
+	// entries only, and KV values of up to 1 MiB would otherwise grow the
+	// log to gigabytes (8192 entries before a snapshot, 10240 after).
+	// Default DefaultLogBytesSnapshot (256 MiB).
+	LogBytesSnapshot int64
+	// TrailingLogBytes is about how many bytes of entries such a snapshot
+	// leaves in the log: TrailingLogs is lowered to this divided by the
+	// entries' mean size (at least 64). Default DefaultTrailingLogBytes
+	// (64 MiB).
+	TrailingLogBytes int64
 	// ApplyTimeout bounds Apply when its context has no deadline. Default
 	// DefaultApplyTimeout (10 s).
 	ApplyTimeout time.Duration
@@ -89,6 +101,12 @@ type Config struct {
 // one per round trip), a few kB/s, instead of every 50-100 ms.
 const DefaultCommitTimeout = 10 * time.Millisecond
 
+// Defaults of Config.LogBytesSnapshot and Config.TrailingLogBytes.
+const (
+	DefaultLogBytesSnapshot = 256 << 20
+	DefaultTrailingLogBytes = 64 << 20
+)
+
 // DefaultConfig returns the production defaults. Set DataDir and FSM.
 func DefaultConfig() Config {
 	rc := raft.DefaultConfig()
@@ -100,6 +118,8 @@ func DefaultConfig() Config {
 		SnapshotThreshold:  rc.SnapshotThreshold,
 		SnapshotInterval:   rc.SnapshotInterval,
 		TrailingLogs:       rc.TrailingLogs,
+		LogBytesSnapshot:   DefaultLogBytesSnapshot,
+		TrailingLogBytes:   DefaultTrailingLogBytes,
 		ApplyTimeout:       DefaultApplyTimeout,
 		CommitTimeout:      DefaultCommitTimeout,
 	}
@@ -151,6 +171,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = d.TrailingLogs
+	}
+	if c.LogBytesSnapshot == 0 {
+		c.LogBytesSnapshot = d.LogBytesSnapshot
+	}
+	if c.TrailingLogBytes == 0 {
+		c.TrailingLogBytes = d.TrailingLogBytes
 	}
 	if c.ApplyTimeout == 0 {
 		c.ApplyTimeout = d.ApplyTimeout
