@@ -13,7 +13,7 @@ import (
 // gigabytes of disk in minutes. Small entries keep the usual count.
 func TestRaftLogBoundedByBytes(t *testing.T) {
 	cfg := inmemConfig(t, t.TempDir())
-	cfg.LogBytesSnapshot = 1 << 20  // a snapshot per MiB written
+	cfg.LogBytesSnapshot = 1 << 20   // a snapshot per MiB written
 	cfg.TrailingLogBytes = 256 << 10 // keeping about 256 KiB
 	s := openStore(t, cfg)
 	ctx := testCtx(t)
