@@ -59,8 +59,9 @@ test-short: deps
 	$(GO) test -count=1 $(PKGS)
 
 ## docker-test: a three-node cluster in containers from deploy/docker/Dockerfile
-## (FROM scratch): join, deploy, the leader cut off and reconnected (about
-## 70 s; needs a Docker engine, pulls nothing; `make test` skips it).
+## (FROM scratch): join, deploy, the leader cut off and reconnected, every
+## node moved to another subnet at once (about 60 s; needs a Docker engine,
+## pulls nothing; `make test` skips it).
 docker-test: deps build
 	GOJINN_DOCKER_TEST=1 $(GO) test -count=1 -timeout 10m ./test/docker/
 

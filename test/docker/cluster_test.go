@@ -29,7 +29,9 @@ const (
 // network joined through one seed, a deploy through a joined node served
 // by every node over HTTP and HTTPS, the leader cut off with `docker
 // network disconnect`, a new version deployed on the majority, the old
-// leader reconnected and serving that version, and a write through it.
+// leader reconnected and serving that version, and a write through it;
+// then every node moved to another subnet at once, electing a leader
+// again and keeping its functions.
 func TestDockerCluster(t *testing.T) {
 	requireDocker(t)
 	begin := time.Now()
@@ -125,7 +127,66 @@ func TestDockerCluster(t *testing.T) {
 		f.serves(n, "/after", bodyV1, convergeWithin)
 	}
 	f.reportGossip()
+
+	// Every node moves at once: the network is recreated on another
+	// subnet (as `docker-compose down` and `up` may do), so every Raft
+	// address in the configuration is stale. The nodes find each other
+	// again through the seed's name and elect a leader by the addresses
+	// gossip announces; the functions are still there and a write works.
+	before := map[string]string{}
+	for _, n := range f.nodes {
+		before[n.name] = f.ip(n)
+		d.must(dockerTimeout, "stop", "-t", "20", n.name)
+	}
+	recreateNetwork(t, d, f.network, f.nodes)
+	for _, n := range f.nodes {
+		d.must(dockerTimeout, "start", n.name)
+	}
+	for _, n := range f.nodes {
+		if ip := f.ip(n); ip == before[n.name] {
+			t.Fatalf("%s kept its address %s; the test needs every node moved", n.name, ip)
+		}
+		n.admin, n.http, n.https = f.port(n, "9090/tcp"), f.port(n, "8080/tcp"), f.port(n, "8443/tcp")
+	}
+	moved := time.Now()
+	took = waitFor(ctx, t, "a leader and three voters after every node moved", clusterTimeout, func() error {
+		return f.healthy(f.nodes[0], f.nodes)
+	})
+	t.Logf("every node moved (%v); the cluster elected a leader after %s", before, took.Round(time.Millisecond))
+	for _, n := range f.nodes {
+		f.serves(n, "/after", bodyV1, convergeWithin)
+	}
+	f.deploy(f.nodes[2], "moved", v2, "/moved")
+	for _, n := range f.nodes {
+		f.serves(n, "/moved", bodyV2, convergeWithin)
+	}
+	t.Logf("a deploy after the move served everywhere %s after the restart", time.Since(moved).Round(time.Millisecond))
 	t.Logf("whole test: %s", time.Since(begin).Round(time.Millisecond))
+}
+
+// recreateNetwork replaces network name, whose containers nodes are
+// stopped, by one of the same name on another subnet, and connects them
+// to it.
+func recreateNetwork(t *testing.T, d engine, name string, nodes []*node) {
+	t.Helper()
+	old := d.must(dockerTimeout, "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", name)
+	// While the old network exists, the engine gives a probe another
+	// subnet.
+	probe := name + "-probe2"
+	d.must(dockerTimeout, "network", "create", "--label", "gojinn.dockertest=1", probe)
+	subnet := d.must(dockerTimeout, "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", probe)
+	d.must(dockerTimeout, "network", "rm", probe)
+	if subnet == "" || subnet == old {
+		t.Fatalf("no other subnet than %s for the recreated network (got %q)", old, subnet)
+	}
+	for _, n := range nodes {
+		d.must(dockerTimeout, "network", "disconnect", name, n.name)
+	}
+	d.must(dockerTimeout, "network", "rm", name)
+	d.must(dockerTimeout, "network", "create", "--label", "gojinn.dockertest=1", "--subnet", subnet, name)
+	for _, n := range nodes {
+		d.must(dockerTimeout, "network", "connect", name, n.name)
+	}
 }
 
 // writeFile writes b to dir/name and returns the path.

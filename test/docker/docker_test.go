@@ -23,7 +23,7 @@ import (
 
 // Timeouts of single steps; the whole test has testTimeout.
 const (
-	testTimeout    = 5 * time.Minute
+	testTimeout    = 8 * time.Minute
 	dockerTimeout  = 30 * time.Second // one docker command (build has its own)
 	buildTimeout   = 3 * time.Minute  // go build, then docker build
 	startTimeout   = 60 * time.Second // a container prints its banner
