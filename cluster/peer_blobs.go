@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gojinn/gojinn/storage"
@@ -64,12 +65,14 @@ func (p *PeerBlobs) askPeers(ctx context.Context, timeout time.Duration, try fun
 		}
 	}
 	var errs []error
+	var unknown []string
 	for _, s := range servers {
 		if s.ID == p.Node.ID() {
 			continue
 		}
 		url, ok := p.Peers.PeerURL(s.ID)
 		if !ok {
+			unknown = append(unknown, s.ID)
 			continue
 		}
 		tctx, cancel := context.WithTimeout(ctx, timeout)
@@ -83,5 +86,17 @@ func (p *PeerBlobs) askPeers(ctx context.Context, timeout time.Duration, try fun
 			break
 		}
 	}
+	if len(unknown) > 0 {
+		// Without this a node cut off from gossip reported a module
+		// missing everywhere, as if it had never been uploaded.
+		errs = append(errs, fmt.Errorf("%w: the peer API address of server(s) %s is not known: gossip has not reported them (is the gossip port, cluster.gossip_bind, open over TCP and UDP between the nodes?)",
+			errNoPeerAddress, strings.Join(unknown, ", ")))
+	}
+	if len(errs) == 0 {
+		return "", fmt.Errorf("%w: no other server in the Raft configuration", errNoPeerAddress)
+	}
 	return "", errors.Join(errs...)
 }
+
+// errNoPeerAddress is askPeers' error when it could not ask a server.
+var errNoPeerAddress = errors.New("no peer to ask")
