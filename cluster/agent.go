@@ -124,8 +124,11 @@ type Agent struct {
 	// and the error this node stopped with.
 	identityMu sync.Mutex
 	clashSeen  map[string]time.Time
-	failOnce   sync.Once
-	failed     chan error
+	// raftSilenceWarned is when warnRaftSilence last warned (heal's
+	// goroutine only).
+	raftSilenceWarned time.Time
+	failOnce          sync.Once
+	failed            chan error
 
 	gossipKeys [][]byte // the keyring gossip uses, primary first
 
@@ -659,6 +662,7 @@ func (a *Agent) heal(ctx context.Context) {
 		cancel()
 	}
 	if !a.store.node.IsLeader() {
+		a.warnRaftSilence(time.Now())
 		return
 	}
 	servers, err := a.store.node.Servers()
@@ -692,6 +696,39 @@ func (a *Agent) heal(ctx context.Context) {
 		}
 		a.log.Info("re-added a live server that Raft had removed", "server_id", m.Name, "voter", voter)
 	}
+}
+
+// raftSilence is how long a follower may go without hearing from a Raft
+// leader, while gossip shows other live members, before it warns
+// (raftSilenceWarned bounds how often).
+var raftSilence = 30 * time.Second
+
+const raftSilenceRepeat = 5 * time.Minute
+
+// warnRaftSilence (on a non-leader, from heal) warns when no Raft leader
+// has contacted this node for raftSilence although gossip reports other
+// live members: a node whose Raft port the others cannot reach joined
+// gossip and looked healthy, while every deploy waited for it in vain.
+func (a *Agent) warnRaftSilence(now time.Time) {
+	last := a.store.node.raft.LastContact()
+	if last.IsZero() {
+		last = a.store.node.startedAt
+	}
+	if now.Sub(last) < raftSilence || now.Sub(a.raftSilenceWarned) < raftSilenceRepeat {
+		return
+	}
+	alive := 0
+	for _, m := range a.members.Members() {
+		if m.Status == StatusAlive && m.Name != a.store.node.ID() {
+			alive++
+		}
+	}
+	if alive == 0 {
+		return
+	}
+	a.raftSilenceWarned = now
+	a.log.Warn("no Raft leader has contacted this node lately although gossip reports other live members: the leader may not reach this node's Raft address (check that its port is open from the other nodes, and raft.advertise), or the cluster has no quorum",
+		"raft_addr", a.store.node.Addr(), "silent_for", now.Sub(last).Round(time.Second).String(), "live_members", alive)
 }
 
 // repairRaftAddrs (on the leader) points each server of the Raft
