@@ -29,13 +29,21 @@ type reconcileEnv struct {
 	index uint64
 }
 
-func newReconcileEnv(t *testing.T) *reconcileEnv {
+func newReconcileEnv(t *testing.T) *reconcileEnv { return newReconcileEnvWith(t, nil) }
+
+// newReconcileEnvWith is newReconcileEnv with the engine wrapped by wrap
+// (nil: not wrapped).
+func newReconcileEnvWith(t *testing.T, wrap func(cluster.Loader) cluster.Loader) *reconcileEnv {
 	blobs, err := storage.OpenBlobs(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
+	var loader cluster.Loader = enginetest.Engine(t)
+	if wrap != nil {
+		loader = wrap(loader)
+	}
 	env := &reconcileEnv{t: t, reg: storage.NewRegistry(), blobs: blobs, rt: &edge.Router{}}
-	env.rec = cluster.NewReconciler(env.reg, blobs, enginetest.Engine(t), env.rt, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	env.rec = cluster.NewReconciler(env.reg, blobs, loader, env.rt, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); env.rec.Run(ctx) }()
@@ -283,19 +291,10 @@ func (l slowLoader) Load(ctx context.Context, spec runtime.FunctionSpec) (*runti
 // all of them together, so a load balancer probing it pulled the whole
 // fleet on every deploy); the versions it served keep serving meanwhile.
 func TestReadyWhileADeployLoads(t *testing.T) {
-	blobs, err := storage.OpenBlobs(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	release := make(chan struct{})
-	env := &reconcileEnv{t: t, reg: storage.NewRegistry(), blobs: blobs, rt: &edge.Router{}}
-	env.rec = cluster.NewReconciler(env.reg, blobs, slowLoader{Loader: enginetest.Engine(t), slow: "slow", release: release}, env.rt,
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); env.rec.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-
+	env := newReconcileEnvWith(t, func(l cluster.Loader) cluster.Loader {
+		return slowLoader{Loader: l, slow: "slow", release: release}
+	})
 	hello := env.put(runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat"))
 	hello.Mode = storage.ModePooled
 	hello.Routes = []storage.Route{{Path: "/hello/*"}}
