@@ -157,11 +157,13 @@ type Limits struct {
 	// MaxStderr caps what a guest may write to stderr per invocation.
 	// Default 64 KiB; the rest is dropped.
 	MaxStderr int64
-	// MaxInstances caps concurrent invocations of a pooled function.
+	// MaxInstances caps concurrent invocations of a function: pooled
+	// instances, or isolated invocations (each with its own instance).
 	// Default 2 x GOMAXPROCS, at least 4.
 	MaxInstances int
-	// QueueTimeout is how long a request waits for a pooled instance
-	// before failing with ErrBusy. Default 1s.
+	// QueueTimeout is how long a request waits for a pooled instance, or
+	// for an isolated invocation to end, before failing with ErrBusy.
+	// Default 1s.
 	QueueTimeout time.Duration
 }
 

@@ -39,6 +39,10 @@ type Function struct {
 	poolWaitOnce sync.Once
 	poolWait     prometheus.Observer
 
+	// isolated holds a token per isolated invocation under way: at most
+	// MaxInstances run at once (nil in pooled mode).
+	isolated chan struct{}
+
 	mu     sync.Mutex
 	mod    *module // nil while evicted
 	pool   *pool   // nil unless ModePooled and compiled
@@ -76,6 +80,9 @@ func newFunction(e *Engine, spec FunctionSpec, hash [32]byte) *Function {
 		cfg = cfg.WithEnv(k, spec.Env[k])
 	}
 	f.base = cfg
+	if spec.Mode != ModePooled {
+		f.isolated = make(chan struct{}, spec.Limits.MaxInstances)
+	}
 	f.lastUsed.Store(time.Now().UnixNano())
 	return f
 }
@@ -171,8 +178,9 @@ func (f *Function) Invoke(ctx context.Context, req *protocol.Request) (res *Resu
 	}
 	if p != nil {
 		res, err = f.invokePooled(ctx, p, req)
-	} else {
+	} else if err = f.enterIsolated(ctx); err == nil {
 		res, err = f.invokeIsolated(ctx, m, req)
+		<-f.isolated
 	}
 	f.logOutput(req, res, err) // stdout and stderr lines become log records
 	if res != nil {
@@ -263,4 +271,30 @@ func (f *Function) Stats() Stats {
 		s.Instances, s.Idle = f.pool.live(), f.pool.idleCount()
 	}
 	return s
+}
+
+// enterIsolated takes one of the function's MaxInstances isolated
+// invocation tokens, waiting up to QueueTimeout (as a pooled invocation
+// waits for an instance). Each isolated invocation has its own instance
+// with up to the memory limit, so without a cap concurrent requests
+// multiplied it: 64 of a module with 80 MB tables took a node to 2.3 GB.
+func (f *Function) enterIsolated(ctx context.Context) error {
+	select {
+	case f.isolated <- struct{}{}:
+		return nil
+	default:
+	}
+	wait := f.spec.Limits.QueueTimeout
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case f.isolated <- struct{}{}:
+		return nil
+	case <-t.C:
+		return f.errorf(ErrBusy, nil, "all %d isolated invocations stayed busy for %v; retry later or raise max_instances", cap(f.isolated), wait)
+	case <-ctx.Done():
+		return f.errorf(ErrCanceled, context.Cause(ctx), "while waiting for an isolated invocation to end")
+	case <-f.engine.calls.ctx.Done():
+		return f.closedError(nil, "while waiting for an isolated invocation to end")
+	}
 }
