@@ -744,9 +744,24 @@ func (a *Agent) repairRaftAddrs(ctx context.Context, servers []ServerInfo) {
 	for _, m := range a.members.Members() {
 		members[m.Name] = m
 	}
+	self := a.store.node.ID()
 	for _, s := range servers {
+		if s.ID == self {
+			// The leader itself, restarted on a new address while no
+			// other node could take its request (every node moved):
+			// nothing else corrects its own entry. Its own replication
+			// state is not at stake, so it keeps its role.
+			if addr := a.store.node.Addr(); s.Addr != addr {
+				if err := a.store.node.AddServer(ctx, self, addr, s.Voter); err != nil {
+					a.log.Warn("pointing the leader's own Raft entry at its address", "raft_addr", addr, "err", err)
+				} else {
+					a.log.Warn("the leader's own Raft address in the configuration was out of date; updated it", "old_raft_addr", s.Addr, "raft_addr", addr)
+				}
+			}
+			continue
+		}
 		m, ok := members[s.ID]
-		if !ok || m.Status != StatusAlive || m.Meta.RaftAddr == "" || m.Meta.RaftAddr == s.Addr || s.ID == a.store.node.ID() {
+		if !ok || m.Status != StatusAlive || m.Meta.RaftAddr == "" || m.Meta.RaftAddr == s.Addr {
 			continue
 		}
 		if why := a.answersAs(ctx, m); why != "" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -154,7 +155,12 @@ func toAPIError(err error) *APIError {
 		ae.RetryAfter = retryAfter
 		return ae
 	case unavailable(err):
-		ae := apiErrorf(http.StatusServiceUnavailable, CodeUnavailable, "the cluster cannot take writes right now (%v); retry in a few seconds (an election takes a second or two; if it persists, a majority of the voters may be down: `gojinn-node members` shows them)", err)
+		// The cause may say "retry in a few seconds" already.
+		retry := "retry in a few seconds ("
+		if strings.Contains(err.Error(), "retry in a few seconds") {
+			retry = "("
+		}
+		ae := apiErrorf(http.StatusServiceUnavailable, CodeUnavailable, "the cluster cannot take writes right now (%v); %san election takes a second or two; if it persists, a majority of the voters may be down: `gojinn-node members` shows them)", err, retry)
 		ae.RetryAfter = retryAfter
 		return ae
 	case errors.Is(err, context.Canceled):

@@ -47,7 +47,7 @@ func (e *NotLeaderError) Error() string {
 	case e.Lost:
 		return "raft leadership was lost while committing: the write may or may not have been applied; read the state before retrying"
 	case e.LeaderAddr == "":
-		return "this node is not the raft leader and no leader is known (an election is running?)"
+		return "this node is not the raft leader and no leader is known (an election is running?); retry in a few seconds"
 	default:
 		return fmt.Sprintf("this node is not the raft leader; send writes to the leader %s (node %s)", e.LeaderAddr, e.LeaderID)
 	}
