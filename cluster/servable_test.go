@@ -189,9 +189,9 @@ func dropSYNs(t *testing.T, addr string) {
 			return // the backlog is full: SYNs are dropped
 		}
 		if err != nil {
-			t.Skipf("dial %s with a full backlog: %v; want a timeout", addr, err)
+			t.Skipf("this kernel answers a dial to a full listen backlog (%v) instead of dropping the SYN (Linux with tcp_abort_on_overflow=0 drops it), so a peer whose packets are dropped cannot be imitated on %s", err, addr)
 		}
 		t.Cleanup(func() { _ = c.Close() })
 	}
-	t.Skipf("dials to %s with a full backlog still connect", addr)
+	t.Skipf("dials to %s still connect with its listen backlog full, so a peer whose packets are dropped cannot be imitated here (Linux with tcp_abort_on_overflow=0 drops them)", addr)
 }
