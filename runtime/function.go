@@ -179,8 +179,10 @@ func (f *Function) Invoke(ctx context.Context, req *protocol.Request) (res *Resu
 	if p != nil {
 		res, err = f.invokePooled(ctx, p, req)
 	} else if err = f.enterIsolated(ctx); err == nil {
-		res, err = f.invokeIsolated(ctx, m, req)
-		<-f.isolated
+		func() {
+			defer func() { <-f.isolated }() // also if a host bug panics
+			res, err = f.invokeIsolated(ctx, m, req)
+		}()
 	}
 	f.logOutput(req, res, err) // stdout and stderr lines become log records
 	if res != nil {
