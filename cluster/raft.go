@@ -87,6 +87,7 @@ type Node struct {
 	raft      *raft.Raft
 	trans     raft.Transport
 	bolt      *raftboltdb.BoltStore
+	stable    *stableStore // raft's view of bolt's stable half; closes it
 	startedAt time.Time
 	// startedEmpty is set when Open found no Raft state: a node opened
 	// with Join that is not in a cluster yet, or one that bootstrapped.
@@ -96,8 +97,10 @@ type Node struct {
 	obsCh    chan raft.Observation
 	stopCh   chan struct{}
 	doneCh   chan struct{}
-	applies  sync.WaitGroup
-	batcher  *applyBatcher
+	// compactDone is closed when compactLog (raft_compact.go) returns.
+	compactDone chan struct{}
+	applies     sync.WaitGroup
+	batcher     *applyBatcher
 	// kvMetrics counts KV operations (Store) and batch sizes (batcher)
 	// for the Collector.
 	kvMetrics kvMetrics
@@ -168,7 +171,8 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		return nil, fmt.Errorf("raft: open %s: %w", dbPath, err)
 	}
-	closers = append(closers, bolt.Close)
+	stable := &stableStore{StableStore: bolt}
+	closers = append(closers, func() error { return stable.close(bolt.Close) })
 
 	// BoltDB creates the file 0600, but one from elsewhere (an image, a
 	// copy) may be wider: it holds the same secrets as the snapshots.
@@ -204,7 +208,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("raft: read existing state in %s: %w", raftDir, err)
 	}
 	logs := &countingLogStore{LogStore: bolt, trigger: cfg.LogBytesSnapshot, due: make(chan struct{}, 1)}
-	r, err := raft.NewRaft(rc, cfg.FSM, logs, bolt, snaps, trans)
+	r, err := raft.NewRaft(rc, cfg.FSM, logs, stable, snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("raft: start node %s: %w", id, err)
 	}
@@ -233,7 +237,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	})
 	r.RegisterObserver(n.observer)
 	go n.observe()
-	compactDone := make(chan struct{})
+	n.stable = stable
+	n.compactDone = make(chan struct{})
+	compactDone := n.compactDone
 	go n.compactLog(logs, compactDone)
 	closers = append(closers, func() error {
 		// Runs before Shutdown (closers unwind in reverse); raft never
@@ -640,6 +646,7 @@ func (n *Node) Close() error {
 		n.raft.DeregisterObserver(n.observer)
 		close(n.stopCh)
 		<-n.doneCh
+		<-n.compactDone
 		// Shutdown resolves every pending future, so the waiters end at
 		// once; hashicorp/raft v1.7.3 can miss one that sits in its FSM
 		// queue at the instant of shutdown, and Close must not hang on it.
@@ -651,7 +658,7 @@ func (n *Node) Close() error {
 				errs = append(errs, fmt.Errorf("raft transport close: %w", err))
 			}
 		}
-		if err := n.bolt.Close(); err != nil {
+		if err := n.stable.close(n.bolt.Close); err != nil {
 			errs = append(errs, fmt.Errorf("raft.db close: %w", err))
 		}
 		n.closeErr = errors.Join(errs...)
