@@ -244,8 +244,14 @@ func TestAgentsMaxVotersFive(t *testing.T) {
 // leaderAgent waits for one of agents to lead and returns it.
 func leaderAgent(t *testing.T, agents []*Agent) *Agent {
 	t.Helper()
+	return leaderAgentWithin(t, agents, 10*time.Second)
+}
+
+// leaderAgentWithin is leaderAgent waiting up to d.
+func leaderAgentWithin(t *testing.T, agents []*Agent, d time.Duration) *Agent {
+	t.Helper()
 	var l *Agent
-	waitFor(t, 10*time.Second, "a leader", func() bool {
+	waitFor(t, d, "a leader", func() bool {
 		for _, a := range agents {
 			if a.Store().Node().IsLeader() {
 				l = a

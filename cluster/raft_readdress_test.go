@@ -49,16 +49,7 @@ func TestClusterElectsAfterEveryNodeMoved(t *testing.T) {
 			t.Fatalf("node %s restarted on its old Raft address %s; the test needs a new one", id, old[id])
 		}
 	}
-	var l *Agent
-	waitFor(t, 60*time.Second, "a leader after every node moved", func() bool {
-		for _, a := range agents {
-			if a.Store().Node().IsLeader() {
-				l = a
-				return true
-			}
-		}
-		return false
-	})
+	l := leaderAgentWithin(t, agents, 60*time.Second) // after every node moved
 	if e, err := l.Store().KVGet(ctx, "moved", "k", ConsistencyLinearizable); err != nil || string(e.Value) != "before" {
 		t.Fatalf("after the move the leader reads %q, %v; want the value written before", e.Value, err)
 	}

@@ -75,6 +75,20 @@ func (e *reconcileEnv) apply(c storage.Command) storage.ApplyResult {
 	return res
 }
 
+// deployTinyHello deploys the tiny pooled reactor as "hello" at /hello/*,
+// waits until it serves, and returns its spec.
+func (e *reconcileEnv) deployTinyHello() storage.Spec {
+	e.t.Helper()
+	hello := e.put(runtimetest.WAT(e.t, "runtime/testdata/wat/tiny-reactor.wat"))
+	hello.Mode = storage.ModePooled
+	hello.Routes = []storage.Route{{Path: "/hello/*"}}
+	res := e.apply(storage.Command{Op: storage.OpDeploy, Name: "hello", Spec: &hello})
+	if err := waitReady(e.t, e.rec, "hello", res.Version.Version); err != nil {
+		e.t.Fatal(err)
+	}
+	return hello
+}
+
 func (e *reconcileEnv) lookup(host, path string) (edge.Match, edge.LookupStatus) {
 	return e.rt.Lookup(host, path, "GET")
 }
@@ -90,13 +104,7 @@ func waitReady(t *testing.T, rec *cluster.Reconciler, name string, v int64) erro
 // previous one serving, and removal takes the routes away.
 func TestReconcilerLifecycle(t *testing.T) {
 	env := newReconcileEnv(t)
-	hello := env.put(runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat"))
-	hello.Mode = storage.ModePooled
-	hello.Routes = []storage.Route{{Path: "/hello/*"}}
-	res := env.apply(storage.Command{Op: storage.OpDeploy, Name: "hello", Spec: &hello})
-	if err := waitReady(t, env.rec, "hello", res.Version.Version); err != nil {
-		t.Fatal(err)
-	}
+	env.deployTinyHello()
 	if m, st := env.lookup("any.example", "/hello/x"); st != edge.RouteFound || m.Function != "hello" {
 		t.Fatalf("after deploy: %v %+v", st, m)
 	}
@@ -295,13 +303,7 @@ func TestReadyWhileADeployLoads(t *testing.T) {
 	env := newReconcileEnvWith(t, func(l cluster.Loader) cluster.Loader {
 		return slowLoader{Loader: l, slow: "slow", release: release}
 	})
-	hello := env.put(runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat"))
-	hello.Mode = storage.ModePooled
-	hello.Routes = []storage.Route{{Path: "/hello/*"}}
-	res := env.apply(storage.Command{Op: storage.OpDeploy, Name: "hello", Spec: &hello})
-	if err := waitReady(t, env.rec, "hello", res.Version.Version); err != nil {
-		t.Fatal(err)
-	}
+	hello := env.deployTinyHello()
 	slow := hello
 	slow.Routes = []storage.Route{{Path: "/slow/*"}}
 	env.apply(storage.Command{Op: storage.OpDeploy, Name: "slow", Spec: &slow})
