@@ -106,8 +106,13 @@ func (c TLSConfig) Validate() error {
 			return tlsConfigError("names", "%q: %v", n, err)
 		}
 	}
-	if mode != TLSModeFiles && (c.CertFile != "" || c.KeyFile != "") {
+	switch {
+	case mode != TLSModeFiles && c.CertFile != "":
 		return tlsConfigError("cert_file", "only used in mode files (mode is %s)", mode)
+	case mode != TLSModeFiles && c.KeyFile != "":
+		return tlsConfigError("key_file", "only used in mode files (mode is %s)", mode)
+	case mode == TLSModeFiles && len(c.Names) > 0:
+		return tlsConfigError("names", "not used in mode files: the names served are the certificate's own (in cert_file); remove tls.names")
 	}
 	if mode != TLSModeACME {
 		switch {

@@ -90,6 +90,15 @@ func (f *filesTLS) load() error {
 	return nil
 }
 
+// CheckTLSFiles reads the certificate and key pair of mode files as the
+// edge will, so that a configuration can be refused before a node starts.
+// Its errors name the config key (tls.cert_file or tls.key_file) and the
+// file.
+func CheckTLSFiles(certFile, keyFile string) error {
+	f := &filesTLS{certFile: certFile, keyFile: keyFile}
+	return f.load()
+}
+
 func hasPEMBlock(data []byte, ok func(typ string) bool) bool {
 	for {
 		var block *pem.Block

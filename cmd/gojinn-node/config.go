@@ -442,7 +442,48 @@ func (c Config) Validate() error {
 	if host, _, _ := net.SplitHostPort(c.Raft.Bind); c.Raft.Advertise == "" && unspecifiedHost(host) {
 		return bad("raft.advertise", "is empty, and raft.bind %q listens on every address, so Raft cannot tell peers which one to dial: set raft.advertise to IP:PORT other nodes reach this one at (or pass --advertise IP), or bind one address", c.Raft.Bind)
 	}
-	return c.Cluster.validate(bad, addr)
+	if err := c.Cluster.validate(bad, addr); err != nil {
+		return err
+	}
+	return c.checkListenerPorts(bad)
+}
+
+// checkListenerPorts refuses two of the node's listeners on one port they
+// cannot share (one protocol, and the same or an unspecified host): the
+// second would fail to listen once the node had written its data
+// directory, with an "address already in use" that points at another
+// process. Port 0 (any free port) never clashes.
+func (c Config) checkListenerPorts(bad func(key, format string, args ...any) error) error {
+	type listener struct {
+		key, addr string
+		tcp, udp  bool
+	}
+	ls := []listener{
+		{"edge.https", c.Edge.HTTPS, true, true}, // HTTP/3 on UDP
+		{"edge.http", c.Edge.HTTP, true, false},
+		{"admin.listen", c.Admin.Listen, true, false},
+		{"raft.bind", c.Raft.Bind, true, false},
+	}
+	if c.Cluster.Enabled {
+		ls = append(ls, listener{"cluster.peer_listen", c.Cluster.PeerListen, true, false},
+			listener{"cluster.gossip_bind", c.Cluster.GossipBind, true, true})
+	}
+	for i, a := range ls {
+		ah, ap, err := net.SplitHostPort(a.addr)
+		if err != nil || ap == "0" {
+			continue
+		}
+		for _, b := range ls[i+1:] {
+			bh, bp, err := net.SplitHostPort(b.addr)
+			if err != nil || bp != ap || !(a.tcp && b.tcp || a.udp && b.udp) {
+				continue
+			}
+			if ah == bh || unspecifiedHost(ah) || unspecifiedHost(bh) {
+				return bad(b.key, "%q uses the port of %s (%q); give each listener its own port", b.addr, a.key, a.addr)
+			}
+		}
+	}
+	return nil
 }
 
 func (c ClusterConfig) validate(bad func(key, format string, args ...any) error, addr func(key, v string, optional bool) error) error {
@@ -460,7 +501,9 @@ func (c ClusterConfig) validate(bad func(key, format string, args ...any) error,
 				return bad(k.key, "is set but cluster.enabled is false; set cluster.enabled = true (--cluster) or remove it")
 			}
 		}
-		return nil
+		// The other keys have defaults and are checked all the same: a
+		// configuration staged now must not fail on the day clustering
+		// is switched on.
 	}
 	for _, k := range []struct {
 		key, v   string
@@ -520,7 +563,7 @@ func (c ClusterConfig) validateGossipKeys(bad func(key, format string, args ...a
 	add := func(key, s string) error {
 		k, err := cluster.ParseGossipKey(s)
 		if err != nil {
-			return bad(key, "%v (make one with `gojinn-node keygen`)", err)
+			return bad(key, "%v", err) // the error names gojinn-node keygen
 		}
 		for j, prev := range ring {
 			if bytes.Equal(prev, k) {

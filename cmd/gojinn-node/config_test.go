@@ -37,6 +37,15 @@ func TestConfigDefaultsValidate(t *testing.T) {
 	if err := prod.Validate(); err != nil {
 		t.Fatalf("production defaults with a name and an email: %v", err)
 	}
+	prod.Cluster.Enabled, prod.Raft.Advertise = true, "10.0.0.1:7947"
+	if err := prod.Validate(); err != nil {
+		t.Fatalf("production defaults of a cluster member: %v", err)
+	}
+	// One port on two hosts, or for two protocols, is no clash.
+	prod.Edge.HTTPS, prod.Admin.Listen = "10.0.0.1:9443", "127.0.0.1:9443"
+	if err := prod.Validate(); err != nil {
+		t.Fatalf("admin and HTTPS on one port of two hosts: %v", err)
+	}
 }
 
 // Every invalid value is refused with the key that holds it.
@@ -95,6 +104,23 @@ func TestConfigValidateTable(t *testing.T) {
 		{"cluster.gossip_advertise", func(c *Config) { c.Cluster.Enabled, c.Cluster.GossipAdvertise = true, "0.0.0.0:7946" }},
 		{"cluster.join_token", func(c *Config) { c.Cluster.Enabled, c.Cluster.JoinToken = true, "gjn_AbC" }},
 		{"cluster.join_token", func(c *Config) { c.Cluster.Enabled, c.Cluster.JoinToken = true, "abc" }},
+		// Cluster keys with defaults are checked without cluster mode too:
+		// a staged configuration must not fail the day it is switched on.
+		{"cluster.profile", func(c *Config) { c.Cluster.Profile = "fast" }},
+		{"cluster.max_voters", func(c *Config) { c.Cluster.MaxVoters = -1 }},
+		{"cluster.gossip_key", func(c *Config) { c.Cluster.GossipKey = "notbase64!!" }},
+		{"cluster.dead_server_timeout", func(c *Config) { c.Cluster.DeadServerTimeout = 0 }},
+		{"tls.names", func(c *Config) {
+			c.TLS.Mode, c.TLS.CertFile, c.TLS.KeyFile, c.TLS.Names = "files", "/etc/cert.pem", "/etc/key.pem", []string{"x.local"}
+		}},
+		{"tls.key_file", func(c *Config) { c.TLS.KeyFile = "/etc/key.pem" }},
+		// Two listeners on one port.
+		{"admin.listen", func(c *Config) { c.Edge.HTTPS, c.Admin.Listen = "127.0.0.1:18443", "127.0.0.1:18443" }},
+		{"admin.listen", func(c *Config) { c.Edge.HTTPS, c.Admin.Listen = ":18443", "127.0.0.1:18443" }},
+		{"edge.http", func(c *Config) { c.Edge.HTTPS, c.Edge.HTTP = ":443", ":443" }},
+		{"cluster.gossip_bind", func(c *Config) {
+			c.Cluster.Enabled, c.Edge.HTTPS, c.Cluster.GossipBind = true, "10.0.0.1:7946", "0.0.0.0:7946"
+		}},
 	} {
 		cfg := DevConfig()
 		c.mod(&cfg)

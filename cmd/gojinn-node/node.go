@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/subtle"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -386,8 +385,8 @@ func (c Config) edgeTLS() (edge.TLSConfig, error) {
 		// Read now, so that a wrong path stops the node before it writes
 		// anything (the edge reads the pair again at start, and on
 		// change).
-		if _, err := tls.LoadX509KeyPair(tc.CertFile, tc.KeyFile); err != nil {
-			return tc, fmt.Errorf("config key tls.cert_file / tls.key_file: %w", err)
+		if err := edge.CheckTLSFiles(tc.CertFile, tc.KeyFile); err != nil {
+			return tc, fmt.Errorf("config key %w", err)
 		}
 	}
 	return tc, nil
