@@ -8,7 +8,9 @@ PKGS      := ./...
 STAMP     := .deps.stamp
 GOLANGCI  := $(shell $(GO) env GOPATH)/bin/golangci-lint
 GOLANGCI_VERSION := v2.15.0
-LDFLAGS   := -s -w
+# VERSION names the build (gojinn-node version, members, /v1/status).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED := 0
 
 .PHONY: all deps build build-all run test test-short check lint fmt bench fuzz clean examples docker-test

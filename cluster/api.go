@@ -110,6 +110,10 @@ type APIConfig struct {
 	// Version is the node's build version, shown in /v1/status when the
 	// registry leaves it empty.
 	Version string
+	// NodeName and RaftAddr describe this node in GET /v1/members when
+	// Members is nil (a node outside cluster mode): its node_name and its
+	// Raft address.
+	NodeName, RaftAddr string
 	// Members lists the cluster's members for GET /v1/members; nil on a
 	// node without a cluster (the list then holds only this node).
 	Members func() []MemberInfo
@@ -412,7 +416,7 @@ func (a *api) memberList() []MemberInfo {
 	if st.RaftState == "Leader" {
 		role = "leader"
 	}
-	return []MemberInfo{{Name: st.NodeID, Status: "alive", Role: role, Version: a.cfg.Version}}
+	return []MemberInfo{{Name: st.NodeID, NodeName: a.cfg.NodeName, Status: "alive", Role: role, Version: a.cfg.Version, RaftAddr: a.cfg.RaftAddr}}
 }
 
 // Error codes of DELETE /v1/members/{name}.

@@ -696,3 +696,24 @@ func fileSize(t *testing.T, path string) int64 {
 	}
 	return fi.Size()
 }
+
+// A node outside cluster mode lists itself in members with its node_name
+// and Raft address, as a cluster member does.
+func TestStandaloneMembers(t *testing.T) {
+	n := startDev(t, filepath.Join(t.TempDir(), "data"), "")
+	var list []cluster.MemberInfo
+	if err := json.Unmarshal([]byte(n.cli(0, "members", "--json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	if len(list) != 1 {
+		t.Fatalf("members: %+v", list)
+	}
+	m := list[0]
+	if m.NodeName != host || m.RaftAddr == "" || m.Role != "leader" || m.Status != "alive" || m.Version != version {
+		t.Fatalf("member %+v, want node_name %q, a Raft address, leader, alive, version %q", m, host, version)
+	}
+	if table := n.cli(0, "members"); !strings.Contains(table, host) || !strings.Contains(table, m.RaftAddr) {
+		t.Fatalf("members table lacks the node name or Raft address:\n%s", table)
+	}
+}

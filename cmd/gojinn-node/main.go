@@ -59,7 +59,6 @@ other:
 Run 'gojinn-node <command> -h' for a command's flags.
 `
 
-var version = "dev"
 
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -335,7 +334,11 @@ func agentFailed(n *node) <-chan error {
 
 func printBanner(w io.Writer, n *node, dev bool) {
 	https, h3, plain := n.edge.Addrs()
-	fmt.Fprintf(w, "gojinn node %s ready\n", version)
+	mode := "agent"
+	if dev {
+		mode = "dev"
+	}
+	fmt.Fprintf(w, "gojinn-node %s %s ready\n", mode, version)
 	if plain != "" {
 		fmt.Fprintf(w, "  http:   http://%s/\n", plain)
 	}

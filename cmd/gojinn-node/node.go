@@ -231,6 +231,8 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		Version:        version,
 		Logs:           n.logs,
 		NodeID:         n.store.Node().ID(),
+		NodeName:       cfg.nodeName(),
+		RaftAddr:       n.store.Node().Addr(),
 	}
 	if n.agent != nil {
 		// A deploy is servable when every live node serves it.
