@@ -59,7 +59,6 @@ other:
 Run 'gojinn-node <command> -h' for a command's flags.
 `
 
-
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return runLookup(ctx, args, stdout, stderr, os.LookupEnv)
