@@ -79,6 +79,12 @@ type ServerConfig struct {
 	// ShutdownGrace is how long Shutdown lets in-flight requests finish
 	// before closing connections. Default 10s.
 	ShutdownGrace time.Duration
+	// OnGraceEnd, when set, is called once if ShutdownGrace ends with
+	// requests in flight. It should make them finish: a node stops the
+	// function calls under way, which then answer 503. The edge gives
+	// them up to AfterGrace more to be written before it closes the
+	// connections, so a client gets an answer, not a reset.
+	OnGraceEnd func()
 	// Logger receives listener events. Default slog.Default().
 	Logger *slog.Logger
 	// Metrics counts the TLS handshakes of the HTTPS listeners (TCP and
@@ -447,10 +453,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return s.shutdownErr
 }
 
+// AfterGrace is how long the edge's shutdown waits, after
+// ServerConfig.OnGraceEnd, for the requests it made finish to be answered.
+const AfterGrace = time.Second
+
 func (s *Server) shutdown(ctx context.Context) error {
-	ctx, cancel := context.WithTimeoutCause(ctx, s.cfg.ShutdownGrace,
-		fmt.Errorf("edge: shutdown grace period of %s ended with requests in flight", s.cfg.ShutdownGrace))
+	grace := s.cfg.ShutdownGrace
+	drainFor := grace
+	if s.cfg.OnGraceEnd != nil {
+		drainFor += AfterGrace
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, drainFor,
+		fmt.Errorf("edge: shutdown grace period of %s ended with requests in flight", grace))
 	defer cancel()
+	if s.cfg.OnGraceEnd != nil {
+		t := time.AfterFunc(grace, s.cfg.OnGraceEnd)
+		defer t.Stop() // the servers drained in time
+	}
 	var errs []error
 	// 1. Stop accepting new QUIC connections; existing ones keep their
 	// transport until the HTTP/3 server has drained them.

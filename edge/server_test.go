@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -313,6 +314,74 @@ func TestServerShutdownGraceEnds(t *testing.T) {
 	err := s.Shutdown(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "grace period") {
 		t.Fatalf("shutdown: %v, want the grace period named", err)
+	}
+}
+
+// With OnGraceEnd, requests still running when the grace period ends are
+// told to finish, and their answers reach the clients over every protocol
+// before the connections close.
+func TestServerShutdownGraceEndAnswers(t *testing.T) {
+	stop := make(chan struct{})
+	started := make(chan struct{}, 3)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		select {
+		case <-stop:
+			http.Error(w, "stopped at shutdown", http.StatusServiceUnavailable)
+		case <-r.Context().Done():
+		}
+	})
+	var calls atomic.Int32
+	s := startServer(t, edge.ServerConfig{ShutdownGrace: 200 * time.Millisecond, OnGraceEnd: func() {
+		calls.Add(1)
+		close(stop)
+	}}, h)
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	results := make(chan result, 3)
+	for _, c := range []*http.Client{s.h1, s.h2, s.h3} {
+		go func() {
+			resp, err := c.Get(s.httpsURL + "/")
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			results <- result{resp.StatusCode, string(b), err}
+		}()
+	}
+	for range 3 {
+		<-started
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatalf("shutdown: %v (the requests finished after OnGraceEnd)", err)
+	}
+	for range 3 {
+		if r := <-results; r.err != nil || r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "stopped at shutdown") {
+			t.Errorf("in-flight request: %d %q %v, want the handler's 503", r.status, r.body, r.err)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("OnGraceEnd called %d times, want 1", n)
+	}
+}
+
+// OnGraceEnd is not called when the requests finish within the grace
+// period.
+func TestServerShutdownInGraceSkipsOnGraceEnd(t *testing.T) {
+	var calls atomic.Int32
+	s := startServer(t, edge.ServerConfig{ShutdownGrace: 100 * time.Millisecond, OnGraceEnd: func() { calls.Add(1) }},
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("OnGraceEnd called %d times after a drained shutdown, want 0", n)
 	}
 }
 

@@ -188,6 +188,14 @@ func (e *Engine) Invoke(ctx context.Context, name string, req *protocol.Request)
 	return f.Invoke(ctx, req)
 }
 
+// StopCalls stops every call under way as Close does, without releasing
+// anything: guests stop at their next loop iteration, sleeps and KV calls
+// are woken, their invocations fail with ErrEngineClosed, and new ones are
+// refused with it. A node calls it when its edge's shutdown grace period
+// ends, so that requests still running are answered (503) before their
+// connections close. Close must still be called.
+func (e *Engine) StopCalls() { e.calls.stop() }
+
 // Close unloads every function and releases the wazero runtimes. It first
 // stops the invocations and idle calls under way, of these functions or of
 // versions they replaced, as a timeout would (a sleep or KV call under way

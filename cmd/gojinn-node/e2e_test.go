@@ -717,3 +717,80 @@ func TestStandaloneMembers(t *testing.T) {
 		t.Fatalf("members table lacks the node name or Raft address:\n%s", table)
 	}
 }
+
+// A request still running when edge.shutdown_grace ends is answered 503
+// (the node stopped its function call), not cut off with its connection
+// and logged as the client's doing (499).
+func TestShutdownGraceEndAnswers503(t *testing.T) {
+	dir := t.TempDir()
+	sleeper := writeModule(t, dir, "sleep.wasm", runtimetest.WAT(t, "runtime/testdata/wat/sleep-answer.wat"))
+	p := writeNodeConfig(t, dir, "shutdown_grace = \"300ms\"\naccess_log = true\n", "")
+	n := &devNode{t: t, plainClient: &http.Client{Timeout: 30 * time.Second}}
+	n.launch([]string{"agent", "--config", p}, func(string) string { return "" })
+	if n.admin == "" || n.http == "" || n.token == "" {
+		n.cancel()
+		t.Fatalf("incomplete banner (admin %q http %q)\nstderr: %s", n.admin, n.http, n.stderr.String())
+	}
+	n.cli(0, "deploy", "sleeper", sleeper, "--route", "/sleep", "--timeout", "60s")
+
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := n.plainClient.Get("http://" + n.http + "/sleep")
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- result{resp.StatusCode, string(b), err}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(n.stderr.String(), `"running"`) {
+		if time.Now().After(deadline) {
+			n.cancel()
+			t.Fatalf("the guest never started\nstderr: %s", n.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	n.cancel()
+	select {
+	case r := <-got:
+		if r.err != nil || r.code != http.StatusServiceUnavailable {
+			t.Fatalf("request running at shutdown: %d %q %v, want a 503", r.code, r.body, r.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no answer 20 s after the stop (grace 300ms)")
+	}
+	select {
+	case code := <-n.done:
+		if code != 0 {
+			t.Fatalf("exit %d\nstderr: %s", code, n.stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("did not stop within 30 s")
+	}
+	var access, failed map[string]any
+	for _, line := range strings.Split(n.stderr.String(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue
+		}
+		switch {
+		case rec["msg"] == "request" && rec["path"] == "/sleep":
+			access = rec
+		case rec["msg"] == "invocation failed" && rec["function"] == "sleeper":
+			failed = rec
+		}
+	}
+	if access == nil || access["status"] != 503.0 {
+		t.Errorf("access log line: %v, want status 503", access)
+	}
+	if failed == nil || !strings.Contains(fmt.Sprint(failed["err"]), "engine closed") {
+		t.Errorf("failure line: %v, want the engine closed named", failed)
+	}
+}

@@ -294,7 +294,10 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		ReadTimeout: time.Duration(cfg.Edge.ReadTimeout), WriteTimeout: time.Duration(cfg.Edge.WriteTimeout),
 		IdleTimeout: time.Duration(cfg.Edge.IdleTimeout), MaxConns: cfg.Edge.MaxConns,
 		MaxConcurrentStreams: cfg.Edge.MaxConcurrentStreams, ShutdownGrace: time.Duration(cfg.Edge.ShutdownGrace),
-		Logger: log.With("component", "edge"),
+		// Calls still running when the grace period ends are stopped
+		// and answered 503, not cut off with their connections.
+		OnGraceEnd: n.engine.StopCalls,
+		Logger:     log.With("component", "edge"),
 	}
 	if n.tls != nil {
 		sc.TCPTLS, sc.QUICTLS, sc.PlainWrap = n.tls.TCPConfig(), n.tls.QUICConfig(), n.tls.HTTPChallengeHandler
