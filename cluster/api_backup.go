@@ -3,8 +3,10 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"strings"
 )
 
 // Backuper is what the backup endpoints need of the registry; *Store
@@ -110,6 +112,38 @@ func (a *api) restore(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
+	a.log.Info("backup restored", "functions", len(a.cfg.Registry.Functions()))
+	if err := a.waitRestored(r.Context()); err != nil {
+		return err
+	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// waitRestored waits, as a deploy does, until the active version of every
+// function the restore left is served (on every live member of a
+// cluster), for at most the deploy wait bound in all: a restore that
+// answers has its functions serving, so a script may call them at once.
+func (a *api) waitRestored(ctx context.Context) error {
+	d := a.cfg.WaitTimeout
+	if a.cfg.WaitReady == nil || d == 0 {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var late []string
+	for _, f := range a.cfg.Registry.Functions() {
+		if err := a.cfg.WaitReady(wctx, f.Name, f.Active); err != nil {
+			if ctx.Err() != nil {
+				return err // the client went away
+			}
+			late = append(late, fmt.Sprintf("%s version %d (%v)", f.Name, f.Active, err))
+		}
+	}
+	if len(late) > 0 {
+		return apiErrorf(http.StatusGatewayTimeout, CodeWaitTimeout,
+			"the backup is restored, but within %v these functions were not confirmed serving: %s; they may still become ready: check GET /v1/functions (`gojinn-node functions`)",
+			d, strings.Join(late, "; "))
+	}
 	return nil
 }
