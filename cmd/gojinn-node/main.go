@@ -283,7 +283,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, dev bool, seed func(context.Context, *node) error) int {
 	n, err := startNodeSeeded(ctx, cfg, log, dev, seed)
 	if err != nil {
-		log.Error("node failed to start", "err", err)
+		if hint := startHint(err); hint != "" {
+			log.Error("node failed to start", "err", err, "hint", hint)
+		} else {
+			log.Error("node failed to start", "err", err)
+		}
 		return 1
 	}
 	printBanner(stdout, n, dev)
