@@ -25,7 +25,13 @@ type Invoker interface {
 // ToRequest reads r (its body capped at maxBody bytes) into a protocol
 // request with a fresh request id.
 func ToRequest(r *http.Request, maxBody int64) (*protocol.Request, error) {
-	body, err := readBody(r.Body, r.ContentLength, maxBody)
+	return toRequest(r, maxBody, nil)
+}
+
+// toRequest is ToRequest with the body's buffers charged to acct (nil:
+// not charged).
+func toRequest(r *http.Request, maxBody int64, acct *bodyAccount) (*protocol.Request, error) {
+	body, err := readBody(r.Body, r.ContentLength, maxBody, acct)
 	if err != nil {
 		return nil, err
 	}
@@ -49,6 +55,9 @@ func ToRequest(r *http.Request, maxBody int64) (*protocol.Request, error) {
 	}, nil
 }
 
+// errBodyLength marks a body that does not match its Content-Length.
+var errBodyLength = errors.New("Content-Length mismatch")
+
 // bodyProbes are the buffers readBody reads a body of unknown length into
 // first: most such bodies are empty (an HTTP/3 GET has no Content-Length),
 // and finding that out should not allocate.
@@ -57,8 +66,9 @@ var bodyProbes = sync.Pool{New: func() any { return new([512]byte) }}
 // readBody reads a request body of contentLength bytes (-1: unknown), at
 // most maxBody bytes; a longer one is an *http.MaxBytesError. An empty body
 // is nil. Buffers grow with the bytes that arrive, whatever the client
-// declared.
-func readBody(body io.Reader, contentLength, maxBody int64) ([]byte, error) {
+// declared, and each is charged to acct first (errBodyMemory when the
+// node's budget is spent).
+func readBody(body io.Reader, contentLength, maxBody int64, acct *bodyAccount) ([]byte, error) {
 	if body == nil || body == http.NoBody || contentLength == 0 {
 		// A server request with ContentLength 0 has no body.
 		return nil, nil
@@ -67,7 +77,7 @@ func readBody(body io.Reader, contentLength, maxBody int64) ([]byte, error) {
 		return nil, &http.MaxBytesError{Limit: maxBody}
 	}
 	if contentLength > 0 {
-		return readDeclared(body, contentLength)
+		return readDeclared(body, contentLength, acct)
 	}
 	probe := bodyProbes.Get().(*[512]byte)
 	var n int
@@ -86,11 +96,20 @@ func readBody(body io.Reader, contentLength, maxBody int64) ([]byte, error) {
 		bodyProbes.Put(probe)
 		return nil, &http.MaxBytesError{Limit: maxBody}
 	}
+	if !acct.hold(4096) {
+		bodyProbes.Put(probe)
+		return nil, errBodyMemory
+	}
 	b := append(make([]byte, 0, 4096), probe[:n]...)
 	bodyProbes.Put(probe)
 	for err == nil {
 		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
+			// Double, but never past one byte over the limit.
+			next := min(2*int64(cap(b)), maxBody+1)
+			if !acct.hold(next) {
+				return nil, errBodyMemory
+			}
+			b = append(make([]byte, 0, next), b...)
 		}
 		n, err = body.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
@@ -115,13 +134,20 @@ const declaredBodyBuffer = 64 << 10
 // caller's limit): exactly n bytes, or an error. The buffer starts at
 // min(n+1, declaredBodyBuffer) bytes, so small bodies cost one
 // allocation, and doubles as it fills, never past n+1.
-func readDeclared(body io.Reader, n int64) ([]byte, error) {
+func readDeclared(body io.Reader, n int64, acct *bodyAccount) ([]byte, error) {
 	want := n + 1 // one byte more than declared tells a longer body from an exact one
+	if !acct.hold(min(want, declaredBodyBuffer)) {
+		return nil, errBodyMemory
+	}
 	buf := make([]byte, 0, min(want, declaredBodyBuffer))
 	var err error
 	for int64(len(buf)) < want && err == nil {
 		if len(buf) == cap(buf) {
-			buf = append(make([]byte, 0, min(want, 2*int64(cap(buf)))), buf...)
+			next := min(want, 2*int64(cap(buf)))
+			if !acct.hold(next) {
+				return nil, errBodyMemory
+			}
+			buf = append(make([]byte, 0, next), buf...)
 		}
 		var m int
 		m, err = body.Read(buf[len(buf):cap(buf)])
@@ -130,11 +156,11 @@ func readDeclared(body io.Reader, n int64) ([]byte, error) {
 	got := int64(len(buf))
 	switch {
 	case got > n:
-		return nil, fmt.Errorf("the body is longer than its Content-Length of %d bytes", n)
+		return nil, fmt.Errorf("%w: the body is longer than its Content-Length of %d bytes", errBodyLength, n)
 	case got == n && (err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF)):
 		return buf[:got:got], nil
 	case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF):
-		return nil, fmt.Errorf("the body ended after %d of its %d bytes (Content-Length): %w", got, n, io.ErrUnexpectedEOF)
+		return nil, fmt.Errorf("%w: the body ended after %d of its %d bytes (Content-Length): %w", errBodyLength, got, n, io.ErrUnexpectedEOF)
 	default:
 		return nil, err
 	}
@@ -167,6 +193,12 @@ func WriteResponse(w http.ResponseWriter, r *http.Request, resp *protocol.Respon
 	}
 	status := resp.StatusOrDefault()
 	switch {
+	case status == http.StatusResetContent:
+		// 205 must not carry content (RFC 9110 section 15.3.6): a body
+		// the guest wrote is dropped, and the length says so.
+		h["Content-Length"] = contentLength(0)
+		w.WriteHeader(status)
+		return nil
 	case status < 200 || status == http.StatusNoContent || status == http.StatusNotModified:
 		// These carry no content (RFC 9110 sections 15.2, 15.3.5 and
 		// 15.4.5): a body the guest wrote is dropped, and so is a
@@ -214,7 +246,7 @@ func copyHeaders(h, guest http.Header) {
 			listed = listed || name == "Connection"
 			continue
 		}
-		h[name] = vals
+		h[name] = trimValues(vals)
 	}
 	if listed {
 		for _, v := range guest["Connection"] {
@@ -242,9 +274,9 @@ func copyFields(h http.Header, fields []protocol.HeaderField) {
 		if vals == nil {
 			vals = make([]string, len(fields))
 		}
-		vals[i] = f.Value
+		vals[i] = strings.Trim(f.Value, " \t")
 		if seen(fields[:i], f.Name) {
-			h[f.Name] = append(h[f.Name], f.Value)
+			h[f.Name] = append(h[f.Name], vals[i])
 		} else {
 			h[f.Name] = vals[i : i+1 : i+1] // replaces what h had
 		}
@@ -256,6 +288,24 @@ func copyFields(h http.Header, fields []protocol.HeaderField) {
 			}
 		}
 	}
+}
+
+// trimValues returns vals without the spaces and tabs around each value
+// (RFC 9110 section 5.5: they are not part of a field value, and HTTP/2
+// and HTTP/3 peers refuse a field that has them). It copies only when a
+// value changes.
+func trimValues(vals []string) []string {
+	for i, v := range vals {
+		if t := strings.Trim(v, " \t"); len(t) != len(v) {
+			out := make([]string, len(vals))
+			copy(out, vals[:i])
+			for j := i; j < len(vals); j++ {
+				out[j] = strings.Trim(vals[j], " \t")
+			}
+			return out
+		}
+	}
+	return vals
 }
 
 // seen reports whether a field of fields is named name.

@@ -67,7 +67,7 @@ func TestHandlerErrors(t *testing.T) {
 		{&edge.Handler{Invoker: e, Function: "loop", Logger: quiet}, "", 504, "Gateway Timeout"},
 		{&edge.Handler{Invoker: e, Function: "loop", Dev: true, Logger: quiet}, "", 504, "still running after 100ms"},
 		{&edge.Handler{Invoker: e, Function: "missing", Logger: quiet}, "", 404, "Not Found"},
-		{&edge.Handler{Invoker: e, Function: "loop", MaxBody: 10, Logger: quiet}, strings.Repeat("x", 11), 413, "exceeds 10 bytes"},
+		{&edge.Handler{Invoker: e, Function: "loop", MaxBody: 10, Logger: quiet}, strings.Repeat("x", 11), 413, "exceeds the node's limit of 10 bytes"},
 	}
 	for i, c := range cases {
 		srv := httptest.NewServer(c.h)

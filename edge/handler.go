@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gojinn/gojinn/runtime"
@@ -24,9 +27,16 @@ type Handler struct {
 	Router *Router
 	// Function serves every request when Router is nil.
 	Function string
-	// MaxBody caps request bodies read from clients, before a function's
-	// own (possibly smaller) limit applies. Default 10 MiB.
+	// MaxBody caps request bodies read from clients; a function's own
+	// smaller limit (BodyLimiter) applies before the body is read too.
+	// Default 10 MiB.
 	MaxBody int64
+	// MaxBodyMemory caps the bytes of request bodies the handler holds at
+	// once, over all requests: bodies are read whole before a function
+	// runs, and a request whose body would pass the cap is answered 503
+	// (Retry-After: 1) at once. Default DefaultMaxBodyMemory; it must be
+	// at least MaxBody. Negative: no cap.
+	MaxBodyMemory int64
 	// Dev puts the reason for a failed invocation into the response body.
 	// Off in production: reasons can name internals.
 	Dev bool
@@ -42,6 +52,29 @@ type Handler struct {
 	// duration, and for routed requests function, version, request id
 	// and trace id.
 	AccessLog bool
+
+	bodyOnce sync.Once
+	bodies   *bodyMemory
+}
+
+// BodyLimiter is implemented by an Invoker that knows each function's own
+// request body limit (*runtime.Engine does): the handler then refuses a
+// body over it before reading it.
+type BodyLimiter interface {
+	MaxRequestBody(function string) (int64, bool)
+}
+
+// bodyMemory returns the handler's body budget, nil when uncapped.
+func (h *Handler) bodyMemory() *bodyMemory {
+	h.bodyOnce.Do(func() {
+		switch limit := h.MaxBodyMemory; {
+		case limit == 0:
+			h.bodies = &bodyMemory{limit: DefaultMaxBodyMemory}
+		case limit > 0:
+			h.bodies = &bodyMemory{limit: limit}
+		}
+	})
+	return h.bodies
 }
 
 // served is what a request turned into, for the access log.
@@ -112,6 +145,26 @@ func (h *Handler) logger() *slog.Logger {
 // nil.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) int {
 	function := h.Function
+	switch {
+	case r.Method == http.MethodConnect:
+		// Plain CONNECT asks for a tunnel, extended CONNECT (HTTP/2 and
+		// HTTP/3 with :protocol, e.g. WebSocket) for another protocol on
+		// the stream: neither is served, and a function's 2xx would read
+		// as a tunnel established.
+		http.Error(w, "CONNECT is not supported: this is not a proxy, and functions answer plain HTTP requests only", http.StatusNotImplemented)
+		return http.StatusNotImplemented
+	case r.Method == http.MethodOptions && r.RequestURI == "*":
+		// The server as a whole, as net/http answers it over HTTP/1.1 and
+		// HTTP/2 before any handler: the same here over HTTP/3.
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
+		return http.StatusOK
+	case r.Method == "PRI" && r.RequestURI == "*":
+		// An HTTP/2 connection preface on a plain-HTTP port (h2c with
+		// prior knowledge).
+		http.Error(w, "HTTP/2 without TLS (h2c) is not served: use HTTPS for HTTP/2, or HTTP/1.1 here", http.StatusHTTPVersionNotSupported)
+		return http.StatusHTTPVersionNotSupported
+	}
 	if p := r.URL.Path; strings.Contains(p, "/.") || strings.Contains(p, "//") {
 		// Route on the path the guest will see: /api/../admin must not
 		// match /api/*. Redirect like net/http's ServeMux does.
@@ -150,22 +203,27 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) in
 			return http.StatusNotFound
 		}
 	}
+	if info != nil {
+		info.function = function
+	}
 	limit := h.MaxBody
 	if limit == 0 {
 		limit = 10 << 20
 	}
-	req, err := ToRequest(r, limit)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			http.Error(w, fmt.Sprintf("request body exceeds %d bytes", limit), http.StatusRequestEntityTooLarge)
-			return http.StatusRequestEntityTooLarge
+	whose := "the node's"
+	if bl, ok := h.Invoker.(BodyLimiter); ok {
+		if fl, ok := bl.MaxRequestBody(function); ok && fl < limit {
+			limit, whose = fl, "this function's"
 		}
-		http.Error(w, "reading request body: "+err.Error(), http.StatusBadRequest)
-		return http.StatusBadRequest
+	}
+	acct := &bodyAccount{mem: h.bodyMemory()}
+	defer acct.release()
+	req, err := toRequest(r, limit, acct)
+	if err != nil {
+		return h.bodyFailed(w, r, err, limit, whose)
 	}
 	if info != nil {
-		info.function, info.requestID = function, req.RequestID
+		info.requestID = req.RequestID
 		defer func() {
 			// After the invocation: the runtime fills in the version, and
 			// the tracer the invocation's traceparent.
@@ -216,6 +274,39 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) in
 	return res.Response.StatusOrDefault()
 }
 
+// bodyFailed answers a request whose body could not be read: too large
+// (413, before the body is sent when the client asked to continue), over
+// the node's body memory (503), not received in time (408), malformed
+// (400 with the reason). A transport error's text, which names the node's
+// addresses, goes only into Dev answers.
+func (h *Handler) bodyFailed(w http.ResponseWriter, r *http.Request, err error, limit int64, whose string) int {
+	var tooBig *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.As(err, &tooBig):
+		http.Error(w, fmt.Sprintf("request body exceeds %s limit of %d bytes", whose, limit), http.StatusRequestEntityTooLarge)
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errBodyMemory):
+		h.logger().Warn("request refused: the node holds as many request bodies as edge.max_body_memory allows; raise it, or lower edge.max_body_bytes or max_concurrent_streams",
+			"path", r.URL.Path, "proto", r.Proto, "remote", r.RemoteAddr)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "the node is busy reading other request bodies; retry shortly", http.StatusServiceUnavailable)
+		return http.StatusServiceUnavailable
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
+		http.Error(w, "the request body did not arrive in time", http.StatusRequestTimeout)
+		return http.StatusRequestTimeout
+	case errors.Is(err, errBodyLength):
+		http.Error(w, "bad request body: "+err.Error(), http.StatusBadRequest)
+		return http.StatusBadRequest
+	}
+	msg := "reading the request body failed"
+	if h.Dev {
+		msg += ": " + err.Error()
+	}
+	http.Error(w, msg, http.StatusBadRequest)
+	return http.StatusBadRequest
+}
+
 func (h *Handler) fail(w http.ResponseWriter, function string, req *protocol.Request, err error) int {
 	log := h.logger()
 	status := runtime.HTTPStatus(err)
@@ -247,8 +338,22 @@ func (h *Handler) fail(w http.ResponseWriter, function string, req *protocol.Req
 // traceID returns the trace id of a W3C traceparent
 // ("00-<32 hex>-<16 hex>-<2 hex>"), or "" when tp is not one.
 func traceID(tp string) string {
-	if len(tp) < 55 || tp[2] != '-' || tp[35] != '-' {
+	if len(tp) < 55 || tp[2] != '-' || tp[35] != '-' || !lowerHex(tp[:2]) || tp[:2] == "ff" {
 		return ""
 	}
-	return tp[3:35]
+	id := tp[3:35]
+	if !lowerHex(id) || id == "00000000000000000000000000000000" {
+		return "" // W3C Trace Context: 32 lowercase hex digits, not all zero
+	}
+	return id
+}
+
+// lowerHex reports whether s is made of the digits 0-9 and a-f only.
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -106,6 +106,13 @@ func TestTraceID(t *testing.T) {
 	for tp, want := range map[string]string{
 		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01": "4bf92f3577b34da6a3ce929d0e0e4736",
 		"": "", "garbage": "", "00-short-00f067aa0ba902b7-01": "",
+		// Not 32 lowercase hex digits: a client's text must not pass for
+		// a trace id in the access log.
+		`00-"}{"level":"ERROR","msg":"pwned"-0123456789abcdef-01`: "",
+		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01": "",
+		"00-00000000000000000000000000000000-00f067aa0ba902b7-01": "",
+		"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01": "",
+		"zz-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01": "",
 	} {
 		if got := edge.TraceIDForTest(tp); got != want {
 			t.Errorf("traceID(%q) = %q, want %q", tp, got, want)

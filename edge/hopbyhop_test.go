@@ -153,6 +153,56 @@ func TestWriteResponseNoContentStatuses(t *testing.T) {
 	}
 }
 
+// 205 Reset Content carries no content (RFC 9110 section 15.3.6): a body
+// the guest wrote is dropped and the length is 0, on every protocol and
+// over a pipelined HTTP/1.1 connection. Spaces and tabs around a guest's
+// header values are not sent (HTTP/2 and HTTP/3 call such a field
+// malformed), in either header form.
+func TestWriteResponseResetContentAndTrimmedValues(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp := &protocol.Response{Status: http.StatusResetContent, Body: []byte("abc")}
+		if r.URL.Path == "/fields" {
+			resp.Fields = []protocol.HeaderField{{Name: "X-A", Value: " padded\t"}, {Name: "X-A", Value: "\tsecond "}}
+		} else {
+			resp.Headers = http.Header{"X-A": {" padded\t", "\tsecond "}}
+		}
+		_ = edge.WriteResponse(w, r, resp)
+	})
+	s := startServer(t, edge.ServerConfig{HTTPAddr: "127.0.0.1:0", Plain: edge.PlainServe}, h)
+	for _, path := range []string{"/fields", "/map"} {
+		for _, c := range []struct {
+			name   string
+			client *http.Client
+		}{{"h1", s.h1}, {"h2", s.h2}, {"h3", s.h3}} {
+			resp, err := c.client.Get(s.httpsURL + path)
+			if err != nil {
+				t.Errorf("%s %s: %v", c.name, path, err)
+				continue
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || len(body) != 0 || resp.StatusCode != http.StatusResetContent {
+				t.Errorf("%s %s: %s, body %q (%v), want 205 with no body", c.name, path, resp.Status, body, err)
+			}
+			if got := resp.Header.Values("X-A"); len(got) != 2 || got[0] != "padded" || got[1] != "second" {
+				t.Errorf("%s %s: X-A %q, want the values without surrounding spaces and tabs", c.name, path, got)
+			}
+		}
+	}
+	br := pipeline(t, s, "/fields", "/map")
+	for range 2 {
+		resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})
+		if err != nil {
+			t.Fatalf("pipelined: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusResetContent || len(body) != 0 {
+			t.Fatalf("pipelined: %s %q, want 205 and no body", resp.Status, body)
+		}
+	}
+}
+
 // The answer to HEAD has no body; a guest that says how long the GET
 // answer would be (RFC 9110 section 9.3.2) has its Content-Length kept on
 // every protocol, rather than replaced by the 0 bytes sent. A malformed

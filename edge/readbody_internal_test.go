@@ -83,7 +83,7 @@ func TestReadBody(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := readBody(c.body(t), c.cl, c.max)
+			got, err := readBody(c.body(t), c.cl, c.max, nil)
 			switch {
 			case c.wantErr == "max":
 				var tooBig *http.MaxBytesError
@@ -107,10 +107,10 @@ func TestReadBody(t *testing.T) {
 // out without allocating.
 func TestReadBodyEmptyUnknownDoesNotAllocate(t *testing.T) {
 	r := strings.NewReader("")
-	readBody(r, -1, 10) // warm the probe pool
+	readBody(r, -1, 10, nil) // warm the probe pool
 	if n := testing.AllocsPerRun(100, func() {
 		r.Reset("")
-		if b, err := readBody(r, -1, 10); b != nil || err != nil {
+		if b, err := readBody(r, -1, 10, nil); b != nil || err != nil {
 			t.Fatalf("got %q, %v", b, err)
 		}
 	}); n > 0 && (!raceOn || n > 0.5) {
@@ -141,7 +141,7 @@ func TestReadBodyDeclaredLengthAllocatesWhatArrives(t *testing.T) {
 	var before, after goruntime.MemStats
 	goruntime.ReadMemStats(&before)
 	for range runs {
-		b, err := readBody(&stallReader{data: []byte("a few bytes")}, declared, declared)
+		b, err := readBody(&stallReader{data: []byte("a few bytes")}, declared, declared, nil)
 		if b != nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("got %d bytes, %v; want the reader's error", len(b), err)
 		}

@@ -3,6 +3,7 @@ package edge
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -41,7 +42,9 @@ const routeMaxHostLen = 253
 // allowed only as the whole last segment.
 //
 // Methods lists the upper-case methods the route serves ("GET", "POST");
-// empty means every method. GET does not imply HEAD: list both.
+// empty means every method. A route that lists GET also serves HEAD
+// (RFC 9110 section 9.3.2: HEAD is GET without the content), unless a
+// route for the same host and path lists HEAD itself.
 //
 // Precedence, when several routes match a request's host, path and method:
 //  1. Host: an exact host beats a wildcard; a wildcard with more labels
@@ -387,6 +390,9 @@ type pathRoutes struct {
 type methodRoute struct {
 	method string
 	route  *Route
+	// implied marks the HEAD a GET route serves without listing it: a
+	// route listing HEAD replaces it, and it conflicts with nothing.
+	implied bool
 }
 
 // NewRouteTable validates every route and builds a table. Routes with the
@@ -490,12 +496,19 @@ func (p *pathRoutes) add(r *Route) error {
 	}
 	for _, m := range r.Methods {
 		if i := slices.IndexFunc(p.methods, func(mr methodRoute) bool { return mr.method == m }); i >= 0 {
+			if p.methods[i].implied {
+				p.methods[i] = methodRoute{method: m, route: r}
+				continue
+			}
 			if old := p.methods[i].route; old.Function != r.Function {
 				return conflict(old)
 			}
 			continue
 		}
 		p.methods = append(p.methods, methodRoute{method: m, route: r})
+	}
+	if slices.Contains(r.Methods, http.MethodGet) && !slices.ContainsFunc(p.methods, func(mr methodRoute) bool { return mr.method == http.MethodHead }) {
+		p.methods = append(p.methods, methodRoute{method: http.MethodHead, route: r, implied: true})
 	}
 	return nil
 }

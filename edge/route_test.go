@@ -124,7 +124,8 @@ func TestRoutePrecedence(t *testing.T) {
 		"only.test/thing=only-thing",
 	)
 	for _, c := range []struct{ host, path, method, want string }{
-		{"only.test", "/get", "POST", "405:GET"},
+		{"only.test", "/get", "POST", "405:GET,HEAD"},
+		{"only.test", "/get", "HEAD", "only-get"},
 		{"only.test", "/x/y", "PUT", "405:POST,DELETE,GET,HEAD"},
 		{"only.test", "/x/z", "PUT", "405:DELETE,GET,HEAD"},
 		{"elsewhere", "/x/y", "PUT", "405:GET,HEAD"},
@@ -136,6 +137,33 @@ func TestRoutePrecedence(t *testing.T) {
 		m, st := tab.Lookup(c.host, c.path, c.method)
 		if got := describe(m, st); got != c.want {
 			t.Errorf("Lookup(%q, %q, %q) = %s, want %s", c.host, c.path, c.method, got, c.want)
+		}
+	}
+
+	// GET implies HEAD: a HEAD goes where GET goes, not to a less specific
+	// route or one serving every method, unless a route lists HEAD itself.
+	tab = mustTable(t,
+		"/*=catchall",
+		"GET /g/*=getonly",
+		"/both=both-any",
+		"GET /both=both-get",
+		"HEAD /own=own-head",
+		"GET /own=own-get",
+		"GET /own2=own2-get",
+		"HEAD /own2=own2-head",
+	)
+	for _, c := range []struct{ path, method, want string }{
+		{"/g/x", "HEAD", "getonly"},
+		{"/g/x", "OPTIONS", "catchall"},
+		{"/both", "HEAD", "both-get"},
+		{"/both", "POST", "both-any"},
+		{"/own", "HEAD", "own-head"},
+		{"/own2", "HEAD", "own2-head"},
+		{"/own2", "GET", "own2-get"},
+	} {
+		m, st := tab.Lookup("h.test", c.path, c.method)
+		if got := describe(m, st); got != c.want {
+			t.Errorf("Lookup(%q, %q) = %s, want %s", c.path, c.method, got, c.want)
 		}
 	}
 }

@@ -188,6 +188,18 @@ func (e *Engine) Invoke(ctx context.Context, name string, req *protocol.Request)
 	return f.Invoke(ctx, req)
 }
 
+// MaxRequestBody returns the request body limit of the named function
+// (Limits.MaxRequestBody), and false when it is not loaded. The edge reads
+// bodies up to it, so that a body over a function's own limit is refused
+// before it is read (413, before 100 Continue), not after.
+func (e *Engine) MaxRequestBody(name string) (int64, bool) {
+	f, ok := e.Function(name)
+	if !ok {
+		return 0, false
+	}
+	return f.spec.Limits.MaxRequestBody, true
+}
+
 // StopCalls stops every call under way as Close does, without releasing
 // anything: guests stop at their next loop iteration, sleeps and KV calls
 // are woken, their invocations fail with ErrEngineClosed, and new ones are

@@ -14,6 +14,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/gojinn/gojinn/cluster"
+	"github.com/gojinn/gojinn/edge"
 )
 
 // Config is the node's configuration: a TOML file (`agent --config`),
@@ -67,6 +68,7 @@ type EdgeConfig struct {
 	HTTP3                bool     `toml:"http3"`
 	MaxHeaderBytes       int      `toml:"max_header_bytes"`
 	MaxBodyBytes         int64    `toml:"max_body_bytes"`
+	MaxBodyMemory        int64    `toml:"max_body_memory"`
 	ReadHeaderTimeout    duration `toml:"read_header_timeout"`
 	ReadTimeout          duration `toml:"read_timeout"`
 	WriteTimeout         duration `toml:"write_timeout"`
@@ -138,7 +140,7 @@ func DefaultConfig() Config {
 		LogLevel: "info",
 		Edge: EdgeConfig{
 			HTTPS: ":443", HTTP: ":80", HTTPMode: "redirect", HTTP3: true,
-			MaxHeaderBytes: 64 << 10, MaxBodyBytes: 10 << 20,
+			MaxHeaderBytes: 64 << 10, MaxBodyBytes: 10 << 20, MaxBodyMemory: edge.DefaultMaxBodyMemory,
 			ReadHeaderTimeout: duration(10 * time.Second), ReadTimeout: duration(60 * time.Second),
 			WriteTimeout: duration(60 * time.Second), IdleTimeout: duration(120 * time.Second),
 			MaxConns: 10000, MaxConcurrentStreams: 250, ShutdownGrace: duration(10 * time.Second),
@@ -396,6 +398,10 @@ func (c Config) Validate() error {
 		if n <= 0 {
 			return bad(key, "must be positive, got %d", n)
 		}
+	}
+	if c.Edge.MaxBodyMemory < c.Edge.MaxBodyBytes {
+		return bad("edge.max_body_memory", "%d is below edge.max_body_bytes (%d): no body of the largest size allowed could be read; raise it (it bounds the request bodies held at once, over all requests)",
+			c.Edge.MaxBodyMemory, c.Edge.MaxBodyBytes)
 	}
 	for key, d := range map[string]duration{
 		"edge.read_header_timeout": c.Edge.ReadHeaderTimeout, "edge.read_timeout": c.Edge.ReadTimeout,

@@ -63,6 +63,7 @@ func TestConfigValidateTable(t *testing.T) {
 		{"edge.http_mode", func(c *Config) { c.Edge.HTTPS, c.Edge.HTTPMode = "", "redirect" }},
 		{"edge.max_header_bytes", func(c *Config) { c.Edge.MaxHeaderBytes = 0 }},
 		{"edge.max_body_bytes", func(c *Config) { c.Edge.MaxBodyBytes = -1 }},
+		{"edge.max_body_memory", func(c *Config) { c.Edge.MaxBodyMemory = 1 << 20 }},
 		{"edge.max_conns", func(c *Config) { c.Edge.MaxConns = 0 }},
 		{"edge.max_concurrent_streams", func(c *Config) { c.Edge.MaxConcurrentStreams = -5 }},
 		{"edge.read_timeout", func(c *Config) { c.Edge.ReadTimeout = 0 }},
