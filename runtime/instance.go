@@ -222,7 +222,8 @@ func (in *instance) readResponse(packed uint64) (*protocol.Response, *InvokeErro
 	f := in.fn
 	ptr, n := uint32(packed>>32), uint32(packed)
 	if limit := maxResponseWire(f.spec.Limits.MaxResponseBody); int64(n) > limit {
-		return nil, f.errorf(ErrBadResponse, nil, "response is %d bytes, the limit is %d", n, limit)
+		return nil, f.errorf(ErrBadResponse, nil, "response is %d bytes, more than a body of max_response_body (%d bytes) and the most headers allow (%d bytes in all)",
+			n, f.spec.Limits.MaxResponseBody, limit)
 	}
 	data, ok := in.mod.Memory().Read(ptr, n)
 	if !ok {

@@ -156,7 +156,8 @@ func (f *Function) runCommand(ctx context.Context, m *module, req *protocol.Requ
 		return nil, ierr
 	}
 	if stdout.truncated {
-		return nil, f.errorf(ErrBadResponse, nil, "response on stdout exceeds %d bytes", stdout.limit)
+		return nil, f.errorf(ErrBadResponse, nil, "response on stdout exceeds %d bytes, what a body of max_response_body (%d bytes) in base64 and the most headers allow",
+			stdout.limit, l.MaxResponseBody)
 	}
 	resp, derr := protocol.UnmarshalResponseJSON(stdout.buf)
 	if derr != nil {

@@ -253,15 +253,38 @@ func unknownEnv(environ []string) []string {
 	for _, n := range clientEnv {
 		known[n] = true
 	}
-	var c Config
-	_ = walkConfig(reflect.ValueOf(&c).Elem(), "", func(key string, _ reflect.Value) error {
-		known[envName(key)] = true
-		return nil
-	})
+	for _, n := range configEnv() {
+		known[n] = true
+	}
 	var out []string
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(name, "GOJINN_") && !known[name] {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// configEnv lists the variables of the config keys (GOJINN_EDGE_HTTPS...).
+func configEnv() []string {
+	var names []string
+	var c Config
+	_ = walkConfig(reflect.ValueOf(&c).Elem(), "", func(key string, _ reflect.Value) error {
+		names = append(names, envName(key))
+		return nil
+	})
+	return append(names, "GOJINN_CONFIG")
+}
+
+// configEnvSet returns the config variables set in environ, sorted: `dev`
+// reads none of them, and says so.
+func configEnvSet(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if slices.Contains(configEnv(), name) {
 			out = append(out, name)
 		}
 	}

@@ -550,3 +550,25 @@ func TestEmptyNodeNameIsTheHostName(t *testing.T) {
 		t.Fatalf("only %d log lines: %q", len(lines), lines)
 	}
 }
+
+// dev reads no GOJINN_* configuration variable, and says so when one is
+// set, rather than ignoring it silently; client variables are not config.
+func TestDevWarnsAboutConfigEnv(t *testing.T) {
+	old := environ
+	t.Cleanup(func() { environ = old })
+	environ = func() []string {
+		return []string{"PATH=/bin", "GOJINN_EDGE_HTTP=127.0.0.1:9999", "GOJINN_DATA_DIR=/srv", "GOJINN_TOKEN=gjn_x", "GOJINN_ADDR=x"}
+	}
+	var out, errb bytes.Buffer
+	// An invalid flag ends dev right after the warning, before it starts.
+	if code := run(context.Background(), []string{"dev", "--data", t.TempDir(), "--https", "443"}, &out, &errb); code != 2 {
+		t.Fatalf("exit %d, want 2\n%s", code, errb.String())
+	}
+	warn := errb.String()
+	if !strings.Contains(warn, "GOJINN_DATA_DIR, GOJINN_EDGE_HTTP are ignored: dev reads no configuration but its flags") {
+		t.Errorf("no warning naming the ignored variables: %q", warn)
+	}
+	if strings.Contains(warn, "GOJINN_TOKEN") || strings.Contains(warn, "GOJINN_ADDR") {
+		t.Errorf("warned about client variables: %q", warn)
+	}
+}

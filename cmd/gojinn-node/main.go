@@ -255,6 +255,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if set := configEnvSet(environ()); len(set) > 0 {
+		fmt.Fprintf(stderr, "gojinn-node dev: warning: %s ignored: dev reads no configuration but its flags (gojinn-node dev -h); `gojinn-node agent` reads the GOJINN_* variables\n",
+			strings.Join(set, ", ")+map[bool]string{true: " is", false: " are"}[len(set) == 1])
+	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintln(stderr, "gojinn-node dev:", err)
 		return 2
