@@ -270,7 +270,7 @@ func (a *api) function(r *http.Request) (storage.Function, error) {
 	f, ok := a.cfg.Registry.Function(name)
 	if !ok {
 		return storage.Function{}, apiErrorf(http.StatusNotFound, CodeFunctionNotFound,
-			"no function %q is deployed; list functions with GET /v1/functions", name)
+			"no function %q is deployed; list functions with GET /v1/functions (`gojinn-node functions`)", name)
 	}
 	return f, nil
 }

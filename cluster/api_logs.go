@@ -129,7 +129,7 @@ func (a *api) functionLogs(w http.ResponseWriter, r *http.Request) error {
 		return a.clusterLogs(w, r, logs, name, f)
 	}
 	if _, ok := a.cfg.Registry.Function(name); !ok && !logs.Has(name) {
-		return apiErrorf(http.StatusNotFound, CodeFunctionNotFound, "function %q is not deployed and this node holds no log lines of it; list functions with GET /v1/functions", name)
+		return apiErrorf(http.StatusNotFound, CodeFunctionNotFound, "function %q is not deployed and this node holds no log lines of it; list functions with GET /v1/functions (`gojinn-node functions`)", name)
 	}
 	if !follow {
 		startNDJSON(w)
@@ -192,7 +192,7 @@ func (a *api) clusterLogs(w http.ResponseWriter, r *http.Request, logs LogSource
 	}
 	if len(lines) == 0 && len(notes) == 0 {
 		if _, ok := a.cfg.Registry.Function(name); !ok {
-			return apiErrorf(http.StatusNotFound, CodeFunctionNotFound, "function %q is not deployed and no node holds log lines of it; list functions with GET /v1/functions", name)
+			return apiErrorf(http.StatusNotFound, CodeFunctionNotFound, "function %q is not deployed and no node holds log lines of it; list functions with GET /v1/functions (`gojinn-node functions`)", name)
 		}
 	}
 	sort.SliceStable(lines, func(i, j int) bool { return lines[i].Time.Before(lines[j].Time) })

@@ -29,6 +29,10 @@ const (
 // must keep applying as they did (storage/command.go). The runtime's own
 // check still runs in the deploy's pre-check and at load;
 // TestDeploySpecRulesMatchRuntime keeps the two in step.
+// ValidateDeploySpec is the admin API's check of a deploy's spec on its
+// own (validateDeploySpec), for clients that check before they upload.
+func ValidateDeploySpec(name string, spec storage.Spec) error { return validateDeploySpec(name, spec) }
+
 func validateDeploySpec(name string, spec storage.Spec) error {
 	if err := storage.ValidateSpec(name, spec); err != nil {
 		return err

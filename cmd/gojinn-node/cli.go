@@ -7,12 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"math"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -243,7 +245,7 @@ func (c cli) deploy(ctx context.Context, args []string) int {
 	cpu := fs.Duration("cpu", 0, "CPU-time budget per request (default: the timeout)")
 	fs.Var(&memory, "memory", "memory limit per instance, e.g. 128MiB (default 128MiB)")
 	fs.Var(&maxBody, "max-body", "request body limit, e.g. 10MiB")
-	instances := fs.Int("max-instances", 0, "concurrent instances of a pooled function (default 2 x cores, at least 4)")
+	instances := fs.Int("max-instances", 0, "invocations of the function at once, pooled or isolated (default 2 x cores, at least 4)")
 	noWait := fs.Bool("no-wait", false, "return once the deploy is committed, before the node serves it")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -280,6 +282,13 @@ func (c cli) deploy(ctx context.Context, args []string) int {
 		return c.fail(err)
 	}
 	defer func() { _ = f.Close() }()
+	// The spec's own rules, checked before a large module is uploaded;
+	// the node checks them again, and the module.
+	check := spec
+	check.SHA256, check.Size = strings.Repeat("0", 64), 1
+	if err := cluster.ValidateDeploySpec(name, check); err != nil {
+		return c.fail(flagNames(err))
+	}
 	cf.answer = answerAfterWait // the node compiles, commits, then waits
 	cl, err := cf.client()
 	if err != nil {
@@ -289,7 +298,7 @@ func (c cli) deploy(ctx context.Context, args []string) int {
 	v, err := cl.Deploy(ctx, name, f, spec, cluster.DeployOptions{Wait: !*noWait, Progress: bar.update, Stored: bar.stored})
 	bar.done()
 	if err != nil {
-		return c.fail(err)
+		return c.fail(flagNames(err))
 	}
 	if cf.json {
 		return c.printJSON(v)
@@ -304,6 +313,43 @@ func (c cli) deploy(ctx context.Context, args []string) int {
 	}
 	fmt.Fprintf(c.stdout, "deployed %s version %d (%s, sha256 %s): %s\n", name, v.Version, modeOf(v.Mode), short(v.SHA256), state)
 	return 0
+}
+
+// specField matches a deploy spec field as the node's messages name it:
+// spec.limits.timeout, spec.routes[2].path.
+var specField = regexp.MustCompile(`spec\.(?:limits\.)?[a-z_]+(?:\[(\d+)\])?(?:\.[a-z_]+)?`)
+
+// specFlags are the deploy flags that set spec fields.
+var specFlags = map[string]string{
+	"spec.mode": "--mode", "spec.reset": "--reset", "spec.env": "--env", "spec.routes": "--route",
+	"spec.limits.memory_bytes": "--memory", "spec.limits.timeout": "--timeout", "spec.limits.cpu_time": "--cpu",
+	"spec.limits.max_request_body": "--max-body", "spec.limits.max_instances": "--max-instances",
+}
+
+// flagNames puts the deploy flag before each spec field an error names,
+// "--timeout (spec.limits.timeout)", "--route #2 (spec.routes[1].path)":
+// the user of `deploy` typed flags, not the API's JSON.
+func flagNames(err error) error {
+	msg := err.Error()
+	out := specField.ReplaceAllStringFunc(msg, func(m string) string {
+		field, _, _ := strings.Cut(m, "[")
+		if i := strings.Index(field[len("spec."):], "."); i >= 0 && !strings.HasPrefix(field, "spec.limits.") {
+			field = field[:len("spec.")+i]
+		}
+		flag, ok := specFlags[field]
+		if !ok {
+			return m
+		}
+		if sub := specField.FindStringSubmatch(m); sub[1] != "" {
+			n, _ := strconv.Atoi(sub[1])
+			return fmt.Sprintf("%s #%d (%s)", flag, n+1, m)
+		}
+		return fmt.Sprintf("%s (%s)", flag, m)
+	})
+	if out == msg {
+		return err
+	}
+	return errors.New(out)
 }
 
 func (c cli) functions(ctx context.Context, args []string) int {
@@ -535,7 +581,11 @@ func (c cli) backupRestore(ctx context.Context, cmd string, args []string) int {
 		// leaves a truncated file under the name.
 		var err error
 		if f, err = os.CreateTemp(filepath.Dir(pos[0]), ".gojinn-backup-*"); err != nil {
-			return c.fail(err)
+			var pe *iofs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err // the temporary file's name means nothing to the user
+			}
+			return c.fail(fmt.Errorf("cannot write the backup to %s: %w (its directory must exist and be writable: the backup is written beside it, then renamed)", pos[0], err))
 		}
 		defer func() { _ = os.Remove(f.Name()) }()
 		out = f

@@ -1,6 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,5 +36,43 @@ func TestLimitsText(t *testing.T) {
 	}
 	if s := bytesText(64 << 20); !strings.HasSuffix(s, "MiB") {
 		t.Errorf("bytesText(64 MiB) = %q", s)
+	}
+}
+
+// A deploy whose spec breaks a rule is refused before the module is
+// uploaded (the node is not even dialled here), and messages name the
+// flag the user typed beside the API field.
+func TestCLIDeploySpecErrorsNameFlags(t *testing.T) {
+	mod := filepath.Join(t.TempDir(), "m.wasm")
+	if err := os.WriteFile(mod, []byte("\x00asm\x01\x00\x00\x00"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--mode", "fast"}, `--mode (spec.mode) "fast" must be`},
+		{[]string{"--memory", "1KiB"}, "--memory (spec.limits.memory_bytes) 1024 is outside"},
+		{[]string{"--mode", "isolated", "--reset", "copy"}, `--reset (spec.reset) "copy" needs mode`},
+		{[]string{"--route", "/ok", "--route", "/a%41"}, `--route #2 (spec.routes[1]): path "/a%41" has a '%'`},
+		{[]string{"--env", "A=x\x00y"}, `--env (spec.env) value of "A" must not contain NUL`},
+	} {
+		var out, errb bytes.Buffer
+		args := append([]string{"deploy", "fn", mod, "--addr", "http://127.0.0.1:1", "--token", "gjn_x"}, c.args...)
+		if code := run(context.Background(), args, &out, &errb); code != 1 || !strings.Contains(errb.String(), c.want) {
+			t.Errorf("deploy %v: exit %d, stderr %q, want %q", c.args, code, errb.String(), c.want)
+		}
+		if strings.Contains(errb.String(), "connection refused") || strings.Contains(errb.String(), "uploaded") {
+			t.Errorf("deploy %v: the node was contacted: %q", c.args, errb.String())
+		}
+	}
+	// A node's message is rewritten the same way; others pass unchanged.
+	if got := flagNames(errors.New(`invalid: spec.limits.timeout 20m exceeds 15m; spec.routes[0].path "x" must start with '/'`)).Error(); got !=
+		`invalid: --timeout (spec.limits.timeout) 20m exceeds 15m; --route #1 (spec.routes[0].path) "x" must start with '/'` {
+		t.Errorf("flagNames: %q", got)
+	}
+	plain := errors.New("no spec here")
+	if got := flagNames(plain); got != plain {
+		t.Errorf("flagNames changed an error without spec fields: %v", got)
 	}
 }

@@ -374,6 +374,10 @@ func TestBackupRestore(t *testing.T) {
 	if a, b := fileSize(t, backup), fileSize(t, local); a != b || a == 0 {
 		t.Fatalf("backup %d bytes, backup --local %d bytes: want the same size", a, b)
 	}
+	missing := filepath.Join(dir, "no-such-dir", "b.tar")
+	if out := n.cli(1, "backup", missing); !strings.Contains(out, "cannot write the backup to "+missing) || strings.Contains(out, ".gojinn-backup-") {
+		t.Fatalf("backup into a missing directory: %q, want the target named, not the temporary file", out)
+	}
 	n.cli(0, "functions", "rm", "raw")
 	if code, _, _ := n.get(n.plainClient, "http://"+n.http+"/raw"); code != 404 {
 		t.Fatalf("after rm: %d", code)
