@@ -129,6 +129,10 @@ type Agent struct {
 	raftSilenceWarned time.Time
 	failOnce          sync.Once
 	failed            chan error
+	// firstJoin is closed once the first join round checked this node's
+	// identity (at once without seeds); firstJoinOnce closes it.
+	firstJoin     chan struct{}
+	firstJoinOnce sync.Once
 
 	gossipKeys [][]byte // the keyring gossip uses, primary first
 
@@ -165,7 +169,7 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger.With("component", "cluster"), peers: &StaticPeers{},
-		started: time.Now().UnixMilli(), clashSeen: map[string]time.Time{}, failed: make(chan error, 1),
+		started: time.Now().UnixMilli(), clashSeen: map[string]time.Time{}, failed: make(chan error, 1), firstJoin: make(chan struct{}),
 	}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	a.stop = stop
@@ -287,10 +291,14 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	// seeds are cluster.join and the members last seen (DATA/cluster/peers),
 	// so a restart finds the cluster without cluster.join (the bootstrap
 	// node) and after addresses changed.
-	if seeds := a.joinSeeds(); len(seeds) > 0 {
+	seeds := a.joinSeeds()
+	if len(seeds) > 0 {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.joinLoop(bg, seeds) }()
-	} else if !boot && a.store.node.startedEmpty {
+	} else {
+		a.firstJoinDone()
+	}
+	if len(seeds) == 0 && !boot && a.store.node.startedEmpty {
 		a.log.Warn("this node enrolled into a cluster but has no Raft state and knows no member to ask to add it: "+
 			"it waits until a member reaches it by gossip; set cluster.join to a member's peer API address",
 			"peer_addr", a.PeerAddr())
@@ -796,25 +804,42 @@ func (a *Agent) repairRaftAddrs(ctx context.Context, servers []ServerInfo) {
 // changed is updated in the configuration (AddServer with its ID and new
 // address), and one the autopilot removed meanwhile is added back.
 func (a *Agent) joinLoop(ctx context.Context, seeds []string) {
+	defer a.firstJoinDone()
 	backoff := 200 * time.Millisecond
 	gossipDone := false
+	gossipWarned := false
 	for {
 		live, gossipAddrs := a.probeSeeds(ctx, seeds)
 		if !gossipDone && len(gossipAddrs) > 0 {
 			jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			if n, err := a.members.JoinNow(jctx, gossipAddrs); err == nil && n > 0 {
-				gossipDone = true
-			}
+			n, err := a.members.JoinNow(jctx, gossipAddrs)
 			cancel()
+			switch {
+			case err == nil && n > 0:
+				gossipDone = true
+			case !gossipWarned && ctx.Err() == nil:
+				gossipWarned = true
+				a.log.Warn("the seeds answer on their peer API but gossip could not reach them: this node asks to join Raft only once gossip works (check that the gossip port, TCP and UDP, is open between the nodes, and the gossip key); retrying",
+					"gossip_addrs", gossipAddrs, "err", err)
+			}
 		}
 		// Before asking Raft to add this node: a node that another live
 		// node's identity (a copied data directory, a node_name in use)
 		// would make Raft replace must not get in.
-		if err := a.checkIdentity(ctx); err != nil {
+		err := a.checkIdentity(ctx)
+		a.firstJoinDone()
+		if err != nil {
 			a.fail(err)
 			return
 		}
 		req := JoinRequest{ID: a.store.node.ID(), RaftAddr: a.store.node.Addr(), Voter: true}
+		if !gossipDone {
+			// Without gossip this node has not met the cluster's members,
+			// so the identity check above proved nothing, and a member no
+			// other node sees by gossip would be a voter the cluster cannot
+			// wait for or heal.
+			live = nil
+		}
 		for _, seed := range live {
 			jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			err := a.client.Join(jctx, "https://"+seed, req)
@@ -835,6 +860,18 @@ func (a *Agent) joinLoop(ctx context.Context, seeds []string) {
 		backoff = min(backoff*2, 10*time.Second)
 	}
 }
+
+// firstJoinDone closes FirstJoinChecked's channel, once.
+func (a *Agent) firstJoinDone() { a.firstJoinOnce.Do(func() { close(a.firstJoin) }) }
+
+// FirstJoinChecked returns a channel that is closed once the agent's first
+// join round has checked this node's identity against the members gossip
+// found (at once when it has no member to join through, and when the
+// agent stops). A node waits for it, for a few seconds at most, before it
+// reports itself started: a node_name in use or a copied data directory
+// found then is on Failed, so the node fails to start instead of printing
+// its ready banner and then stopping.
+func (a *Agent) FirstJoinChecked() <-chan struct{} { return a.firstJoin }
 
 // probeSeeds asks every seed for its gossip address, all at once, so
 // stale seeds (a peers file lists old addresses too) cost one timeout a

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -60,6 +61,7 @@ func TestCopiedDataDirectoryNodeExits(t *testing.T) {
 		!strings.Contains(log, "copy") || !strings.Contains(log, "empty data directory") {
 		t.Fatalf("the copy exited %d; want 1 with the cause and the fix\nstderr: %s", code, log)
 	}
+
 	if m := memberOn(t, first, id); m.Status != "alive" || m.Role != "voter" && m.Role != "leader" {
 		t.Fatalf("the member is %s/%s after the copy stopped", m.Status, m.Role)
 	}
@@ -88,5 +90,42 @@ func copyDataTree(t *testing.T, src, dst string) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A new node whose node_name a live member has fails to start: exit 1
+// naming the name, no ready banner, and no entry in the cluster's Raft
+// configuration left behind.
+func TestNodeNameInUseFailsToStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two nodes (about 5 s); make test runs it")
+	}
+	dir := t.TempDir()
+	first := startAgentNode(t, filepath.Join(dir, "one", "same"), "")
+	conf := writeAgentConfig(t, filepath.Join(dir, "two", "same"), "") // node_name "same" as well
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	errb := &lockedBuffer{}
+	code := runEnv(ctx, []string{"agent", "--config", conf, "--join", first.peer, "--join-token", first.joinToken}, &out, errb, func(string) string { return "" })
+	if ctx.Err() != nil {
+		t.Fatalf("the node with a name in use kept running for 60 s\nstderr: %s", errb.String())
+	}
+	if code != 1 || !strings.Contains(errb.String(), "node failed to start") || !strings.Contains(errb.String(), `"same"`) {
+		t.Fatalf("exit %d; want 1 failing the start with the name\nstderr: %s", code, errb.String())
+	}
+	if strings.Contains(out.String(), " ready") {
+		t.Fatalf("printed its ready banner before it stopped:\n%s", out.String())
+	}
+	// The member list never shows the newcomer as a Raft server.
+	time.Sleep(time.Second)
+	var list []cluster.MemberInfo
+	if err := json.Unmarshal([]byte(first.cli(0, "members", "--json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range list {
+		if m.Name != nodeIDOf(t, first) && m.Role != "none" {
+			t.Fatalf("the refused node is in Raft as %s: %+v", m.Role, list)
+		}
 	}
 }

@@ -72,6 +72,10 @@ func newLogger(w io.Writer, cfg Config) *slog.Logger {
 }
 
 // startNode starts every piece; on error it stops what it started.
+// firstJoinWait bounds how long a start waits for the cluster agent's
+// first join round (Agent.FirstJoinChecked); joining goes on after it.
+const firstJoinWait = 5 * time.Second
+
 func startNode(ctx context.Context, cfg Config, log *slog.Logger, dev bool) (*node, error) {
 	return startNodeSeeded(ctx, cfg, log, dev, nil)
 }
@@ -138,6 +142,19 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		})
 		if err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		// A clash with another live node's identity (node_name in use, a
+		// copied data directory) is found in the first join round: fail
+		// the start with it rather than print the banner and then stop.
+		select {
+		case <-n.agent.FirstJoinChecked():
+		case <-time.After(firstJoinWait):
+		case <-ctx.Done():
+		}
+		select {
+		case err := <-n.agent.Failed():
+			return nil, fmt.Errorf("cluster: %w", err)
+		default:
 		}
 		n.store = n.agent.Store()
 		blobs = n.agent.BlobReader(cfg.Admin.MaxModuleBytes)
