@@ -319,7 +319,7 @@ func (h *Handler) fail(w http.ResponseWriter, function string, req *protocol.Req
 		attrs = append(attrs, "trace_id", id)
 	}
 	log.Warn("invocation failed", attrs...)
-	if errors.Is(err, runtime.ErrBusy) {
+	if errors.Is(err, runtime.ErrBusy) || errors.Is(err, runtime.ErrNodeMemory) {
 		w.Header().Set("Retry-After", "1")
 	}
 	msg := http.StatusText(status)

@@ -60,6 +60,13 @@ type Config struct {
 	// LogRate applies. Zero means DefaultLogBurst (1000); it must not be
 	// negative.
 	LogBurst int
+	// MaxGuestMemory bounds the linear memory of all instances of all
+	// functions together, in bytes: a grow (or a new instance) past it
+	// fails, and the call with ErrNodeMemory (503). Zero means half the
+	// memory available to the process (the machine's, or its cgroup's
+	// memory.max when lower; no bound when neither can be read); negative
+	// means no bound.
+	MaxGuestMemory int64
 }
 
 // DefaultConfig returns the production defaults.

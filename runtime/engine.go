@@ -37,6 +37,9 @@ type Engine struct {
 	// calls tracks the invocations and idle calls under way: Close stops
 	// them and waits for them before it closes the runtimes.
 	calls *calls
+	// mem bounds the linear memory of every instance together
+	// (Config.MaxGuestMemory); nil for no bound.
+	mem *memBudget
 
 	mu   sync.RWMutex
 	fns  map[string]*Function
@@ -96,6 +99,7 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 		done:   make(chan struct{}),
 		fns:    map[string]*Function{},
 		calls:  newCalls(),
+		mem:    newMemBudget(cfg.MaxGuestMemory),
 	}
 	e.mods = newModuleCache(fast, safe, cfg.MaxConcurrentCompiles, prepCache{dir: cfg.CacheDir}, cfg.Logger, e.calls.ctx)
 	go e.janitor()
@@ -198,6 +202,12 @@ func (e *Engine) MaxRequestBody(name string) (int64, bool) {
 		return 0, false
 	}
 	return f.spec.Limits.MaxRequestBody, true
+}
+
+// GuestMemory returns the linear memory the engine's instances hold now
+// and the bound on it (Config.MaxGuestMemory; 0 for none), in bytes.
+func (e *Engine) GuestMemory() (inUse, limit int64) {
+	return e.mem.inUse(), e.mem.limitOrZero()
 }
 
 // StopCalls stops every call under way as Close does, without releasing

@@ -27,6 +27,10 @@ var (
 	ErrCPUBudget = errors.New("function exceeded its CPU-time budget")
 	// ErrMemoryLimit means the guest asked for more memory than its limit.
 	ErrMemoryLimit = errors.New("function exceeded its memory limit")
+	// ErrNodeMemory means the guest asked for memory within its own limit
+	// but beyond what the node's guests may hold together
+	// (Config.MaxGuestMemory): 503, the next try may find room.
+	ErrNodeMemory = errors.New("the node's guest memory is exhausted")
 	// ErrTrap means the guest trapped (unreachable, out-of-bounds access,
 	// stack overflow, division by zero ...) or a host function failed.
 	ErrTrap = errors.New("function trapped")
@@ -104,7 +108,7 @@ func HTTPStatus(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrTimeout):
 		return http.StatusGatewayTimeout
-	case errors.Is(err, ErrBusy), errors.Is(err, ErrCPUBudget), errors.Is(err, ErrEngineClosed):
+	case errors.Is(err, ErrBusy), errors.Is(err, ErrCPUBudget), errors.Is(err, ErrEngineClosed), errors.Is(err, ErrNodeMemory):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, ErrBadResponse):
 		return http.StatusBadGateway

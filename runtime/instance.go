@@ -294,6 +294,15 @@ func (f *Function) failure(during string, err, stopped error, mem *memory, stder
 		e = f.closedError(err, "while "+during)
 	case stopped != nil: // ErrCanceled
 		e = f.errorf(stopped, err, "the caller went away while %s", during)
+	case mem != nil && mem.nodeRefused.Load(), errors.Is(err, ErrNodeMemory):
+		budget := f.engine.mem
+		if errors.Is(err, ErrNodeMemory) { // a new instance's memory did not fit
+			detail := strings.TrimPrefix(err.Error(), ErrNodeMemory.Error()+": ")
+			e = f.errorf(ErrNodeMemory, nil, "%s, while %s; retry shortly, or raise runtime.max_guest_memory", detail, during)
+			break
+		}
+		e = f.errorf(ErrNodeMemory, err, "asked for memory within its own limit while %s, but the node's guests hold %d of the %d bytes runtime.max_guest_memory allows; retry shortly, or raise runtime.max_guest_memory",
+			during, budget.inUse(), budget.limitOrZero())
 	case mem != nil && mem.refused.Load(), errors.Is(err, linmem.ErrLimit):
 		linear, tables := uint64(l.MemoryBytes), ""
 		if mem != nil && mem.limit != 0 && mem.limit < linear {

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
@@ -49,8 +50,12 @@ type memory struct {
 	// memory.grow's -1) and go on serving, and a later, unrelated failure
 	// of the same instance is no memory limit. See clearRefused.
 	refused atomic.Bool
-	snapLen int    // the length at the last snapshot
-	limit   uint64 // the function's memory limit less the module's tables
+	// nodeRefused records that a grow was refused because the engine's
+	// memory budget (Config.MaxGuestMemory) was spent, for ErrNodeMemory.
+	// Cleared with refused.
+	nodeRefused atomic.Bool
+	snapLen     int    // the length at the last snapshot
+	limit       uint64 // the function's memory limit less the module's tables
 }
 
 // clearRefused forgets a refused grow; guardedFor clears it before every
@@ -58,6 +63,7 @@ type memory struct {
 func (m *memory) clearRefused() {
 	if m != nil {
 		m.refused.Store(false)
+		m.nodeRefused.Store(false)
 	}
 }
 
@@ -83,13 +89,14 @@ func (m *memory) grownBy() uint64 { return uint64(max(0, m.lm.Len()-m.snapLen)) 
 // memAllocator is a single-use wazero MemoryAllocator: it creates the
 // memory of one instantiation and keeps a handle on it.
 type memAllocator struct {
-	kind  memKind
-	limit uint64
-	mem   *memory
+	kind   memKind
+	limit  uint64
+	budget *memBudget
+	mem    *memory
 }
 
-func newMemAllocator(kind memKind, limit uint64) *memAllocator {
-	return &memAllocator{kind: kind, limit: limit}
+func newMemAllocator(kind memKind, limit uint64, budget *memBudget) *memAllocator {
+	return &memAllocator{kind: kind, limit: limit, budget: budget}
 }
 
 // Allocate implements experimental.MemoryAllocator.
@@ -110,7 +117,7 @@ func (a *memAllocator) Allocate(capacity, maximum uint64) experimental.LinearMem
 		return la.Allocate(capacity, maximum) // fails instantiation with err
 	}
 	a.mem = &memory{lm: lm, limit: a.limit}
-	return &trackedLinearMemory{m: a.mem}
+	return &trackedLinearMemory{m: a.mem, budget: a.budget}
 }
 
 // instantiate instantiates m's compiled code with memory from a. See
@@ -125,15 +132,47 @@ func (a *memAllocator) instantiate(ctx context.Context, rt wazero.Runtime, m *mo
 var linmemKinds = [...]linmem.Kind{memPlain: linmem.KindPlain, memCopy: linmem.KindCopy, memCoW: linmem.KindCoW}
 
 // trackedLinearMemory records refused grows so a failure can be reported
-// as ErrMemoryLimit rather than a generic trap.
-type trackedLinearMemory struct{ m *memory }
+// as ErrMemoryLimit (or ErrNodeMemory) rather than a generic trap, and
+// charges the memory's size to the engine's budget.
+type trackedLinearMemory struct {
+	m       *memory
+	budget  *memBudget
+	charged atomic.Int64 // bytes taken from budget; Free gives them back
+	inited  bool         // wazero's initial Reallocate happened
+}
 
 func (t *trackedLinearMemory) Reallocate(size uint64) []byte {
+	init := !t.inited
+	t.inited = true
+	delta := int64(size) - t.charged.Load()
+	if !t.budget.take(delta) {
+		t.m.refused.Store(true)
+		t.m.nodeRefused.Store(true)
+		if init {
+			linmem.FailInit(fmt.Errorf("%w: an instance needs %d bytes of linear memory, and the node's guests hold %d of the %d bytes runtime.max_guest_memory allows",
+				ErrNodeMemory, size, t.budget.inUse(), t.budget.limit))
+		}
+		return nil
+	}
+	grown := false
+	defer func() {
+		if !grown { // refused, or the initial allocation failed (a panic Instantiate recovers)
+			t.budget.give(delta)
+		}
+	}()
 	b := t.m.lm.Reallocate(size)
 	if b == nil {
 		t.m.refused.Store(true)
+		return nil
+	}
+	grown = true
+	if delta > 0 {
+		t.charged.Add(delta)
 	}
 	return b
 }
 
-func (t *trackedLinearMemory) Free() { t.m.lm.Free() }
+func (t *trackedLinearMemory) Free() {
+	t.budget.give(t.charged.Swap(0))
+	t.m.lm.Free()
+}

@@ -26,7 +26,7 @@ type sandbox struct {
 // except a wasm start section, which only modules compiled with wazero's
 // own termination checks may have.
 func (f *Function) newSandbox(g *guard, m *module, kind memKind, cfg wazero.ModuleConfig, sb *sandbox) error {
-	alloc := newMemAllocator(kind, f.spec.Limits.MemoryBytes)
+	alloc := newMemAllocator(kind, f.spec.Limits.MemoryBytes, f.engine.mem)
 	if v, ok := f.goMemLimit(m); ok {
 		cfg = cfg.WithEnv(goMemLimitEnv, v)
 	}

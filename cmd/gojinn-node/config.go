@@ -115,6 +115,7 @@ type RuntimeConfig struct {
 	MaxConcurrentCompiles int      `toml:"max_concurrent_compiles"`
 	LogRate               int      `toml:"log_rate"`
 	LogBurst              int      `toml:"log_burst"`
+	MaxGuestMemory        int64    `toml:"max_guest_memory"`
 }
 
 // duration reads "10s"-style strings from TOML and environment variables.
@@ -441,6 +442,9 @@ func (c Config) Validate() error {
 	}
 	if c.Runtime.LogRate == 0 {
 		return bad("runtime.log_rate", "is 0; set lines per second per function, or -1 for no limit")
+	}
+	if m := c.Runtime.MaxGuestMemory; m > 0 && m < 16<<20 {
+		return bad("runtime.max_guest_memory", "%d bytes cannot hold even one small guest: use at least 16 MiB (16777216), 0 for half the machine's memory, or -1 for no bound", m)
 	}
 	if c.Runtime.LogBurst <= 0 {
 		return bad("runtime.log_burst", "must be positive, got %d", c.Runtime.LogBurst)

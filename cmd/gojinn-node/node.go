@@ -195,6 +195,7 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 	rc.MaxConcurrentCompiles = cfg.Runtime.MaxConcurrentCompiles
 	rc.KV = cluster.NewHostKV(n.store)
 	rc.Logs, rc.LogRate, rc.LogBurst = n.logs, float64(cfg.Runtime.LogRate), cfg.Runtime.LogBurst
+	rc.MaxGuestMemory = cfg.Runtime.MaxGuestMemory
 	// The node's Prometheus registry, served on the admin listener below.
 	n.metrics = prometheus.NewRegistry()
 	if rc.Metrics, err = runtime.NewMetrics(n.metrics); err != nil {
@@ -265,7 +266,13 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 	// Metrics on the admin listener, behind the same token: series
 	// name functions, which is more than strangers need to know.
 	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		cluster.NewCollector(n.store.Node(), n.agent, n.engine))
+		cluster.NewCollector(n.store.Node(), n.agent, n.engine),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gojinn_guest_memory_bytes",
+			Help: "Linear memory all guest instances hold now, in bytes."},
+			func() float64 { used, _ := n.engine.GuestMemory(); return float64(used) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gojinn_guest_memory_limit_bytes",
+			Help: "The bound on the linear memory of all guest instances (runtime.max_guest_memory); 0 for none."},
+			func() float64 { _, limit := n.engine.GuestMemory(); return float64(limit) }))
 	if n.edgeMetrics, err = edge.NewMetrics(n.metrics); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}

@@ -155,6 +155,12 @@ func (p *initPanic) Error() string { return p.err.Error() }
 // Unwrap returns the underlying error.
 func (p *initPanic) Unwrap() error { return p.err }
 
+// FailInit makes the instantiation under way fail with err. Call it from
+// a LinearMemory's first Reallocate (wazero's initial allocation), where
+// returning nil would make wazero panic; Instantiate recovers it and
+// returns err.
+func FailInit(err error) { panic(&initPanic{err}) }
+
 // initFailed is called, with no lock held and after the memory released
 // whatever it had, when the initial Reallocate(size) cannot be satisfied.
 func initFailed(size, max uint64) {
