@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/gojinn/gojinn/storage"
 )
 
 // Backuper is what the backup endpoints need of the registry; *Store
@@ -103,6 +105,7 @@ func (a *api) restore(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	before := a.cfg.Registry.Functions()
 	if err := b.Restore(r.Context(), r.Body); err != nil {
 		if errors.Is(err, ErrBadBackup) {
 			return apiErrorf(http.StatusUnprocessableEntity, CodeBadBackup, "%s", err.Error())
@@ -113,7 +116,7 @@ func (a *api) restore(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("backup restored", "functions", len(a.cfg.Registry.Functions()))
-	if err := a.waitRestored(r.Context()); err != nil {
+	if err := a.waitRestored(r.Context(), before); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -122,27 +125,55 @@ func (a *api) restore(w http.ResponseWriter, r *http.Request) error {
 
 // waitRestored waits, as a deploy does, until the active version of every
 // function the restore left is served (on every live member of a
-// cluster), for at most the deploy wait bound in all: a restore that
-// answers has its functions serving, so a script may call them at once.
-func (a *api) waitRestored(ctx context.Context) error {
+// cluster), and until the functions it dropped (of before, the list
+// before it) are no longer routed, for at most the deploy wait bound in
+// all: a restore that answers has its functions serving, so a script may
+// call them at once.
+func (a *api) waitRestored(ctx context.Context, before []storage.Function) error {
 	d := a.cfg.WaitTimeout
 	if a.cfg.WaitReady == nil || d == 0 {
 		return nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	var late []string
+	var late, broken []string
+	kept := map[string]bool{}
 	for _, f := range a.cfg.Registry.Functions() {
-		if err := a.cfg.WaitReady(wctx, f.Name, f.Active); err != nil {
-			if ctx.Err() != nil {
-				return err // the client went away
-			}
+		kept[f.Name] = true
+		err := a.cfg.WaitReady(wctx, f.Name, f.Active)
+		var sup *SupersededError
+		switch {
+		case err == nil, errors.As(err, &sup):
+			// Served, or a later write already replaced it.
+		case ctx.Err() != nil:
+			return err // the client went away
+		case errors.Is(err, context.DeadlineExceeded):
 			late = append(late, fmt.Sprintf("%s version %d (%v)", f.Name, f.Active, err))
+		default:
+			broken = append(broken, fmt.Sprintf("%s version %d (%v)", f.Name, f.Active, err))
 		}
 	}
-	if len(late) > 0 {
+	if a.cfg.WaitRemoved != nil {
+		for _, f := range before {
+			if kept[f.Name] {
+				continue
+			}
+			if err := a.cfg.WaitRemoved(wctx, f.Name); err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				late = append(late, fmt.Sprintf("%s still routed (%v)", f.Name, err))
+			}
+		}
+	}
+	switch {
+	case len(broken) > 0:
+		return apiErrorf(http.StatusInternalServerError, CodeNotReady,
+			"the backup is restored, but these functions cannot be served: %s; deploy them again or roll them back (`gojinn-node functions rollback`)",
+			strings.Join(append(broken, late...), "; "))
+	case len(late) > 0:
 		return apiErrorf(http.StatusGatewayTimeout, CodeWaitTimeout,
-			"the backup is restored, but within %v these functions were not confirmed serving: %s; they may still become ready: check GET /v1/functions (`gojinn-node functions`)",
+			"the backup is restored, but within %v these functions were not confirmed serving (or, when dropped by the restore, gone): %s; they may still get there: check GET /v1/functions (`gojinn-node functions`)",
 			d, strings.Join(late, "; "))
 	}
 	return nil

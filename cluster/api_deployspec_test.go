@@ -61,6 +61,8 @@ func TestAPIDeploySpecRules(t *testing.T) {
 			[]string{`spec.reset "auto" needs mode "pooled"`}},
 		{"lower-case method", pooled(`"routes":[{"path":"/x","methods":["get"]}]`), 400, CodeInvalid,
 			[]string{"spec.routes[0]", `write "GET"`}},
+		{"CONNECT route", pooled(`"routes":[{"path":"/x","methods":["GET","CONNECT"]}]`), 400, CodeInvalid,
+			[]string{"spec.routes[0]", "method CONNECT never reaches a function"}},
 		{"method twice", pooled(`"routes":[{"path":"/x"},{"path":"/y","methods":["GET","GET"]}]`), 400, CodeInvalid,
 			[]string{"spec.routes[1]", "listed twice"}},
 		{"bad host", pooled(`"routes":[{"host":"[::1","path":"/x"}]`), 400, CodeInvalid,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/gojinn/gojinn/runtime"
 	"github.com/gojinn/gojinn/storage"
 )
 
@@ -20,8 +21,11 @@ func TestAPIDeployErrors(t *testing.T) {
 	h := newAPIHarness(t, func(c *APIConfig) {
 		c.MaxModuleBytes = 4096
 		c.Check = func(_ context.Context, name string, _ storage.Spec) error {
-			if name == "bad-module" {
+			switch name {
+			case "bad-module":
 				return checkErr
+			case "at-shutdown":
+				return fmt.Errorf("function at-shutdown: %w", runtime.ErrEngineClosed)
 			}
 			return nil
 		}
@@ -61,6 +65,8 @@ func TestAPIDeployErrors(t *testing.T) {
 		{"bad wait timeout", "/v1/functions/a", body(`,"wait_timeout":"1h"`), 400, CodeInvalid, "wait_timeout"},
 		{"missing blob", "/v1/functions/a", fmt.Sprintf(`{"sha256":%q,"size":10}`, missing), 409, CodeBlobMissing, "upload the module first"},
 		{"check fails", "/v1/functions/bad-module", body(""), 422, CodeCheckFailed, checkErr.Error()},
+		// A node shutting down checks nothing: 503, not a rejected module.
+		{"node shutting down", "/v1/functions/at-shutdown", body(""), 503, CodeUnavailable, "this node is shutting down"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := h.doJSON("POST", tc.path, tc.body)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/gojinn/gojinn/runtime"
 	"github.com/gojinn/gojinn/storage"
 )
 
@@ -60,6 +61,13 @@ func (a *api) deploy(w http.ResponseWriter, r *http.Request) error {
 		if err := a.cfg.Check(r.Context(), name, spec); err != nil {
 			if r.Context().Err() != nil {
 				return err
+			}
+			if errors.Is(err, runtime.ErrEngineClosed) {
+				// The node is shutting down: nothing is wrong with the
+				// deploy, another node (or this one restarted) takes it.
+				ae := apiErrorf(http.StatusServiceUnavailable, CodeUnavailable, "this node is shutting down and checks no more deploys; nothing was deployed: send it to another node, or retry once this one is back")
+				ae.RetryAfter = retryAfter
+				return ae
 			}
 			return apiErrorf(http.StatusUnprocessableEntity, CodeCheckFailed, "deploy of %q rejected, nothing was deployed: %v", name, err)
 		}

@@ -44,6 +44,11 @@ func TestAPIRestoreWaitsUntilServed(t *testing.T) {
 	if err := a.client.Remove(testCtx(t), "fn"); err != nil {
 		t.Fatal(err)
 	}
+	// A function deployed after the backup, which the restore drops.
+	if _, err := h.deploy(n, "extra", wat(t), storage.Route{Path: "/extra"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "extra to serve", func() bool { code, _ := h.get(n, "/extra"); return code == 200 })
 	done := make(chan error, 1)
 	go func() { done <- a.client.Restore(testCtx(t), bytes.NewReader(backup.Bytes())) }()
 	select {
@@ -65,6 +70,9 @@ func TestAPIRestoreWaitsUntilServed(t *testing.T) {
 	}
 	if f, ok := n.store.Function("fn"); !ok || f.Active != v.Version {
 		t.Fatalf("restored fn: %+v %v, want version %d active", f, ok, v.Version)
+	}
+	if code, _ := h.get(n, "/extra"); code != 404 {
+		t.Fatalf("the function the restore dropped still answers %d once the restore answered", code)
 	}
 
 	// Not served within the bound: 504 naming the function.

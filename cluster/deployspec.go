@@ -15,6 +15,10 @@ const (
 	maxMemoryBytes = 4 << 30
 )
 
+// ValidateDeploySpec is the admin API's check of a deploy's spec on its
+// own (validateDeploySpec), for clients that check before they upload.
+func ValidateDeploySpec(name string, spec storage.Spec) error { return validateDeploySpec(name, spec) }
+
 // validateDeploySpec is the admin API's check of a deploy's spec on its
 // own, before the module is looked at: the registry's rules
 // (storage.ValidateSpec), the edge's route rules (edge.Route.Validate:
@@ -29,10 +33,6 @@ const (
 // must keep applying as they did (storage/command.go). The runtime's own
 // check still runs in the deploy's pre-check and at load;
 // TestDeploySpecRulesMatchRuntime keeps the two in step.
-// ValidateDeploySpec is the admin API's check of a deploy's spec on its
-// own (validateDeploySpec), for clients that check before they upload.
-func ValidateDeploySpec(name string, spec storage.Spec) error { return validateDeploySpec(name, spec) }
-
 func validateDeploySpec(name string, spec storage.Spec) error {
 	if err := storage.ValidateSpec(name, spec); err != nil {
 		return err
@@ -53,6 +53,15 @@ func validateDeploySpec(name string, spec storage.Spec) error {
 				hint = fmt.Sprintf("write %q", dec)
 			}
 			return fmt.Errorf("%w: spec.routes[%d]: path %q has a '%%': routes match the decoded path, as a handler sees it; %s", storage.ErrInvalid, i, rt.Path, hint)
+		}
+	}
+	for i, rt := range spec.Routes {
+		for _, m := range rt.Methods {
+			if m == "CONNECT" || m == "PRI" {
+				// The edge answers these itself (501, 505): a route for
+				// them would never reach the function.
+				return fmt.Errorf("%w: spec.routes[%d]: method %s never reaches a function (the edge refuses CONNECT tunnels and h2c prefaces); remove it", storage.ErrInvalid, i, m)
+			}
 		}
 	}
 	if spec.Reset != "" && spec.Reset != storage.ResetNone && spec.Mode != storage.ModePooled {

@@ -10,6 +10,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gojinn/gojinn/runtime"
@@ -34,8 +35,10 @@ type Handler struct {
 	// MaxBodyMemory caps the bytes of request bodies the handler holds at
 	// once, over all requests: bodies are read whole before a function
 	// runs, and a request whose body would pass the cap is answered 503
-	// (Retry-After: 1) at once. Default DefaultMaxBodyMemory; it must be
-	// at least MaxBody. Negative: no cap.
+	// (Retry-After: 1) at once. Default DefaultMaxBodyMemory; a value
+	// not above MaxBody counts as MaxBody plus one byte (reading a body
+	// of exactly MaxBody takes one byte more, to tell it from a longer
+	// one). Negative: no cap.
 	MaxBodyMemory int64
 	// Dev puts the reason for a failed invocation into the response body.
 	// Off in production: reasons can name internals.
@@ -53,8 +56,9 @@ type Handler struct {
 	// and trace id.
 	AccessLog bool
 
-	bodyOnce sync.Once
-	bodies   *bodyMemory
+	bodyOnce   sync.Once
+	bodies     *bodyMemory
+	bodyWarned atomic.Int64 // when a body-memory refusal was last logged (Unix ns)
 }
 
 // BodyLimiter is implemented by an Invoker that knows each function's own
@@ -67,11 +71,16 @@ type BodyLimiter interface {
 // bodyMemory returns the handler's body budget, nil when uncapped.
 func (h *Handler) bodyMemory() *bodyMemory {
 	h.bodyOnce.Do(func() {
-		switch limit := h.MaxBodyMemory; {
-		case limit == 0:
-			h.bodies = &bodyMemory{limit: DefaultMaxBodyMemory}
-		case limit > 0:
-			h.bodies = &bodyMemory{limit: limit}
+		limit := h.MaxBodyMemory
+		if limit == 0 {
+			limit = DefaultMaxBodyMemory
+		}
+		if limit > 0 {
+			maxBody := h.MaxBody
+			if maxBody == 0 {
+				maxBody = 10 << 20
+			}
+			h.bodies = &bodyMemory{limit: max(limit, maxBody+1)}
 		}
 	})
 	return h.bodies
@@ -162,6 +171,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) in
 	case r.Method == "PRI" && r.RequestURI == "*":
 		// An HTTP/2 connection preface on a plain-HTTP port (h2c with
 		// prior knowledge).
+		// The rest of the preface and the frames would parse as more
+		// requests: close the connection after this answer.
+		w.Header().Set("Connection", "close")
 		http.Error(w, "HTTP/2 without TLS (h2c) is not served: use HTTPS for HTTP/2, or HTTP/1.1 here", http.StatusHTTPVersionNotSupported)
 		return http.StatusHTTPVersionNotSupported
 	}
@@ -242,13 +254,19 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) in
 	start := time.Now()
 	res, err := h.Invoker.Invoke(ctx, function, req)
 	wd.arm()
+	// The body has been copied into the guest: its share of the body
+	// memory is free while the answer is written (a slow reader must not
+	// hold it for the write timeout).
+	bodyLen := len(req.Body)
+	req.Body = nil
+	acct.release()
 	var took time.Duration
 	if res != nil {
 		took = res.Duration // the runtime timed it already, from about start
 	} else {
 		took = time.Since(start)
 	}
-	h.Metrics.invocation(function, err, took, len(req.Body), res)
+	h.Metrics.invocation(function, err, took, bodyLen, res)
 	if span != nil {
 		endInvoke(span, err)
 	}
@@ -287,8 +305,11 @@ func (h *Handler) bodyFailed(w http.ResponseWriter, r *http.Request, err error, 
 		http.Error(w, fmt.Sprintf("request body exceeds %s limit of %d bytes", whose, limit), http.StatusRequestEntityTooLarge)
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, errBodyMemory):
-		h.logger().Warn("request refused: the node holds as many request bodies as edge.max_body_memory allows; raise it, or lower edge.max_body_bytes or max_concurrent_streams",
-			"path", r.URL.Path, "proto", r.Proto, "remote", r.RemoteAddr)
+		now, last := time.Now().UnixNano(), h.bodyWarned.Load()
+		if now-last > int64(10*time.Second) && h.bodyWarned.CompareAndSwap(last, now) {
+			h.logger().Warn("requests refused: the node holds as many request bodies as edge.max_body_memory allows; raise it, or lower edge.max_body_bytes or max_concurrent_streams (logged at most every 10 s; gojinn_edge_requests_total counts the 503s)",
+				"path", r.URL.Path, "proto", r.Proto, "remote", r.RemoteAddr)
+		}
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "the node is busy reading other request bodies; retry shortly", http.StatusServiceUnavailable)
 		return http.StatusServiceUnavailable

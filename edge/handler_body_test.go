@@ -196,7 +196,7 @@ func TestHandlerServerLevelRequests(t *testing.T) {
 		want           string
 	}{
 		{"CONNECT", "example.com:443", http.StatusNotImplemented, "CONNECT is not supported"},
-		{"OPTIONS", "*", http.StatusOK, ""},
+		{"OPTIONS", "*", http.StatusOK, "<empty>"},
 		{"PRI", "*", http.StatusHTTPVersionNotSupported, "h2c"},
 		{"OPTIONS", "/x", http.StatusOK, ""}, // a function's, as any method
 	} {
@@ -204,6 +204,13 @@ func TestHandlerServerLevelRequests(t *testing.T) {
 		r.RequestURI = c.target
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
+		if c.want == "<empty>" {
+			// The server's own answer, not the function's (which has a body).
+			if w.Code != c.status || w.Body.Len() != 0 {
+				t.Errorf("%s %s: %d %q, want %d with no body", c.method, c.target, w.Code, w.Body.String(), c.status)
+			}
+			continue
+		}
 		if w.Code != c.status || !strings.Contains(w.Body.String(), c.want) {
 			t.Errorf("%s %s: %d %q, want %d %q", c.method, c.target, w.Code, w.Body.String(), c.status, c.want)
 		}

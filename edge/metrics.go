@@ -56,7 +56,7 @@ const (
 	OutcomeMemory      = "memory"
 	OutcomeTrap        = "trap"
 	OutcomeBadResponse = "bad_response"
-	OutcomeRejected    = "rejected" // busy, too large, deploying, canceled
+	OutcomeRejected    = "rejected" // busy, too large, deploying, canceled, node memory
 	OutcomeError       = "error"
 )
 
@@ -131,7 +131,7 @@ func Outcome(err error) string {
 		return OutcomeTrap
 	case errors.Is(err, runtime.ErrBadResponse):
 		return OutcomeBadResponse
-	case errors.Is(err, runtime.ErrBusy), errors.Is(err, runtime.ErrRequestTooLarge),
+	case errors.Is(err, runtime.ErrBusy), errors.Is(err, runtime.ErrRequestTooLarge), errors.Is(err, runtime.ErrNodeMemory),
 		errors.Is(err, runtime.ErrCanceled), errors.Is(err, runtime.ErrUnknownFunction):
 		return OutcomeRejected
 	}

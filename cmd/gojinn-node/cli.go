@@ -317,7 +317,7 @@ func (c cli) deploy(ctx context.Context, args []string) int {
 
 // specField matches a deploy spec field as the node's messages name it:
 // spec.limits.timeout, spec.routes[2].path.
-var specField = regexp.MustCompile(`spec\.(?:limits\.)?[a-z_]+(?:\[(\d+)\])?(?:\.[a-z_]+)?`)
+var specField = regexp.MustCompile(`spec\.(?:limits\.)?[a-z_]+(?:\[(\d+)\])?(?:\.[a-z_]+(?:\[\d+\])?)?`)
 
 // specFlags are the deploy flags that set spec fields.
 var specFlags = map[string]string{

@@ -71,6 +71,9 @@ func TestCLIDeploySpecErrorsNameFlags(t *testing.T) {
 		`invalid: --timeout (spec.limits.timeout) 20m exceeds 15m; --route #1 (spec.routes[0].path) "x" must start with '/'` {
 		t.Errorf("flagNames: %q", got)
 	}
+	if got := flagNames(errors.New(`spec.routes[0].methods[1] "get" is not upper-case`)).Error(); got != `--route #1 (spec.routes[0].methods[1]) "get" is not upper-case` {
+		t.Errorf("flagNames, nested index: %q", got)
+	}
 	plain := errors.New("no spec here")
 	if got := flagNames(plain); got != plain {
 		t.Errorf("flagNames changed an error without spec fields: %v", got)

@@ -423,8 +423,8 @@ func (c Config) Validate() error {
 			return bad(key, "must be positive, got %d", n)
 		}
 	}
-	if c.Edge.MaxBodyMemory < c.Edge.MaxBodyBytes {
-		return bad("edge.max_body_memory", "%d is below edge.max_body_bytes (%d): no body of the largest size allowed could be read; raise it (it bounds the request bodies held at once, over all requests)",
+	if c.Edge.MaxBodyMemory <= c.Edge.MaxBodyBytes {
+		return bad("edge.max_body_memory", "%d is not above edge.max_body_bytes (%d): no body of the largest size allowed could be read; raise it (it bounds the request bodies held at once, over all requests)",
 			c.Edge.MaxBodyMemory, c.Edge.MaxBodyBytes)
 	}
 	for key, d := range map[string]duration{
