@@ -96,6 +96,11 @@ func (s *Store) KVLimits() storage.KVLimits { return s.kvConfig().Limits }
 // with the replicated state: copy it before modifying it.
 func (s *Store) KVGet(ctx context.Context, ns, key string, c Consistency) (_ storage.KVEntry, err error) {
 	defer func() { s.node.kvMetrics.countOp(kvOpGet, err) }()
+	if err := checkKVKey(ns, key, s.kvConfig().Limits); err != nil {
+		// An empty key, or one with NUL, is never stored: say so rather
+		// than "not found".
+		return storage.KVEntry{}, fmt.Errorf("kv get: %w", err)
+	}
 	st, err := s.kvRead(ctx, c)
 	if err != nil {
 		return storage.KVEntry{}, fmt.Errorf("kv get %s/%q: %w", ns, key, err)

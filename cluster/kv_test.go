@@ -58,6 +58,12 @@ func TestStoreKV(t *testing.T) {
 	if e, err := s.KVGet(ctx, "hello", "lock", ""); err != nil || e.ExpiresAt.IsZero() || time.Until(e.ExpiresAt) > time.Minute {
 		t.Fatalf("ttl key: %+v, %v", e, err)
 	}
+	// A key that can never be stored is invalid to read too, not absent.
+	for _, bad := range []string{"", "a\x00b"} {
+		if _, err := s.KVGet(ctx, "hello", bad, ""); !errors.Is(err, storage.ErrInvalid) || errors.Is(err, storage.ErrKVNotFound) {
+			t.Fatalf("get of key %q: %v, want invalid", bad, err)
+		}
+	}
 
 	// List with a prefix and pages.
 	for i := range 5 {

@@ -14,6 +14,7 @@ import (
 	"github.com/gojinn/gojinn/edge"
 	"github.com/gojinn/gojinn/runtime"
 	"github.com/gojinn/gojinn/runtime/enginetest"
+	"github.com/gojinn/gojinn/runtime/guestlog"
 	"github.com/gojinn/gojinn/runtime/runtimetest"
 )
 
@@ -81,5 +82,30 @@ func TestHandlerErrors(t *testing.T) {
 		if resp.StatusCode != c.status || !strings.Contains(string(got), c.want) {
 			t.Errorf("case %d: %d %q, want %d with %q", i, resp.StatusCode, got, c.status, c.want)
 		}
+	}
+}
+
+// A failed invocation also goes to the function's own log (source host),
+// so `gojinn-node logs FN` shows it beside the guest's lines; the node's
+// log line stays the handler's.
+func TestHandlerFailureInFunctionLogs(t *testing.T) {
+	e := enginetest.Engine(t)
+	if _, err := e.Load(context.Background(), runtime.FunctionSpec{Name: "loop", Version: "3", Module: runtimetest.WAT(t, "runtime/testdata/wat/loop.wat"),
+		Mode: runtime.ModePooled, Limits: runtime.Limits{Timeout: 100 * time.Millisecond}}); err != nil {
+		t.Fatal(err)
+	}
+	logs := guestlog.New(guestlog.Config{})
+	srv := httptest.NewServer(&edge.Handler{Invoker: e, Function: "loop", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), FunctionLogs: logs})
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	recs := logs.Recent("loop", guestlog.Filter{})
+	if len(recs) != 1 || recs[0].Source != runtime.LogSourceHost || recs[0].Level != slog.LevelError || recs[0].Version != "3" ||
+		!strings.Contains(recs[0].Message, "invocation failed (504)") || !strings.Contains(recs[0].Message, "still running after 100ms") ||
+		recs[0].RequestID == "" {
+		t.Fatalf("function log after a timeout: %+v", recs)
 	}
 }

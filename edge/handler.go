@@ -55,6 +55,10 @@ type Handler struct {
 	// duration, and for routed requests function, version, request id
 	// and trace id.
 	AccessLog bool
+	// FunctionLogs, when set, also gets a record (source "host", level
+	// error) for every failed invocation, so that `gojinn-node logs FN`
+	// shows timeouts and traps beside the function's own lines.
+	FunctionLogs interface{ Keep(runtime.LogRecord) }
 
 	bodyOnce   sync.Once
 	bodies     *bodyMemory
@@ -340,6 +344,16 @@ func (h *Handler) fail(w http.ResponseWriter, function string, req *protocol.Req
 		attrs = append(attrs, "trace_id", id)
 	}
 	log.Warn("invocation failed", attrs...)
+	// Not for load shedding and callers that left: under overload those
+	// come by the thousand and say nothing about the function.
+	if h.FunctionLogs != nil && !errors.Is(err, runtime.ErrUnknownFunction) && !errors.Is(err, runtime.ErrBusy) && !errors.Is(err, runtime.ErrCanceled) {
+		rec := runtime.LogRecord{Time: time.Now(), Function: function, RequestID: req.RequestID, TraceID: traceID(req.TraceParent),
+			Level: slog.LevelError, Message: fmt.Sprintf("invocation failed (%d): %v", status, err), Source: runtime.LogSourceHost}
+		if ie != nil {
+			rec.Version = ie.Version
+		}
+		h.FunctionLogs.Keep(rec)
+	}
 	if errors.Is(err, runtime.ErrBusy) || errors.Is(err, runtime.ErrNodeMemory) {
 		w.Header().Set("Retry-After", "1")
 	}

@@ -152,6 +152,11 @@ func TestGuestEnvironment(t *testing.T) {
 			if len(r1) != 32 || r1 == r2 {
 				t.Errorf("randomness: %q then %q", r1, r2)
 			}
+			// argv[0] is the function's name: flag.Parse and os.Args[0]
+			// work as in a program (with none, flag.Parse panicked).
+			if _, body := mustInvoke(t, f, get("/args")); body != mc.name+"|0" {
+				t.Errorf("args: %q, want the function's name and no arguments", body)
+			}
 			_, ts := mustInvoke(t, f, get("/time"))
 			if d := time.Since(time.Unix(0, atoi(t, ts))); d < -time.Minute || d > time.Minute {
 				t.Errorf("guest clock is off by %v", d)
@@ -308,6 +313,28 @@ func TestGuestGoroutines(t *testing.T) {
 				if res.Duration > 500*time.Millisecond {
 					t.Errorf("100 concurrent 10 ms sleeps took %v", res.Duration)
 				}
+			}
+		})
+	}
+}
+
+// A Go handler that prints on stdout works in every mode: in a command
+// (isolated) the SDK sends it to stderr, since stdout carries the
+// response there; in a reactor it is captured as stdout.
+func TestGoHandlerPrintingToStdout(t *testing.T) {
+	e := newEngine(t)
+	for _, mc := range allModes {
+		t.Run(mc.name, func(t *testing.T) {
+			f := load(t, e, runtime.FunctionSpec{Name: mc.name, Module: mc.abuse(t), Mode: mc.mode, Reset: mc.reset})
+			res, err := invoke(t, f, get("/stdout?n=5"))
+			if err != nil {
+				t.Fatalf("printing to stdout: %v", err)
+			}
+			if res.Response.StatusOrDefault() != 200 || string(res.Response.Body) != "wrote stdout" {
+				t.Fatalf("printing to stdout: %d %q", res.Response.StatusOrDefault(), res.Response.Body)
+			}
+			if printed := string(res.Stdout) + string(res.Stderr); !strings.Contains(printed, "ooooo") {
+				t.Fatalf("the printed text is neither in stdout %q nor stderr %q", res.Stdout, res.Stderr)
 			}
 		})
 	}

@@ -72,6 +72,9 @@ func newFunction(e *Engine, spec FunctionSpec, hash [32]byte) *Function {
 	f := &Function{engine: e, spec: spec, hash: hash, reset: resolveReset(spec.Reset), goGuest: wasmbin.IsGoModule(spec.Module)}
 	cfg := wazero.NewModuleConfig().
 		WithName("").
+		// argv[0] is the function's name, as a program's own name: Go's
+		// flag.Parse and anything reading os.Args[0] expect one.
+		WithArgs(spec.Name).
 		WithRandSource(rand.Reader).
 		WithSysWalltime().
 		WithSysNanotime().

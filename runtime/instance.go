@@ -289,7 +289,7 @@ func (f *Function) failure(during string, err, stopped error, mem *memory, stder
 	case stopped == ErrTimeout:
 		e = f.errorf(ErrTimeout, err, "still running after %v while %s; make it faster or raise the timeout", l.Timeout, during)
 	case stopped == ErrCPUBudget:
-		e = f.errorf(ErrCPUBudget, err, "used more than %v of CPU time while %s", l.CPUTime, during)
+		e = f.errorf(ErrCPUBudget, err, "used more than %v of CPU time while %s; make it do less per request or raise the CPU budget (limits.cpu_time, deploy --cpu)", l.CPUTime, during)
 	case stopped == ErrEngineClosed:
 		e = f.closedError(err, "while "+during)
 	case stopped != nil: // ErrCanceled

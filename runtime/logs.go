@@ -28,6 +28,9 @@ const (
 	LogSourceStdout LogSource = "stdout"
 	// LogSourceStderr is a line the guest wrote to stderr.
 	LogSourceStderr LogSource = "stderr"
+	// LogSourceHost is a line the node wrote about the function: an
+	// invocation it failed (timeout, CPU budget, memory, trap...).
+	LogSourceHost LogSource = "host"
 )
 
 // Caps of one log line, applied before anything is copied out of the

@@ -245,6 +245,9 @@ func (c cli) deploy(ctx context.Context, args []string) int {
 	cpu := fs.Duration("cpu", 0, "CPU-time budget per request (default: the timeout)")
 	fs.Var(&memory, "memory", "memory limit per instance, e.g. 128MiB (default 128MiB)")
 	fs.Var(&maxBody, "max-body", "request body limit, e.g. 10MiB")
+	var maxResp byteSize
+	fs.Var(&maxResp, "max-response-body", "response body limit, e.g. 20MiB (default 10MiB)")
+	queue := fs.Duration("queue-timeout", 0, "how long a request waits for a free instance before 503 (default 1s)")
 	instances := fs.Int("max-instances", 0, "invocations of the function at once, pooled or isolated (default 2 x cores, at least 4)")
 	noWait := fs.Bool("no-wait", false, "return once the deploy is committed, before the node serves it")
 	pos, err := parseArgs(fs, args)
@@ -259,6 +262,7 @@ func (c cli) deploy(ctx context.Context, args []string) int {
 	spec := storage.Spec{Mode: *mode, Reset: *reset, Limits: storage.Limits{
 		MemoryBytes: uint64(memory), Timeout: storage.Duration(*timeout), CPUTime: storage.Duration(*cpu),
 		MaxRequestBody: int64(maxBody), MaxInstances: *instances,
+		MaxResponseBody: int64(maxResp), QueueTimeout: storage.Duration(*queue),
 	}}
 	for _, r := range routes {
 		er, err := edge.ParseRoute(r)
@@ -324,6 +328,7 @@ var specFlags = map[string]string{
 	"spec.mode": "--mode", "spec.reset": "--reset", "spec.env": "--env", "spec.routes": "--route",
 	"spec.limits.memory_bytes": "--memory", "spec.limits.timeout": "--timeout", "spec.limits.cpu_time": "--cpu",
 	"spec.limits.max_request_body": "--max-body", "spec.limits.max_instances": "--max-instances",
+	"spec.limits.max_response_body": "--max-response-body", "spec.limits.queue_timeout": "--queue-timeout",
 }
 
 // flagNames puts the deploy flag before each spec field an error names,

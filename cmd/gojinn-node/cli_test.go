@@ -56,6 +56,7 @@ func TestCLIDeploySpecErrorsNameFlags(t *testing.T) {
 		{[]string{"--mode", "isolated", "--reset", "copy"}, `--reset (spec.reset) "copy" needs mode`},
 		{[]string{"--route", "/ok", "--route", "/a%41"}, `--route #2 (spec.routes[1]): path "/a%41" has a '%'`},
 		{[]string{"--env", "A=x\x00y"}, `--env (spec.env) value of "A" must not contain NUL`},
+		{[]string{"--queue-timeout", "-1s"}, "--queue-timeout (spec.limits.queue_timeout) must not be negative"},
 	} {
 		var out, errb bytes.Buffer
 		args := append([]string{"deploy", "fn", mod, "--addr", "http://127.0.0.1:1", "--token", "gjn_x"}, c.args...)

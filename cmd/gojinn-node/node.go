@@ -329,7 +329,7 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		sc.Metrics = n.edgeMetrics
 		n.edgeMetrics.ReportCertificates(n.tls)
 	}
-	h := &edge.Handler{Invoker: n.engine, Router: n.router, MaxBody: cfg.Edge.MaxBodyBytes, MaxBodyMemory: cfg.Edge.MaxBodyMemory, Dev: cfg.Edge.DevErrors, Logger: log, Metrics: n.edgeMetrics, AccessLog: cfg.Edge.AccessLog}
+	h := &edge.Handler{Invoker: n.engine, Router: n.router, MaxBody: cfg.Edge.MaxBodyBytes, MaxBodyMemory: cfg.Edge.MaxBodyMemory, Dev: cfg.Edge.DevErrors, Logger: log, Metrics: n.edgeMetrics, AccessLog: cfg.Edge.AccessLog, FunctionLogs: n.logs}
 	n.tracing = startTracing(ctx, log, h)
 	if n.edge, err = edge.NewServer(sc, h); err != nil {
 		return nil, err

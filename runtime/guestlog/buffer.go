@@ -113,6 +113,18 @@ func (b *Buffer) Log(rec runtime.LogRecord) {
 	}
 }
 
+// Keep stores rec for the logs endpoint and its followers, like Log,
+// without writing it to Config.Logger: for records the node has logged
+// in its own words already (an invocation failure).
+func (b *Buffer) Keep(rec runtime.LogRecord) {
+	b.mu.Lock()
+	b.keep(&rec)
+	for s := range b.subs[rec.Function] {
+		s.offer(&rec)
+	}
+	b.mu.Unlock()
+}
+
 // keep adds rec to its function's ring, evicting as the bounds say.
 // b.mu is held.
 func (b *Buffer) keep(rec *runtime.LogRecord) {

@@ -29,7 +29,8 @@ func HandleFunc(f func(http.ResponseWriter, *http.Request)) { Handle(http.Handle
 
 // Run serves one request as a WASI command: it reads the request JSON from
 // stdin, calls the handler and writes the response JSON to stdout. Call it
-// from main. A request that cannot be decoded ends the process with exit
+// from main. While the handler runs, os.Stdout is os.Stderr, so that what
+// it prints becomes a log line rather than part of the response. A request that cannot be decoded ends the process with exit
 // code 2 and the reason on stderr.
 func Run() {
 	data, err := io.ReadAll(os.Stdin)
@@ -40,11 +41,18 @@ func Run() {
 	if err != nil {
 		fatalf("decode request: %v", err)
 	}
-	out, err := protocol.MarshalResponseJSON(serve(req))
+	// stdout carries the response: what the handler prints there goes to
+	// stderr (a log line, as printed output is in pooled mode) instead of
+	// corrupting it.
+	stdout := os.Stdout
+	os.Stdout = os.Stderr
+	resp := serve(req)
+	os.Stdout = stdout
+	out, err := protocol.MarshalResponseJSON(resp)
 	if err != nil {
 		fatalf("encode response: %v", err)
 	}
-	if _, err := os.Stdout.Write(out); err != nil {
+	if _, err := stdout.Write(out); err != nil {
 		fatalf("write response: %v", err)
 	}
 }

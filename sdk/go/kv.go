@@ -3,6 +3,7 @@ package gojinn
 import (
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 )
@@ -104,11 +105,31 @@ func kvFail(op, ns, key string, status int32, version uint64) error {
 	}
 	if n := hostResultLen(); n > 0 {
 		msg := make([]byte, n)
-		e.Message = string(msg[:hostResultRead(msg)])
+		e.Message = hostMessage(op, string(msg[:hostResultRead(msg)]))
 	} else {
 		e.Message = e.Kind.Error()
 	}
 	return e
+}
+
+// ttlMillis is a TTL as the host takes it: whole milliseconds, where 0
+// means none, so a positive TTL under a millisecond becomes 1 ms.
+func ttlMillis(d time.Duration) int64 {
+	if ms := d.Milliseconds(); ms > 0 || d <= 0 {
+		return ms
+	}
+	return 1
+}
+
+// hostMessage is the host's message for a failed op without the "kv op"
+// it may start with (up to its first ": "): Error names the op already.
+func hostMessage(op, msg string) string {
+	if strings.HasPrefix(msg, "kv "+op) {
+		if _, rest, ok := strings.Cut(msg, ": "); ok {
+			return rest
+		}
+	}
+	return msg
 }
 
 // KVStore is one KV namespace as seen by this function. The zero value,
@@ -152,7 +173,7 @@ func (s KVStore) get(key string, linearizable bool) ([]byte, uint64, error) {
 // KVPutOptions qualify KVStore.PutWith.
 type KVPutOptions struct {
 	// TTL > 0 makes the key expire that long after the write (rounded
-	// down to milliseconds); zero means never.
+	// down to milliseconds, and at least 1 ms); zero means never.
 	TTL time.Duration
 	// CAS, when set, makes the write apply only if the key's version is
 	// *CAS, 0 meaning the key must be absent. A mismatch is ErrKVConflict.
@@ -185,7 +206,7 @@ func (s KVStore) PutWith(key string, value []byte, o KVPutOptions) (uint64, erro
 		return 0, &KVError{Op: "put", Namespace: s.ns, Key: key, Kind: ErrKVInvalid, Message: "negative TTL"}
 	}
 	var version uint64
-	if st := hostPut(s.ns, key, value, o.TTL.Milliseconds(), cas, &version); st < 0 {
+	if st := hostPut(s.ns, key, value, ttlMillis(o.TTL), cas, &version); st < 0 {
 		return 0, kvFail("put", s.ns, key, st, version)
 	}
 	return version, nil

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseList(t *testing.T) {
@@ -47,5 +48,26 @@ func TestKVOutsideAGuest(t *testing.T) {
 	}
 	if e := kvFail("put", "", "k", kvConflict, 7).(*KVError); e.Version != 7 {
 		t.Fatalf("conflict version %d", e.Version)
+	}
+}
+
+// A positive TTL under a millisecond expires as soon as the host can
+// tell, never "not at all"; the host's messages lose the "kv op" that
+// KVError.Error already says.
+func TestTTLMillisAndHostMessage(t *testing.T) {
+	for d, want := range map[time.Duration]int64{0: 0, 500 * time.Microsecond: 1, time.Millisecond: 1, 1500 * time.Microsecond: 1, time.Second: 1000} {
+		if got := ttlMillis(d); got != want {
+			t.Errorf("ttlMillis(%v) = %d, want %d", d, got, want)
+		}
+	}
+	for msg, want := range map[string]string{
+		`kv put: probep/"": invalid: the key is empty`: `probep/"": invalid: the key is empty`,
+		`kv get probep/"k": unavailable: no leader`:    `unavailable: no leader`,
+		`conflict: version 3`:                          `conflict: version 3`,
+		`kv list: no`:                                  `kv list: no`, // another op's prefix is kept
+	} {
+		if got := hostMessage(map[bool]string{true: "get", false: "put"}[strings.HasPrefix(msg, "kv get")], msg); got != want {
+			t.Errorf("hostMessage(%q) = %q, want %q", msg, got, want)
+		}
 	}
 }

@@ -6,6 +6,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -123,6 +124,9 @@ func handle(w http.ResponseWriter, r *http.Request) {
 		b := make([]byte, 16)
 		rand.Read(b)
 		fmt.Fprint(w, hex.EncodeToString(b))
+	case "/args": // os.Args, after the flag package parsed them
+		flag.Parse()
+		fmt.Fprint(w, strings.Join(os.Args, " "), "|", flag.NArg())
 	case "/time":
 		fmt.Fprint(w, time.Now().UnixNano())
 	case "/fs":
