@@ -64,6 +64,7 @@ func TestHandlerFunctionBodyLimitBeforeTheBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "this function's limit of 1024 bytes") {
 		t.Fatalf("5 MB to a function with a 1 KiB limit: %d %q, want 413 naming the function's limit first", resp.StatusCode, b)
 	}
@@ -113,6 +114,7 @@ func TestHandlerBodyMemoryCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" || !strings.Contains(string(b), "retry shortly") {
 		t.Fatalf("a body past the node's body memory: %d %q (Retry-After %q), want 503 with Retry-After: 1",
 			resp.StatusCode, b, resp.Header.Get("Retry-After"))

@@ -508,7 +508,8 @@ func (c Config) checkListenerPorts(bad func(key, format string, args ...any) err
 		}
 		for _, b := range ls[i+1:] {
 			bh, bp, err := net.SplitHostPort(b.addr)
-			if err != nil || bp != ap || !(a.tcp && b.tcp || a.udp && b.udp) {
+			shared := a.tcp && b.tcp || a.udp && b.udp // a protocol both use
+			if err != nil || bp != ap || !shared {
 				continue
 			}
 			if ah == bh || unspecifiedHost(ah) || unspecifiedHost(bh) {
