@@ -408,3 +408,23 @@ func TestTraceID(t *testing.T) {
 		}
 	}
 }
+
+// A Go handler's panic is one error line in the function's log, the stack
+// in its message, not a warn line per line of the stack on stderr: a
+// panicking function costs one line of its log rate per request.
+func TestGoPanicIsOneLogLine(t *testing.T) {
+	e, buf := logEngine(t)
+	for _, mc := range allModes {
+		t.Run(mc.name, func(t *testing.T) {
+			f := load(t, e, runtime.FunctionSpec{Name: mc.name, Module: mc.abuse(t), Mode: mc.mode, Reset: mc.reset})
+			if st, _ := mustInvoke(t, f, get("/panic")); st != 500 {
+				t.Fatalf("panic: status %d, want 500", st)
+			}
+			recs := buf.Recent(mc.name, guestlog.Filter{})
+			if len(recs) != 1 || recs[0].Level != slog.LevelError || recs[0].Source != runtime.LogSourceGuest ||
+				!strings.HasPrefix(recs[0].Message, "handler panic: ") || !strings.Contains(recs[0].Message, "goroutine ") {
+				t.Fatalf("log after a panic: %+v", lines(recs))
+			}
+		})
+	}
+}

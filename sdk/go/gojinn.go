@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"runtime/debug"
 
 	"github.com/gojinn/gojinn/sdk/go/protocol"
 )
@@ -100,7 +99,7 @@ func serveHTTP(w *responseWriter, ex *exchange) {
 	defer func() {
 		current = nil
 		if v := recover(); v != nil {
-			fmt.Fprintf(os.Stderr, "gojinn: handler panic: %v\n%s", v, debug.Stack())
+			logPanic(v)
 			w.reset()
 			w.header["Content-Type"] = []string{"text/plain; charset=utf-8"}
 			w.status = http.StatusInternalServerError

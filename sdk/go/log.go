@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime/debug"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -265,4 +266,13 @@ func appendJSONString(buf []byte, s string) []byte {
 		i += size
 	}
 	return append(buf, '"')
+}
+
+// logPanic logs a recovered handler panic as one error line: the value and
+// the stack in its message (cut at 8 KiB, the top of the stack kept), so
+// that a panicking function costs one line of its log rate, not one per
+// line of the stack, and the whole trace stays together in
+// `gojinn-node logs`.
+func logPanic(v any) {
+	LogError(fmt.Sprintf("handler panic: %v\n%s", v, debug.Stack()))
 }

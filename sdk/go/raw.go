@@ -2,12 +2,9 @@ package gojinn
 
 import (
 	"bytes"
-	"fmt"
 	"iter"
 	"net/http"
 	"net/url"
-	"os"
-	"runtime/debug"
 	"strings"
 
 	"github.com/gojinn/gojinn/sdk/go/protocol"
@@ -346,7 +343,7 @@ func serveRaw(w *RawResponse, r *RawRequest) {
 	defer func() {
 		current = nil
 		if v := recover(); v != nil {
-			fmt.Fprintf(os.Stderr, "gojinn: handler panic: %v\n%s", v, debug.Stack())
+			logPanic(v)
 			w.reset()
 			w.hdr = append(w.hdr, protocol.HeaderField{Name: "Content-Type", Value: "text/plain; charset=utf-8"})
 			w.status = http.StatusInternalServerError
