@@ -209,8 +209,10 @@ func (a *Agent) watchIdentity(ctx context.Context) {
 // error this node must stop with, if any. A clash is real when a node
 // answers at the other's peer API address as that node (the ID and gossip
 // address gossip reported); a stale report of this node's own old address
-// gets no such answer. Of two live nodes, the one started later stops; the
-// other logs the clash.
+// gets no such answer. Of two live nodes, the one started later stops
+// (checkIdentity calls fail itself, under identityMu, so that a caller
+// that waited for the lock finds the agent failed already: the start's
+// wait for the first join round relies on it); the other logs the clash.
 func (a *Agent) checkIdentity(ctx context.Context) error {
 	a.identityMu.Lock()
 	defer a.identityMu.Unlock()
@@ -233,7 +235,8 @@ func (a *Agent) checkIdentity(ctx context.Context) error {
 		}
 		err := a.clashError(c)
 		if c.Other.Meta.Started == 0 || c.Other.Meta.Started <= a.started {
-			return err // this node started later (or as late): it stops
+			a.fail(err) // this node started later (or as late): it stops
+			return err
 		}
 		a.log.Error("another live node has this node's identity; it started later and stops itself", "err", err)
 		// The other node may never hear of this one: gossip elsewhere
