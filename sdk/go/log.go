@@ -274,5 +274,7 @@ func appendJSONString(buf []byte, s string) []byte {
 // line of the stack, and the whole trace stays together in
 // `gojinn-node logs`.
 func logPanic(v any) {
-	LogError(fmt.Sprintf("handler panic: %v\n%s", v, debug.Stack()))
+	// Straight to the host: no slog record or field encoding, so a
+	// handler that never logs does not link them in.
+	hostLog(int32(slog.LevelError), fmt.Sprintf("handler panic: %v\n%s", v, debug.Stack()), nil)
 }

@@ -222,6 +222,13 @@ func TestInstrumentLoopsHelloExample(t *testing.T) {
 	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
 	defer r.Close(ctx)
 	wasi_snapshot_preview1.MustInstantiate(ctx, r)
+	// The SDK imports the node's log function (a handler panic is logged
+	// through it); this test only needs it to exist.
+	if _, err := r.NewHostModuleBuilder("gojinn_log_v1").NewFunctionBuilder().
+		WithFunc(func(_ context.Context, _ int32, _, _, _, _ uint32) int32 { return 0 }).
+		Export("log").Instantiate(ctx); err != nil {
+		t.Fatal(err)
+	}
 	// A garbage request makes the guest decode, fail, format an error and
 	// encode a response, running plenty of instrumented loops.
 	mod := instantiateGo(t, ctx, r, out, "hello")
