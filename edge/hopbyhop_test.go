@@ -123,21 +123,11 @@ func TestWriteResponseNoContentStatuses(t *testing.T) {
 	})
 	s := startServer(t, edge.ServerConfig{HTTPAddr: "127.0.0.1:0", Plain: edge.PlainServe}, h)
 	for _, path := range []string{"/204", "/304"} {
-		for _, c := range []struct {
-			name   string
-			client *http.Client
-		}{{"h1", s.h1}, {"h2", s.h2}, {"h3", s.h3}} {
-			resp, err := c.client.Get(s.httpsURL + path)
-			if err != nil {
-				t.Errorf("%s %s: %v", c.name, path, err)
-				continue
-			}
-			body, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
+		s.eachProtocol(t, path, func(name string, resp *http.Response, body []byte, err error) {
 			if err != nil || len(body) != 0 || "/"+resp.Status[:3] != path || resp.Header.Get("Content-Length") != "" || resp.Header.Get("Etag") != `"v1"` {
-				t.Errorf("%s %s: %s, body %q (%v), headers %v", c.name, path, resp.Status, body, err, resp.Header)
+				t.Errorf("%s %s: %s, body %q (%v), headers %v", name, path, resp.Status, body, err, resp.Header)
 			}
-		}
+		})
 	}
 	br := pipeline(t, s, "/204", "/304")
 	for _, want := range []int{http.StatusNoContent, http.StatusNotModified} {
@@ -170,24 +160,14 @@ func TestWriteResponseResetContentAndTrimmedValues(t *testing.T) {
 	})
 	s := startServer(t, edge.ServerConfig{HTTPAddr: "127.0.0.1:0", Plain: edge.PlainServe}, h)
 	for _, path := range []string{"/fields", "/map"} {
-		for _, c := range []struct {
-			name   string
-			client *http.Client
-		}{{"h1", s.h1}, {"h2", s.h2}, {"h3", s.h3}} {
-			resp, err := c.client.Get(s.httpsURL + path)
-			if err != nil {
-				t.Errorf("%s %s: %v", c.name, path, err)
-				continue
-			}
-			body, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
+		s.eachProtocol(t, path, func(name string, resp *http.Response, body []byte, err error) {
 			if err != nil || len(body) != 0 || resp.StatusCode != http.StatusResetContent {
-				t.Errorf("%s %s: %s, body %q (%v), want 205 with no body", c.name, path, resp.Status, body, err)
+				t.Errorf("%s %s: %s, body %q (%v), want 205 with no body", name, path, resp.Status, body, err)
 			}
 			if got := resp.Header.Values("X-A"); len(got) != 2 || got[0] != "padded" || got[1] != "second" {
-				t.Errorf("%s %s: X-A %q, want the values without surrounding spaces and tabs", c.name, path, got)
+				t.Errorf("%s %s: X-A %q, want the values without surrounding spaces and tabs", name, path, got)
 			}
-		}
+		})
 	}
 	br := pipeline(t, s, "/fields", "/map")
 	for range 2 {

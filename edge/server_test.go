@@ -97,6 +97,52 @@ func startServer(t *testing.T, cfg edge.ServerConfig, h http.Handler) *testServe
 	return ts
 }
 
+// protoResult is how one GET through testServer's clients ended.
+type protoResult struct {
+	proto  string
+	status int
+	body   string
+	err    error
+}
+
+// getEveryProtocol GETs path over HTTP/1.1, HTTP/2 and HTTP/3 at once and
+// returns the channel the three results arrive on.
+func (s *testServer) getEveryProtocol(path string) <-chan protoResult {
+	results := make(chan protoResult, 3)
+	for _, c := range []*http.Client{s.h1, s.h2, s.h3} {
+		go func() {
+			resp, err := c.Get(s.httpsURL + path)
+			if err != nil {
+				results <- protoResult{err: err}
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			results <- protoResult{resp.Proto, resp.StatusCode, string(b), err}
+		}()
+	}
+	return results
+}
+
+// eachProtocol GETs path over HTTP/1.1, HTTP/2 and HTTP/3 in turn and hands
+// each answer and its body to check; a failed request is a test error.
+func (s *testServer) eachProtocol(t *testing.T, path string, check func(name string, resp *http.Response, body []byte, err error)) {
+	t.Helper()
+	for _, c := range []struct {
+		name   string
+		client *http.Client
+	}{{"h1", s.h1}, {"h2", s.h2}, {"h3", s.h3}} {
+		resp, err := c.client.Get(s.httpsURL + path)
+		if err != nil {
+			t.Errorf("%s %s: %v", c.name, path, err)
+			continue
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		check(c.name, resp, body, err)
+	}
+}
+
 // answer is a response read whole.
 type answer struct {
 	StatusCode int
@@ -242,23 +288,7 @@ func TestServerGracefulShutdown(t *testing.T) {
 		_, _ = io.WriteString(w, "done")
 	})
 	s := startServer(t, edge.ServerConfig{ShutdownGrace: 10 * time.Second}, h)
-	type result struct {
-		proto, body string
-		err         error
-	}
-	results := make(chan result, 3)
-	for _, c := range []*http.Client{s.h1, s.h2, s.h3} {
-		go func() {
-			resp, err := c.Get(s.httpsURL + "/")
-			if err != nil {
-				results <- result{err: err}
-				return
-			}
-			b, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			results <- result{resp.Proto, string(b), err}
-		}()
-	}
+	results := s.getEveryProtocol("/")
 	for range 3 {
 		<-started
 	}
@@ -336,24 +366,7 @@ func TestServerShutdownGraceEndAnswers(t *testing.T) {
 		calls.Add(1)
 		close(stop)
 	}}, h)
-	type result struct {
-		status int
-		body   string
-		err    error
-	}
-	results := make(chan result, 3)
-	for _, c := range []*http.Client{s.h1, s.h2, s.h3} {
-		go func() {
-			resp, err := c.Get(s.httpsURL + "/")
-			if err != nil {
-				results <- result{err: err}
-				return
-			}
-			b, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			results <- result{resp.StatusCode, string(b), err}
-		}()
-	}
+	results := s.getEveryProtocol("/")
 	for range 3 {
 		<-started
 	}
