@@ -45,6 +45,21 @@ func (n *Node) AddServer(ctx context.Context, id, addr string, voter bool) error
 		if s.ID == id && s.Addr == addr && s.Voter == voter {
 			return nil
 		}
+		if s.ID == id && s.Addr != addr && raft.ServerID(id) != n.id {
+			// A server at a new address: remove it, then add it. Adding it
+			// over its old entry makes hashicorp/raft rewrite the peer of
+			// its running replication goroutines without their lock
+			// (startStopReplication against updateLastAppended and the
+			// error logs, hashicorp/raft#681, still in v1.8.0): a data race
+			// the race detector reports, and a torn read of the address
+			// in production. Removed and added, the server gets a fresh
+			// replication state. The leader's own entry has no
+			// replication and is updated in place.
+			if err := n.RemoveServer(ctx, id); err != nil {
+				return fmt.Errorf("raft: move server %s from %s to %s: %w", id, s.Addr, addr, err)
+			}
+			n.log.Info("raft server removed to be added at its new address", "server_id", id, "old_raft_addr", s.Addr, "raft_addr", addr)
+		}
 	}
 	var f raft.IndexFuture
 	if voter {
