@@ -31,12 +31,11 @@ func TestCopiedDataDirectoryNodeExits(t *testing.T) {
 	// again (it rejoins by itself, on new ports), then the copy.
 	oldAddr := memberOn(t, first, id).Addr
 	member.stop()
-	// Until gossip calls it dead the leader still pipelines to its old
-	// address; its rejoin then moves the address under those failing
-	// sends, where hashicorp/raft (v1.7.3 and v1.8.0) logs the peer
-	// without its lock: a data race in the library, not here
-	// (hashicorp/raft#681). A node back after being seen dead does not
-	// meet it.
+	// Waiting until gossip calls it dead once kept this test clear of
+	// hashicorp/raft#681 (the leader rewrote a replication's peer in
+	// place when the member came back at a new address); Node.AddServer
+	// now removes and re-adds a moved server, and the wait stays as the
+	// ordinary way a member comes back.
 	waitMember(t, first, id, "seen dead", func(m cluster.MemberInfo) bool { return m.Status != "alive" })
 	copyDir := filepath.Join(dir, "copy")
 	copyDataTree(t, member.data, filepath.Join(copyDir, "data"))
