@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -76,10 +77,17 @@ type moduleCache struct {
 
 	mu   sync.Mutex
 	mods map[[32]byte]*module
+	// loading holds, per hash, a channel closed when the load under way
+	// (acquire's leader) ends; other acquirers of that hash wait for it.
+	loading map[[32]byte]chan struct{}
+	// compiles counts wazero CompileModule calls (from its file cache or
+	// by its compiler), for tests.
+	compiles atomic.Int64
 }
 
 func newModuleCache(fast, safe wazero.Runtime, concurrent int, prep prepCache, log *slog.Logger, closed context.Context) *moduleCache {
-	return &moduleCache{fast: fast, safe: safe, compiling: make(chan struct{}, concurrent), prep: prep, log: log, closed: closed, mods: map[[32]byte]*module{}}
+	return &moduleCache{fast: fast, safe: safe, compiling: make(chan struct{}, concurrent), prep: prep, log: log, closed: closed,
+		mods: map[[32]byte]*module{}, loading: map[[32]byte]chan struct{}{}}
 }
 
 // stopped returns ErrEngineClosed once Engine.Close has begun. A compile
@@ -96,18 +104,48 @@ func (c *moduleCache) stopped() error {
 
 // acquire returns the compiled module for bin (whose sha256 is hash),
 // compiling it when no function holds it, and where it came from
-// (SourceMemory, SourceDisk or SourceCompiled). Compilation of the same
-// module by concurrent callers is not deduplicated; wazero's cache makes
-// the second one cheap.
+// (SourceMemory, SourceDisk or SourceCompiled). Concurrent callers for one
+// hash load it once: the others wait for that load and take its module.
+// Two wazero CompileModule calls of one module on one runtime must not
+// overlap: loading from its file cache, wazero v1.12 publishes the
+// compiled module in memory before it has compiled the module's entry
+// preambles, and a concurrent CompileModule that finds it there
+// instantiates it and calls into preambles still being written (the race
+// detector caught it in TestAPIConcurrentDeploysOneRouteWinner once disk
+// loads stopped taking a compile slot).
 func (c *moduleCache) acquire(ctx context.Context, hash [32]byte, bin []byte) (*module, string, error) {
-	c.mu.Lock()
-	if m := c.mods[hash]; m != nil {
-		m.refs++
+	for {
+		c.mu.Lock()
+		if m := c.mods[hash]; m != nil {
+			m.refs++
+			c.mu.Unlock()
+			return m, SourceMemory, nil
+		}
+		wait, busy := c.loading[hash]
+		if !busy {
+			done := make(chan struct{})
+			c.loading[hash] = done
+			c.mu.Unlock()
+			m, source, err := c.load(ctx, hash, bin)
+			c.mu.Lock()
+			delete(c.loading, hash)
+			c.mu.Unlock()
+			close(done)
+			return m, source, err
+		}
 		c.mu.Unlock()
-		return m, SourceMemory, nil
+		select {
+		case <-wait: // loaded (look again), or failed (load it here)
+		case <-ctx.Done():
+			return nil, SourceCompiled, fmt.Errorf("waiting for another load of the same module: %w", context.Cause(ctx))
+		case <-c.closed.Done():
+			return nil, SourceCompiled, errClosed("while waiting for another load of the same module")
+		}
 	}
-	c.mu.Unlock()
+}
 
+// load is acquire's work for the one caller that loads hash.
+func (c *moduleCache) load(ctx context.Context, hash [32]byte, bin []byte) (*module, string, error) {
 	// Compiled code in the disk caches loads without a compiler run, so
 	// it does not wait for a compile slot: a function whose code was
 	// dropped while idle (CompiledIdleTimeout) comes back at once, even
@@ -241,6 +279,7 @@ func (c *moduleCache) compilePreparedOnce(ctx context.Context, hash [32]byte, p 
 			stop = ""
 		}
 	}
+	c.compiles.Add(1)
 	cm, err := rt.CompileModule(ctx, p.bin)
 	if err != nil && retry && c.dropCompiledCode(p, err) {
 		cm, err = rt.CompileModule(ctx, p.bin)

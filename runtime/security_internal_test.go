@@ -5,11 +5,13 @@ package runtime
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"log/slog"
 	goruntime "runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -125,5 +127,59 @@ func TestDiskCachedModuleSkipsCompileSlot(t *testing.T) {
 	defer wcancel()
 	if _, err := e.Load(wctx, FunctionSpec{Name: "g", Module: other, Mode: ModePooled}); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "waiting to compile") {
 		t.Fatalf("a module that needs the compiler, all slots busy: %v, want it to wait for a slot", err)
+	}
+}
+
+// Concurrent loads of one module load it once: the others wait and share
+// its compiled code. Overlapping wazero CompileModule calls of one module
+// race inside wazero v1.12 when it loads from its file cache (the race
+// detector caught it with concurrent deploy checks).
+func TestConcurrentLoadsOfOneModuleLoadOnce(t *testing.T) {
+	tiny := runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat")
+	cfg := DefaultConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.CacheDir = t.TempDir()
+	ctx := context.Background()
+	for _, compiled := range []bool{false, true} { // fresh, then from the disk caches
+		e, err := NewEngine(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hash := sha256.Sum256(tiny)
+		before := e.mods.compiles.Load()
+		const n = 8
+		mods := make([]*module, n)
+		sources := make([]string, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				mods[i], sources[i], errs[i] = e.mods.acquire(ctx, hash, tiny)
+			}()
+		}
+		wg.Wait()
+		loaded := 0
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("acquire %d: %v", i, errs[i])
+			}
+			if mods[i] != mods[0] {
+				t.Fatalf("acquire %d got another module than acquire 0", i)
+			}
+			if sources[i] != SourceMemory {
+				loaded++
+			}
+		}
+		if c := e.mods.compiles.Load() - before; loaded != 1 || c != 1 {
+			t.Fatalf("disk caches filled %v: %d of %d concurrent acquires loaded the module (%v) with %d CompileModule calls, want 1 and 1", compiled, loaded, n, sources, c)
+		}
+		for _, m := range mods {
+			e.mods.release(ctx, m)
+		}
+		if err := e.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
