@@ -826,10 +826,9 @@ func (a *Agent) joinLoop(ctx context.Context, seeds []string) {
 		// Before asking Raft to add this node: a node that another live
 		// node's identity (a copied data directory, a node_name in use)
 		// would make Raft replace must not get in.
-		err := a.checkIdentity(ctx)
+		err := a.checkIdentity(ctx) // on a clash it has failed the agent
 		a.firstJoinDone()
 		if err != nil {
-			a.fail(err)
 			return
 		}
 		req := JoinRequest{ID: a.store.node.ID(), RaftAddr: a.store.node.Addr(), Voter: true}

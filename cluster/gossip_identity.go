@@ -198,8 +198,7 @@ func (a *Agent) watchIdentity(ctx context.Context) {
 			return
 		case <-a.members.IdentityClashed():
 			if err := a.checkIdentity(ctx); err != nil {
-				a.fail(err)
-				return
+				return // checkIdentity has failed the agent
 			}
 		}
 	}

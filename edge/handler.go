@@ -158,28 +158,8 @@ func (h *Handler) logger() *slog.Logger {
 // nil.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) int {
 	function := h.Function
-	switch {
-	case r.Method == http.MethodConnect:
-		// Plain CONNECT asks for a tunnel, extended CONNECT (HTTP/2 and
-		// HTTP/3 with :protocol, e.g. WebSocket) for another protocol on
-		// the stream: neither is served, and a function's 2xx would read
-		// as a tunnel established.
-		http.Error(w, "CONNECT is not supported: this is not a proxy, and functions answer plain HTTP requests only", http.StatusNotImplemented)
-		return http.StatusNotImplemented
-	case r.Method == http.MethodOptions && r.RequestURI == "*":
-		// The server as a whole, as net/http answers it over HTTP/1.1 and
-		// HTTP/2 before any handler: the same here over HTTP/3.
-		w.Header().Set("Content-Length", "0")
-		w.WriteHeader(http.StatusOK)
-		return http.StatusOK
-	case r.Method == "PRI" && r.RequestURI == "*":
-		// An HTTP/2 connection preface on a plain-HTTP port (h2c with
-		// prior knowledge).
-		// The rest of the preface and the frames would parse as more
-		// requests: close the connection after this answer.
-		w.Header().Set("Connection", "close")
-		http.Error(w, "HTTP/2 without TLS (h2c) is not served: use HTTPS for HTTP/2, or HTTP/1.1 here", http.StatusHTTPVersionNotSupported)
-		return http.StatusHTTPVersionNotSupported
+	if code, done := serverLevel(w, r); done {
+		return code
 	}
 	if p := r.URL.Path; strings.Contains(p, "/.") || strings.Contains(p, "//") {
 		// Route on the path the guest will see: /api/../admin must not
@@ -294,6 +274,35 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) in
 		return StatusNotDelivered
 	}
 	return res.Response.StatusOrDefault()
+}
+
+// serverLevel answers the requests that are for the server, not for a
+// function, and reports whether it did.
+func serverLevel(w http.ResponseWriter, r *http.Request) (int, bool) {
+	switch {
+	case r.Method == http.MethodConnect:
+		// Plain CONNECT asks for a tunnel, extended CONNECT (HTTP/2 and
+		// HTTP/3 with :protocol, e.g. WebSocket) for another protocol on
+		// the stream: neither is served, and a function's 2xx would read
+		// as a tunnel established.
+		http.Error(w, "CONNECT is not supported: this is not a proxy, and functions answer plain HTTP requests only", http.StatusNotImplemented)
+		return http.StatusNotImplemented, true
+	case r.Method == http.MethodOptions && r.RequestURI == "*":
+		// The server as a whole, as net/http answers it over HTTP/1.1 and
+		// HTTP/2 before any handler: the same here over HTTP/3.
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
+		return http.StatusOK, true
+	case r.Method == "PRI" && r.RequestURI == "*":
+		// An HTTP/2 connection preface on a plain-HTTP port (h2c with
+		// prior knowledge).
+		// The rest of the preface and the frames would parse as more
+		// requests: close the connection after this answer.
+		w.Header().Set("Connection", "close")
+		http.Error(w, "HTTP/2 without TLS (h2c) is not served: use HTTPS for HTTP/2, or HTTP/1.1 here", http.StatusHTTPVersionNotSupported)
+		return http.StatusHTTPVersionNotSupported, true
+	}
+	return 0, false
 }
 
 // bodyFailed answers a request whose body could not be read: too large
