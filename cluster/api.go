@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -234,7 +235,29 @@ func (a *api) routes() http.Handler {
 	}
 	mux.Handle("/v1/", a.wrap(true, notFound))
 	mux.Handle("/", a.wrap(false, notFound))
-	return mux
+	unclean := a.wrap(false, func(w http.ResponseWriter, r *http.Request) error {
+		return apiErrorf(http.StatusBadRequest, CodeBadRequest, "path %q has an empty, \".\" or \"..\" segment; the API names nothing that way (percent-encode a dot in a KV key as %%2E, as the Go client does)", r.URL.EscapedPath())
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !cleanPath(r.URL.EscapedPath()) {
+			unclean.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// cleanPath reports whether p has no empty, "." or ".." segment (a
+// trailing slash aside). http.ServeMux answers such a path with a redirect
+// to its cleaned form, and a client that follows it sends the request,
+// method and body included, to another endpoint: `kv put "" k` became a
+// share-list write to namespace k, `functions rollback .` a deploy.
+func cleanPath(p string) bool {
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c == p
 }
 
 // wrap adds the token check, the error writer and the request log line.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -261,5 +262,64 @@ func TestAPIKVNotEnabled(t *testing.T) {
 	r := h.do("GET", "/v1/kv/app/k", nil)
 	if r.status != http.StatusNotImplemented || r.apiErr(t).Code != CodeNotEnabled {
 		t.Fatalf("%d %s", r.status, r.body)
+	}
+}
+
+// TestAPIUncleanPathsRefused: a path with an empty, "." or ".." segment is
+// refused with 400 before http.ServeMux can redirect it to its cleaned
+// form, which a client following redirects sent on to another endpoint
+// (`kv put "" counter` became a share-list write to namespace counter);
+// the Go client refuses such names itself and never follows a redirect.
+func TestAPIUncleanPathsRefused(t *testing.T) {
+	h := newKVHarness(t)
+	ctx := testCtx(t)
+	if _, err := h.client.KVShare(ctx, "counter", []string{"worker"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ method, path, body string }{
+		{"PUT", "/v1/kv//counter", `{}`},
+		{"PUT", "/v1/kv/./counter", `{"share":["intruder"]}`},
+		{"DELETE", "/v1/kv/x/../counter", ``},
+		{"POST", "/v1/functions/./rollback", `{}`},
+		{"GET", "/v1/functions//versions", ``},
+		{"GET", "/v1/functions/hello/.", ``},
+	} {
+		r := h.doJSON(tc.method, tc.path, tc.body)
+		if r.status != http.StatusBadRequest || r.apiErr(t).Code != CodeBadRequest || r.header.Get("Location") != "" {
+			t.Errorf("%s %s: %d Location=%q %s; want 400 %s and no redirect", tc.method, tc.path, r.status, r.header.Get("Location"), r.body, CodeBadRequest)
+		}
+	}
+	for _, ns := range []string{"", ".", ".."} {
+		if _, err := h.client.KVPut(ctx, ns, "counter", []byte(`{"share":["intruder"]}`), KVWriteOptions{}); !errors.Is(err, storage.ErrInvalid) {
+			t.Errorf("KVPut(%q, counter): %v, want invalid", ns, err)
+		}
+		if _, err := h.client.KVShare(ctx, ns, []string{"intruder"}); !errors.Is(err, storage.ErrInvalid) {
+			t.Errorf("KVShare(%q): %v, want invalid", ns, err)
+		}
+		if _, err := h.client.Versions(ctx, ns); !errors.Is(err, storage.ErrInvalid) {
+			t.Errorf("Versions(%q): %v, want invalid", ns, err)
+		}
+		if _, err := h.client.Rollback(ctx, ns, 0); !errors.Is(err, storage.ErrInvalid) {
+			t.Errorf("Rollback(%q): %v, want invalid", ns, err)
+		}
+	}
+	list, err := h.client.KVList(ctx, "counter", KVListOptions{})
+	if err != nil || len(list.Share) != 1 || list.Share[0] != "worker" {
+		t.Fatalf("counter's share list after the refused requests: %+v %v, want [worker]", list.Share, err)
+	}
+
+	// A redirect (from a proxy, or a node of an older version) is reported,
+	// not followed.
+	var followed atomic.Int32
+	mux := http.NewServeMux()
+	mux.HandleFunc("/elsewhere/", func(http.ResponseWriter, *http.Request) { followed.Add(1) })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/elsewhere/", http.StatusTemporaryRedirect)
+	})
+	redirecting := httptest.NewServer(mux)
+	t.Cleanup(redirecting.Close)
+	_, err = NewClient(redirecting.URL, testToken, redirecting.Client()).KVShare(ctx, "counter", nil)
+	if err == nil || !strings.Contains(err.Error(), "redirect") || !strings.Contains(err.Error(), "/elsewhere/") || followed.Load() != 0 {
+		t.Fatalf("client against a redirect: %v (followed %d times), want an error naming the redirect, not followed", err, followed.Load())
 	}
 }

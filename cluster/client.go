@@ -28,12 +28,28 @@ type Client struct {
 // NewClient returns a client for the admin API at baseURL (e.g.
 // "http://127.0.0.1:PORT", the node's API listener) authenticating with
 // token. A nil httpClient
-// means http.DefaultClient; bound calls with their contexts.
+// means http.DefaultClient; bound calls with their contexts. The client
+// never follows a redirect (the API answers none): following one would
+// send the request, method and body included, where the node did not ask
+// for it, so a redirect is an error that says where it pointed.
 func NewClient(baseURL, token string, httpClient *http.Client) *Client {
 	if httpClient == nil {
 		httpClient = http.DefaultClient
 	}
-	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, hc: httpClient}
+	hc := *httpClient
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, hc: &hc}
+}
+
+// segment returns s escaped as one segment of an API path, or an error
+// for a value no endpoint names: empty, "." or "..", which the URL would
+// lose (what is a KV key has its own escaping in kvPath).
+func segment(what, s string) (string, error) {
+	switch s {
+	case "", ".", "..":
+		return "", &APIError{Status: http.StatusBadRequest, Code: CodeInvalidName, Message: fmt.Sprintf("%s %q is not valid", what, s)}
+	}
+	return url.PathEscape(s), nil
 }
 
 // DeployOptions tune Client.Deploy.
@@ -165,27 +181,43 @@ func (c *Client) Functions(ctx context.Context) ([]FunctionSummary, error) {
 // Function returns name with every version; env values are "".
 func (c *Client) Function(ctx context.Context, name string) (storage.Function, error) {
 	var f storage.Function
-	err := c.do(ctx, http.MethodGet, "/v1/functions/"+url.PathEscape(name), nil, &f)
+	seg, err := segment("function name", name)
+	if err != nil {
+		return f, err
+	}
+	err = c.do(ctx, http.MethodGet, "/v1/functions/"+seg, nil, &f)
 	return f, err
 }
 
 // Versions returns name's versions, oldest first, the active one marked.
 func (c *Client) Versions(ctx context.Context, name string) ([]VersionInfo, error) {
 	var list VersionList
-	err := c.do(ctx, http.MethodGet, "/v1/functions/"+url.PathEscape(name)+"/versions", nil, &list)
+	seg, err := segment("function name", name)
+	if err != nil {
+		return nil, err
+	}
+	err = c.do(ctx, http.MethodGet, "/v1/functions/"+seg+"/versions", nil, &list)
 	return list.Versions, err
 }
 
 // Remove deletes name and all its versions.
 func (c *Client) Remove(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/functions/"+url.PathEscape(name), nil, nil)
+	seg, err := segment("function name", name)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodDelete, "/v1/functions/"+seg, nil, nil)
 }
 
 // Rollback makes version to of name active again (0: the previously active
 // version), waits until the node serves it, and returns it.
 func (c *Client) Rollback(ctx context.Context, name string, to int64) (storage.Version, error) {
 	var v storage.Version
-	err := c.do(ctx, http.MethodPost, "/v1/functions/"+url.PathEscape(name)+"/rollback", RollbackRequest{Version: to}, &v)
+	seg, err := segment("function name", name)
+	if err != nil {
+		return v, err
+	}
+	err = c.do(ctx, http.MethodPost, "/v1/functions/"+seg+"/rollback", RollbackRequest{Version: to}, &v)
 	return v, err
 }
 
@@ -330,6 +362,8 @@ func readAPIError(resp *http.Response) *APIError {
 			Message: fmt.Sprintf("the node answered %s: %s", resp.Status, truncate(msg, 300)),
 		}
 		switch resp.StatusCode {
+		case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+			ae.Message = fmt.Sprintf("the node answered %s, a redirect to %q, which the admin API never sends: check the node's address (--addr, GOJINN_ADDR); nothing was followed", resp.Status, resp.Header.Get("Location"))
 		case http.StatusUnauthorized:
 			ae.Code, ae.Message = CodeUnauthorized, "the admin token is missing or not valid for this node"
 		case http.StatusNotFound:
@@ -375,6 +409,10 @@ func truncate(s string, n int) string {
 // member_not_found) and the only voter (409 last_voter).
 func (c *Client) RemoveMember(ctx context.Context, name string) (ForceLeaveResult, error) {
 	var res ForceLeaveResult
-	err := c.do(ctx, http.MethodDelete, "/v1/members/"+url.PathEscape(name), nil, &res)
+	seg, err := segment("member name", name)
+	if err != nil {
+		return res, err
+	}
+	err = c.do(ctx, http.MethodDelete, "/v1/members/"+seg, nil, &res)
 	return res, err
 }

@@ -40,6 +40,9 @@ type KVListOptions struct {
 // Errors are *APIError; they also match storage.ErrKVNotFound and the
 // other KV sentinels with errors.Is.
 func (c *Client) KVGet(ctx context.Context, ns, key string, opts KVReadOptions) (storage.KVEntry, error) {
+	if err := checkNamespace(ns); err != nil {
+		return storage.KVEntry{}, err
+	}
 	path := kvPath(ns, key)
 	if opts.Consistency != "" {
 		path += "?consistency=" + url.QueryEscape(string(opts.Consistency))
@@ -90,6 +93,9 @@ func (c *Client) KVDelete(ctx context.Context, ns, key string, opts KVWriteOptio
 
 // kvWrite sends a PUT or DELETE of a key and decodes a JSON answer into out.
 func (c *Client) kvWrite(ctx context.Context, method, ns, key string, value []byte, opts KVWriteOptions, out any) error {
+	if err := checkNamespace(ns); err != nil {
+		return err
+	}
 	q := url.Values{}
 	if opts.TTL != 0 {
 		q.Set("ttl", opts.TTL.String())
@@ -133,6 +139,9 @@ func (c *Client) kvWrite(ctx context.Context, method, ns, key string, value []by
 // KVList returns one page of the keys of namespace ns (values are fetched
 // with KVGet). Pass the answer's Cursor to get the next page.
 func (c *Client) KVList(ctx context.Context, ns string, opts KVListOptions) (KVListResponse, error) {
+	if err := checkNamespace(ns); err != nil {
+		return KVListResponse{}, err
+	}
 	q := url.Values{}
 	for k, v := range map[string]string{"prefix": opts.Prefix, "cursor": opts.Cursor, "consistency": string(opts.Consistency)} {
 		if v != "" {
@@ -158,8 +167,22 @@ func (c *Client) KVShare(ctx context.Context, ns string, share []string) (storag
 		share = []string{}
 	}
 	var out storage.KVNamespaceInfo
+	if err := checkNamespace(ns); err != nil {
+		return out, err
+	}
 	err := c.do(ctx, http.MethodPut, "/v1/kv/"+url.PathEscape(ns), KVShareRequest{Share: share}, &out)
 	return out, kvSentinel(err)
+}
+
+// checkNamespace refuses, before anything is sent, a namespace the node
+// would refuse, as the node does (400 invalid_name, which also matches
+// storage.ErrInvalid): an empty or "." one would otherwise change the
+// request's path and so its meaning.
+func checkNamespace(ns string) error {
+	if err := storage.ValidateNamespace(ns); err != nil {
+		return &APIError{Status: http.StatusBadRequest, Code: CodeInvalidName, Message: err.Error()}
+	}
+	return nil
 }
 
 // kvAPIError is an *APIError from a KV endpoint that also matches the

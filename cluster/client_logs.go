@@ -55,7 +55,11 @@ func (c *Client) Logs(ctx context.Context, name string, opts LogOptions, fn func
 	if opts.AllNodes {
 		q.Set("nodes", "all")
 	}
-	path := "/v1/functions/" + url.PathEscape(name) + "/logs"
+	seg, err := segment("function name", name)
+	if err != nil {
+		return err
+	}
+	path := "/v1/functions/" + seg + "/logs"
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
