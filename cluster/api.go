@@ -63,6 +63,9 @@ const (
 	DefaultWaitTimeout = 60 * time.Second
 	// MaxWaitTimeout is the longest wait a request may ask for.
 	MaxWaitTimeout = 10 * time.Minute
+	// MinWaitTimeout is the shortest: less cannot see even a small module
+	// served, and the request would commit a version, then fail.
+	MinWaitTimeout = time.Second
 	// maxJSONBytes caps JSON request bodies.
 	maxJSONBytes = 1 << 20
 )

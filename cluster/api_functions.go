@@ -127,8 +127,8 @@ func (a *api) waitBound(wait *bool, d storage.Duration) (time.Duration, error) {
 		return 0, nil
 	}
 	switch t := time.Duration(d); {
-	case t < 0 || t > MaxWaitTimeout:
-		return 0, apiErrorf(http.StatusBadRequest, CodeInvalid, "wait_timeout %v: use a duration from 1s to %v", t, MaxWaitTimeout)
+	case t < 0 || t > MaxWaitTimeout || t > 0 && t < MinWaitTimeout:
+		return 0, apiErrorf(http.StatusBadRequest, CodeInvalid, "wait_timeout %v: use a duration from %v to %v (or leave it out for the default)", t, MinWaitTimeout, MaxWaitTimeout)
 	case t > 0:
 		return t, nil
 	}

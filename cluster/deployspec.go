@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/gojinn/gojinn/storage"
@@ -55,6 +56,9 @@ func validateDeploySpec(name string, spec storage.Spec) error {
 			return fmt.Errorf("%w: spec.routes[%d]: path %q has a '%%': routes match the decoded path, as a handler sees it; %s", storage.ErrInvalid, i, rt.Path, hint)
 		}
 	}
+	if err := repeatedRoutes(spec.Routes); err != nil {
+		return err
+	}
 	for i, rt := range spec.Routes {
 		for _, m := range rt.Methods {
 			if m == "CONNECT" || m == "PRI" {
@@ -77,4 +81,42 @@ func validateDeploySpec(name string, spec storage.Spec) error {
 			storage.ErrInvalid, m, minMemoryBytes, maxMemoryBytes)
 	}
 	return nil
+}
+
+// repeatedRoutes refuses two routes of one spec on the same host and path
+// whose methods overlap (no methods means every method): the later one
+// can never be the route that matches, so it is a mistake, often a copy.
+// Different methods on one host and path are fine.
+func repeatedRoutes(routes []storage.Route) error {
+	for j, b := range routes {
+		for i, a := range routes[:j] {
+			if a.Path != b.Path || specHostKey(a.Host) != specHostKey(b.Host) {
+				continue
+			}
+			if len(a.Methods) == 0 || len(b.Methods) == 0 || slices.ContainsFunc(b.Methods, func(m string) bool { return slices.Contains(a.Methods, m) }) {
+				return fmt.Errorf("%w: spec.routes[%d] %q matches requests spec.routes[%d] %q already matches; remove it, or give the two routes different methods",
+					storage.ErrInvalid, j, routeText(b), i, routeText(a))
+			}
+		}
+	}
+	return nil
+}
+
+// specHostKey is a route's host as the edge compares hosts: lower case,
+// no trailing dot, "*" the same as no host.
+func specHostKey(h string) string {
+	h = strings.ToLower(strings.TrimSuffix(h, "."))
+	if h == "*" {
+		return ""
+	}
+	return h
+}
+
+// routeText is a route as the CLI's --route takes it.
+func routeText(r storage.Route) string {
+	s := r.Host + r.Path
+	if len(r.Methods) > 0 {
+		s = strings.Join(r.Methods, ",") + " " + s
+	}
+	return s
 }

@@ -357,33 +357,64 @@ func flagNames(err error) error {
 	return errors.New(out)
 }
 
+// functionsUsage is the usage of `functions`, printed for -h and after a
+// usage error.
+const functionsUsage = `usage:
+  gojinn-node functions [list] [flags]             list every function and its active version
+  gojinn-node functions show NAME [flags]          one function: routes, env keys, limits
+  gojinn-node functions versions NAME [flags]      its versions, the active one marked *
+  gojinn-node functions rollback NAME [--to N]     make the previous version (or version N) active
+  gojinn-node functions rm NAME [flags]            remove the function and all its versions
+Flags may come before or after the subcommand and its arguments.
+`
+
 func (c cli) functions(ctx context.Context, args []string) int {
-	sub := "list"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		sub, args = args[0], args[1:]
-	}
-	fs := flag.NewFlagSet("functions "+sub, flag.ContinueOnError)
+	fs := flag.NewFlagSet("functions", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
+	fs.Usage = func() {
+		fmt.Fprint(c.stderr, functionsUsage, "flags:\n")
+		fs.PrintDefaults()
+	}
 	var cf clientFlags
 	cf.register(fs, c.env)
-	to := fs.Int64("to", 0, "rollback: the version to make active (default: the previous one)")
+	to := fs.Int64("to", 0, "rollback only: the version to make active (default: the previous one)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return 2
 	}
 	// Usage errors first: they need no node, nor a token.
+	sub := "list"
+	if len(pos) > 0 {
+		sub, pos = pos[0], pos[1:]
+	}
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(c.stderr, "gojinn-node functions: "+format+"\n", a...)
+		fmt.Fprint(c.stderr, functionsUsage)
+		return 2
+	}
 	var name string
 	switch sub {
 	case "list", "ls":
+		if len(pos) != 0 {
+			return usage("list takes no arguments (got %q)", strings.Join(pos, " "))
+		}
 	case "show", "versions", "rm", "remove", "rollback":
 		if len(pos) != 1 {
-			fmt.Fprintf(c.stderr, "usage: gojinn-node functions %s NAME\n", sub)
-			return 2
+			return usage("%s takes one function NAME (got %d arguments)", sub, len(pos))
 		}
 		name = pos[0]
+		if err := storage.ValidateName(name); err != nil {
+			return usage("%v", err)
+		}
 	default:
-		fmt.Fprintf(c.stderr, "gojinn-node functions: unknown subcommand %q (use list, show, versions, rm or rollback)\n", sub)
-		return 2
+		return usage("unknown subcommand %q (use list, show, versions, rm or rollback)", sub)
+	}
+	if sub != "rollback" {
+		var toSet bool
+		fs.Visit(func(f *flag.Flag) { toSet = toSet || f.Name == "to" })
+		if toSet {
+			return usage("--to is for rollback only, not %s", sub)
+		}
 	}
 	if sub == "rollback" {
 		cf.answer = answerAfterWait // the node waits until it serves the version

@@ -22,6 +22,7 @@ import (
 
 	"github.com/gojinn/gojinn/cluster"
 	"github.com/gojinn/gojinn/runtime/runtimetest"
+	"github.com/gojinn/gojinn/storage"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -292,6 +293,11 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if show := n.cli(0, "functions", "show", "echo"); !strings.Contains(show, "SECRET_TOKEN") || strings.Contains(show, "s3cr3t-value") {
 		t.Fatalf("show must list env keys and hide values:\n%s", show)
+	}
+	// Flags may come before the subcommand.
+	var shown storage.Function
+	if err := json.Unmarshal([]byte(n.cli(0, "functions", "--json", "show", "echo")), &shown); err != nil || shown.Name != "echo" {
+		t.Fatalf("functions --json show echo: %v %+v", err, shown)
 	}
 
 	// A bad module is refused with the compiler's reason; version 1 serves.

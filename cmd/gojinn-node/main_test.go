@@ -76,8 +76,12 @@ func TestCLIUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"functions", "bogus"}, `unknown subcommand "bogus"`},
-		{[]string{"functions", "show"}, "usage: gojinn-node functions show NAME"},
-		{[]string{"functions", "rollback", "a", "b"}, "usage: gojinn-node functions rollback NAME"},
+		{[]string{"functions", "show"}, "show takes one function NAME (got 0 arguments)"},
+		{[]string{"functions", "rollback", "a", "b"}, "rollback takes one function NAME (got 2 arguments)"},
+		{[]string{"functions", "list", "extra"}, `list takes no arguments (got "extra")`},
+		{[]string{"functions", "versions", "."}, `function name "."`},
+		{[]string{"functions", "show", ""}, `function name ""`},
+		{[]string{"functions", "show", "hello", "--to", "2"}, "--to is for rollback only, not show"},
 		{[]string{"deploy", "hello", "hello.wasm", "--memory", "99999999999GiB"}, "too large"},
 		{[]string{"deploy", "hello", "hello.wasm", "--memory", "lots"}, "is not a size"},
 	} {
