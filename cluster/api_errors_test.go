@@ -44,10 +44,14 @@ func TestAPIDeployErrors(t *testing.T) {
 		{"bad JSON", "/v1/functions/a", `{"sha256":`, 400, CodeBadRequest, "malformed JSON"},
 		{"syntax error", "/v1/functions/a", `{"sha256" "x"}`, 400, CodeBadRequest, "at byte"},
 		{"not an object", "/v1/functions/a", `[1]`, 400, CodeBadRequest, "must be a JSON object, not a JSON array"},
+		{"null", "/v1/functions/a", `null`, 400, CodeBadRequest, "must be a JSON object, not JSON null"},
+		{"a string", "/v1/functions/a", ` "x"`, 400, CodeBadRequest, "must be a JSON object, not a JSON string"},
+		{"env key twice", "/v1/functions/a", body(`,"env":{"A":"x","B":"y","A":"z"}`), 400, CodeBadRequest, `the key "A" appears twice`},
+		{"field twice", "/v1/functions/a", body(`,"mode":"pooled","mode":"isolated"`), 400, CodeBadRequest, `the key "mode" appears twice`},
 		{"wrong type", "/v1/functions/a", `{"sha256":1}`, 400, CodeBadRequest, "field sha256: want string, got a JSON number"},
 		{"wrong nested type", "/v1/functions/a", body(`,"routes":{"host":"x"}`), 400, CodeBadRequest, "field routes: want array, got a JSON object"},
 		{"negative size type", "/v1/functions/a", body(`,"limits":{"memory_bytes":-1}`), 400, CodeBadRequest, "field limits.memory_bytes: want whole number"},
-		{"size out of range", "/v1/functions/a", body(`,"size":1e30`), 400, CodeBadRequest, "field size: want whole number from -9223372036854775808 to 9223372036854775807, got a JSON number"},
+		{"size out of range", "/v1/functions/a", fmt.Sprintf(`{"sha256":%q,"size":1e30}`, sha), 400, CodeBadRequest, "field size: want whole number from -9223372036854775808 to 9223372036854775807, got a JSON number"},
 		{"bad duration", "/v1/functions/a", body(`,"limits":{"timeout":"soon"}`), 400, CodeBadRequest, `duration "soon"`},
 		{"unknown field", "/v1/functions/a", body(`,"memory":5`), 400, CodeUnknownField, `"memory"`},
 		{"unknown nested field", "/v1/functions/a", body(`,"limits":{"timeout_ms":5}`), 400, CodeUnknownField, `"timeout_ms"`},
@@ -336,5 +340,23 @@ func TestAPIWithDiskBlobs(t *testing.T) {
 	v, err := h.client.Deploy(t.Context(), "disk", bytes.NewReader(mod), storage.Spec{}, DeployOptions{})
 	if err != nil || v.SHA256 != sha {
 		t.Fatalf("deploy: %+v %v", v, err)
+	}
+}
+
+// repeatedKey tells keys repeated within one object from the same key in
+// sibling or nested objects, at any depth.
+func TestRepeatedKey(t *testing.T) {
+	for doc, want := range map[string]string{
+		`{}`: "",
+		`{"routes":[{"path":"/a","methods":["GET"]},{"path":"/b","methods":["GET","GET"]}],"path":1}`: "",
+		`{"a":{"a":{"a":[{"a":1}]}},"b":[[],{}],"c":"a"}`:                                             "",
+		`{"a":[1,{"x":1,"y":{"x":2}}],"b":2,"a":3}`:                                                   `"a"`,
+		`{"a":[1,{"x":1,"y":{"x":2},"x":3}]}`:                                                         `"x"`,
+		`{"s":"k","k":1,"k":2}`:                                                                       `"k"`,
+	} {
+		err := repeatedKey([]byte(doc))
+		if (err == nil) != (want == "") || err != nil && !strings.Contains(err.Error(), want) {
+			t.Errorf("repeatedKey(%s) = %v, want %q", doc, err, want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,8 +17,8 @@ import (
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) error {
 	body := http.MaxBytesReader(w, r.Body, maxJSONBytes)
 	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
 		if errors.Is(err, io.EOF) {
 			if allowEmpty {
 				return nil
@@ -32,7 +33,76 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) 
 		}
 		return apiErrorf(http.StatusBadRequest, CodeBadRequest, "the request body has data after the JSON object; send exactly one object")
 	}
+	if raw[0] != '{' {
+		return apiErrorf(http.StatusBadRequest, CodeBadRequest, "the request body must be a JSON object, not %s", jsonValueKind(raw[0]))
+	}
+	if err := repeatedKey(raw); err != nil {
+		return err
+	}
+	dec = json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
 	return nil
+}
+
+// jsonValueKind names the JSON value that starts with b.
+func jsonValueKind(b byte) string {
+	switch b {
+	case '[':
+		return "a JSON array"
+	case '"':
+		return "a JSON string"
+	case 'n':
+		return "JSON null"
+	case 't', 'f':
+		return "a JSON boolean"
+	}
+	return "a JSON number"
+}
+
+// repeatedKey refuses an object, at any depth, that names a key twice:
+// encoding/json keeps the last value silently, so {"env":{"A":"x","A":"y"}}
+// would deploy A=y without a word. raw is valid JSON.
+func repeatedKey(raw []byte) error {
+	type frame struct {
+		keys      map[string]bool // nil for an array
+		expectKey bool
+	}
+	var stack []frame
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // io.EOF; raw was decoded once already
+		}
+		if n := len(stack); n > 0 && stack[n-1].keys != nil && stack[n-1].expectKey {
+			if key, ok := tok.(string); ok {
+				if stack[n-1].keys[key] {
+					return apiErrorf(http.StatusBadRequest, CodeBadRequest, "the key %q appears twice in one JSON object of the request body; give each key once", key)
+				}
+				stack[n-1].keys[key] = true
+				stack[n-1].expectKey = false
+				continue
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, frame{keys: map[string]bool{}, expectKey: true})
+			continue
+		case json.Delim('['):
+			stack = append(stack, frame{})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		// A value ended: its object, if any, expects a key next.
+		if n := len(stack); n > 0 && stack[n-1].keys != nil {
+			stack[n-1].expectKey = true
+		}
+	}
 }
 
 // jsonError turns a decoding error into a 400 (or 413) that names the

@@ -37,10 +37,14 @@ type MemberAliveError struct {
 
 // Error says what was refused and what to do instead.
 func (e *MemberAliveError) Error() string {
-	return fmt.Sprintf("member %s (%s) is %s: force-leave is only for a member that is gone for good. "+
+	who := e.Member.Name
+	if e.Member.Addr != "" {
+		who += " (" + e.Member.Addr + ")"
+	}
+	return fmt.Sprintf("member %s is %s: force-leave is only for a member that is gone for good. "+
 		"To retire a running node, stop it with cluster.leave_on_shutdown = true (it removes itself); "+
 		"if the machine is really gone, wait until gossip reports it dead (seconds) and try again",
-		e.Member.Name, e.Member.Addr, e.Member.Status)
+		who, e.Member.Status)
 }
 
 // Is makes errors.Is(err, ErrMemberAlive) hold.

@@ -295,7 +295,8 @@ func (s *State) apply(c Command, check RouteCheck) (map[string]*entry, ApplyResu
 		}
 		v, ok := old.fn.FindVersion(to)
 		if !ok {
-			return nil, ApplyResult{Err: fmt.Errorf("%w: %q has no version %d (versions 1 to %d were deployed; list them to choose)", ErrVersionNotFound, c.Name, to, old.lastVersion)}
+			return nil, ApplyResult{Err: fmt.Errorf("%w: %q has no version %d (it keeps versions %d to %d; `gojinn-node functions versions %s` lists them)",
+				ErrVersionNotFound, c.Name, to, old.fn.Versions[0].Version, old.fn.Versions[len(old.fn.Versions)-1].Version, c.Name)}
 		}
 		if to == old.fn.Active {
 			return nil, ApplyResult{Version: v}

@@ -186,6 +186,11 @@ func TestRegistryVersionContents(t *testing.T) {
 	if !ok || !reflect.DeepEqual(v.Spec, *testSpec("3")) || !v.DeployedAt.Equal(t0) {
 		t.Fatalf("active version = %+v", v)
 	}
+	// A rollback to a removed version says which versions there are.
+	res := applyAll(t, r, deploy("fn", "4"), rollback("fn", 1))
+	if err := res[1].Err; !errors.Is(err, ErrVersionNotFound) || !strings.Contains(err.Error(), "it keeps versions 3 to 4") {
+		t.Fatalf("rollback to removed version 1: %v, want it to name versions 3 to 4", err)
+	}
 
 	r = NewRegistry()
 	applyAll(t, r, c, deploy("fn", "2"))

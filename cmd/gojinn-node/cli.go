@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -279,6 +280,10 @@ func (c cli) deploy(ctx context.Context, args []string) int {
 		if spec.Env == nil {
 			spec.Env = map[string]string{}
 		}
+		if _, dup := spec.Env[k]; dup {
+			// Last-wins would let a typo overwrite a secret unnoticed.
+			return c.fail(fmt.Errorf("--env %s is given twice; give each variable once", k))
+		}
 		spec.Env[k] = v
 	}
 	f, err := os.Open(file)
@@ -286,6 +291,10 @@ func (c cli) deploy(ctx context.Context, args []string) int {
 		return c.fail(err)
 	}
 	defer func() { _ = f.Close() }()
+	module, err := checkWasmMagic(f)
+	if err != nil {
+		return c.fail(err)
+	}
 	// The spec's own rules, checked before a large module is uploaded;
 	// the node checks them again, and the module.
 	check := spec
@@ -299,7 +308,7 @@ func (c cli) deploy(ctx context.Context, args []string) int {
 		return c.fail(err)
 	}
 	bar := newProgress(c.stderr, file)
-	v, err := cl.Deploy(ctx, name, f, spec, cluster.DeployOptions{Wait: !*noWait, Progress: bar.update, Stored: bar.stored})
+	v, err := cl.Deploy(ctx, name, module, spec, cluster.DeployOptions{Wait: !*noWait, Progress: bar.update, Stored: bar.stored})
 	bar.done()
 	if err != nil {
 		return c.fail(flagNames(err))
@@ -317,6 +326,25 @@ func (c cli) deploy(ctx context.Context, args []string) int {
 	}
 	fmt.Fprintf(c.stdout, "deployed %s version %d (%s, sha256 %s): %s\n", name, v.Version, modeOf(v.Mode), short(v.SHA256), state)
 	return 0
+}
+
+// checkWasmMagic refuses, before anything is uploaded, a file that is not
+// a WebAssembly binary, and returns the module to upload from its start:
+// f itself, or, when f cannot seek (a pipe), its first bytes and the rest.
+// An empty file passes: the client refuses it with its own message.
+func checkWasmMagic(f *os.File) (io.Reader, error) {
+	var head [4]byte
+	n, err := io.ReadFull(f, head[:])
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, fmt.Errorf("read %s: %w", f.Name(), err)
+	}
+	if n > 0 && (n < 4 || string(head[:]) != "\x00asm") {
+		return nil, fmt.Errorf("%s is not a WebAssembly module (it does not start with \\0asm): deploy the .wasm file a build made (GOOS=wasip1 GOARCH=wasm for Go, wat2wasm for WAT)", f.Name())
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return io.MultiReader(bytes.NewReader(head[:n]), f), nil
+	}
+	return f, nil
 }
 
 // specField matches a deploy spec field as the node's messages name it:
@@ -448,9 +476,13 @@ func (c cli) functions(ctx context.Context, args []string) int {
 			return c.printJSON(f)
 		}
 		v, _ := f.ActiveVersion()
+		mode := modeOf(v.Mode)
+		if v.Reset != "" {
+			mode += ", reset " + v.Reset
+		}
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "name\t%s\nactive version\t%d of %d\nmode\t%s %s\nroutes\t%s\nsha256\t%s\nsize\t%d bytes\nenv\t%s\nlimits\t%s\ndeployed\t%s\n",
-			f.Name, f.Active, len(f.Versions), modeOf(v.Mode), v.Reset, routeList(v.Routes), v.SHA256, v.Size,
+		fmt.Fprintf(tw, "name\t%s\nactive version\t%d of %d\nmode\t%s\nroutes\t%s\nsha256\t%s\nsize\t%d bytes\nenv\t%s\nlimits\t%s\ndeployed\t%s\n",
+			f.Name, f.Active, len(f.Versions), mode, routeList(v.Routes), v.SHA256, v.Size,
 			envKeys(v.Env), limitsText(v.Limits), v.DeployedAt.Local().Format(time.DateTime))
 		_ = tw.Flush()
 		return 0
@@ -509,8 +541,8 @@ func (c cli) status(ctx context.Context, args []string) int {
 		return c.printJSON(st)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "node\t%s\nversion\t%s\nraft\t%s (term %d, commit %d, applied %d, %d voters)\nleader\t%s\nfunctions\t%d\nup since\t%s\n",
-		st.NodeID, st.Version, st.RaftState, st.Term, st.CommitIndex, st.AppliedIndex, st.Voters, st.Leader, st.Functions,
+	fmt.Fprintf(tw, "node\t%s\nversion\t%s\nraft\t%s (term %d, commit %d, applied %d, %s)\nleader\t%s\nfunctions\t%d\nup since\t%s\n",
+		st.NodeID, st.Version, st.RaftState, st.Term, st.CommitIndex, st.AppliedIndex, plural(st.Voters, "voter"), st.Leader, st.Functions,
 		st.StartedAt.Local().Format(time.DateTime))
 	_ = tw.Flush()
 	return 0
@@ -590,12 +622,16 @@ func (c cli) backupRestore(ctx context.Context, cmd string, args []string) int {
 	if cmd == "backup" {
 		local = fs.Bool("local", false, "back up this node's state as it is, without catching up with a leader (it may miss the latest writes; for a cluster that lost its quorum)")
 	}
-	cl, _, pos, code := c.connectWithin(fs, args, answerAfterWait)
+	cl, cf, pos, code := c.connectWithin(fs, args, answerAfterWait)
 	if code != 0 {
 		return code
 	}
 	if len(pos) != 1 {
 		fmt.Fprintf(c.stderr, "usage: gojinn-node %s FILE\n", cmd)
+		return 2
+	}
+	if cf.json && cmd == "backup" && pos[0] == "-" {
+		fmt.Fprintln(c.stderr, "gojinn-node backup: --json and FILE - both write to stdout; give a FILE, or leave out --json")
 		return 2
 	}
 	if cmd == "restore" {
@@ -606,6 +642,9 @@ func (c cli) backupRestore(ctx context.Context, cmd string, args []string) int {
 		defer func() { _ = f.Close() }()
 		if err := cl.Restore(ctx, f); err != nil {
 			return c.fail(err)
+		}
+		if cf.json {
+			return c.printJSON(map[string]string{"restored": pos[0]})
 		}
 		fmt.Fprintf(c.stdout, "restored %s\n", pos[0])
 		return 0
@@ -626,6 +665,8 @@ func (c cli) backupRestore(ctx context.Context, cmd string, args []string) int {
 		defer func() { _ = os.Remove(f.Name()) }()
 		out = f
 	}
+	written := &countingWriter{w: out}
+	out = written
 	backup := cl.Backup
 	if *local {
 		backup = cl.BackupLocal
@@ -643,9 +684,27 @@ func (c cli) backupRestore(ctx context.Context, cmd string, args []string) int {
 		if err := os.Rename(f.Name(), pos[0]); err != nil {
 			return c.fail(err)
 		}
+		if cf.json {
+			return c.printJSON(struct {
+				Wrote string `json:"wrote"`
+				Bytes int64  `json:"bytes"`
+			}{pos[0], written.n})
+		}
 		fmt.Fprintf(c.stdout, "wrote %s\n", pos[0])
 	}
 	return 0
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func dash(s string) string {
@@ -677,7 +736,15 @@ func routeList(rs []storage.Route) string {
 	for i, r := range rs {
 		parts[i] = edge.Route{Host: r.Host, Path: r.Path, Methods: r.Methods}.String()
 	}
-	return strings.Join(parts, " ")
+	return strings.Join(parts, ", ")
+}
+
+// plural is "1 voter", "3 voters".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 func envKeys(env map[string]string) string {

@@ -47,6 +47,11 @@ func TestCLIDeploySpecErrorsNameFlags(t *testing.T) {
 	if err := os.WriteFile(mod, []byte("\x00asm\x01\x00\x00\x00"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	notWasm := filepath.Join(t.TempDir(), "main.go")
+	short := filepath.Join(t.TempDir(), "short.wasm")
+	if os.WriteFile(notWasm, []byte("package main\n"), 0o600) != nil || os.WriteFile(short, []byte("\x00a"), 0o600) != nil {
+		t.Fatal("write test files")
+	}
 	for _, c := range []struct {
 		args []string
 		want string
@@ -57,9 +62,17 @@ func TestCLIDeploySpecErrorsNameFlags(t *testing.T) {
 		{[]string{"--route", "/ok", "--route", "/a%41"}, `--route #2 (spec.routes[1]): path "/a%41" has a '%'`},
 		{[]string{"--env", "A=x\x00y"}, `--env (spec.env) value of "A" must not contain NUL`},
 		{[]string{"--queue-timeout", "-1s"}, "--queue-timeout (spec.limits.queue_timeout) must not be negative"},
+		{[]string{"--env", "K=1", "--env", "J=2", "--env", "K=3"}, "--env K is given twice"},
+		{[]string{"--route", "/a", "--route", "GET /a"}, `--route #2 (spec.routes[1]) "GET /a" matches requests --route #1 (spec.routes[0]) "/a" already matches`},
+		{[]string{"--file", notWasm}, notWasm + " is not a WebAssembly module"},
+		{[]string{"--file", short}, short + " is not a WebAssembly module"},
 	} {
 		var out, errb bytes.Buffer
-		args := append([]string{"deploy", "fn", mod, "--addr", "http://127.0.0.1:1", "--token", "gjn_x"}, c.args...)
+		file := mod
+		if len(c.args) == 2 && c.args[0] == "--file" {
+			file, c.args = c.args[1], nil
+		}
+		args := append([]string{"deploy", "fn", file, "--addr", "http://127.0.0.1:1", "--token", "gjn_x"}, c.args...)
 		if code := run(context.Background(), args, &out, &errb); code != 1 || !strings.Contains(errb.String(), c.want) {
 			t.Errorf("deploy %v: exit %d, stderr %q, want %q", c.args, code, errb.String(), c.want)
 		}

@@ -372,10 +372,15 @@ func TestBackupRestore(t *testing.T) {
 	if out := n.cli(0, "backup", backup); !strings.Contains(out, "wrote") {
 		t.Fatalf("backup: %q", out)
 	}
-	// --local: the node's state as it is, the same backup here.
+	// --local: the node's state as it is, the same backup here; --json
+	// says what was written.
 	local := filepath.Join(dir, "local.tar")
-	if out := n.cli(0, "backup", local, "--local"); !strings.Contains(out, "wrote") {
-		t.Fatalf("backup --local: %q", out)
+	var wrote struct {
+		Wrote string `json:"wrote"`
+		Bytes int64  `json:"bytes"`
+	}
+	if err := json.Unmarshal([]byte(n.cli(0, "backup", local, "--local", "--json")), &wrote); err != nil || wrote.Wrote != local || wrote.Bytes != fileSize(t, local) {
+		t.Fatalf("backup --local --json: %+v %v (file %d bytes)", wrote, err, fileSize(t, local))
 	}
 	if a, b := fileSize(t, backup), fileSize(t, local); a != b || a == 0 {
 		t.Fatalf("backup %d bytes, backup --local %d bytes: want the same size", a, b)
@@ -392,7 +397,9 @@ func TestBackupRestore(t *testing.T) {
 	if out := n.cli(1, "restore", notBackup); !strings.Contains(out, "not a valid gojinn backup") {
 		t.Fatalf("restoring junk: %q", out)
 	}
-	n.cli(0, "restore", backup)
+	if out := n.cli(0, "restore", backup, "--json"); !strings.Contains(out, `"restored": "`+backup+`"`) {
+		t.Fatalf("restore --json: %q", out)
+	}
 	// The restore answers once its functions serve, as a deploy does.
 	if code, body, _ := n.get(n.plainClient, "http://"+n.http+"/raw"); code != 200 {
 		t.Fatalf("restored function right after the restore: %d %q", code, body)

@@ -135,6 +135,13 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	case "ca":
 		return runCA(args[1:], stdout, stderr)
 	case "version":
+		switch {
+		case len(args) == 2 && args[1] == "--json":
+			return c.printJSON(map[string]string{"version": version})
+		case len(args) > 1:
+			fmt.Fprintln(stderr, "usage: gojinn-node version [--json]: prints this build's version")
+			return 2
+		}
 		fmt.Fprintln(stdout, "gojinn-node", version)
 		return 0
 	case "-h", "--help", "help":
@@ -345,7 +352,7 @@ func printBanner(w io.Writer, n *node, dev bool) {
 	if dev {
 		mode = "dev"
 	}
-	fmt.Fprintf(w, "gojinn-node %s %s ready\n", mode, version)
+	fmt.Fprintf(w, "gojinn-node %s ready (version %s)\n", mode, version)
 	if plain != "" {
 		fmt.Fprintf(w, "  http:   http://%s/\n", plain)
 	}

@@ -287,6 +287,10 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 	if n.adminL, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 		return nil, fmt.Errorf("admin api: listen on %s (config key admin.listen): %w", cfg.Admin.Listen, err)
 	}
+	if where := adminExposure(n.adminL.Addr()); where != "" {
+		log.Warn("the admin API serves plain HTTP on "+where+": the admin token and deployed env values cross the network unencrypted; listen on loopback or a private address (admin.listen), or put it behind a TLS proxy or VPN",
+			"addr", n.adminL.Addr().String())
+	}
 	n.admin = &http.Server{
 		// Deploys stream modules up to admin.max_module_bytes and may wait
 		// up to 10 minutes for readiness, so reads and writes get room.
@@ -538,4 +542,22 @@ func (n *node) ready() (bool, string) {
 		return false, "shutting down"
 	}
 	return n.rec.Ready()
+}
+
+// adminExposure says where a plain-HTTP admin listener at addr may be
+// reached from beyond this machine and a private network: "every
+// interface" for an unspecified address, "a public address" for one that
+// is neither loopback, private nor link-local; "" otherwise.
+func adminExposure(addr net.Addr) string {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return ""
+	}
+	switch ip := ta.IP; {
+	case ip.IsUnspecified():
+		return "every interface"
+	case ip.IsLoopback(), ip.IsPrivate(), ip.IsLinkLocalUnicast():
+		return ""
+	}
+	return "a public address"
 }
