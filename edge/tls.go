@@ -61,11 +61,15 @@ type TLSConfig struct {
 	// DisableTLSALPNChallenge turns off ACME TLS-ALPN-01, answered by the
 	// TCP TLS listener. Default false.
 	DisableTLSALPNChallenge bool
-	// ACMEHTTPPort is the port the ACME CA connects to for HTTP-01. Only
-	// for tests and port forwarding: CAs use 80. Default 80.
+	// ACMEHTTPPort is the local port where HTTP-01 challenges arrive (CAs
+	// connect to 80, which a port forward may bring here). When a
+	// listener of this process holds it, as the edge's plain-HTTP one
+	// does, that listener answers (HTTPChallengeHandler); only a free
+	// port makes CertMagic listen itself. Default 80.
 	ACMEHTTPPort int
-	// ACMETLSPort is the port the ACME CA connects to for TLS-ALPN-01.
-	// Only for tests and port forwarding: CAs use 443. Default 443.
+	// ACMETLSPort is the local port where TLS-ALPN-01 challenges arrive
+	// (CAs connect to 443), answered by the TLS listener holding it (its
+	// GetCertificate) or, when free, by CertMagic's own. Default 443.
 	ACMETLSPort int
 	// Storage keeps certificates, keys, ACME accounts, locks and
 	// challenge tokens. Default nil: a certmagic.FileStorage under
@@ -299,6 +303,19 @@ func (t *TLS) ManageSync(ctx context.Context, names []string) error {
 		return nil
 	}
 	return t.acme.ManageSync(ctx, names)
+}
+
+// ManageAsync, in mode acme, has certificates for names loaded from
+// storage or obtained in the background, each name on its own, and
+// renewed from then on: a name that fails (a CA outage, a name the CA
+// refuses) is retried with backoff without holding up the others, and
+// logged each time. In other modes it does nothing. The error is only for
+// names CertMagic refuses to manage at all.
+func (t *TLS) ManageAsync(names []string) error {
+	if t.acme == nil {
+		return nil
+	}
+	return t.acme.ManageAsync(names)
 }
 
 // Close stops background certificate work (mode acme: obtaining, renewal

@@ -167,6 +167,16 @@ func (a *acmeTLS) ManageSync(ctx context.Context, names []string) error {
 	return nil
 }
 
+// ManageAsync has names obtained or loaded in the background, each with
+// CertMagic's retries, and renewed.
+func (a *acmeTLS) ManageAsync(names []string) error {
+	a.markManaged(names)
+	if err := a.managed.ManageAsync(a.ctx, names); err != nil {
+		return fmt.Errorf("tls: acme: %w", err)
+	}
+	return nil
+}
+
 // Close cancels background obtaining and stops the cache's maintenance.
 func (a *acmeTLS) Close() {
 	a.closeOnce.Do(func() {

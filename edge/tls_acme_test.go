@@ -260,3 +260,58 @@ func tlsErrString(err error) string {
 	}
 	return err.Error()
 }
+
+// TestACMEManageAsyncNameByName: names managed in the background are
+// obtained each on its own, so a name the CA refuses (Pebble blocks
+// pebble.letsencrypt.org) does not stop the next one, as ManageSync's
+// first error did, and the node's start never waits for the CA.
+func TestACMEManageAsyncNameByName(t *testing.T) {
+	httpLn, httpPort := tlsListenTCP(t)
+	p := pebbletest.New(t, httpPort, 1)
+	tl := startACMETLS(t, p, func(c *TLSConfig) {
+		c.DisableTLSALPNChallenge = true
+		c.ACMEHTTPPort = httpPort
+	}, nil)
+	tlsServePlainHTTP(t, httpLn, tl.HTTPChallengeHandler(http.NotFoundHandler()))
+
+	if err := tl.ManageAsync([]string{"pebble.letsencrypt.org", "localhost"}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", tl.TCPConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	handshake := func(name string) error {
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		c, err := tls.DialWithDialer(d, "tcp", ln.Addr().String(), &tls.Config{ServerName: name, RootCAs: p.IssuerRoots()})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	deadline := time.Now().Add(acmeTestTimeout)
+	for {
+		err := handshake("localhost")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no certificate for localhost after %v (last handshake: %v): the refused name held it up", acmeTestTimeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := handshake("pebble.letsencrypt.org"); err == nil {
+		t.Fatal("a verified handshake for the name Pebble refuses")
+	}
+}

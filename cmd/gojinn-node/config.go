@@ -414,6 +414,9 @@ func (c Config) Validate() error {
 	if c.Edge.HTTPMode == "redirect" && c.Edge.HTTPS == "" {
 		return bad("edge.http_mode", "redirect needs edge.https; use serve for a plain-HTTP-only node")
 	}
+	if c.TLS.Mode == "acme" && c.Edge.HTTP == "" && !c.TLS.DisableHTTPChallenge {
+		return bad("tls.disable_http_challenge", "ACME HTTP-01 is answered on the plain-HTTP listener and edge.http is empty: set edge.http, or tls.disable_http_challenge = true to use TLS-ALPN-01 on edge.https alone")
+	}
 	for key, n := range map[string]int64{
 		"edge.max_header_bytes": int64(c.Edge.MaxHeaderBytes), "edge.max_body_bytes": c.Edge.MaxBodyBytes,
 		"edge.max_conns": int64(c.Edge.MaxConns), "edge.max_concurrent_streams": int64(c.Edge.MaxConcurrentStreams),
@@ -448,6 +451,11 @@ func (c Config) Validate() error {
 	}
 	if c.Runtime.LogBurst <= 0 {
 		return bad("runtime.log_burst", "must be positive, got %d", c.Runtime.LogBurst)
+	}
+	if c.Edge.HTTPS != "" && c.TLS.Mode == "" {
+		// The edge reads "" as internal, a self-signed CA: never that by
+		// accident (an empty GOJINN_TLS_MODE) in production.
+		return bad("tls.mode", "is empty: set acme, internal or files")
 	}
 	if c.Edge.HTTPS != "" {
 		// Without names or on-demand the node would have no certificate

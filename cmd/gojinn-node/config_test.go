@@ -69,6 +69,11 @@ func TestConfigValidateTable(t *testing.T) {
 		{"edge.read_timeout", func(c *Config) { c.Edge.ReadTimeout = 0 }},
 		{"edge.shutdown_grace", func(c *Config) { c.Edge.ShutdownGrace = duration(-time.Second) }},
 		{"tls.mode", func(c *Config) { c.TLS.Mode = "letsencrypt" }},
+		{"tls.mode", func(c *Config) { c.TLS.Mode = "" }},
+		{"tls.disable_http_challenge", func(c *Config) {
+			c.Edge.HTTP, c.Edge.HTTPMode = "", "serve"
+			c.TLS.Mode, c.TLS.Names, c.TLS.Email = "acme", []string{"example.com"}, "ops@example.com"
+		}},
 		{"tls.cert_file", func(c *Config) { c.TLS.Mode = "files" }},
 		{"tls.names", func(c *Config) { c.TLS.Mode = "acme"; c.TLS.Names = nil }},
 		{"tls.email", func(c *Config) { c.TLS.Mode, c.TLS.Names = "acme", []string{"example.com"} }},
@@ -570,5 +575,25 @@ func TestDevWarnsAboutConfigEnv(t *testing.T) {
 	}
 	if strings.Contains(warn, "GOJINN_TOKEN") || strings.Contains(warn, "GOJINN_ADDR") {
 		t.Errorf("warned about client variables: %q", warn)
+	}
+}
+
+// In mode acme the challenge ports are the edge's own: a node on 8080 and
+// 8443 (not root, behind a port forward) answers HTTP-01 and TLS-ALPN-01
+// on its listeners, and CertMagic never tries to bind :80 or :443.
+func TestACMEChallengePortsFollowTheEdge(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Edge.HTTP, cfg.Edge.HTTPS = "127.0.0.1:8080", ":8443"
+	cfg.TLS.Names, cfg.TLS.Email = []string{"example.com"}, "ops@example.com"
+	tc, err := tlsConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc.ACMEHTTPPort != 8080 || tc.ACMETLSPort != 8443 || tc.Names != nil {
+		t.Fatalf("ACME ports %d and %d, names %v; want 8080, 8443 and names left to ManageAsync", tc.ACMEHTTPPort, tc.ACMETLSPort, tc.Names)
+	}
+	if p := listenPort(":http"); p != 0 {
+		t.Errorf("listenPort(:http) = %d, want 0 (CertMagic's default)", p)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -339,15 +340,14 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		return nil, err
 	}
 	if n.tls != nil && len(cfg.TLS.Names) > 0 {
-		// Obtain ACME certificates in the background: the HTTP-01 and
-		// TLS-ALPN-01 solvers need the listeners that just opened.
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			if err := n.tls.ManageSync(recCtx, cfg.TLS.Names); err != nil && recCtx.Err() == nil {
-				log.Error("obtaining certificates", "names", cfg.TLS.Names, "err", err)
-			}
-		}()
+		// Obtained in the background, each name on its own and retried
+		// with backoff (a CA outage at start, or one name the CA
+		// refuses, must not leave the others without certificates for
+		// good); the HTTP-01 and TLS-ALPN-01 solvers need the listeners
+		// that just opened.
+		if err := n.tls.ManageAsync(cfg.TLS.Names); err != nil {
+			return nil, err
+		}
 	}
 	return n, nil
 }
@@ -374,10 +374,15 @@ func tlsConfig(cfg Config) (edge.TLSConfig, error) {
 		return tc, err
 	}
 	if tc.Mode == edge.TLSModeACME {
-		// Names are obtained by ManageSync once the listeners are open:
+		// Names are obtained by ManageAsync once the listeners are open:
 		// started earlier, CertMagic's solvers could bind :80 or :443
 		// before the edge does.
 		tc.Names = nil
+		// Challenges arrive on the edge's own listeners, whatever their
+		// ports (a node that is not root listens on 8080 and 8443 behind
+		// a port forward): CertMagic, finding the port held, leaves the
+		// answer to them instead of binding :80 or :443 itself.
+		tc.ACMEHTTPPort, tc.ACMETLSPort = listenPort(cfg.Edge.HTTP), listenPort(cfg.Edge.HTTPS)
 	}
 	return tc, nil
 }
@@ -560,4 +565,18 @@ func adminExposure(addr net.Addr) string {
 		return ""
 	}
 	return "a public address"
+}
+
+// listenPort is the port of a listen address, or 0 for none or an
+// unparsable one (CertMagic's default then applies).
+func listenPort(addr string) int {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return 0
+	}
+	return n
 }
