@@ -265,10 +265,7 @@ func (s *Server) listen() error {
 	if s.udp == nil {
 		return nil
 	}
-	s.transport = &quic.Transport{Conn: s.udp}
-	if s.cfg.Metrics != nil {
-		s.transport.ConnContext = s.cfg.Metrics.quicConnContext
-	}
+	s.transport = &quic.Transport{Conn: s.udp, ConnContext: s.cfg.Metrics.quicConnContext(s.cfg.Logger)}
 	qln, err := s.transport.ListenEarly(http3.ConfigureTLSConfig(s.cfg.QUICTLS), &quic.Config{
 		// 0-RTT data can be replayed by an attacker; refuse it for every
 		// method rather than trust each function to be idempotent.
@@ -330,10 +327,9 @@ func (s *Server) serve() {
 				return withTimeouts(ctx, tmo)
 			},
 		}, s.cfg.ReadHeaderTimeout, s.cfg.Logger)
-		var ln http3.QUICListener = &quicLimitListener{EarlyListener: s.quicLn, sem: make(chan struct{}, s.cfg.MaxConns)}
-		if s.cfg.Metrics != nil {
-			ln = quicHandshakeListener{ln}
-		}
+		// Every accepted connection's handshake is watched: counted when
+		// there are metrics, logged at debug level when it fails.
+		var ln http3.QUICListener = quicHandshakeListener{&quicLimitListener{EarlyListener: s.quicLn, sem: make(chan struct{}, s.cfg.MaxConns)}}
 		s.goServe("http3", func() error { return s.h3.serve(ln) })
 	}
 	if s.tcpTLS != nil {

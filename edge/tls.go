@@ -198,7 +198,7 @@ func validateTLSName(n string, mode TLSMode) error {
 	}
 	if strings.HasPrefix(n, "*.") {
 		if mode == TLSModeACME {
-			return fmt.Errorf("wildcards need the DNS-01 challenge, which is not supported: list the names, or use on_demand")
+			return fmt.Errorf("wildcards need the DNS-01 challenge, which is not supported: list the names; or, for names under a domain, leave it out of tls.names and set tls.on_demand and tls.on_demand_wildcards with a route for the wildcard host, so each name a client asks for gets its own certificate")
 		}
 		n = n[2:]
 	}

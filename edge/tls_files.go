@@ -81,13 +81,49 @@ func (f *filesTLS) load() error {
 	if !hasPEMBlock(keyPEM, func(typ string) bool { return strings.HasSuffix(typ, "PRIVATE KEY") }) {
 		return fmt.Errorf("tls.key_file: %s holds no PEM PRIVATE KEY block", f.keyFile)
 	}
+	if encryptedKey(keyPEM) {
+		return fmt.Errorf("tls.key_file: %s is encrypted with a passphrase, which the node cannot ask for: decrypt it (openssl pkey -in KEY -out PLAIN) and keep the result readable by the node's user only (0600)", f.keyFile)
+	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
+		if i := leafAt(certPEM, keyPEM); i > 0 {
+			return fmt.Errorf("tls.cert_file: %s has the certificate of tls.key_file's key as certificate %d: put it first, then the intermediates (the leaf comes first in a chain)", f.certFile, i+1)
+		}
 		return fmt.Errorf("tls.key_file: %s does not match the certificate in tls.cert_file %s, or cannot be used: %w",
 			f.keyFile, f.certFile, err)
 	}
 	f.cert, f.certStamp, f.keyStamp = &pair, certStamp, keyStamp
 	return nil
+}
+
+// encryptedKey reports a passphrase-protected PEM key: PKCS#8 "ENCRYPTED
+// PRIVATE KEY", or a traditional one with "Proc-Type: 4,ENCRYPTED".
+func encryptedKey(keyPEM []byte) bool {
+	for {
+		var block *pem.Block
+		block, keyPEM = pem.Decode(keyPEM)
+		if block == nil {
+			return false
+		}
+		if block.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(block.Headers["Proc-Type"], "ENCRYPTED") {
+			return true
+		}
+	}
+}
+
+// leafAt returns the index of the certificate in certPEM that keyPEM's key
+// belongs to, or -1.
+func leafAt(certPEM, keyPEM []byte) int {
+	for i := 0; ; i++ {
+		var block *pem.Block
+		block, certPEM = pem.Decode(certPEM)
+		if block == nil {
+			return -1
+		}
+		if _, err := tls.X509KeyPair(pem.EncodeToMemory(block), keyPEM); err == nil {
+			return i
+		}
+	}
 }
 
 // CheckTLSFiles reads the certificate and key pair of mode files as the
@@ -123,10 +159,7 @@ func filesError(field, path string, err error) error {
 func (f *filesTLS) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if now := time.Now(); now.Sub(f.checked) >= f.interval {
-		f.checked = now
-		f.reloadIfChanged()
-	}
+	f.checkReload()
 	return f.cert, nil
 }
 
@@ -144,7 +177,24 @@ func (f *filesTLS) reloadIfChanged() {
 		f.log.Warn("tls: keeping the current certificate; reloading the files failed", "err", err)
 		return
 	}
+	if leaf := f.cert.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) && old != nil && old.Leaf != nil && time.Now().Before(old.Leaf.NotAfter) {
+		// Clients refuse an expired certificate: the one in service is
+		// still valid, so it stays. The new stamps are kept, so this is
+		// said once per change of the files.
+		f.log.Warn("tls: keeping the current certificate; the replaced certificate file has expired", "cert_file", f.certFile, "not_after", leaf.NotAfter, "current_not_after", old.Leaf.NotAfter)
+		f.cert = old
+		return
+	}
 	if old != f.cert {
 		f.log.Info("tls: reloaded certificate files", "cert_file", f.certFile, "not_after", f.cert.Leaf.NotAfter)
+	}
+}
+
+// checkReload reloads the pair if a file changed and the last look is
+// older than the interval. Callers hold mu.
+func (f *filesTLS) checkReload() {
+	if now := time.Now(); now.Sub(f.checked) >= f.interval {
+		f.checked = now
+		f.reloadIfChanged()
 	}
 }

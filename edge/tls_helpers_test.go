@@ -8,6 +8,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // tlsTestLogger logs to t until the test ends; background certificate
@@ -127,4 +130,39 @@ func getOverTLS(t *testing.T, host string, port int, roots *x509.CertPool) (stri
 		t.Fatal(err)
 	}
 	return string(body), resp.TLS
+}
+
+// tlsLogBuffer keeps what a logger wrote, for tests that look for a line.
+type tlsLogBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *tlsLogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *tlsLogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// CertMagic's NaN and infinite floats reach a JSON log as strings, not as
+// slog's "!ERROR:json: unsupported value" placeholder.
+func TestZapToSlogNonFiniteFloats(t *testing.T) {
+	var buf tlsLogBuffer
+	log := zapToSlog(slog.New(slog.NewJSONHandler(&buf, nil)))
+	log.Info("cache", zap.Float64("fill", math.NaN()), zap.Float32("ratio", float32(math.Inf(1))), zap.Float64("ok", 0.5))
+	got := buf.String()
+	for _, want := range []string{`"fill":"NaN"`, `"ratio":"+Inf"`, `"ok":0.5`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log line %s lacks %s", got, want)
+		}
+	}
+	if strings.Contains(got, "!ERROR") {
+		t.Errorf("log line %s has an encoding error", got)
+	}
 }

@@ -3,7 +3,9 @@ package edge
 import (
 	"context"
 	"log/slog"
+	"math"
 	"sort"
+	"strconv"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -69,10 +71,28 @@ func (c slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 		attrs = append(attrs, slog.String("logger", e.LoggerName))
 	}
 	for _, k := range keys {
-		attrs = append(attrs, slog.Any(k, enc.Fields[k]))
+		attrs = append(attrs, slogValue(k, enc.Fields[k]))
 	}
 	c.log.LogAttrs(context.Background(), slogLevel(e.Level), e.Message, attrs...)
 	return nil
 }
 
 func (slogCore) Sync() error { return nil }
+
+// slogValue is the attribute for a zap field's value. A float that is NaN
+// or infinite (CertMagic's cache fill ratio with a capacity of 0) becomes
+// its name as a string: JSON has no such numbers, and slog's JSON handler
+// would print "!ERROR:json: unsupported value: NaN".
+func slogValue(key string, v any) slog.Attr {
+	switch f := v.(type) {
+	case float64:
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return slog.String(key, strconv.FormatFloat(f, 'g', -1, 64))
+		}
+	case float32:
+		if g := float64(f); math.IsNaN(g) || math.IsInf(g, 0) {
+			return slog.String(key, strconv.FormatFloat(g, 'g', -1, 32))
+		}
+	}
+	return slog.Any(key, v)
+}

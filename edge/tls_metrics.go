@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -114,28 +115,40 @@ type quicHandshakeKey struct{}
 // quicHandshake is one QUIC connection's handshake, counted once.
 type quicHandshake struct {
 	m        *Metrics
+	log      *slog.Logger
+	remote   net.Addr
 	accepted atomic.Bool // the edge accepted the connection; await counts it
 	counted  atomic.Bool
 }
 
-func (h *quicHandshake) count(ok bool) {
+// count counts the handshake once; a failed one is logged at debug level
+// with cause, the reason quic-go ended the connection for, as net/http
+// logs "http: TLS handshake error" for TCP.
+func (h *quicHandshake) count(ok bool, cause error) {
 	if h.counted.CompareAndSwap(false, true) {
 		h.m.handshake(transportQUIC, ok)
+		if !ok && h.log != nil {
+			h.log.Debug("quic: TLS handshake error", "remote", h.remote.String(), "err", cause)
+		}
 	}
 }
 
-// quicConnContext is the QUIC transport's ConnContext: quic-go calls it
-// for every connection the server starts, and ends the returned context
-// when the connection closes or its handshake fails.
-func (m *Metrics) quicConnContext(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
-	h := &quicHandshake{m: m}
-	ctx = context.WithValue(ctx, quicHandshakeKey{}, h)
-	context.AfterFunc(ctx, func() {
-		if !h.accepted.Load() {
-			h.count(false)
-		}
-	})
-	return ctx, nil
+// quicConnContext returns the QUIC transport's ConnContext: quic-go calls
+// it for every connection the server starts, and ends the returned
+// context, with the connection's error as its cause, when the connection
+// closes or its handshake fails. m may be nil: failed handshakes are
+// still logged to log.
+func (m *Metrics) quicConnContext(log *slog.Logger) func(context.Context, *quic.ClientInfo) (context.Context, error) {
+	return func(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
+		h := &quicHandshake{m: m, log: log, remote: info.RemoteAddr}
+		ctx = context.WithValue(ctx, quicHandshakeKey{}, h)
+		context.AfterFunc(ctx, func() {
+			if !h.accepted.Load() {
+				h.count(false, context.Cause(ctx))
+			}
+		})
+		return ctx, nil
+	}
 }
 
 // quicHandshakeListener hands each connection it accepts to a
@@ -164,15 +177,15 @@ func (l quicHandshakeListener) Accept(ctx context.Context) (*quic.Conn, error) {
 func (h *quicHandshake) await(c *quic.Conn) {
 	select {
 	case <-c.HandshakeComplete():
-		h.count(true)
+		h.count(true, nil)
 	case <-c.Context().Done():
 		// quic-go closes HandshakeComplete before it ends the context
 		// (both on the connection's run loop), so this is final.
 		select {
 		case <-c.HandshakeComplete():
-			h.count(true)
+			h.count(true, nil)
 		default:
-			h.count(false)
+			h.count(false, context.Cause(c.Context()))
 		}
 	}
 }
@@ -292,6 +305,7 @@ func (ca *internalCA) servedLeaves() []*x509.Certificate {
 func (f *filesTLS) servedLeaves() []*x509.Certificate {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.checkReload() // a scrape sees a replaced pair without waiting for a handshake
 	if f.cert == nil || f.cert.Leaf == nil {
 		return nil
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -39,6 +40,7 @@ type metricsEdge struct {
 	metrics    *Metrics
 	tcp, udp   string // bound addresses
 	metricsURL string
+	logs       tlsLogBuffer // the edge's log, debug level
 }
 
 // startMetricsEdge runs NewServer on 127.0.0.1:0 with tl's configs and
@@ -57,7 +59,7 @@ func startMetricsEdge(t *testing.T, tl *TLS) *metricsEdge {
 		HTTPSAddr: "127.0.0.1:0",
 		TCPTLS:    tl.TCPConfig(), QUICTLS: tl.QUICConfig(),
 		Metrics: e.metrics,
-		Logger:  tlsTestLogger(t),
+		Logger:  slog.New(slog.NewTextHandler(io.MultiWriter(tlsTestWriter(t), &e.logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.Proto)
 	}))
@@ -260,6 +262,10 @@ func TestTLSMetricsInternalCA(t *testing.T) {
 	}
 
 	got := e.waitHandshakes(t, map[string]float64{"tcp/ok": 3, "tcp/error": 3, "quic/ok": 1, "quic/error": 2})
+	// Each failed QUIC handshake says why in the debug log, as TCP's do.
+	if n := strings.Count(e.logs.String(), "quic: TLS handshake error"); n != 2 {
+		t.Errorf("%d QUIC handshake errors in the debug log, want 2:\n%s", n, e.logs.String())
+	}
 
 	want := map[string]float64{
 		expiryKey("edge.test"): float64(h1State.PeerCertificates[0].NotAfter.Unix()),

@@ -84,6 +84,12 @@ func TestTLSConfigValidate(t *testing.T) {
 // dir, and returns the paths and the certificate.
 func writeTestPair(t *testing.T, dir, prefix string, names ...string) (certPath, keyPath string, cert *x509.Certificate) {
 	t.Helper()
+	return writeTestPairUntil(t, dir, prefix, time.Now().Add(24*time.Hour), names...)
+}
+
+// writeTestPairUntil is writeTestPair for a certificate valid until notAfter.
+func writeTestPairUntil(t *testing.T, dir, prefix string, notAfter time.Time, names ...string) (certPath, keyPath string, cert *x509.Certificate) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -95,8 +101,8 @@ func writeTestPair(t *testing.T, dir, prefix string, names ...string) (certPath,
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: prefix},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
+		NotBefore:             notAfter.Add(-25 * time.Hour),
+		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
@@ -180,12 +186,38 @@ func TestTLSFilesServesAndReloads(t *testing.T) {
 	if err := os.Rename(newCert, certPath); err != nil {
 		t.Fatal(err)
 	}
+	// The expiry metric sees the new pair before any handshake does.
+	if leaves := tl.servedLeaves(); len(leaves) != 1 || !leaves[0].Equal(second) {
+		t.Fatal("the metrics' view still has the replaced certificate")
+	}
 	state, err = tlsHandshake(port, "localhost", tlsPoolOf(second))
 	if err != nil {
 		t.Fatalf("after replacing the files: %v", err)
 	}
 	if !state.PeerCertificates[0].Equal(second) {
 		t.Fatal("the replaced pair is not served")
+	}
+
+	// An expired pair does not replace a valid one; the metrics see the
+	// current certificate without waiting for a handshake.
+	oldCert, oldKey, _ := writeTestPairUntil(t, dir, "expired", time.Now().Add(-time.Hour), "localhost")
+	later = later.Add(time.Minute)
+	for _, p := range []string{oldCert, oldKey} {
+		if err := os.Chtimes(p, later, later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Rename(oldKey, keyPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(oldCert, certPath); err != nil {
+		t.Fatal(err)
+	}
+	if leaves := tl.servedLeaves(); len(leaves) != 1 || !leaves[0].Equal(second) {
+		t.Fatal("an expired replacement is served (or the metrics' view is not the served certificate)")
+	}
+	if state, err = tlsHandshake(port, "localhost", tlsPoolOf(second)); err != nil || !state.PeerCertificates[0].Equal(second) {
+		t.Fatalf("after an expired replacement: %v, want the valid certificate still served", err)
 	}
 }
 
@@ -200,6 +232,18 @@ func TestTLSFilesErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	missing := filepath.Join(dir, "missing.pem")
+	encPKCS8, encTrad, chainBackwards := filepath.Join(dir, "enc8.key"), filepath.Join(dir, "enctrad.key"), filepath.Join(dir, "chain.crt")
+	leafPEM, _ := os.ReadFile(certPath)
+	otherPEM, _ := os.ReadFile(strings.TrimSuffix(otherKey, ".key") + ".crt")
+	for path, data := range map[string][]byte{
+		encPKCS8:       pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte("opaque")}),
+		encTrad:        pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Headers: map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-256-CBC,00"}, Bytes: []byte("opaque")}),
+		chainBackwards: append(otherPEM, leafPEM...),
+	} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, tc := range []struct {
 		name, cert, key string
 		want            string
@@ -210,6 +254,9 @@ func TestTLSFilesErrors(t *testing.T) {
 		{"key of another cert", certPath, otherKey, "tls.key_file: " + otherKey + " does not match the certificate", false},
 		{"cert not PEM", notPEM, keyPath, "tls.cert_file: " + notPEM + " holds no PEM CERTIFICATE block", false},
 		{"key not PEM", certPath, notPEM, "tls.key_file: " + notPEM + " holds no PEM PRIVATE KEY block", false},
+		{"PKCS#8 key with a passphrase", certPath, encPKCS8, "tls.key_file: " + encPKCS8 + " is encrypted with a passphrase", false},
+		{"traditional key with a passphrase", certPath, encTrad, "tls.key_file: " + encTrad + " is encrypted with a passphrase", false},
+		{"chain with the leaf second", chainBackwards, keyPath, "tls.cert_file: " + chainBackwards + " has the certificate of tls.key_file's key as certificate 2: put it first", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewTLS(context.Background(), TLSConfig{Mode: TLSModeFiles, CertFile: tc.cert, KeyFile: tc.key}, nil, tlsTestLogger(t))
