@@ -222,6 +222,21 @@ func (ca *internalCA) sign(names []string) (*tls.Certificate, error) {
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
 
+// CheckInternalCA reads the internal CA kept under dataDir as the edge
+// will, so that a damaged or half-present one stops a node before it
+// starts anything, with the same message. No CA yet is fine: the edge
+// creates one at start.
+func CheckInternalCA(dataDir string) error {
+	dir := caDir(dataDir)
+	_, certErr := os.Stat(filepath.Join(dir, caRootCertFile))
+	_, keyErr := os.Stat(filepath.Join(dir, caRootKeyFile))
+	if errors.Is(certErr, fs.ErrNotExist) && errors.Is(keyErr, fs.ErrNotExist) {
+		return nil
+	}
+	_, _, _, err := loadOrCreateCA(dir) // both or one exist: it only reads
+	return err
+}
+
 // loadOrCreateCA reads the root pair under dir, or creates it when neither
 // file exists. A half-present pair is an error rather than silently
 // replaced, since clients may already trust the old root.

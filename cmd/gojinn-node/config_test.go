@@ -597,3 +597,30 @@ func TestACMEChallengePortsFollowTheEdge(t *testing.T) {
 		t.Errorf("listenPort(:http) = %d, want 0 (CertMagic's default)", p)
 	}
 }
+
+// A damaged internal CA is a config error, before the node starts Raft
+// or any function (it was found only after both were up).
+func TestConfigRefusesDamagedInternalCA(t *testing.T) {
+	cfg := DevConfig()
+	cfg.DataDir = t.TempDir()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("no CA yet: %v", err)
+	}
+	ca := filepath.Join(cfg.DataDir, "tls", "ca")
+	if err := os.MkdirAll(ca, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ca, "root.crt"), []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "tls.mode (internal)") || !strings.Contains(err.Error(), "incomplete") {
+		t.Fatalf("a CA without its key: %v, want an incomplete-CA error naming tls.mode", err)
+	}
+	if err := os.WriteFile(filepath.Join(ca, "root.key"), []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "root certificate") {
+		t.Fatalf("a garbage CA: %v, want the root certificate's problem", err)
+	}
+}

@@ -419,6 +419,13 @@ func (c Config) edgeTLS() (edge.TLSConfig, error) {
 	if err := tc.Validate(); err != nil {
 		return tc, fmt.Errorf("config key %w", err)
 	}
+	if tc.Mode == edge.TLSModeInternal && tc.DataDir != "" {
+		// A damaged CA stops the node here, before Raft and the
+		// functions start, not after.
+		if err := edge.CheckInternalCA(tc.DataDir); err != nil {
+			return tc, fmt.Errorf("config key tls.mode (internal): %w", err)
+		}
+	}
 	if tc.Mode == edge.TLSModeFiles {
 		// Read now, so that a wrong path stops the node before it writes
 		// anything (the edge reads the pair again at start, and on
