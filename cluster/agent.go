@@ -182,6 +182,9 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (_ *Agent, err error) {
 	if err := os.MkdirAll(cfg.Raft.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
+	if err := checkDataDirIntact(cfg.Raft.DataDir, cfg.Raft.NodeID); err != nil {
+		return nil, err
+	}
 	id, err := loadOrCreateNodeID(cfg.Raft.DataDir, cfg.Raft.NodeID)
 	if err != nil {
 		return nil, err

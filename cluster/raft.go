@@ -143,10 +143,10 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := os.Chmod(raftDir, 0o700); err != nil {
 		return nil, fmt.Errorf("raft: make %s private (mode 0700): %w", raftDir, err)
 	}
-	id, err := loadOrCreateNodeID(cfg.DataDir, cfg.NodeID)
-	if err != nil {
+	if err := checkDataDirIntact(cfg.DataDir, cfg.NodeID); err != nil {
 		return nil, err
 	}
+	dbPath := filepath.Join(raftDir, "raft.db")
 	hl := newHCLog(cfg.Logger, "raft", hclog.Debug)
 
 	// Everything opened so far is closed if a later step fails.
@@ -159,12 +159,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}()
 
-	dbPath := filepath.Join(raftDir, "raft.db")
-	bolt, err := raftboltdb.New(raftboltdb.Options{
-		Path: dbPath,
-		// Fail instead of blocking forever on another process's lock.
-		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second},
-	})
+	bolt, err := openBolt(dbPath)
 	if err != nil {
 		if errors.Is(err, bbolt.ErrTimeout) {
 			return nil, fmt.Errorf("raft: %s is locked: is another gojinn-node using data directory %s? %w", dbPath, cfg.DataDir, err)
@@ -197,20 +192,24 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		closers = append(closers, c.Close)
 	}
 
+	hasState, err := raft.HasExistingState(bolt, bolt, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("raft: read existing state in %s: %w", raftDir, err)
+	}
+	id, err := loadOrCreateNodeID(cfg.DataDir, cfg.NodeID)
+	if err != nil {
+		return nil, err
+	}
 	rc, err := cfg.raftConfig(id)
 	if err != nil {
 		return nil, err
 	}
 	rc.Logger = hl
-
-	hasState, err := raft.HasExistingState(bolt, bolt, snaps)
-	if err != nil {
-		return nil, fmt.Errorf("raft: read existing state in %s: %w", raftDir, err)
-	}
 	logs := &countingLogStore{LogStore: bolt, trigger: cfg.LogBytesSnapshot, due: make(chan struct{}, 1)}
-	r, err := raft.NewRaft(rc, cfg.FSM, logs, stable, snaps, trans)
+	r, err := newRaft(rc, cfg.FSM, logs, stable, snaps, trans)
 	if err != nil {
-		return nil, fmt.Errorf("raft: start node %s: %w", id, err)
+		return nil, fmt.Errorf("raft: start node %s: %w; the state in %s cannot be loaded: restore a backup into a fresh data directory (gojinn-node restore), "+
+			"or, in a cluster, start this node with an empty data directory and join it again", id, err, raftDir)
 	}
 	closers = append(closers, func() error { return r.Shutdown().Error() })
 
@@ -338,6 +337,67 @@ func loadOrCreateNodeID(dir, want string) (raft.ServerID, error) {
 		return "", fmt.Errorf("raft: store node ID: %w", err)
 	}
 	return raft.ServerID(id), nil
+}
+
+// checkDataDirIntact refuses a data directory that lost part of a node's
+// state, before anything in it is created or changed: a raft.db gone (or
+// emptied) from a directory with snapshots or modules would start an
+// empty registry, the old one lost without a word; a node-id gone from
+// one with a raft.db would start a new identity that is no voter of that
+// state's cluster and never leads. want is Config.NodeID: a node given
+// its ID needs no node-id file.
+func checkDataDirIntact(dataDir, want string) error {
+	dbPath := filepath.Join(dataDir, "raft", "raft.db")
+	fi, err := os.Stat(dbPath)
+	dbHasData := err == nil && fi.Size() > 0
+	if _, err := os.Stat(filepath.Join(dataDir, "node-id")); errors.Is(err, fs.ErrNotExist) && dbHasData && want == "" {
+		return fmt.Errorf("raft: %s holds a node's state but %s is missing: a new identity would never be part of that state's cluster. "+
+			"Restore node-id (this node's ID is the node_id of its earlier log lines, and `gojinn-node members` on a peer lists it), "+
+			"or restore a backup into a fresh data directory", dbPath, filepath.Join(dataDir, "node-id"))
+	}
+	if dbHasData {
+		return nil
+	}
+	for _, evidence := range []string{filepath.Join(dataDir, "raft", "snapshots"), filepath.Join(dataDir, "blobs", "sha256")} {
+		if entries, err := os.ReadDir(evidence); err == nil && len(entries) > 0 {
+			return fmt.Errorf("raft: %s is missing or empty, but %s holds a node's snapshots or modules: this node's registry and KV state are gone. "+
+				"Restore a backup into a fresh data directory (gojinn-node restore), or, in a cluster, start this node with an empty data directory and join it again; "+
+				"delete %s only to start over with nothing", dbPath, dataDir, dataDir)
+		}
+	}
+	return nil
+}
+
+// openBolt opens the Raft log and stable store. A file bbolt panics on
+// (a truncated one: "invalid freelist page") is an error like any other
+// damage, not a crash of the node.
+func openBolt(path string) (_ *raftboltdb.BoltStore, err error) {
+	if err := checkBoltFile(path); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%s is damaged (%v)", path, v)
+		}
+	}()
+	return raftboltdb.New(raftboltdb.Options{
+		Path: path,
+		// Fail instead of blocking forever on another process's lock.
+		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second},
+	})
+}
+
+// newRaft is raft.NewRaft, with its panic on a log that does not reach
+// back to the snapshot it restored (the newest snapshot damaged, an older
+// one used) turned into an error. It panics before it starts any
+// goroutine.
+func newRaft(rc *raft.Config, fsm raft.FSM, logs raft.LogStore, stable raft.StableStore, snaps raft.SnapshotStore, trans raft.Transport) (_ *raft.Raft, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("the log does not continue the snapshot it would start from (%v): the newest snapshot is probably damaged", v)
+		}
+	}()
+	return raft.NewRaft(rc, fsm, logs, stable, snaps, trans)
 }
 
 // writeFileAtomic writes path through a synced temporary file and a
