@@ -152,3 +152,23 @@ func TestOpenRefusesDamagedDataDir(t *testing.T) {
 		})
 	}
 }
+
+// A second node refused on a data directory in use leaves the first's
+// uploads under way alone (it removed blobs/tmp before finding the lock).
+func TestSecondNodeLeavesUploadsAlone(t *testing.T) {
+	dir := t.TempDir()
+	openStore(t, inmemConfig(t, dir)) // the running node
+	upload := filepath.Join(dir, "blobs", "tmp", "put-under-way")
+	if err := os.WriteFile(upload, []byte("half a module"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s2, err := OpenStore(testCtx(t), inmemConfig(t, dir)); err == nil {
+		s2.Close()
+		t.Fatal("a second node opened a data directory in use")
+	} else if !strings.Contains(err.Error(), "is locked") {
+		t.Fatalf("second node: %v, want the lock named", err)
+	}
+	if _, err := os.Stat(upload); err != nil {
+		t.Fatalf("the running node's upload under way: %v", err)
+	}
+}

@@ -47,10 +47,6 @@ func OpenStore(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.DataDir == "" {
 		return nil, fmt.Errorf("cluster config: DataDir is required: %w", storage.ErrInvalid)
 	}
-	blobs, err := storage.OpenBlobs(cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
 	reg := storage.NewRegistry()
 	// Before Raft replays anything: the commit, not the API's pre-check,
 	// decides route conflicts, identically on every node.
@@ -58,6 +54,14 @@ func OpenStore(ctx context.Context, cfg Config) (*Store, error) {
 	cfg.FSM = reg
 	node, err := Open(ctx, cfg)
 	if err != nil {
+		return nil, err
+	}
+	// Only now, with raft.db locked: opening the blob store removes the
+	// leftovers of unfinished uploads, which would be the uploads under
+	// way of another node still running on this data directory.
+	blobs, err := storage.OpenBlobs(cfg.DataDir)
+	if err != nil {
+		_ = node.Close()
 		return nil, err
 	}
 	s := &Store{node: node, reg: reg, blobs: blobs}
