@@ -69,6 +69,9 @@ func (a *api) deploy(w http.ResponseWriter, r *http.Request) error {
 				ae.RetryAfter = retryAfter
 				return ae
 			}
+			if diskFull(err) {
+				return toAPIError(fmt.Errorf("deploy of %q not checked, nothing was deployed: %w", name, err))
+			}
 			return apiErrorf(http.StatusUnprocessableEntity, CodeCheckFailed, "deploy of %q rejected, nothing was deployed: %v", name, err)
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,6 +51,11 @@ type backupManifest struct {
 	Index  uint64 `json:"index"`
 	NodeID string `json:"node_id"`
 	Blobs  int    `json:"blobs"`
+	// StateSHA256 is the sha256 of registry.snapshot, checked by a
+	// restore: the snapshot is JSON, which a flipped byte can change into
+	// other valid JSON (a field name no decoder knows, a value). Backups
+	// of older builds have none.
+	StateSHA256 string `json:"state_sha256,omitempty"`
 }
 
 // Backup writes a backup of the registry, KV and every live module to w.
@@ -78,7 +85,9 @@ func (s *Store) Backup(ctx context.Context, w io.Writer, c Consistency) error {
 	live := st.LiveBlobs()
 	tw := tar.NewWriter(w)
 	now := time.Now().UTC()
-	manifest, _ := json.Marshal(backupManifest{Format: backupFormat, Created: now, Index: st.Applied(), NodeID: s.node.ID(), Blobs: len(live)})
+	stateSum := sha256.Sum256(state.Bytes())
+	manifest, _ := json.Marshal(backupManifest{Format: backupFormat, Created: now, Index: st.Applied(), NodeID: s.node.ID(), Blobs: len(live),
+		StateSHA256: hex.EncodeToString(stateSum[:])})
 	file := func(name string, size int64, body io.Reader) error {
 		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: size, ModTime: now, Typeflag: tar.TypeReg}); err != nil {
 			return err
@@ -199,6 +208,11 @@ func (s *Store) restoreLocal(ctx context.Context, r io.Reader) (uint64, error) {
 		case strings.HasPrefix(h.Name, backupBlobPrefix):
 			sha := strings.TrimPrefix(h.Name, backupBlobPrefix)
 			if _, err := s.blobs.Put(sha, tr, 0); err != nil {
+				if errors.Is(err, storage.ErrBlobStore) {
+					// This node's disk, not the backup: a good backup must
+					// not be called bad in the middle of a recovery.
+					return 0, fmt.Errorf("restore: storing module %s on this node: %w; nothing was restored", sha, err)
+				}
 				return 0, fmt.Errorf("restore: %w: module %s: %w", ErrBadBackup, sha, err)
 			}
 		default:
@@ -207,6 +221,12 @@ func (s *Store) restoreLocal(ctx context.Context, r io.Reader) (uint64, error) {
 	}
 	if manifest == nil || state == nil {
 		return 0, fmt.Errorf("restore: %w: missing %s or %s", ErrBadBackup, backupManifestName, backupStateName)
+	}
+	if manifest.StateSHA256 == "" {
+		s.node.log.Warn("restoring a backup without a checksum of its registry snapshot (made by an older build): damage to it cannot be detected")
+	} else if sum := sha256.Sum256(state); hex.EncodeToString(sum[:]) != manifest.StateSHA256 {
+		return 0, fmt.Errorf("restore: %w: %s does not match the checksum in %s (it hashes to %x, the backup recorded %s): the file is damaged; use another copy of the backup",
+			ErrBadBackup, backupStateName, backupManifestName, sum, manifest.StateSHA256)
 	}
 	st, err := storage.DecodeState(bytes.NewReader(state))
 	if err != nil {

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/gojinn/gojinn/runtime"
 	"github.com/gojinn/gojinn/storage"
 )
 
@@ -46,6 +48,9 @@ const (
 	CodeWaitTimeout      = "wait_timeout"       // 504: committed, but not served within the wait bound
 	CodeSuperseded       = "superseded"         // 409: committed, but a later deploy or rollback made another version active before it was served
 	CodeInternal         = "internal"           // 500
+	// CodeInsufficientStorage (507): the node's disk is full (or over its
+	// quota) or its compilation cache cannot be written; nothing changed.
+	CodeInsufficientStorage = "insufficient_storage"
 )
 
 // retryAfter is what 503 answers ask clients to wait: a Raft election on
@@ -120,6 +125,12 @@ func versionNotFound(name string, err error) *APIError {
 		"%v; list its versions with `gojinn-node functions versions %s` (GET /v1/functions/%s/versions)", err, name, name)
 }
 
+// diskFull reports an error caused by a full disk or quota on this node,
+// directly or through a compilation cache that could not be written.
+func diskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, runtime.ErrCompileStorage)
+}
+
 // toAPIError maps an error from the registry, blob store or a handler to
 // the answer the client sees. *APIError passes through; storage sentinels
 // keep their meaning; anything else is a 500.
@@ -145,6 +156,8 @@ func toAPIError(err error) *APIError {
 		return apiErrorf(http.StatusUnprocessableEntity, CodeHashMismatch, "%v; upload the exact bytes whose sha256 is in the URL", err)
 	case errors.Is(err, storage.ErrTooLarge):
 		return apiErrorf(http.StatusRequestEntityTooLarge, CodeModuleTooLarge, "%v", err)
+	case diskFull(err):
+		return apiErrorf(http.StatusInsufficientStorage, CodeInsufficientStorage, "%v; the node cannot write to its data directory: free space there (or raise the quota), then retry", err)
 	case errors.Is(err, storage.ErrInvalid):
 		return apiErrorf(http.StatusUnprocessableEntity, CodeInvalid, "%v", err)
 	case outcomeUnknown(err):

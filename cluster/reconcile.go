@@ -229,7 +229,10 @@ func (r *Reconciler) Sync(ctx context.Context) {
 		r.mu.Lock()
 		if err != nil {
 			f := failure{version: v.Version, err: err}
-			if errors.Is(err, storage.ErrBlobNotFound) || errors.Is(err, ErrUnavailable) {
+			// Failures that may pass: a module not fetched yet, or moved
+			// aside as corrupt (ErrHashMismatch: a peer or a redeploy
+			// brings it back), no leader, a full disk.
+			if errors.Is(err, storage.ErrBlobNotFound) || errors.Is(err, storage.ErrHashMismatch) || errors.Is(err, ErrUnavailable) || errors.Is(err, runtime.ErrCompileStorage) {
 				f.retryAt = time.Now().Add(retryInterval)
 			}
 			r.failed[name] = f
@@ -417,6 +420,15 @@ func (r *Reconciler) WaitRemoved(ctx context.Context, name string) error {
 		case <-changed:
 		}
 	}
+}
+
+// Failing returns how many functions' active versions this node could not
+// load, for the gojinn_functions_failed gauge: each is logged, and
+// retried while the cause may pass.
+func (r *Reconciler) Failing() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.failed)
 }
 
 // VersionState says whether this node serves name at version.

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +36,12 @@ func newReconcileEnv(t *testing.T) *reconcileEnv { return newReconcileEnvWith(t,
 // newReconcileEnvWith is newReconcileEnv with the engine wrapped by wrap
 // (nil: not wrapped).
 func newReconcileEnvWith(t *testing.T, wrap func(cluster.Loader) cluster.Loader) *reconcileEnv {
-	blobs, err := storage.OpenBlobs(t.TempDir())
+	return newReconcileEnvIn(t, t.TempDir(), wrap)
+}
+
+// newReconcileEnvIn is newReconcileEnvWith with its blob store in dir.
+func newReconcileEnvIn(t *testing.T, dir string, wrap func(cluster.Loader) cluster.Loader) *reconcileEnv {
+	blobs, err := storage.OpenBlobs(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,5 +333,43 @@ func TestReadyWhileADeployLoads(t *testing.T) {
 			t.Fatal("the slow function never served after its load was released")
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+// A module whose stored bytes fail their hash is moved aside and the load
+// retried: once the module is uploaded again (a redeploy, or in a cluster
+// a peer's copy), the version serves without a new deploy. Before, the
+// function answered 503 "being deployed" until someone deleted the file
+// by hand and deployed again; gojinn_functions_failed counts it meanwhile.
+func TestReconcilerCorruptModuleHeals(t *testing.T) {
+	dir := t.TempDir()
+	env := newReconcileEnvIn(t, dir, nil)
+	mod := runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat")
+	spec := env.put(mod)
+	spec.Mode = storage.ModePooled
+	spec.Routes = []storage.Route{{Path: "/hello/*"}}
+	path := filepath.Join(dir, "blobs", "sha256", spec.SHA256[:2], spec.SHA256)
+	bad := bytes.Clone(mod)
+	bad[len(bad)-1] ^= 0xff
+	if err := os.WriteFile(path, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := env.apply(storage.Command{Op: storage.OpDeploy, Name: "hello", Spec: &spec})
+	deadline := time.Now().Add(10 * time.Second)
+	for env.rec.Failing() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the corrupt module's load never failed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if env.blobs.Has(spec.SHA256) {
+		t.Fatal("the corrupt module is still in the store")
+	}
+	env.put(mod) // the module uploaded again
+	if err := waitReady(t, env.rec, "hello", res.Version.Version); err != nil {
+		t.Fatalf("after the module came back: %v", err)
+	}
+	if n := env.rec.Failing(); n != 0 {
+		t.Fatalf("Failing() = %d once served", n)
 	}
 }

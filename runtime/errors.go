@@ -18,6 +18,11 @@ var (
 	// ErrInvalidModule means the module bytes are not a WebAssembly module
 	// wazero accepts, or the module lacks the exports its mode needs.
 	ErrInvalidModule = errors.New("invalid module")
+	// ErrCompileStorage means a module could not be compiled because the
+	// node could not write its compilation cache (the disk is full or
+	// read-only): not the module's fault, and worth retrying once there is
+	// room.
+	ErrCompileStorage = errors.New("the compilation cache cannot be written")
 	// ErrInvalidSpec means a FunctionSpec or Config failed validation.
 	ErrInvalidSpec = errors.New("invalid function spec")
 

@@ -284,6 +284,20 @@ func (c *moduleCache) compilePreparedOnce(ctx context.Context, hash [32]byte, p 
 	if err != nil && retry && c.dropCompiledCode(p, err) {
 		cm, err = rt.CompileModule(ctx, p.bin)
 	}
+	var pathErr *fs.PathError
+	if err != nil && errors.As(err, &pathErr) {
+		// wazero keeps the code it compiled in memory before it writes
+		// its cache file, and fails CompileModule when that write fails
+		// (a full disk): the module is fine, and a second call finds the
+		// code in memory. That first reference is never released (the
+		// failed call returned no module to close): a leak of one
+		// module's code per such failure.
+		c.log.Warn("writing wazero's compilation cache failed; using the compiled code from memory (free space in the data directory)", "err", err)
+		cm, err = rt.CompileModule(ctx, p.bin)
+		if err != nil && errors.As(err, &pathErr) {
+			return nil, fmt.Errorf("%w: %w (free space in the data directory; the node retries)", ErrCompileStorage, err)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: wazero cannot compile it: %v", ErrInvalidModule, err)
 	}

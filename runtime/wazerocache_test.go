@@ -116,3 +116,31 @@ func wazeroCodeOffset(t *testing.T, file []byte) int {
 	}
 	return off
 }
+
+// A compilation cache that cannot be written (a full disk; here its
+// directory replaced by a dangling symlink, so that reading finds no file
+// and writing fails, as on a full disk) does not make a good module
+// "invalid": wazero fails CompileModule after compiling, the engine loads
+// the code it kept in memory and warns. Before, the module was refused as invalid
+// and never retried, so deployed functions stopped serving after a
+// restart on a full disk.
+func TestUnwritableWazeroCacheStillLoads(t *testing.T) {
+	dir := t.TempDir()
+	e := cacheEngine(t, dir)
+	defer e.Close(context.Background())
+	cache := wazeroCacheDir(dir)
+	if err := os.RemoveAll(cache); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "gone"), cache); err != nil {
+		t.Fatal(err)
+	}
+	f, err := e.Load(context.Background(), FunctionSpec{Name: "f", Module: artifactWAT(t, "tiny-reactor"), Mode: ModePooled})
+	if err != nil {
+		t.Fatalf("load with an unwritable compilation cache: %v", err)
+	}
+	res, err := f.Invoke(context.Background(), &protocol.Request{Method: "GET", URI: "/", Path: "/"})
+	if err != nil || string(res.Response.Body) != "hello, wasm!\n" {
+		t.Fatalf("invoke: %v %+v", err, res)
+	}
+}

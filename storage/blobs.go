@@ -14,10 +14,15 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 )
 
 // ErrTooLarge means a module is longer than the limit the caller set.
 var ErrTooLarge = errors.New("module too large")
+
+// ErrBlobStore means the blob store could not write a module to this
+// node's disk (full, read-only, failing): not a fault of the module's.
+var ErrBlobStore = errors.New("the blob store cannot write")
 
 // Blobs is a content-addressed store of module bytes on the local disk.
 // A module lives at DIR/blobs/sha256/ab/<hex>, where <hex> is the lower-case
@@ -27,15 +32,19 @@ var ErrTooLarge = errors.New("module too large")
 // Writes go to a temporary file under DIR/blobs/tmp, are fsynced and renamed
 // into place, so a reader sees either no blob or the whole blob, never a torn
 // one. The hash is checked while the bytes stream in and again whenever they
-// are read back, so a corrupted file is reported, never served.
+// are read back, so a corrupted file is reported, never served; it is
+// moved aside to DIR/blobs/corrupt then, so the store no longer has the
+// blob: the next upload of the module (a redeploy) stores it again, and a
+// cluster node fetches it from a peer.
 //
 // Blobs is safe for concurrent use: every write is a rename of a private
 // temporary file, and two writers of the same hash write the same bytes. One
 // directory must not be shared by two processes' Blobs while either writes
 // (OpenBlobs removes leftover temporary files).
 type Blobs struct {
-	root string // DIR/blobs/sha256
-	tmp  string // DIR/blobs/tmp
+	root    string // DIR/blobs/sha256
+	tmp     string // DIR/blobs/tmp
+	corrupt string // DIR/blobs/corrupt: blobs whose bytes failed their hash
 }
 
 // OpenBlobs opens (creating if needed) the blob store under dir/blobs and
@@ -45,8 +54,9 @@ func OpenBlobs(dir string) (*Blobs, error) {
 		return nil, fmt.Errorf("%w: blob store needs a data directory", ErrInvalid)
 	}
 	b := &Blobs{
-		root: filepath.Join(dir, "blobs", "sha256"),
-		tmp:  filepath.Join(dir, "blobs", "tmp"),
+		root:    filepath.Join(dir, "blobs", "sha256"),
+		tmp:     filepath.Join(dir, "blobs", "tmp"),
+		corrupt: filepath.Join(dir, "blobs", "corrupt"),
 	}
 	// Modules are the operator's code, and may embed configuration: the
 	// store is private to the node's user, like the files in it (0600,
@@ -123,7 +133,7 @@ func (b *Blobs) Add(r io.Reader, maxBytes int64) (sha string, size int64, err er
 func (b *Blobs) write(r io.Reader, maxBytes int64, want string) (string, int64, error) {
 	f, err := os.CreateTemp(b.tmp, "put-*")
 	if err != nil {
-		return "", 0, fmt.Errorf("blob store: create temporary file: %w (is the disk full or read-only?)", err)
+		return "", 0, fmt.Errorf("%w: create temporary file: %w (is the disk full or read-only?)", ErrBlobStore, err)
 	}
 	tmpName := f.Name()
 	committed := false
@@ -144,17 +154,25 @@ func (b *Blobs) write(r io.Reader, maxBytes int64, want string) (string, int64, 
 		return "", n, fmt.Errorf("%w: claimed sha256 %s, the %d bytes hash to %s (upload the module again, or fix the hash)", ErrHashMismatch, want, n, sha)
 	}
 	if err := f.Sync(); err != nil {
-		return "", n, fmt.Errorf("blob store: fsync %s: %w", tmpName, err)
+		return "", n, fmt.Errorf("%w: fsync %s: %w", ErrBlobStore, tmpName, err)
 	}
 	if err := f.Close(); err != nil {
-		return "", n, fmt.Errorf("blob store: close %s: %w", tmpName, err)
+		return "", n, fmt.Errorf("%w: close %s: %w", ErrBlobStore, tmpName, err)
 	}
 	dst := b.path(sha)
+	_, statErr := os.Stat(filepath.Dir(dst))
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		return "", n, fmt.Errorf("blob store: create %s: %w", filepath.Dir(dst), err)
+		return "", n, fmt.Errorf("%w: create %s: %w", ErrBlobStore, filepath.Dir(dst), err)
+	}
+	if errors.Is(statErr, fs.ErrNotExist) {
+		// A new shard directory: its entry in the store's root must be
+		// durable too, or the blob may vanish with it after a crash.
+		if err := syncDir(b.root); err != nil {
+			return "", n, err
+		}
 	}
 	if err := os.Rename(tmpName, dst); err != nil {
-		return "", n, fmt.Errorf("blob store: move blob into place: %w", err)
+		return "", n, fmt.Errorf("%w: move blob into place: %w", ErrBlobStore, err)
 	}
 	committed = true
 	// Make the rename itself durable.
@@ -164,13 +182,18 @@ func (b *Blobs) write(r io.Reader, maxBytes int64, want string) (string, int64, 
 	return sha, n, nil
 }
 
-// copyLimited copies r to w, failing with ErrTooLarge past maxBytes.
+// copyLimited copies r to w, failing with ErrTooLarge past maxBytes. An
+// error writing w wraps ErrBlobStore; one reading r is the reader's.
 func copyLimited(w io.Writer, r io.Reader, maxBytes int64) (int64, error) {
 	src := r
 	if maxBytes > 0 {
 		src = io.LimitReader(r, maxBytes+1)
 	}
-	n, err := io.Copy(w, src)
+	sw := &stickyWriter{w: w}
+	n, err := io.Copy(sw, src)
+	if sw.err != nil {
+		return n, fmt.Errorf("%w: write module: %w", ErrBlobStore, sw.err)
+	}
 	if err != nil {
 		return n, fmt.Errorf("blob store: read module: %w", err)
 	}
@@ -178,6 +201,20 @@ func copyLimited(w io.Writer, r io.Reader, maxBytes int64) (int64, error) {
 		return n, fmt.Errorf("%w: module is longer than the limit of %d bytes (raise the limit or shrink the module)", ErrTooLarge, maxBytes)
 	}
 	return n, nil
+}
+
+// stickyWriter remembers the first error writing w.
+type stickyWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (s *stickyWriter) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if err != nil && s.err == nil {
+		s.err = err
+	}
+	return n, err
 }
 
 func checkSum(want string, h hash.Hash, what string) error {
@@ -247,16 +284,33 @@ func (b *Blobs) Open(sha string) (io.ReadCloser, int64, error) {
 		_ = f.Close()
 		return nil, 0, fmt.Errorf("blob store: stat %s: %w", sha, err)
 	}
-	return &verifyingReader{f: f, h: sha256.New(), sha: sha, path: f.Name()}, fi.Size(), nil
+	return &verifyingReader{f: f, h: sha256.New(), sha: sha, path: f.Name(), quarantine: b.quarantine}, fi.Size(), nil
+}
+
+// quarantine moves the corrupt file at path aside, so that the store no
+// longer has its blob, and says where it went (or why it could not).
+func (b *Blobs) quarantine(path, sha string) string {
+	if err := os.MkdirAll(b.corrupt, 0o700); err != nil {
+		return fmt.Sprintf("it could not be moved aside (%v): delete it", err)
+	}
+	dst := filepath.Join(b.corrupt, fmt.Sprintf("%s-%d", sha, time.Now().UnixNano()))
+	if err := os.Rename(path, dst); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "another reader moved it aside already"
+		}
+		return fmt.Sprintf("it could not be moved aside (%v): delete it", err)
+	}
+	return "moved to " + dst
 }
 
 // verifyingReader hashes what it reads and checks the sum at EOF.
 type verifyingReader struct {
-	f    *os.File
-	h    hash.Hash
-	sha  string
-	path string
-	err  error // sticky result once EOF was reached
+	f          *os.File
+	h          hash.Hash
+	sha        string
+	path       string
+	quarantine func(path, sha string) string
+	err        error // sticky result once EOF was reached
 }
 
 func (v *verifyingReader) Read(p []byte) (int, error) {
@@ -267,7 +321,8 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	v.h.Write(p[:n])
 	if err == io.EOF {
 		if cerr := checkSum(v.sha, v.h, "stored bytes"); cerr != nil {
-			v.err = fmt.Errorf("blob store: %s is corrupt: %w (delete it and upload the module again)", v.path, cerr)
+			where := v.quarantine(v.path, v.sha)
+			v.err = fmt.Errorf("blob store: %s was corrupt: %w (%s; upload the module again: a redeploy does, and a cluster node fetches it from a peer)", v.path, cerr, where)
 		} else {
 			v.err = io.EOF
 		}

@@ -233,8 +233,33 @@ func TestBlobsCorruption(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := b.ReadAll(sha)
-	if !errors.Is(err, ErrHashMismatch) || !strings.Contains(err.Error(), "corrupt") {
-		t.Fatalf("ReadAll of a corrupted blob: %v, want a corrupt ErrHashMismatch", err)
+	if !errors.Is(err, ErrHashMismatch) || !strings.Contains(err.Error(), "was corrupt") || !strings.Contains(err.Error(), "moved to "+filepath.Join(dir, "blobs", "corrupt")) {
+		t.Fatalf("ReadAll of a corrupted blob: %v, want a corrupt ErrHashMismatch saying where it was moved", err)
+	}
+	// Moved aside: the store no longer has it, so an upload of the module
+	// (a redeploy, which asks HasBlob first) or a peer fetch replaces it.
+	if b.Has(sha) {
+		t.Fatal("a blob that failed its hash is still in the store")
+	}
+	if aside, _ := os.ReadDir(filepath.Join(dir, "blobs", "corrupt")); len(aside) != 1 {
+		t.Fatalf("blobs/corrupt holds %d files, want the corrupt one", len(aside))
+	}
+	if _, err := b.ReadAll(sha); !errors.Is(err, ErrBlobNotFound) {
+		t.Fatalf("ReadAll after the corrupt blob was moved aside: %v, want ErrBlobNotFound", err)
+	}
+	repair := func() {
+		t.Helper()
+		if _, err := b.Put(sha, bytes.NewReader(data), 0); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := b.ReadAll(sha); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("after a repairing Put: %d bytes, %v", len(got), err)
+		}
+	}
+	repair()
+
+	if err := os.WriteFile(path, bad, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	rc, _, err := b.Open(sha)
 	if err != nil {
@@ -248,6 +273,7 @@ func TestBlobsCorruption(t *testing.T) {
 	if _, err := rc.Read(make([]byte, 1)); !errors.Is(err, ErrHashMismatch) {
 		t.Fatalf("Read after the end: %v", err)
 	}
+	repair()
 	// Truncation is corruption too.
 	if err := os.WriteFile(path, data[:10], 0o600); err != nil {
 		t.Fatal(err)
@@ -255,13 +281,7 @@ func TestBlobsCorruption(t *testing.T) {
 	if _, err := b.ReadAll(sha); !errors.Is(err, ErrHashMismatch) {
 		t.Fatalf("ReadAll of a truncated blob: %v, want ErrHashMismatch", err)
 	}
-	// Uploading the module again repairs it.
-	if _, err := b.Put(sha, bytes.NewReader(data), 0); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := b.ReadAll(sha); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("after a repairing Put: %d bytes, %v", len(got), err)
-	}
+	repair()
 	tmpEmpty(t, dir)
 }
 

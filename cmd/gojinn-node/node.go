@@ -273,7 +273,10 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 			func() float64 { used, _ := n.engine.GuestMemory(); return float64(used) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gojinn_guest_memory_limit_bytes",
 			Help: "The bound on the linear memory of all guest instances (runtime.max_guest_memory); 0 for none."},
-			func() float64 { _, limit := n.engine.GuestMemory(); return float64(limit) }))
+			func() float64 { _, limit := n.engine.GuestMemory(); return float64(limit) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gojinn_functions_failed",
+			Help: "Functions whose active version this node could not load (the log says why; retried while the cause may pass)."},
+			func() float64 { return float64(n.rec.Failing()) }))
 	if n.edgeMetrics, err = edge.NewMetrics(n.metrics); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
