@@ -678,11 +678,21 @@ func (c cli) backupRestore(ctx context.Context, cmd string, args []string) int {
 		return c.fail(err)
 	}
 	if f != nil {
+		// On disk before it takes the name: a power cut must not leave
+		// a short backup where the operator expects a whole one.
+		if err := f.Sync(); err != nil {
+			_ = f.Close()
+			return c.fail(fmt.Errorf("write the backup to %s: %w", pos[0], err))
+		}
 		if err := f.Close(); err != nil {
 			return c.fail(err)
 		}
 		if err := os.Rename(f.Name(), pos[0]); err != nil {
 			return c.fail(err)
+		}
+		if d, err := os.Open(filepath.Dir(pos[0])); err == nil {
+			_ = d.Sync() // the rename itself; best effort, the file is whole either way
+			_ = d.Close()
 		}
 		if cf.json {
 			return c.printJSON(struct {

@@ -76,7 +76,7 @@ func TestCLIDeploySpecErrorsNameFlags(t *testing.T) {
 		if code := run(context.Background(), args, &out, &errb); code != 1 || !strings.Contains(errb.String(), c.want) {
 			t.Errorf("deploy %v: exit %d, stderr %q, want %q", c.args, code, errb.String(), c.want)
 		}
-		if strings.Contains(errb.String(), "connection refused") || strings.Contains(errb.String(), "uploaded") {
+		if strings.Contains(errb.String(), "connection refused") || strings.Contains(errb.String(), "sent ") {
 			t.Errorf("deploy %v: the node was contacted: %q", c.args, errb.String())
 		}
 	}

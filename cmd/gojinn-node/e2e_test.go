@@ -258,7 +258,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// Deploy the other examples through the CLI.
 	out := n.cli(0, "deploy", "echo", echo, "--mode", "pooled", "--route", "/echo/*", "--env", "SECRET_TOKEN=s3cr3t-value")
-	if !strings.Contains(out, "deployed echo version 1") || !strings.Contains(out, "uploaded "+echo) {
+	if !strings.Contains(out, "deployed echo version 1") || !strings.Contains(out, "sent "+echo) {
 		t.Fatalf("deploy echo: %q", out)
 	}
 	n.cli(0, "deploy", "todos", jsonapi, "--route", "POST,GET /todos/*", "--timeout", "5s", "--memory", "64MiB")
@@ -311,7 +311,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// Version 2 of echo moves it to /echo2/*; rollback brings /echo/* back.
 	// The node has the module already: the CLI says it sent nothing.
-	if out := n.cli(0, "deploy", "echo", echo, "--mode", "pooled", "--route", "/echo2/*"); !strings.Contains(out, "the node already has it, not uploaded") || strings.Contains(out, "uploaded "+echo) {
+	if out := n.cli(0, "deploy", "echo", echo, "--mode", "pooled", "--route", "/echo2/*"); !strings.Contains(out, "the node already has it, not uploaded") || strings.Contains(out, "sent "+echo) {
 		t.Fatalf("deploy of a module the node has: %q", out)
 	}
 	if code, _, _ := n.get(n.plainClient, "http://"+n.http+"/echo2/raw"); code != 200 {

@@ -43,7 +43,8 @@ func (p *progress) update(sent, total int64) {
 	if !p.tty {
 		if sent == total && sent > 0 && !p.drawn {
 			p.drawn = true
-			fmt.Fprintf(p.w, "uploaded %s (%s) in %s\n", p.label, mib(sent), time.Since(p.started).Round(time.Millisecond))
+			// "sent": the node has not answered yet, and may refuse it.
+			fmt.Fprintf(p.w, "sent %s (%s) in %s\n", p.label, mib(sent), time.Since(p.started).Round(time.Millisecond))
 		}
 		return
 	}
