@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,30 +18,12 @@ func rewriteEntry(t *testing.T, backup []byte, name string, fn func([]byte) []by
 	t.Helper()
 	var out bytes.Buffer
 	tw := tar.NewWriter(&out)
-	tr := tar.NewReader(bytes.NewReader(backup))
 	found := false
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
+	for _, e := range readTar(t, backup) {
+		if e.h.Name == name {
+			e.body, found = fn(e.body), true
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Name == name {
-			b, found = fn(b), true
-			h.Size = int64(len(b))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(b); err != nil {
-			t.Fatal(err)
-		}
+		writeTarEntry(t, tw, e)
 	}
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)

@@ -9,20 +9,21 @@ import (
 	"testing"
 )
 
-// repack rewrites a backup as an operator's tar would after unpacking
-// it: directory entries, names under "./", in the order given by first.
-func repack(t *testing.T, backup []byte, dirs bool, first ...string) []byte {
+// tarEntry is one file of a backup as the tests rewrite it.
+type tarEntry struct {
+	h    *tar.Header
+	body []byte
+}
+
+// readTar returns backup's entries in order.
+func readTar(t *testing.T, backup []byte) []tarEntry {
 	t.Helper()
-	type entry struct {
-		h    *tar.Header
-		body []byte
-	}
-	var entries []entry
+	var entries []tarEntry
 	tr := tar.NewReader(bytes.NewReader(backup))
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			break
+			return entries
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -31,8 +32,28 @@ func repack(t *testing.T, backup []byte, dirs bool, first ...string) []byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		entries = append(entries, entry{h, b})
+		entries = append(entries, tarEntry{h, b})
 	}
+}
+
+// writeTarEntry adds e to tw, its size set from its body.
+func writeTarEntry(t *testing.T, tw *tar.Writer, e tarEntry) {
+	t.Helper()
+	h := *e.h
+	h.Size = int64(len(e.body))
+	if err := tw.WriteHeader(&h); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write(e.body); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// repack rewrites a backup as an operator's tar would after unpacking
+// it: directory entries, names under "./", in the order given by first.
+func repack(t *testing.T, backup []byte, dirs bool, first ...string) []byte {
+	t.Helper()
+	entries := readTar(t, backup)
 	rank := func(name string) int {
 		for i, f := range first {
 			if strings.HasPrefix(name, f) {
@@ -57,12 +78,7 @@ func repack(t *testing.T, backup []byte, dirs bool, first ...string) []byte {
 			}
 			h := *e.h
 			h.Name = "./" + h.Name
-			if err := tw.WriteHeader(&h); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := tw.Write(e.body); err != nil {
-				t.Fatal(err)
-			}
+			writeTarEntry(t, tw, tarEntry{&h, e.body})
 		}
 	}
 	if err := tw.Close(); err != nil {
