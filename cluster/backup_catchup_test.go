@@ -159,7 +159,9 @@ func TestBackupWithoutLeader(t *testing.T) {
 type brokenBackup struct{ *Store }
 
 func (b brokenBackup) Backup(_ context.Context, w io.Writer, _ Consistency) error {
-	if _, err := w.Write(make([]byte, 1024)); err != nil {
+	// More than the server buffers, so the 200 and the start of the
+	// stream are out before the failure, as with a real backup.
+	if _, err := w.Write(make([]byte, 256<<10)); err != nil {
 		return err
 	}
 	return errors.New("the disk failed")
@@ -174,8 +176,12 @@ func TestBackupFailingMidStreamFailsTheClient(t *testing.T) {
 	h.waitLeader()
 	a := h.adminAPI(n, func(c *APIConfig) { c.Registry = brokenBackup{n.store} })
 	var b bytes.Buffer
-	if err := a.client.Backup(ctx, &b); err == nil {
+	err := a.client.Backup(ctx, &b)
+	if err == nil {
 		t.Fatalf("a backup that failed mid-stream reached the client as %d bytes and no error", b.Len())
+	}
+	if !strings.Contains(err.Error(), "the node's stream ended early") || !strings.Contains(err.Error(), "the node's log says why") {
+		t.Fatalf("a backup that failed mid-stream: %v; want the client to say the stream ended and where the reason is", err)
 	}
 }
 

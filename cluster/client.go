@@ -255,6 +255,9 @@ func (c *Client) backup(ctx context.Context, w io.Writer, path string) error {
 		return err
 	}
 	resp, err := c.hc.Do(req)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("backup: the node at %s closed the connection before it answered (%w): the node's log says why", c.base, err)
+	}
 	if err != nil {
 		return fmt.Errorf("cannot reach the node's API at %s: %w", c.base, err)
 	}
@@ -262,10 +265,31 @@ func (c *Client) backup(ctx context.Context, w io.Writer, path string) error {
 	if resp.StatusCode >= 300 {
 		return readAPIError(resp)
 	}
-	if _, err := io.Copy(w, resp.Body); err != nil {
-		return fmt.Errorf("backup: %w", err)
+	dst := &writeErr{w: w}
+	if _, err := io.Copy(dst, resp.Body); err != nil {
+		if dst.err != nil {
+			return fmt.Errorf("backup: writing it here: %w", err)
+		}
+		// The node had answered 200 and started the tar: it can only
+		// stop the stream to say something went wrong.
+		return fmt.Errorf("backup: the node's stream ended early (%w): the backup is incomplete; the node's log says why (a module that failed its hash check is named there, and moved aside: a redeploy of the function, or its copy on a peer, brings it back)", err)
 	}
 	return nil
+}
+
+// writeErr remembers the first error writing w, to tell a failing
+// destination from a failing source after io.Copy.
+type writeErr struct {
+	w   io.Writer
+	err error
+}
+
+func (e *writeErr) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil && e.err == nil {
+		e.err = err
+	}
+	return n, err
 }
 
 // Restore replaces the cluster's state with a backup. Any node takes it:
