@@ -481,8 +481,8 @@ func (c cli) functions(ctx context.Context, args []string) int {
 			mode += ", reset " + v.Reset
 		}
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "name\t%s\nactive version\t%d of %d\nmode\t%s\nroutes\t%s\nsha256\t%s\nsize\t%d bytes\nenv\t%s\nlimits\t%s\ndeployed\t%s\n",
-			f.Name, f.Active, len(f.Versions), mode, routeList(v.Routes), v.SHA256, v.Size,
+		fmt.Fprintf(tw, "name\t%s\nactive version\t%d (kept: %s)\nmode\t%s\nroutes\t%s\nsha256\t%s\nsize\t%d bytes\nenv\t%s\nlimits\t%s\ndeployed\t%s\n",
+			f.Name, f.Active, versionNumbers(f.Versions), mode, routeList(v.Routes), v.SHA256, v.Size,
 			envKeys(v.Env), limitsText(v.Limits), v.DeployedAt.Local().Format(time.DateTime))
 		_ = tw.Flush()
 		return 0
@@ -745,6 +745,16 @@ func routeList(rs []storage.Route) string {
 	parts := make([]string, len(rs))
 	for i, r := range rs {
 		parts[i] = edge.Route{Host: r.Host, Path: r.Path, Methods: r.Methods}.String()
+	}
+	return strings.Join(parts, ", ")
+}
+
+// versionNumbers lists the kept versions' numbers, "1, 2, 5": they need
+// not run from 1 (a removed function's numbers go on).
+func versionNumbers(vs []storage.Version) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = strconv.FormatInt(v.Version, 10)
 	}
 	return strings.Join(parts, ", ")
 }

@@ -326,6 +326,9 @@ func TestEndToEnd(t *testing.T) {
 	if code, _, _ := n.get(n.plainClient, "http://"+n.http+"/echo/raw"); code != 200 {
 		t.Fatalf("echo after rollback: %d", code)
 	}
+	if show := n.cli(0, "functions", "show", "echo"); !strings.Contains(show, "active version  1 (kept: 1, 2)") {
+		t.Fatalf("show after the rollback:\n%s", show)
+	}
 
 	// Remove raw: its route goes; the unknown function's errors are clear.
 	n.cli(0, "functions", "rm", "raw")
