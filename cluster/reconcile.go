@@ -226,6 +226,13 @@ func (r *Reconciler) Sync(ctx context.Context) {
 		}
 		start := time.Now()
 		err := r.load(ctx, name, v)
+		if errors.Is(err, runtime.ErrEngineClosed) {
+			// The node is shutting down (its edge's grace ended, or the
+			// engine is closing): nothing is wrong with the version, and
+			// nothing will serve it here any more.
+			r.log.Debug("function version not loaded: the node is shutting down", "function", name, "version", v.Version)
+			continue
+		}
 		r.mu.Lock()
 		if err != nil {
 			f := failure{version: v.Version, err: err}

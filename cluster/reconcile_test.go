@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -371,5 +372,29 @@ func TestReconcilerCorruptModuleHeals(t *testing.T) {
 	}
 	if n := env.rec.Failing(); n != 0 {
 		t.Fatalf("Failing() = %d once served", n)
+	}
+}
+
+// closedLoader fails every Load as an engine shutting down does.
+type closedLoader struct{ cluster.Loader }
+
+func (closedLoader) Load(context.Context, runtime.FunctionSpec) (*runtime.Function, error) {
+	return nil, fmt.Errorf("load: %w", runtime.ErrEngineClosed)
+}
+
+// A load refused because the node is shutting down (its engine stopped
+// at the end of the edge's grace) is no failure of the version: it is not
+// counted in gojinn_functions_failed nor logged as an error.
+func TestReconcilerShutdownIsNoLoadFailure(t *testing.T) {
+	env := newReconcileEnvWith(t, func(l cluster.Loader) cluster.Loader { return closedLoader{l} })
+	spec := env.put(runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat"))
+	spec.Mode = storage.ModePooled
+	res := env.apply(storage.Command{Op: storage.OpDeploy, Name: "hello", Spec: &spec})
+	time.Sleep(300 * time.Millisecond) // a pass or two
+	if n := env.rec.Failing(); n != 0 {
+		t.Fatalf("Failing() = %d for a load the shutdown refused", n)
+	}
+	if st := env.rec.VersionState("hello", res.Version.Version); st.State != "pending" {
+		t.Fatalf("version state %+v, want pending", st)
 	}
 }
