@@ -179,11 +179,17 @@ func (m *Metrics) invocation(function string, err error, d time.Duration, in int
 	m.duration.WithLabelValues(function, outcome).Observe(d.Seconds())
 	m.invokes.WithLabelValues(function, outcome).Inc()
 	m.reqBytes.WithLabelValues(function).Add(float64(in))
-	if res != nil {
+	var ie *runtime.InvokeError
+	switch {
+	case res != nil:
 		if res.Response != nil {
 			m.respBytes.WithLabelValues(function).Add(float64(len(res.Response.Body)))
 		}
 		m.cpu.WithLabelValues(function).Add(res.CPUTime.Seconds())
+	case errors.As(err, &ie) && ie.CPUTime > 0:
+		// A failed call used CPU too, often the most (a timeout, the
+		// CPU budget): it counts.
+		m.cpu.WithLabelValues(function).Add(ie.CPUTime.Seconds())
 	}
 }
 

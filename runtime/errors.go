@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Sentinel errors. Errors returned by Engine and Function wrap one of these,
@@ -84,6 +85,10 @@ type InvokeError struct {
 	// Limits.MaxStderr bytes, marked when truncated), which usually
 	// explains a trap or an exit.
 	Stderr []byte
+	// CPUTime is the CPU time the guest's thread used before the
+	// invocation failed, as Result.CPUTime counts it; 0 when the guest
+	// never ran (a full queue, a request too large).
+	CPUTime time.Duration
 }
 
 func (e *InvokeError) Error() string {

@@ -196,7 +196,7 @@ func (in *instance) serveWith(ctx context.Context, req *protocol.Request, m *mod
 	resp, rerr := in.readResponse(packed)
 	res = &Result{Response: resp, CPUTime: cpu, Stdout: in.stdout.take(), Stderr: in.stderr.take()}
 	if rerr != nil {
-		rerr.Stderr = res.Stderr
+		rerr.Stderr, rerr.CPUTime = res.Stderr, cpu
 		return nil, false, rerr
 	}
 	return res, false, nil

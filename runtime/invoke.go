@@ -155,18 +155,22 @@ func (f *Function) runCommand(ctx context.Context, m *module, req *protocol.Requ
 	if ierr != nil {
 		return nil, ierr
 	}
+	bad := func(e *InvokeError) (*Result, error) {
+		e.CPUTime = cpu
+		return nil, e
+	}
 	if stdout.truncated {
-		return nil, f.errorf(ErrBadResponse, nil, "response on stdout exceeds %d bytes, what a body of max_response_body (%d bytes) in base64 and the most headers allow",
-			stdout.limit, l.MaxResponseBody)
+		return bad(f.errorf(ErrBadResponse, nil, "response on stdout exceeds %d bytes, what a body of max_response_body (%d bytes) in base64 and the most headers allow",
+			stdout.limit, l.MaxResponseBody))
 	}
 	resp, derr := protocol.UnmarshalResponseJSON(stdout.buf)
 	if derr != nil {
 		e := f.errorf(ErrBadResponse, derr, "%v", derr)
 		e.Stderr = stderr.take()
-		return nil, e
+		return bad(e)
 	}
 	if int64(len(resp.Body)) > l.MaxResponseBody {
-		return nil, f.errorf(ErrBadResponse, nil, "response body is %d bytes, the limit is %d", len(resp.Body), l.MaxResponseBody)
+		return bad(f.errorf(ErrBadResponse, nil, "response body is %d bytes, the limit is %d", len(resp.Body), l.MaxResponseBody))
 	}
 	return &Result{Response: resp, CPUTime: cpu, Stderr: stderr.take()}, nil
 }

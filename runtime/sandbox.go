@@ -101,7 +101,9 @@ func (f *Function) guardedFor(ctx context.Context, sb *sandbox, during string, t
 	// ended the call.
 	cpu, stopped := g.stop()
 	if err != nil || stopped != nil {
-		return cpu, f.failure(during, err, stopped, sb.mem, sb.stderr)
+		e := f.failure(during, err, stopped, sb.mem, sb.stderr)
+		e.CPUTime = cpu
+		return cpu, e
 	}
 	return cpu, nil
 }
