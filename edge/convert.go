@@ -25,12 +25,12 @@ type Invoker interface {
 // ToRequest reads r (its body capped at maxBody bytes) into a protocol
 // request with a fresh request id.
 func ToRequest(r *http.Request, maxBody int64) (*protocol.Request, error) {
-	return toRequest(r, maxBody, nil)
+	return toRequest(r, maxBody, nil, newRequestID())
 }
 
 // toRequest is ToRequest with the body's buffers charged to acct (nil:
-// not charged).
-func toRequest(r *http.Request, maxBody int64, acct *bodyAccount) (*protocol.Request, error) {
+// not charged) and id as the request id.
+func toRequest(r *http.Request, maxBody int64, acct *bodyAccount, id string) (*protocol.Request, error) {
 	body, err := readBody(r.Body, r.ContentLength, maxBody, acct)
 	if err != nil {
 		return nil, err
@@ -50,7 +50,7 @@ func toRequest(r *http.Request, maxBody int64, acct *bodyAccount) (*protocol.Req
 		Scheme:      scheme,
 		Proto:       r.Proto,
 		RemoteAddr:  r.RemoteAddr,
-		RequestID:   newRequestID(),
+		RequestID:   id,
 		TraceParent: r.Header.Get("Traceparent"),
 	}, nil
 }

@@ -158,9 +158,19 @@ func (h *Handler) logger() *slog.Logger {
 // nil.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) int {
 	function := h.Function
+	// Every request gets its id now, so that the answers the edge gives
+	// itself (404, 405, 308, 413, ...) carry it in X-Request-Id and their
+	// log line, as the function's answers do.
+	id := newRequestID()
+	if info != nil {
+		info.requestID, info.traceID = id, requestTraceID(r)
+	}
+	early := func() { w.Header().Set("X-Request-Id", id) }
+	early()
 	if code, done := serverLevel(w, r); done {
 		return code
 	}
+	w.Header().Del("X-Request-Id") // set again on every answer the edge gives itself
 	if p := r.URL.Path; strings.Contains(p, "/.") || strings.Contains(p, "//") {
 		// Route on the path the guest will see: /api/../admin must not
 		// match /api/*. Redirect like net/http's ServeMux does.
@@ -170,6 +180,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) in
 			if strings.HasSuffix(p, "/") && clean != "/" {
 				u.Path += "/"
 			}
+			early()
 			http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
 			return http.StatusPermanentRedirect
 		}
@@ -180,6 +191,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) in
 		case RouteFound:
 			function = m.Function
 		case MethodNotAllowed:
+			early()
 			w.Header().Set("Allow", strings.Join(m.Allowed, ", "))
 			http.Error(w, fmt.Sprintf("method %s is not allowed here; allowed: %s", r.Method, strings.Join(m.Allowed, ", ")), http.StatusMethodNotAllowed)
 			return http.StatusMethodNotAllowed
@@ -191,10 +203,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) in
 			if h.Dev {
 				msg = "this node is catching up with the cluster and may not know this route yet; retry shortly"
 			}
+			early()
 			w.Header().Set("Retry-After", RetryAfterDeploying)
 			http.Error(w, msg, http.StatusServiceUnavailable)
 			return http.StatusServiceUnavailable
 		default:
+			early()
 			http.Error(w, "no function is routed at this host and path", http.StatusNotFound)
 			return http.StatusNotFound
 		}
@@ -214,12 +228,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) in
 	}
 	acct := &bodyAccount{mem: h.bodyMemory()}
 	defer acct.release()
-	req, err := toRequest(r, limit, acct)
+	req, err := toRequest(r, limit, acct, id)
 	if err != nil {
+		early()
 		return h.bodyFailed(w, r, err, limit, whose)
 	}
 	if info != nil {
-		info.requestID = req.RequestID
 		defer func() {
 			// After the invocation: the runtime fills in the version, and
 			// the tracer the invocation's traceparent.
@@ -377,6 +391,16 @@ func (h *Handler) fail(w http.ResponseWriter, function string, req *protocol.Req
 	w.Header().Set("X-Request-Id", req.RequestID)
 	http.Error(w, msg, status)
 	return status
+}
+
+// requestTraceID is the trace id of r for its log line before any
+// invocation: its server span's when the tracer started one, else the
+// one of its traceparent header ("" for none or an invalid one).
+func requestTraceID(r *http.Request) string {
+	if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() {
+		return sc.TraceID().String()
+	}
+	return traceID(r.Header.Get("Traceparent"))
 }
 
 // traceID returns the trace id of a W3C traceparent

@@ -192,8 +192,8 @@ func routerFor(tb testing.TB, routes ...edge.Route) *edge.Router {
 
 // With AccessLog, every request logs one line: routed ones with the
 // function, its version, the request id and the trace id of the caller's
-// traceparent; the edge's own answers without them; never the query
-// string.
+// traceparent, the edge's own answers (404 here) too, with the
+// X-Request-Id they send; never the query string.
 func TestAccessLog(t *testing.T) {
 	e := enginetest.Engine(t)
 	if _, err := e.Load(context.Background(), runtime.FunctionSpec{Name: "tiny", Version: "v7", Module: runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat"), Mode: runtime.ModePooled}); err != nil {
@@ -204,6 +204,7 @@ func TestAccessLog(t *testing.T) {
 	srv := httptest.NewServer(&edge.Handler{Invoker: e, Router: router, AccessLog: true, Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
 	defer srv.Close()
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	var edgeAnswerID string
 	for _, path := range []string{"/tiny/x?token=s3cret", "/elsewhere"} {
 		req, _ := http.NewRequest("GET", srv.URL+path, nil)
 		req.Header.Set("Traceparent", tp)
@@ -213,6 +214,12 @@ func TestAccessLog(t *testing.T) {
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if path == "/elsewhere" {
+			edgeAnswerID = resp.Header.Get("X-Request-Id")
+		}
+	}
+	if edgeAnswerID == "" {
+		t.Error("the edge's own 404 has no X-Request-Id")
 	}
 	srv.Close() // the handler has returned: every line is written
 	out := buf.String()
@@ -226,7 +233,7 @@ func TestAccessLog(t *testing.T) {
 	want := []map[string]any{
 		{"msg": "request", "method": "GET", "path": "/tiny/x", "status": 200.0, "proto": "HTTP/1.1",
 			"function": "tiny", "version": "v7", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"},
-		{"msg": "request", "path": "/elsewhere", "status": 404.0},
+		{"msg": "request", "path": "/elsewhere", "status": 404.0, "request_id": edgeAnswerID, "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"},
 	}
 	for i, line := range lines {
 		var got map[string]any
@@ -241,8 +248,8 @@ func TestAccessLog(t *testing.T) {
 		if _, ok := got["duration_ms"]; !ok {
 			t.Errorf("line %d has no duration_ms: %s", i, line)
 		}
-		if id, _ := got["request_id"].(string); (i == 0) != (id != "") {
-			t.Errorf("line %d: request_id %q (only routed requests have one)", i, id)
+		if id, _ := got["request_id"].(string); len(id) != 24 {
+			t.Errorf("line %d: request_id %q, want one for every request", i, id)
 		}
 		if i == 1 && got["function"] != nil {
 			t.Errorf("an unrouted request names a function: %s", line)
