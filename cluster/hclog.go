@@ -78,6 +78,12 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	attrs = append(attrs, args...)
 	for i := 1; i < len(attrs); i += 2 {
 		attrs[i] = hclogValue(attrs[i])
+		if attrs[i-1] == "node" {
+			// The node's logger carries "node" (its node_name) already;
+			// raft's "node" ("Node at ADDR [Candidate]") would be a
+			// second key of that name, which JSON readers collapse.
+			attrs[i-1] = "raft_node"
+		}
 	}
 	a.l.Log(context.Background(), slogLevel(level), msg, attrs...)
 }

@@ -52,6 +52,16 @@ func TestHCLogAdapter(t *testing.T) {
 		t.Errorf("args lost: %v", recs[4])
 	}
 
+	// raft's own "node" does not make a second "node" key beside the
+	// node's name.
+	named := newHCLog(sl.With("node", "edge-1"), "raft", hclog.Trace)
+	named.Info("entering candidate state", "node", "Node at 10.0.0.1:7947 [Candidate]", "term", 2)
+	line := buf.String()
+	if strings.Count(line, `"node":`) != 1 || !strings.Contains(line, `"node":"edge-1"`) || !strings.Contains(line, `"raft_node":"Node at 10.0.0.1:7947 [Candidate]"`) {
+		t.Errorf("raft's node attribute: %s", line)
+	}
+	buf.Reset()
+
 	n := l.Named("net").With("peer", "10.0.0.2:7947")
 	if n.Name() != "raft.net" || len(n.ImpliedArgs()) != 2 {
 		t.Errorf("Named/With: name %q, implied %v", n.Name(), n.ImpliedArgs())
