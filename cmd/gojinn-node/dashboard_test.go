@@ -63,6 +63,7 @@ func registeredSeries(t *testing.T) map[string]series {
 	// As startNode does; Describe needs no node, agent or engine.
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		cluster.NewCollector(nil, nil, nil))
+	reg.MustRegister(nodeGauges(&node{})...)
 	if _, err := edge.NewMetrics(reg); err != nil {
 		t.Fatal(err)
 	}

@@ -268,15 +268,8 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 	// name functions, which is more than strangers need to know.
 	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		cluster.NewCollector(n.store.Node(), n.agent, n.engine),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gojinn_guest_memory_bytes",
-			Help: "Linear memory all guest instances hold now, in bytes."},
-			func() float64 { used, _ := n.engine.GuestMemory(); return float64(used) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gojinn_guest_memory_limit_bytes",
-			Help: "The bound on the linear memory of all guest instances (runtime.max_guest_memory); 0 for none."},
-			func() float64 { _, limit := n.engine.GuestMemory(); return float64(limit) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gojinn_functions_failed",
-			Help: "Functions whose active version this node could not load (the log says why; retried while the cause may pass)."},
-			func() float64 { return float64(n.rec.Failing()) }))
+	)
+	n.metrics.MustRegister(nodeGauges(n)...)
 	if n.edgeMetrics, err = edge.NewMetrics(n.metrics); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
@@ -353,6 +346,22 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		}
 	}
 	return n, nil
+}
+
+// nodeGauges are the node's gauges read at scrape time from its engine
+// and reconciler (the dashboard test describes them on a zero node).
+func nodeGauges(n *node) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gojinn_guest_memory_bytes",
+			Help: "Linear memory all guest instances hold now, in bytes."},
+			func() float64 { used, _ := n.engine.GuestMemory(); return float64(used) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gojinn_guest_memory_limit_bytes",
+			Help: "The bound on the linear memory of all guest instances (runtime.max_guest_memory); 0 for none."},
+			func() float64 { _, limit := n.engine.GuestMemory(); return float64(limit) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gojinn_functions_failed",
+			Help: "Functions whose active version this node could not load (the log says why; retried while the cause may pass)."},
+			func() float64 { return float64(n.rec.Failing()) }),
+	}
 }
 
 // requireToken guards next with the admin token (compared by hash in
