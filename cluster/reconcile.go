@@ -68,6 +68,8 @@ type Reconciler struct {
 	lagSince  time.Time
 	routed    uint64        // registry index of the last route table swapped in
 	changed   chan struct{} // closed and replaced after every route swap
+	firstPass chan struct{} // closed when the first pass has finished
+	firstOnce sync.Once
 
 	// caughtUp is set once the registry has applied every command the
 	// cluster had committed when Run started (a read barrier through the
@@ -101,9 +103,15 @@ func NewReconciler(src RegistryView, blobs BlobReader, loader Loader, router *ed
 	return &Reconciler{
 		src: src, blobs: blobs, loader: loader, router: router, log: log,
 		loaded: map[string]loadedFn{}, failed: map[string]failure{},
-		changed: make(chan struct{}),
+		changed: make(chan struct{}), firstPass: make(chan struct{}),
 	}
 }
+
+// FirstPass is closed once the first reconciliation pass has finished:
+// every function the registry held then is loaded, or has failed to. A
+// node opens its listeners then, or after a bound if compiling takes
+// long (a cold compilation cache), rather than stay unreachable.
+func (r *Reconciler) FirstPass() <-chan struct{} { return r.firstPass }
 
 // Run reconciles after every registry change until ctx ends. It first
 // catches the registry up with the cluster (catchUpLoop) on a goroutine
@@ -254,6 +262,7 @@ func (r *Reconciler) Sync(ctx context.Context) {
 	}
 	// 4. Final routes: every loaded version's own.
 	r.swapRoutes(want, st.Index(), true)
+	r.firstOnce.Do(func() { close(r.firstPass) })
 }
 
 func (r *Reconciler) load(ctx context.Context, name string, v storage.Version) error {

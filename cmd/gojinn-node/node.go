@@ -206,12 +206,17 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		return nil, fmt.Errorf("runtime: %w", err)
 	}
 
-	// 3. Serve what the registry holds before any listener opens.
+	// 3. Serve what the registry holds before any listener opens, unless
+	// that takes longer than startLoadWait (modules to compile afresh: a
+	// cold compilation cache, a new wazero version). Then the listeners
+	// open anyway, so that /healthz answers (a liveness probe must not
+	// kill a node that is compiling) and what is loaded serves; the rest
+	// answers 503 with Retry-After, and /readyz says "loading functions",
+	// until it is loaded.
 	n.rec = cluster.NewReconciler(n.store, blobs, n.engine, n.router, log)
 	if n.agent != nil {
 		n.agent.SetReconciler(n.rec)
 	}
-	n.rec.Sync(ctx)
 	recCtx, stopRec := context.WithCancel(context.WithoutCancel(ctx))
 	n.stopRec = stopRec
 	n.wg.Add(1)
@@ -219,6 +224,13 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 		defer n.wg.Done()
 		n.rec.Run(recCtx)
 	}()
+	select {
+	case <-n.rec.FirstPass():
+	case <-time.After(startLoadWait):
+		log.Warn("still loading functions; opening the listeners: functions not loaded yet answer 503 with Retry-After, and /readyz says not ready, until they are", "waited", startLoadWait)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 
 	// 4. The admin token: created at first start, stored hashed.
 	var hash [32]byte
@@ -347,6 +359,10 @@ func startNodeSeeded(ctx context.Context, cfg Config, log *slog.Logger, dev bool
 	}
 	return n, nil
 }
+
+// startLoadWait bounds how long a start waits for the functions to load
+// before it opens the listeners anyway.
+var startLoadWait = 15 * time.Second
 
 // nodeGauges are the node's gauges read at scrape time from its engine
 // and reconciler (the dashboard test describes them on a zero node).

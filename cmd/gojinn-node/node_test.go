@@ -2,12 +2,18 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gojinn/gojinn/edge"
+	"github.com/gojinn/gojinn/runtime/runtimetest"
 )
 
 // On-demand TLS only orders certificates for hosts a route names: exact
@@ -83,5 +89,76 @@ func TestAdminExposure(t *testing.T) {
 	defer n.stop(context.Background())
 	if got := strings.Count(logs.String(), "the admin API serves plain HTTP on every interface"); got != 1 || !strings.Contains(logs.String(), "admin.listen") {
 		t.Fatalf("%d warnings in the start's log, want 1 naming admin.listen:\n%s", got, logs.String())
+	}
+}
+
+// A start whose functions take longer than startLoadWait to load (a cold
+// compilation cache: every module compiled afresh) opens its listeners
+// anyway: /healthz answers at once, /readyz says it is loading, and the
+// function serves once compiled. Before, a node with many Go modules
+// stayed unreachable, /healthz included, until every one had compiled
+// (a minute for 16 modules on a slow host), and a liveness probe would
+// kill it.
+func TestStartOpensListenersWhileCompiling(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the hello example; make test runs it")
+	}
+	dir := t.TempDir()
+	mod := filepath.Join(t.TempDir(), "hello.pooled.wasm")
+	if err := os.WriteFile(mod, runtimetest.BuildGo(t, "examples/hello", true), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DevConfig()
+	cfg.DataDir = dir
+	cfg.Edge.HTTP, cfg.Edge.HTTPS, cfg.Admin.Listen = "127.0.0.1:0", "", "127.0.0.1:0"
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	n, err := startNode(t.Context(), cfg, log, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := deployHello(t.Context(), n, mod); err != nil {
+		t.Fatal(err)
+	}
+	n.stop(context.Background())
+	if err := os.RemoveAll(filepath.Join(dir, "compilecache")); err != nil {
+		t.Fatal(err)
+	}
+
+	old := startLoadWait
+	startLoadWait = 50 * time.Millisecond
+	defer func() { startLoadWait = old }()
+	n, err = startNode(t.Context(), cfg, log, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.stop(context.Background())
+	select {
+	case <-n.rec.FirstPass():
+		t.Fatal("the module compiled within 50ms: the test did not start while compiling")
+	default:
+	}
+	admin := "http://" + n.adminL.Addr().String()
+	get := func(url string) int {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(admin + "/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz while compiling: %d", code)
+	}
+	if code := get(admin + "/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz while compiling: %d, want 503", code)
+	}
+	_, _, plain := n.edge.Addrs()
+	deadline := time.Now().Add(2 * time.Minute)
+	for get("http://"+plain+"/?name=x") != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("hello never served after the start")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
