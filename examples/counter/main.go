@@ -2,19 +2,46 @@
 // namespace: each request reads the path's counter, writes it back plus
 // one with compare-and-set, retries when another request won the race,
 // and answers the new value. Concurrent requests, on one node or many,
-// never lose an increment.
+// never lose an increment. A request that lost the race waits a random
+// moment, up to twice as long after each loss, before it tries again, so
+// that requests racing on one hot key spread out instead of colliding
+// again at once.
 package main
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	gojinn "github.com/gojinn/gojinn/sdk/go"
 )
 
 // maxAttempts bounds the compare-and-set retries of one request.
 const maxAttempts = 100
+
+// Backoff after a lost compare-and-set: a random wait below
+// min(maxBackoff, firstBackoff << attempt).
+const (
+	firstBackoff = time.Millisecond
+	maxBackoff   = 50 * time.Millisecond
+)
+
+// backoff waits a random moment before attempt (1 for the first retry).
+// The randomness comes from crypto/rand: math/rand's state would replay
+// after every memory reset in pooled reset modes
+// (docs/guest-protocol.md).
+func backoff(attempt int) {
+	limit := min(maxBackoff, firstBackoff<<min(attempt, 16))
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		time.Sleep(limit / 2)
+		return
+	}
+	time.Sleep(time.Duration(binary.LittleEndian.Uint64(b[:]) % uint64(limit)))
+}
 
 func init() { gojinn.HandleFunc(count) }
 
@@ -36,7 +63,10 @@ func count(w http.ResponseWriter, r *http.Request) {
 func increment(key string) (uint64, error) {
 	kv := gojinn.KV()
 	var err error
-	for range maxAttempts {
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			backoff(attempt)
+		}
 		var cur, version uint64
 		value, v, gerr := kv.Get(key)
 		switch {
@@ -58,7 +88,7 @@ func increment(key string) (uint64, error) {
 		if !errors.Is(err, gojinn.ErrKVConflict) {
 			return 0, err
 		}
-		// Another request wrote first: read again.
+		// Another request wrote first: read again, after a moment.
 	}
 	return 0, err
 }
