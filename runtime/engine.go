@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +31,7 @@ type Engine struct {
 	safe   wazero.Runtime // modules relying on wazero's termination checks
 	cache  wazero.CompilationCache
 	mods   *moduleCache
+	bytes  moduleBytes   // the loaded functions' module bytes, one copy per module
 	closed chan struct{} // closed by Close to stop the janitor
 	done   chan struct{} // closed by the janitor when it has returned
 	// calls tracks the invocations and idle calls under way: Close stops
@@ -151,8 +151,9 @@ func (e *Engine) compile(ctx context.Context, spec FunctionSpec) (*Function, err
 	if len(spec.Module) > e.cfg.MaxModuleBytes {
 		return nil, fmt.Errorf("%w: module is %d bytes, the node accepts at most %d (Config.MaxModuleBytes)", ErrInvalidModule, len(spec.Module), e.cfg.MaxModuleBytes)
 	}
-	spec.Module = append([]byte(nil), spec.Module...)
-	f := newFunction(e, spec, sha256.Sum256(spec.Module))
+	var hash [32]byte
+	spec.Module, hash = e.bytes.acquire(spec.Module)
+	f := newFunction(e, spec, hash)
 	if _, _, err := f.ensureCompiled(ctx); err != nil {
 		f.close(ctx)
 		return nil, err

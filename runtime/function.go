@@ -236,6 +236,7 @@ func (f *Function) close(ctx context.Context) {
 		f.engine.mods.release(ctx, f.mod)
 		f.mod = nil
 	}
+	f.engine.bytes.release(f.hash)
 }
 
 func (f *Function) errorf(kind error, cause error, format string, args ...any) *InvokeError {
