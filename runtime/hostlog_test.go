@@ -319,6 +319,16 @@ func TestLogRateLimit(t *testing.T) {
 		t.Fatalf("over the limit: %d %q, want -3", st, body)
 	}
 
+	// Output cut at its capture limit while over the rate limit still
+	// says it was cut: one record marked truncated closes the burst.
+	e, buf = logEngine(t, func(c *runtime.Config) { c.LogRate, c.LogBurst = 0.001, 3 })
+	f = load(t, e, runtime.FunctionSpec{Name: "flood", Module: logGuest(t, false), Mode: runtime.ModePooled})
+	mustInvoke(t, f, get("/flood?n=200&size=1000"))
+	recs := buf.Recent("flood", guestlog.Filter{})
+	if len(recs) != 4 || recs[2].Truncated || !recs[3].Truncated || !strings.Contains(recs[3].Message, "output truncated") {
+		t.Fatalf("a cut output over the rate limit: %d records, the last %+v; want the burst of 3 and a truncation record", len(recs), recs[len(recs)-1])
+	}
+
 	e, buf = logEngine(t, func(c *runtime.Config) { c.LogRate, c.LogBurst = -1, 1 })
 	f = load(t, e, runtime.FunctionSpec{Name: "unlimited", Module: logGuest(t, false), Mode: runtime.ModePooled})
 	mustInvoke(t, f, get("/many?n=50"))

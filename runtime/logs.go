@@ -284,6 +284,14 @@ func (f *Function) logLines(now time.Time, requestID, traceID string, source Log
 			continue
 		}
 		if !f.admitLog(now) {
+			if cut && len(out) == 0 {
+				// The line that would say the output was cut is over the
+				// rate limit: say it anyway, once per invocation, or the
+				// cut is invisible (the other lines dropped are counted).
+				rec := f.newRecord(now, requestID, traceID, source, level)
+				rec.Message, rec.Truncated = "[output truncated at the capture limit; earlier lines dropped by the log rate limit]", true
+				f.emitLog(rec)
+			}
 			continue
 		}
 		rec := f.newRecord(now, requestID, traceID, source, level)

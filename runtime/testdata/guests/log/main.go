@@ -44,6 +44,14 @@ func handle(w http.ResponseWriter, r *http.Request) {
 		for i := range n {
 			gojinn.LogInfo("line", "i", i)
 		}
+	case r.URL.Path == "/flood":
+		// n lines of size bytes on stderr: past its cap, the capture cuts.
+		n, _ := strconv.Atoi(q.Get("n"))
+		size, _ := strconv.Atoi(q.Get("size"))
+		line := strings.Repeat("x", size) + "\n"
+		for range n {
+			os.Stderr.WriteString(line)
+		}
 	case r.URL.Path == "/huge":
 		gojinn.LogInfo(strings.Repeat("é", 5000)) // 10000 bytes
 	case r.URL.Path == "/panic":
