@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -283,7 +284,25 @@ func (e *Engine) sweep(now time.Time) {
 		fns = append(fns, f)
 	}
 	e.mu.RUnlock()
+	before := e.mem.inUse()
 	for _, f := range fns {
 		f.sweep(now, e.cfg.PoolIdleTimeout, e.cfg.CompiledIdleTimeout)
 	}
+	if freed := before - e.mem.inUse(); freed >= returnMemoryAfter {
+		// Go hands freed heap back to the kernel over minutes: after a
+		// burst's instances are gone the process kept their memory (1.85
+		// of 2.27 GB for minutes, measured). A sweep that freed this much
+		// returns it now; it costs a collection, and sweeps that free this
+		// much are rare.
+		freeOSMemory()
+		e.log.Debug("returned memory freed by idle instances to the kernel", "freed_bytes", freed)
+	}
 }
+
+// returnMemoryAfter is how much guest memory one sweep must free before
+// the engine returns freed memory to the kernel at once; freeOSMemory
+// does it (tests count its calls).
+var (
+	returnMemoryAfter int64 = 256 << 20
+	freeOSMemory            = debug.FreeOSMemory
+)

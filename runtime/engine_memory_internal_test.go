@@ -3,7 +3,10 @@ package runtime
 import (
 	"context"
 	"testing"
+	"time"
 	"unsafe"
+
+	"github.com/gojinn/gojinn/sdk/go/protocol"
 )
 
 // Functions deployed from one module share one copy of its bytes, held
@@ -60,5 +63,52 @@ func TestFunctionsShareModuleBytes(t *testing.T) {
 	}
 	if n := e.bytes.held(); n != 0 {
 		t.Fatalf("after two checks: %d copies held, want 0", n)
+	}
+}
+
+// A sweep that frees a lot of guest memory (idle instances closed) hands
+// the freed memory back to the kernel at once; one that frees little, or
+// nothing, does not.
+func TestSweepReturnsFreedMemory(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxGuestMemory = 1 << 30
+	cfg.JanitorInterval = time.Hour // only the test sweeps
+	e, err := NewEngine(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	f, err := e.Load(context.Background(), FunctionSpec{Name: "f", Module: artifactWAT(t, "tiny-reactor"), Mode: ModePooled})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Invoke(context.Background(), &protocol.Request{Method: "GET", URI: "/", Path: "/"}); err != nil {
+		t.Fatal(err)
+	}
+	held := e.mem.inUse()
+	if held == 0 {
+		t.Fatal("an instance holds no guest memory")
+	}
+	calls := 0
+	oldAfter, oldFree := returnMemoryAfter, freeOSMemory
+	defer func() { returnMemoryAfter, freeOSMemory = oldAfter, oldFree }()
+	freeOSMemory = func() { calls++ }
+
+	returnMemoryAfter = held + 1 // more than the sweep can free
+	e.sweep(time.Now().Add(time.Hour))
+	if calls != 0 || e.mem.inUse() != 0 {
+		t.Fatalf("a sweep freeing %d bytes under the threshold: %d returns, %d bytes still held", held, calls, e.mem.inUse())
+	}
+	if _, err := f.Invoke(context.Background(), &protocol.Request{Method: "GET", URI: "/", Path: "/"}); err != nil {
+		t.Fatal(err)
+	}
+	returnMemoryAfter = held
+	e.sweep(time.Now().Add(time.Hour))
+	if calls != 1 {
+		t.Fatalf("a sweep freeing %d bytes at the threshold: %d returns, want 1", held, calls)
+	}
+	e.sweep(time.Now().Add(2 * time.Hour))
+	if calls != 1 {
+		t.Fatalf("a sweep freeing nothing returned memory (%d returns)", calls)
 	}
 }
