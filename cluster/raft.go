@@ -419,7 +419,17 @@ func writeFileAtomic(path string, data []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(f.Name(), path)
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	// The rename itself must be durable: a node-id lost in a power cut
+	// beside a raft.db stops the next start (checkDataDirIntact).
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = d.Close() }()
+	return d.Sync()
 }
 
 // observe logs leadership changes and wakes waitLeader. It ends when
