@@ -370,7 +370,9 @@ func checkDataDirIntact(dataDir, want string) error {
 
 // openBolt opens the Raft log and stable store. A file bbolt panics on
 // (a truncated one: "invalid freelist page") is an error like any other
-// damage, not a crash of the node.
+// damage, not a crash of the node. checkBoltFile finds the known cases
+// first; a panic recovered after bbolt took its lock and mapped the file
+// leaves both to the process's exit (the node stops on this error).
 func openBolt(path string) (_ *raftboltdb.BoltStore, err error) {
 	if err := checkBoltFile(path); err != nil {
 		return nil, err

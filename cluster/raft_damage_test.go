@@ -89,7 +89,7 @@ func TestOpenRefusesDamagedDataDir(t *testing.T) {
 			}
 		}, []string{"the log does not continue the snapshot", "restore a backup"}},
 		{"raft.db truncated to two pages", func(t *testing.T, dir string) {
-			if err := os.Truncate(filepath.Join(dir, "raft", "raft.db"), 8192); err != nil {
+			if err := os.Truncate(filepath.Join(dir, "raft", "raft.db"), 2*int64(os.Getpagesize())); err != nil {
 				t.Fatal(err)
 			}
 		}, []string{"raft.db is damaged", "truncated"}},
@@ -109,7 +109,7 @@ func TestOpenRefusesDamagedDataDir(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			for _, off := range []int64{16, 4096 + 16} {
+			for _, off := range []int64{16, int64(os.Getpagesize()) + 16} { // bbolt's page size is the OS's
 				if _, err := f.WriteAt([]byte("garbage!"), off); err != nil {
 					t.Fatal(err)
 				}

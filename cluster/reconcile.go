@@ -232,9 +232,12 @@ func (r *Reconciler) Sync(ctx context.Context) {
 		if isFailed && fail.version == v.Version && (fail.retryAt.IsZero() || time.Now().Before(fail.retryAt)) {
 			continue
 		}
+		if ctx.Err() != nil {
+			return // the node is stopping: the rest of the pass is moot
+		}
 		start := time.Now()
 		err := r.load(ctx, name, v)
-		if errors.Is(err, runtime.ErrEngineClosed) {
+		if errors.Is(err, runtime.ErrEngineClosed) || errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			// The node is shutting down (its edge's grace ended, or the
 			// engine is closing): nothing is wrong with the version, and
 			// nothing will serve it here any more.

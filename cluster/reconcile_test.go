@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -375,10 +376,15 @@ func TestReconcilerCorruptModuleHeals(t *testing.T) {
 	}
 }
 
-// closedLoader fails every Load as an engine shutting down does.
-type closedLoader struct{ cluster.Loader }
+// closedLoader fails every Load as an engine shutting down does, and
+// counts them.
+type closedLoader struct {
+	cluster.Loader
+	loads *atomic.Int32
+}
 
-func (closedLoader) Load(context.Context, runtime.FunctionSpec) (*runtime.Function, error) {
+func (l closedLoader) Load(context.Context, runtime.FunctionSpec) (*runtime.Function, error) {
+	l.loads.Add(1)
 	return nil, fmt.Errorf("load: %w", runtime.ErrEngineClosed)
 }
 
@@ -386,11 +392,18 @@ func (closedLoader) Load(context.Context, runtime.FunctionSpec) (*runtime.Functi
 // at the end of the edge's grace) is no failure of the version: it is not
 // counted in gojinn_functions_failed nor logged as an error.
 func TestReconcilerShutdownIsNoLoadFailure(t *testing.T) {
-	env := newReconcileEnvWith(t, func(l cluster.Loader) cluster.Loader { return closedLoader{l} })
+	var loads atomic.Int32
+	env := newReconcileEnvWith(t, func(l cluster.Loader) cluster.Loader { return closedLoader{l, &loads} })
 	spec := env.put(runtimetest.WAT(t, "runtime/testdata/wat/tiny-reactor.wat"))
 	spec.Mode = storage.ModePooled
 	res := env.apply(storage.Command{Op: storage.OpDeploy, Name: "hello", Spec: &spec})
-	time.Sleep(300 * time.Millisecond) // a pass or two
+	deadline := time.Now().Add(10 * time.Second)
+	for loads.Load() < 2 { // two passes tried it, so the first one's outcome is recorded
+		if time.Now().After(deadline) {
+			t.Fatal("the reconciler never tried to load the version")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n := env.rec.Failing(); n != 0 {
 		t.Fatalf("Failing() = %d for a load the shutdown refused", n)
 	}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -45,6 +46,8 @@ type Blobs struct {
 	root    string // DIR/blobs/sha256
 	tmp     string // DIR/blobs/tmp
 	corrupt string // DIR/blobs/corrupt: blobs whose bytes failed their hash
+
+	syncedShards sync.Map // shard directories whose entry in root was fsynced
 }
 
 // OpenBlobs opens (creating if needed) the blob store under dir/blobs and
@@ -160,16 +163,19 @@ func (b *Blobs) write(r io.Reader, maxBytes int64, want string) (string, int64, 
 		return "", n, fmt.Errorf("%w: close %s: %w", ErrBlobStore, tmpName, err)
 	}
 	dst := b.path(sha)
-	_, statErr := os.Stat(filepath.Dir(dst))
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		return "", n, fmt.Errorf("%w: create %s: %w", ErrBlobStore, filepath.Dir(dst), err)
+	shard := filepath.Dir(dst)
+	if err := os.MkdirAll(shard, 0o700); err != nil {
+		return "", n, fmt.Errorf("%w: create %s: %w", ErrBlobStore, shard, err)
 	}
-	if errors.Is(statErr, fs.ErrNotExist) {
-		// A new shard directory: its entry in the store's root must be
-		// durable too, or the blob may vanish with it after a crash.
+	if _, synced := b.syncedShards.Load(shard); !synced {
+		// The shard directory's entry in the store's root must be durable
+		// too, or the blob may vanish with it after a crash: synced once
+		// per shard and process, also when another writer created it
+		// and has not synced the root yet.
 		if err := syncDir(b.root); err != nil {
 			return "", n, err
 		}
+		b.syncedShards.Store(shard, true)
 	}
 	if err := os.Rename(tmpName, dst); err != nil {
 		return "", n, fmt.Errorf("%w: move blob into place: %w", ErrBlobStore, err)
@@ -228,11 +234,11 @@ func checkSum(want string, h hash.Hash, what string) error {
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("blob store: open %s for fsync: %w", dir, err)
+		return fmt.Errorf("%w: open %s for fsync: %w", ErrBlobStore, dir, err)
 	}
 	defer func() { _ = d.Close() }()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("blob store: fsync %s: %w", dir, err)
+		return fmt.Errorf("%w: fsync %s: %w", ErrBlobStore, dir, err)
 	}
 	return nil
 }
@@ -287,9 +293,19 @@ func (b *Blobs) Open(sha string) (io.ReadCloser, int64, error) {
 	return &verifyingReader{f: f, h: sha256.New(), sha: sha, path: f.Name(), quarantine: b.quarantine}, fi.Size(), nil
 }
 
-// quarantine moves the corrupt file at path aside, so that the store no
-// longer has its blob, and says where it went (or why it could not).
-func (b *Blobs) quarantine(path, sha string) string {
+// quarantine moves the corrupt file read through read aside, so that the
+// store no longer has its blob, and says where it went (or why it could
+// not). A file that is no longer the one at path (a Put replaced it with
+// a verified copy while this reader read the old one) stays.
+func (b *Blobs) quarantine(read *os.File, path, sha string) string {
+	readFi, err1 := read.Stat()
+	pathFi, err2 := os.Stat(path)
+	if err1 == nil && err2 == nil && !os.SameFile(readFi, pathFi) {
+		return "already replaced by a new copy"
+	}
+	if errors.Is(err2, fs.ErrNotExist) {
+		return "another reader moved it aside already"
+	}
 	if err := os.MkdirAll(b.corrupt, 0o700); err != nil {
 		return fmt.Sprintf("it could not be moved aside (%v): delete it", err)
 	}
@@ -309,7 +325,7 @@ type verifyingReader struct {
 	h          hash.Hash
 	sha        string
 	path       string
-	quarantine func(path, sha string) string
+	quarantine func(read *os.File, path, sha string) string
 	err        error // sticky result once EOF was reached
 }
 
@@ -321,7 +337,7 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	v.h.Write(p[:n])
 	if err == io.EOF {
 		if cerr := checkSum(v.sha, v.h, "stored bytes"); cerr != nil {
-			where := v.quarantine(v.path, v.sha)
+			where := v.quarantine(v.f, v.path, v.sha)
 			v.err = fmt.Errorf("blob store: %s was corrupt: %w (%s; upload the module again: a redeploy does, and a cluster node fetches it from a peer)", v.path, cerr, where)
 		} else {
 			v.err = io.EOF

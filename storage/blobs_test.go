@@ -282,6 +282,24 @@ func TestBlobsCorruption(t *testing.T) {
 		t.Fatalf("ReadAll of a truncated blob: %v, want ErrHashMismatch", err)
 	}
 	repair()
+
+	// A reader of a corrupt copy that a Put replaced meanwhile does not
+	// move the new, good copy aside when it finds the old one bad.
+	if err := os.WriteFile(path, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	slow, _, err := b.Open(sha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	repair()
+	if _, err := io.Copy(io.Discard, slow); !errors.Is(err, ErrHashMismatch) || !strings.Contains(err.Error(), "already replaced") {
+		t.Fatalf("the slow reader of the old copy: %v, want a mismatch that leaves the new copy", err)
+	}
+	if got, err := b.ReadAll(sha); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the repaired blob after the slow reader: %d bytes, %v", len(got), err)
+	}
 	tmpEmpty(t, dir)
 }
 
