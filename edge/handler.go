@@ -166,11 +166,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) in
 		info.requestID, info.traceID = id, requestTraceID(r)
 	}
 	early := func() { w.Header().Set("X-Request-Id", id) }
-	early()
-	if code, done := serverLevel(w, r); done {
+	if code, done := serverLevel(w, r, early); done {
 		return code
 	}
-	w.Header().Del("X-Request-Id") // set again on every answer the edge gives itself
 	if p := r.URL.Path; strings.Contains(p, "/.") || strings.Contains(p, "//") {
 		// Route on the path the guest will see: /api/../admin must not
 		// match /api/*. Redirect like net/http's ServeMux does.
@@ -291,10 +289,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *served) in
 }
 
 // serverLevel answers the requests that are for the server, not for a
-// function, and reports whether it did.
-func serverLevel(w http.ResponseWriter, r *http.Request) (int, bool) {
+// function, and reports whether it did; it calls early (which sets the
+// X-Request-Id header) before it answers.
+func serverLevel(w http.ResponseWriter, r *http.Request, early func()) (int, bool) {
 	switch {
 	case r.Method == http.MethodConnect:
+		early()
 		// Plain CONNECT asks for a tunnel, extended CONNECT (HTTP/2 and
 		// HTTP/3 with :protocol, e.g. WebSocket) for another protocol on
 		// the stream: neither is served, and a function's 2xx would read
@@ -302,12 +302,14 @@ func serverLevel(w http.ResponseWriter, r *http.Request) (int, bool) {
 		http.Error(w, "CONNECT is not supported: this is not a proxy, and functions answer plain HTTP requests only", http.StatusNotImplemented)
 		return http.StatusNotImplemented, true
 	case r.Method == http.MethodOptions && r.RequestURI == "*":
+		early()
 		// The server as a whole, as net/http answers it over HTTP/1.1 and
 		// HTTP/2 before any handler: the same here over HTTP/3.
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusOK)
 		return http.StatusOK, true
 	case r.Method == "PRI" && r.RequestURI == "*":
+		early()
 		// An HTTP/2 connection preface on a plain-HTTP port (h2c with
 		// prior knowledge).
 		// The rest of the preface and the frames would parse as more
